@@ -1,0 +1,46 @@
+# The two commands of the README: `make dev` runs the platform on embedded defaults, `make test` runs the tests.
+# Both install what they need first: a virtualenv with the project, and (as root) the testbed's Debian
+# packages and its Kubernetes build, cached in $(TESTBED_CACHE) outside the repository.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+export TESTBED_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deploy-mcp-testbed
+
+.PHONY: dev test install testbed lint typecheck unit bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 needed"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+dev: install
+	$(BIN)/deploy-mcp dev
+
+testbed: install
+	$(BIN)/deploy-mcp testbed build
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+test: install testbed lint typecheck
+	$(BIN)/pytest -q -ra
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

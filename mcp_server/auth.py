@@ -1,0 +1,79 @@
+"""Who is calling. Over stdio: the local operator named in the settings. Over HTTP: a bearer API token,
+looked up by its SHA-256 in `api_tokens`; an unknown, revoked or expired token gets 401 before any tool runs.
+(OAuth 2.1 with GitHub login plugs in here later as another `TokenVerifier`.)
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+
+from mcp_server.config import ALL_SCOPES, Settings
+from mcp_server.store import PgStore
+from tools._runtime import Principal
+
+TOKEN_PREFIX = "dmcp_"  # noqa: S105 (a prefix, not a secret)
+
+
+def new_token() -> str:
+    """`dmcp_` + 256 random bits: the prefix lets secret scanners and our own redaction recognise it."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def check_scopes(scopes: list[str]) -> list[str]:
+    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {unknown}; known scopes: {list(ALL_SCOPES)}")
+    return sorted(set(scopes))
+
+
+async def create_token(
+    store: PgStore, tenant: str, subject: str, scopes: list[str], expires_at: datetime | None = None
+) -> str:
+    token = new_token()
+    await store.create_token(tenant, subject, check_scopes(scopes), token, expires_at)
+    return token
+
+
+class ApiTokenVerifier:
+    """`mcp.server.auth.provider.TokenVerifier` over the `api_tokens` table."""
+
+    def __init__(self, store: PgStore) -> None:
+        self.store = store
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        row = await self.store.find_token(token)
+        if row is None:
+            return None
+        expires = row["expires_at"]
+        return AccessToken(
+            token=token,
+            client_id=f"token:{row['id']}",
+            scopes=list(row["scopes"]),
+            expires_at=int(expires.timestamp()) if expires else None,
+            subject=row["subject"],
+            claims={"tenant": row["tenant"]},
+        )
+
+
+def operator_principal(settings: Settings, via: str = "stdio") -> Principal:
+    op = settings.operator
+    return Principal(tenant=op.tenant, subject=op.subject, scopes=frozenset(op.scopes), via=via)
+
+
+def principal_from_request() -> Principal | None:
+    """The principal of the HTTP request being served, or None outside an authenticated request."""
+    token = get_access_token()
+    if token is None or not token.claims or "tenant" not in token.claims:
+        return None
+    return Principal(
+        tenant=str(token.claims["tenant"]),
+        subject=token.subject or token.client_id,
+        scopes=frozenset(token.scopes),
+        via="http-token",
+    )

@@ -1,0 +1,121 @@
+"""One settings object for every command, read from env vars (`DEPLOY_MCP_*`) and an optional TOML file.
+
+Precedence, highest first: constructor arguments (the CLI's flags), environment variables, the TOML file
+named by `DEPLOY_MCP_CONFIG`, the defaults below. Every field says what it means and why its default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ALL_SCOPES = ("apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read")
+
+
+def default_state_dir() -> Path:
+    """Where `deploy-mcp dev` keeps its data: FHS for root (a system service), XDG for a user."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/deploy-mcp")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "deploy-mcp"
+
+
+class Operator(BaseModel):
+    """The principal of a stdio session: whoever started the process on this machine."""
+
+    tenant: str = Field("local", description="Tenant the local operator acts in (DNS-1123 label).")
+    subject: str = Field("operator", description="Name recorded in audit rows for stdio calls.")
+    scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES), description="Scopes granted.")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DEPLOY_MCP_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="Data of the embedded services (Postgres, Temporal), the dev secrets key and PID files.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="Postgres URL. Unset: `dev` starts an embedded Postgres; `serve`/`worker` require it.",
+    )
+    temporal_address: str | None = Field(
+        None, description="host:port of Temporal's frontend. Unset: `dev` starts a Temporal dev server."
+    )
+    temporal_namespace: str = Field("default", description="Temporal namespace for all workflows.")
+    task_queue: str = Field("deploy-mcp", description="Temporal task queue the worker polls.")
+    kubeconfig: Path | None = Field(
+        None,
+        description="Kubeconfig of the cluster to reconcile. Unset: `KUBECONFIG`, then in-cluster config; "
+        "`dev` brings up the local testbed when it can.",
+    )
+    http_host: str = Field("127.0.0.1", description="Bind address of the streamable HTTP transport (loopback).")
+    http_port: int = Field(8765, ge=1, le=65535, description="Port of the streamable HTTP transport.")
+    http_path: str = Field("/mcp", description="URL path of the MCP endpoint.")
+    public_url: str | None = Field(
+        None, description="URL clients use to reach the server (OAuth resource id). Default: from host/port/path."
+    )
+    operator: Operator = Field(default_factory=Operator, description="The principal of stdio sessions.")
+    platform_domain: str = Field(
+        "localhost",
+        description="Apps get <app>-<project>-<tenant>.apps.<platform_domain>; `localhost` resolves to "
+        "127.0.0.1 in curl and browsers, so dev URLs work with no DNS.",
+    )
+    runtime_class: str = Field("gvisor", description="RuntimeClass of every customer pod (the sandbox).")
+    registry: str = Field("127.0.0.1:5000", description="OCI registry host[:port] builds push to.")
+    secrets_key: SecretStr | None = Field(
+        None,
+        description="Fernet key encrypting secret values at rest. Unset: generated once into "
+        "<state_dir>/secrets.key (fine for dev; set it explicitly in production).",
+    )
+    progress_wait_seconds: float = Field(
+        60.0, ge=0, le=600, description="How long a tool waits for a workflow before returning its ids."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("DEPLOY_MCP_CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"DEPLOY_MCP_CONFIG names {config_file}, which is not a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    def resolved_database_url(self) -> str | None:
+        """`DEPLOY_MCP_DATABASE_URL`, else the conventional `DATABASE_URL`."""
+        return self.database_url or os.environ.get("DATABASE_URL") or None
+
+    def resolved_kubeconfig(self) -> Path | None:
+        if self.kubeconfig:
+            return self.kubeconfig
+        env = os.environ.get("KUBECONFIG")
+        return Path(env.split(os.pathsep)[0]) if env else None
+
+    def mcp_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}{self.http_path}"
+
+    def apps_domain(self) -> str:
+        return f"apps.{self.platform_domain}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

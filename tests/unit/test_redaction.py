@@ -1,0 +1,30 @@
+"""Redaction of audit arguments: declared secret args, secret-looking keys, credential-looking values."""
+
+from tools.redaction import REDACTED, redact
+
+
+def test_declared_secret_arguments_keep_names_lose_values() -> None:
+    out = redact({"values": {"DB_PASSWORD": "hunter2", "API": "x"}, "app": "web"}, frozenset({"values"}))
+    assert out == {"values": {"DB_PASSWORD": REDACTED, "API": REDACTED}, "app": "web"}
+
+
+def test_secret_looking_keys_are_redacted_anywhere() -> None:
+    out = redact({"env": {"STRIPE_SECRET_KEY": "sk_live_1", "PORT": "8080"}, "git": {"token": "abc"}})
+    assert out["env"] == {"STRIPE_SECRET_KEY": REDACTED, "PORT": "8080"}
+    assert out["git"] == {"token": REDACTED}
+    assert redact({"secrets": {"A": "b"}})["secrets"] == {"A": REDACTED}
+
+
+def test_credential_looking_values_are_redacted() -> None:
+    out = redact({
+        "note": "dmcp_" + "x" * 40,
+        "gh": "ghp_" + "a" * 36,
+        "key": "-----BEGIN OPENSSH PRIVATE KEY-----\nabc",
+        "url": "https://bob:s3cret@git.example.com/repo.git",
+        "plain": "hello",
+        "n": 3,
+    })
+    assert out["note"] == REDACTED and out["gh"] == REDACTED and out["key"] == REDACTED
+    assert out["url"] == f"https://bob:{REDACTED}@git.example.com/repo.git"
+    assert out["plain"] == "hello" and out["n"] == 3
+    assert "s3cret" not in str(out)

@@ -1,0 +1,26 @@
+"""Argument types shared by the tool families, with the descriptions the agent reads in the schema."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from tools.errors import InvalidInput
+from workflows.names import NAME_MAX, name_problem, suggest_name
+
+ProjectName = Annotated[
+    str, Field(description=f"Project name: lowercase DNS label, at most {NAME_MAX} characters.", max_length=200)
+]
+AppName = Annotated[
+    str, Field(description=f"App name within the project: lowercase DNS label, at most {NAME_MAX} characters.",
+               max_length=200)
+]
+
+
+def check_name(field: str, value: str) -> str:
+    """Validate a platform name here rather than in the schema, so the error names the fix."""
+    problem = name_problem(value)
+    if problem:
+        raise InvalidInput(field, f"{value!r} {problem}", f"use a name like {suggest_name(value)!r}")
+    return value

@@ -1,0 +1,129 @@
+"""The context every tool runs in: who is calling, what the platform offers, the audit row being written.
+
+The server sets it for the duration of one `tools/call` (see `mcp_server/server.py`); a tool reads it with
+`call()`. A context variable rather than a parameter keeps the tools' MCP signatures exactly the agent's
+arguments.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp.types import ToolAnnotations
+
+from tools.errors import Forbidden
+from tools.ports import Store
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a subject acting in one tenant with some scopes."""
+
+    tenant: str
+    subject: str
+    scopes: frozenset[str]
+    via: str  # "stdio", "http-token", "memory": how the principal was established
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """The settings tools need, handed down from `mcp_server.config.Settings`."""
+
+    apps_domain: str
+    progress_wait_seconds: float = 60.0
+
+
+@dataclass
+class AuditNotes:
+    """What a tool adds to its audit row while it runs."""
+
+    workflow_id: str | None = None
+    k8s_refs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CallContext:
+    principal: Principal
+    store: Store
+    config: PlatformConfig
+    audit: AuditNotes = field(default_factory=AuditNotes)
+
+    def require(self, scope: str) -> None:
+        if not self.principal.has(scope):
+            raise Forbidden(
+                f"This call needs the scope `{scope}`; your credential has {sorted(self.principal.scopes)}.",
+                hint="Ask the operator for a token with that scope (`deploy-mcp token create --scope ...`).",
+            )
+
+
+_current: contextvars.ContextVar[CallContext] = contextvars.ContextVar("deploy_mcp_call")
+
+
+def call() -> CallContext:
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("a tool ran outside a deploy-mcp tool call (no CallContext set)") from None
+
+
+def enter_call(ctx: CallContext) -> contextvars.Token[CallContext]:
+    return _current.set(ctx)
+
+
+def exit_call(token: contextvars.Token[CallContext]) -> None:
+    _current.reset(token)
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """One agent-facing tool: the function the SDK wraps, and what the server checks before running it."""
+
+    fn: Callable[..., Any]
+    name: str
+    title: str
+    scope: str | None
+    annotations: ToolAnnotations
+    secret_args: frozenset[str] = frozenset()
+
+
+REGISTRY: list[ToolSpec] = []
+
+
+def tool(
+    *,
+    title: str,
+    scope: str | None,
+    read_only: bool = False,
+    destructive: bool = False,
+    idempotent: bool = False,
+    open_world: bool = False,
+    secret_args: frozenset[str] = frozenset(),
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a tool. `scope` is checked before the tool runs; `secret_args` are redacted whole in audit."""
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        REGISTRY.append(
+            ToolSpec(
+                fn=fn,
+                name=fn.__name__,
+                title=title,
+                scope=scope,
+                annotations=ToolAnnotations(
+                    title=title,
+                    read_only_hint=read_only,
+                    destructive_hint=destructive,
+                    idempotent_hint=idempotent,
+                    open_world_hint=open_world,
+                ),
+                secret_args=secret_args,
+            )
+        )
+        return fn
+
+    return register

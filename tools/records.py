@@ -1,0 +1,81 @@
+"""The platform's records as the store hands them to tools and workflows: plain, typed, immutable."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Outcome = Literal["ok", "error", "denied", "invalid"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class TenantRecord(Record):
+    id: UUID
+    name: str
+
+
+class ProjectRecord(Record):
+    id: UUID
+    tenant: str
+    name: str
+    namespace: str
+    created_at: datetime
+    app_count: int = 0
+
+
+class AppRecord(Record):
+    id: UUID
+    tenant: str
+    project: str
+    name: str
+    namespace: str
+    hostname: str
+    spec: dict[str, Any]
+    status: str
+    serving_deployment_id: UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeploymentRecord(Record):
+    id: UUID
+    app_id: UUID
+    seq: int
+    kind: Literal["deploy", "rollback"]
+    phase: str
+    source: dict[str, Any]
+    image: str | None
+    image_digest: str | None
+    commit_sha: str | None
+    config: dict[str, Any]
+    secrets_version: int
+    rollback_of: UUID | None
+    workflow_id: str
+    idempotency_key: str | None
+    error: dict[str, Any] | None
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+    healthy_at: datetime | None
+
+
+class AuditEvent(Record):
+    id: int | None = None
+    at: datetime | None = None
+    tenant: str | None
+    principal: str
+    transport: str
+    tool: str
+    request_id: str | None
+    arguments: dict[str, Any]
+    outcome: Outcome
+    error: str | None = None
+    workflow_id: str | None = None
+    k8s_refs: list[str] = Field(default_factory=list)
+    duration_ms: int

@@ -1,0 +1,99 @@
+"""Output models shared by several tool families, and the conversions from store records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from tools.records import AppRecord, DeploymentRecord
+from workflows.names import release_name
+
+
+class DeploymentError(BaseModel):
+    reason: str = Field(description="Classified cause, e.g. ImagePullBackOff, CrashLoopBackOff, BuildFailed.")
+    message: str
+    hint: str | None = Field(None, description="What to do about it.")
+    evidence: list[str] = Field(default_factory=list, description="Short evidence: events, last log lines.")
+
+
+class DeploymentView(BaseModel):
+    id: UUID
+    release: str = Field(description="Release name (the Kubernetes Deployment), e.g. web-r3.")
+    kind: str
+    phase: str
+    serving: bool = Field(description="True when the app's Service selects this release.")
+    image: str | None
+    image_digest: str | None
+    commit_sha: str | None
+    secrets_version: int
+    rollback_of: UUID | None
+    workflow_id: str
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+    error: DeploymentError | None
+
+
+def deployment_view(d: DeploymentRecord, app: AppRecord) -> DeploymentView:
+    return DeploymentView(
+        id=d.id,
+        release=release_name(app.name, d.seq),
+        kind=d.kind,
+        phase=d.phase,
+        serving=app.serving_deployment_id == d.id,
+        image=d.image,
+        image_digest=d.image_digest,
+        commit_sha=d.commit_sha,
+        secrets_version=d.secrets_version,
+        rollback_of=d.rollback_of,
+        workflow_id=d.workflow_id,
+        created_by=d.created_by,
+        created_at=d.created_at,
+        finished_at=d.finished_at,
+        error=DeploymentError.model_validate(d.error) if d.error else None,
+    )
+
+
+class AppSummary(BaseModel):
+    project: str
+    name: str
+    url: str
+    status: str
+    serving_deployment_id: UUID | None
+    updated_at: datetime
+
+
+class AppView(AppSummary):
+    namespace: str
+    port: int | None
+    replicas: int | None
+    env_names: list[str] = Field(description="Names of plain environment variables (values not shown).")
+    strategy: str = Field(description="blue-green, or recreate for apps with a single-node volume.")
+    spec: dict[str, Any] = Field(description="The app's current configuration, env values omitted.")
+    deployments: list[DeploymentView] = Field(description="Most recent releases, newest first.")
+
+
+def app_url(app: AppRecord) -> str:
+    return f"https://{app.hostname}"
+
+
+def app_summary(app: AppRecord) -> AppSummary:
+    return AppSummary(project=app.project, name=app.name, url=app_url(app), status=app.status,
+                      serving_deployment_id=app.serving_deployment_id, updated_at=app.updated_at)
+
+
+def app_view(app: AppRecord, deployments: list[DeploymentRecord]) -> AppView:
+    spec = {k: v for k, v in app.spec.items() if k != "env"}
+    return AppView(
+        **app_summary(app).model_dump(),
+        namespace=app.namespace,
+        port=app.spec.get("port"),
+        replicas=app.spec.get("replicas"),
+        env_names=sorted((app.spec.get("env") or {}).keys()),
+        strategy=app.spec.get("strategy", "blue-green"),
+        spec=spec,
+        deployments=[deployment_view(d, app) for d in deployments],
+    )
