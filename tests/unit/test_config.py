@@ -40,5 +40,5 @@ def test_unknown_keys_and_bad_values_are_refused(tmp_path: Path, monkeypatch: py
     with pytest.raises(ValidationError, match="http_port"):
         load_settings(http_port=70000)
     monkeypatch.setenv("DEPLOY_MCP_CONFIG", str(tmp_path / "missing.toml"))
-    with pytest.raises(FileNotFoundError, match="missing.toml"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.toml"):
         load_settings()
