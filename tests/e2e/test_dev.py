@@ -40,8 +40,9 @@ async def _whoami(url: str, token: str) -> dict[str, Any]:
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as h, \
             Client(streamable_http_client(url, http_client=h)) as c:
         r = await c.call_tool("whoami", {})
-    assert r.structured_content is not None
-    return r.structured_content
+    content: dict[str, Any] | None = r.structured_content
+    assert content is not None
+    return content
 
 
 @pytest.mark.timeout(300)
