@@ -52,6 +52,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    from mcp_server.worker import run_worker
+
+    asyncio.run(run_worker(_settings(args)))
+    return 0
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from mcp_server.dev import run_dev
 
@@ -133,6 +140,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", dest="http_port", type=int)
     s.set_defaults(fn=cmd_serve)
 
+    sub.add_parser("worker", help="run the Temporal worker that reconciles the cluster").set_defaults(fn=cmd_worker)
     sub.add_parser("migrate", help="apply the Postgres schema migrations").set_defaults(fn=cmd_migrate)
 
     d = sub.add_parser("dev", help="everything on embedded defaults: Postgres, Temporal, testbed, worker, HTTP")

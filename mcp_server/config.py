@@ -79,6 +79,15 @@ class Settings(BaseSettings):
         description="Fernet key encrypting secret values at rest. Unset: generated once into "
         "<state_dir>/secrets.key (fine for dev; set it explicitly in production).",
     )
+    insecure_registries: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost"],
+        description="Registry hosts reached over plain http (loopback only by default).",
+    )
+    ingress_class: str | None = Field(None, description="IngressClass of app Ingresses; unset: the cluster default.")
+    ready_timeout_seconds: int = Field(300, ge=10, le=3600, description="How long a release may take to be Ready.")
+    rollback_window_seconds: int = Field(
+        900, ge=0, le=86400, description="How long the previous release stays scaled after a switch (instant rollback)."
+    )
     progress_wait_seconds: float = Field(
         60.0, ge=0, le=600, description="How long a tool waits for a workflow before returning its ids."
     )

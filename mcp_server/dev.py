@@ -113,12 +113,17 @@ async def _serve(settings: Settings, has_cluster: bool) -> int:
     assert url
     applied = await migrate(url)
     say(f"schema: {'applied ' + ', '.join(applied) if applied else 'up to date'}")
-    async with server_deps(settings, url) as deps:
+    async with server_deps(settings, url, with_workflows=has_cluster) as deps:
         token = await create_token(deps.store, settings.operator.tenant, "dev", list(ALL_SCOPES))
         server = make_server(settings, deps, "http")
         http = http_server(settings, server)
         tasks: list[asyncio.Task[None]] = []
-        if not has_cluster:
+        if has_cluster:
+            from mcp_server.worker import run_worker
+
+            tasks.append(asyncio.create_task(run_worker(settings), name="worker"))
+            say(f"worker: polling task queue {settings.task_queue!r}")
+        else:
             say("no cluster: read tools work; tools that change apps will report that no cluster is configured")
         say(f"MCP over streamable HTTP at {settings.mcp_url()}")
         print(client_configs(settings, token), flush=True)

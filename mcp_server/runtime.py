@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,10 @@ from mcp_server.auth import operator_principal
 from mcp_server.config import Settings
 from mcp_server.server import DeployMCP, ServerDeps, build_server
 from mcp_server.store import PgStore
+from mcp_server.temporal import TemporalWorkflows, connect
 from tools._runtime import PlatformConfig
+from workflows.adapters.registry import OciRegistry
+from workflows.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +32,41 @@ def require_database_url(settings: Settings) -> str:
 
 
 def platform_config(settings: Settings) -> PlatformConfig:
-    return PlatformConfig(apps_domain=settings.apps_domain(), progress_wait_seconds=settings.progress_wait_seconds)
+    return PlatformConfig(
+        apps_domain=settings.apps_domain(), progress_wait_seconds=settings.progress_wait_seconds,
+        runtime_class=settings.runtime_class or None, ingress_class=settings.ingress_class,
+        ready_timeout_seconds=settings.ready_timeout_seconds, rollback_window_seconds=settings.rollback_window_seconds,
+    )
+
+
+def load_secretbox(settings: Settings) -> SecretBox:
+    """The configured key, else one generated once into the state directory (0600), which suits `dev`."""
+    if settings.secrets_key is not None:
+        return SecretBox(settings.secrets_key.get_secret_value())
+    path = settings.state_dir / "secrets.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(SecretBox.generate_key())
+        log.warning("generated a secrets key in %s; set DEPLOY_MCP_SECRETS_KEY in production", path)
+    return SecretBox(path.read_text().strip())
 
 
 @asynccontextmanager
-async def server_deps(settings: Settings, database_url: str) -> AsyncIterator[ServerDeps]:
+async def server_deps(settings: Settings, database_url: str, *, with_workflows: bool = True
+                      ) -> AsyncIterator[ServerDeps]:
+    """The server's clients. Without workflows (no cluster) the read tools still work."""
     store = await PgStore.open(database_url)
+    registry = OciRegistry(insecure_hosts=settings.insecure_registries)
     try:
-        yield ServerDeps(store=store, config=platform_config(settings))
+        workflows = None
+        if with_workflows:
+            workflows = TemporalWorkflows(await connect(settings), settings.task_queue)
+        yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
+                         secretbox=load_secretbox(settings))
     finally:
+        await registry.aclose()
         await store.close()
 
 

@@ -23,8 +23,10 @@ from mcp_server.store import PgStore
 from tools import all_tools
 from tools._runtime import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
 from tools.errors import Forbidden, InvalidInput, PlatformError
+from tools.ports import Images, Workflows
 from tools.records import AuditEvent, Outcome
 from tools.redaction import redact
+from workflows.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ Long operations return ids at once and report progress while you wait; query the
 class ServerDeps:
     store: PgStore
     config: PlatformConfig
+    workflows: Workflows | None = None
+    images: Images | None = None
+    secretbox: SecretBox | None = None
 
 
 class DeployMCP(MCPServer[Any]):
@@ -98,6 +103,9 @@ class DeployMCP(MCPServer[Any]):
             principal=principal or Principal("", "anonymous", frozenset(), self.transport),
             store=self.deps.store,
             config=self.deps.config,
+            workflows=self.deps.workflows,
+            images=self.deps.images,
+            secretbox=self.deps.secretbox,
         )
         outcome: Outcome = "ok"
         error: str | None = None

@@ -17,7 +17,18 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from tools.records import AppRecord, AuditEvent, DeploymentRecord, ProjectRecord, TenantRecord
+from tools.errors import Conflict, NotFound
+from tools.records import (
+    AppRecord,
+    AuditEvent,
+    DeploymentRecord,
+    NewRelease,
+    ProjectRecord,
+    ReleaseClaim,
+    SecretVersion,
+    TenantRecord,
+)
+from workflows.contracts import TERMINAL_PHASES
 from workflows.names import namespace_name
 
 MIGRATION_LOCK = 0x646D6370  # "dmcp": one migrator at a time across processes
@@ -166,6 +177,194 @@ class PgStore:
             "SELECT * FROM deployments WHERE app_id = %s ORDER BY seq DESC LIMIT %s", app_id, limit
         )
         return [DeploymentRecord.model_validate(r) for r in rows]
+
+    async def get_deployment(self, tenant: str, deployment_id: UUID) -> DeploymentRecord | None:
+        row = await self._one(
+            "SELECT d.* FROM deployments d JOIN apps a ON a.id = d.app_id JOIN projects p ON p.id = a.project_id "
+            "JOIN tenants t ON t.id = p.tenant_id WHERE d.id = %s AND t.name = %s",
+            deployment_id, tenant,
+        )
+        return DeploymentRecord.model_validate(row) if row else None
+
+    async def hostname_owner(self, hostname: str) -> UUID | None:
+        row = await self._one("SELECT id FROM apps WHERE hostname = %s", hostname)
+        return UUID(str(row["id"])) if row else None
+
+    async def in_flight(self, app_id: UUID) -> list[DeploymentRecord]:
+        rows = await self._all(
+            "SELECT * FROM deployments WHERE app_id = %s AND phase <> ALL(%s) ORDER BY seq",
+            app_id, list(TERMINAL_PHASES),
+        )
+        return [DeploymentRecord.model_validate(r) for r in rows]
+
+    # secrets (values only ever as ciphertext)
+
+    async def current_secrets(self, app_id: UUID) -> SecretVersion:
+        row = await self._one(
+            "SELECT version, names, ciphertext FROM secret_versions WHERE app_id = %s ORDER BY version DESC LIMIT 1",
+            app_id,
+        )
+        if row is None:
+            return SecretVersion(version=0, names=[], ciphertext=None)
+        return SecretVersion(version=row["version"], names=list(row["names"]), ciphertext=bytes(row["ciphertext"]))
+
+    async def secret_ciphertext(self, app_id: UUID, version: int) -> bytes | None:
+        row = await self._one(
+            "SELECT ciphertext FROM secret_versions WHERE app_id = %s AND version = %s", app_id, version
+        )
+        return bytes(row["ciphertext"]) if row else None
+
+    async def add_secret_version(
+        self, app_id: UUID, base_version: int, names: list[str], ciphertext: bytes, created_by: str
+    ) -> int:
+        """Version `base_version + 1`; a concurrent writer that got there first makes this raise Conflict."""
+        try:
+            await self._one(
+                "INSERT INTO secret_versions (app_id, version, names, ciphertext, created_by) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING version",
+                app_id, base_version + 1, sorted(names), ciphertext, created_by,
+            )
+        except psycopg.errors.UniqueViolation as e:
+            raise Conflict("The app's secrets changed while this call ran.", hint="Call it again.") from e
+        return base_version + 1
+
+    # releases
+
+    async def create_release(self, req: NewRelease) -> ReleaseClaim:
+        """Record a release atomically under the app's row lock: the same call retried (same idempotency key,
+        or the same digest + config + secrets as the latest live release) returns the release recorded first."""
+        async with self.pool.connection() as conn, conn.transaction():
+            project = await self.ensure_project(req.tenant, req.project) if req.create else \
+                await self.get_project(req.tenant, req.project)
+            if project is None:
+                raise NotFound("project", req.project, hint="Call `list_projects`; `create_app` creates projects.")
+            created_app = False
+            if req.create:
+                try:
+                    async with conn.transaction():
+                        cur = await conn.execute(
+                            "INSERT INTO apps (project_id, name, spec, hostname) VALUES (%s, %s, %s, %s) "
+                            "ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
+                            (project.id, req.app, Jsonb(req.config), req.hostname),
+                        )
+                        created_app = await cur.fetchone() is not None
+                except psycopg.errors.UniqueViolation as e:
+                    raise Conflict(
+                        f"The hostname {req.hostname} is already used by another app.",
+                        hint="Choose another app or project name.",
+                    ) from e
+            cur = await conn.execute(
+                "SELECT id FROM apps WHERE project_id = %s AND name = %s AND deleted_at IS NULL FOR UPDATE",
+                (project.id, req.app),
+            )
+            locked = await cur.fetchone()
+            if locked is None:
+                raise NotFound("app", f"{req.project}/{req.app}", hint="Create it with `create_app`.")
+            app_id = locked["id"]
+            existing = await self._same_release(conn, app_id, req)
+            if existing is not None:
+                return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=existing, created=False)
+            if req.create and not created_app:
+                raise Conflict(
+                    f"The app {req.project}/{req.app} already exists.",
+                    hint="Use `deploy` to release a new version, or pass the same `idempotency_key` to retry.",
+                )
+            secrets_version = req.base_secrets_version
+            if req.new_secret_ciphertext is not None:
+                cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM secret_versions WHERE app_id = %s",
+                                         (app_id,))
+                current = (await cur.fetchone() or {"v": 0})["v"]
+                if current != req.base_secrets_version:
+                    raise Conflict("The app's secrets changed while this call ran.", hint="Call it again.")
+                secrets_version = current + 1
+                await conn.execute(
+                    "INSERT INTO secret_versions (app_id, version, names, ciphertext, created_by) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (app_id, secrets_version, sorted(req.new_secret_names or []), req.new_secret_ciphertext,
+                     req.created_by),
+                )
+            cur = await conn.execute("SELECT coalesce(max(seq), 0) + 1 AS seq FROM deployments WHERE app_id = %s",
+                                     (app_id,))
+            seq = (await cur.fetchone() or {"seq": 1})["seq"]
+            cur = await conn.execute(
+                "INSERT INTO deployments (app_id, seq, kind, source, image, image_digest, commit_sha, config, "
+                "secrets_version, rollback_of, workflow_id, idempotency_key, created_by) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                (app_id, seq, req.kind, Jsonb(req.source), req.image, req.image_digest, req.commit_sha,
+                 Jsonb(req.config), secrets_version, req.rollback_of, f"{req.workflow_id_prefix}{seq}",
+                 req.idempotency_key, req.created_by),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            await conn.execute("UPDATE apps SET spec = %s, updated_at = now() WHERE id = %s",
+                               (Jsonb(req.config), app_id))
+            return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=DeploymentRecord.model_validate(row),
+                                created=True)
+
+    @staticmethod
+    async def _app_in(conn: psycopg.AsyncConnection[dict[str, Any]], app_id: UUID) -> AppRecord:
+        cur = await conn.execute(_APP_SELECT + "WHERE a.id = %s", (app_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return AppRecord.model_validate(row)
+
+    @staticmethod
+    async def _same_release(
+        conn: psycopg.AsyncConnection[dict[str, Any]], app_id: UUID, req: NewRelease
+    ) -> DeploymentRecord | None:
+        if req.idempotency_key:
+            cur = await conn.execute("SELECT * FROM deployments WHERE app_id = %s AND idempotency_key = %s",
+                                     (app_id, req.idempotency_key))
+            row = await cur.fetchone()
+            return DeploymentRecord.model_validate(row) if row else None
+        cur = await conn.execute("SELECT * FROM deployments WHERE app_id = %s ORDER BY seq DESC LIMIT 1", (app_id,))
+        row = await cur.fetchone()
+        if row is None or row["phase"] in ("failed", "cancelled") or row["kind"] != req.kind:
+            return None
+        latest = DeploymentRecord.model_validate(row)
+        same = (latest.image_digest == req.image_digest and latest.config == req.config
+                and req.new_secret_ciphertext is None and latest.secrets_version == req.base_secrets_version)
+        return latest if same else None
+
+    async def set_deployment_phase(self, deployment_id: UUID, phase: str) -> None:
+        # never move a finished release back (a retried activity may arrive late)
+        await self._one(
+            "UPDATE deployments SET phase = %s WHERE id = %s AND phase <> ALL(%s) RETURNING id",
+            phase, deployment_id, list(TERMINAL_PHASES),
+        )
+
+    async def finish_deployment(
+        self, deployment_id: UUID, app_id: UUID, phase: str, serving: bool, error: dict[str, Any] | None
+    ) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE deployments SET phase = %s, error = %s, finished_at = coalesce(finished_at, now()), "
+                "healthy_at = CASE WHEN %s = 'succeeded' THEN coalesce(healthy_at, now()) ELSE healthy_at END "
+                "WHERE id = %s",
+                (phase, Jsonb(error) if error else None, phase, deployment_id),
+            )
+            if serving:
+                await conn.execute(
+                    "UPDATE apps SET serving_deployment_id = %s, status = 'running', updated_at = now() "
+                    "WHERE id = %s AND deleted_at IS NULL",
+                    (deployment_id, app_id),
+                )
+            elif phase == "failed":
+                await conn.execute(
+                    "UPDATE apps SET status = 'failed', updated_at = now() "
+                    "WHERE id = %s AND serving_deployment_id IS NULL AND deleted_at IS NULL",
+                    (app_id,),
+                )
+
+    async def mark_app_deleting(self, app_id: UUID) -> None:
+        await self._one("UPDATE apps SET status = 'deleting', updated_at = now() WHERE id = %s RETURNING id", app_id)
+
+    async def mark_app_deleted(self, app_id: UUID) -> None:
+        await self._one(
+            "UPDATE apps SET status = 'deleted', deleted_at = coalesce(deleted_at, now()), updated_at = now() "
+            "WHERE id = %s RETURNING id",
+            app_id,
+        )
 
     # audit
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from mcp.types import ToolAnnotations
 
-from tools.errors import Forbidden
-from tools.ports import Store
+from tools.errors import Forbidden, Unavailable
+from tools.ports import Images, Store, Workflows
+from workflows.secretbox import SecretBox
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class PlatformConfig:
 
     apps_domain: str
     progress_wait_seconds: float = 60.0
+    runtime_class: str | None = "gvisor"
+    ingress_class: str | None = None
+    ready_timeout_seconds: int = 300
+    rollback_window_seconds: int = 900
 
 
 @dataclass
@@ -52,7 +57,30 @@ class CallContext:
     principal: Principal
     store: Store
     config: PlatformConfig
+    workflows: Workflows | None = None
+    images: Images | None = None
+    secretbox: SecretBox | None = None
     audit: AuditNotes = field(default_factory=AuditNotes)
+
+    def require_workflows(self) -> Workflows:
+        if self.workflows is None:
+            raise Unavailable(
+                "This platform has no cluster and worker configured, so apps cannot be changed now.",
+                hint="Read tools still work. The operator should set KUBECONFIG (or run `deploy-mcp dev` as "
+                     "root for the local testbed) and start `deploy-mcp worker`.",
+            )
+        return self.workflows
+
+    def require_images(self) -> Images:
+        if self.images is None:
+            raise Unavailable("No image registry client is configured.", hint="Tell the operator.")
+        return self.images
+
+    def require_secretbox(self) -> SecretBox:
+        if self.secretbox is None:
+            raise Unavailable("No secrets key is configured, so secret values cannot be stored.",
+                              hint="The operator should set DEPLOY_MCP_SECRETS_KEY.")
+        return self.secretbox
 
     def require(self, scope: str) -> None:
         if not self.principal.has(scope):

@@ -1,13 +1,30 @@
-"""Apps: list and inspect. (`create_app`, `deploy` and `delete_app` join this family with the deploy workflow.)"""
+"""Apps: create, deploy, inspect, delete."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+import asyncio
+import time
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, Field
 
 from tools._args import AppName, ProjectName, check_name
-from tools._runtime import call, tool
-from tools.errors import NotFound
+from tools._runtime import CallContext, call, tool
+from tools.errors import InvalidInput, NotFound
+from tools.releases import (
+    ImageSource,
+    ReleaseResult,
+    check_env,
+    parse_source,
+    record_and_start,
+    resolve_source,
+    wait_with_progress,
+)
 from tools.views import AppSummary, AppView, app_summary, app_view
+from workflows.contracts import DeleteAppInput
+from workflows.delete import delete_workflow_id
+from workflows.specs import AppConfig, HealthCheck, Resources
 
 
 class AppList(BaseModel):
@@ -34,3 +51,172 @@ async def get_app(project: ProjectName, app: AppName) -> AppView:
     if row is None:
         raise NotFound("app", f"{project}/{app}", hint="Call `list_apps` to see the apps you have.")
     return app_view(row, await c.store.list_deployments(row.id, limit=10))
+
+
+Wait = Annotated[int | None, Field(ge=0, le=300, description="Seconds to wait for the release while reporting "
+                                                             "progress (default 60); 0 returns at once.")]
+IdempotencyKey = Annotated[str | None, Field(description="Retrying with the same key returns the same release "
+                                                         "and starts nothing new.", max_length=128)]
+
+
+@tool(title="Create app", scope="apps:write", idempotent=True, open_world=True, secret_args=frozenset({"secrets"}))
+async def create_app(
+    project: ProjectName,
+    name: AppName,
+    source: ImageSource,
+    port: Annotated[int, Field(ge=1, le=65535, description="Port the app listens on in its container.")],
+    ctx: Context,
+    env: Annotated[dict[str, str] | None, Field(description="Plain environment variables (visible in get_app "
+                                                             "by name).")] = None,
+    secrets: Annotated[dict[str, str] | None, Field(description="Secret environment variables: write-only, "
+                                                                 "stored encrypted, never shown or logged.")] = None,
+    replicas: Annotated[int, Field(ge=1, le=20, description="Replicas, spread across nodes.")] = 1,
+    resources: Annotated[Resources | None, Field(description="Per replica; defaults 250m CPU, 256 MiB.")] = None,
+    health_check: Annotated[HealthCheck | None, Field(description="Readiness/liveness probe; default: TCP on "
+                                                                  "`port`.")] = None,
+    idempotency_key: IdempotencyKey = None,
+    wait_seconds: Wait = None,
+) -> ReleaseResult:
+    """Create an app from a container image and release it, in one call: project (on first use), namespace
+    with guardrails, secrets, a sandboxed Deployment, a stable URL (https://<name>-<project>-<tenant>.apps.
+    <domain>) switched to the release once it is Ready. Returns the ids at once and reports progress while it
+    waits; a retried call returns the same release."""
+    c = call()
+    check_name("project", project)
+    check_name("name", name)
+    if secrets:
+        c.require("secrets:write")
+    check_env("env", env or {})
+    check_env("secrets", secrets or {})
+    config = build_config(port=port, env=env or {}, replicas=replicas, resources=resources, health_check=health_check)
+    parse_source(source)
+    c.require_workflows()
+    resolved = await resolve_source(c, source)
+    claim = await record_and_start(
+        c, project=project, app=name, create=True, source=source.model_dump(), resolved=resolved, config=config,
+        secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=None,
+    )
+    return await wait_with_progress(c, claim, ctx, _wait(c, wait_seconds))
+
+
+@tool(title="Deploy", scope="apps:write", idempotent=True, open_world=True, secret_args=frozenset({"secrets"}))
+async def deploy(
+    project: ProjectName,
+    app: AppName,
+    ctx: Context,
+    source: Annotated[ImageSource | None, Field(description="New image; omitted: the app's current image "
+                                                            "reference, resolved again (a moved tag deploys).")] = None,
+    env: Annotated[dict[str, str | None] | None, Field(description="Changes to plain env vars; null removes "
+                                                                   "one.")] = None,
+    secrets: Annotated[dict[str, str | None] | None, Field(description="Changes to secrets (write-only); null "
+                                                                       "removes one.")] = None,
+    replicas: Annotated[int | None, Field(ge=1, le=20)] = None,
+    resources: Resources | None = None,
+    health_check: HealthCheck | None = None,
+    idempotency_key: IdempotencyKey = None,
+    wait_seconds: Wait = None,
+) -> ReleaseResult:
+    """Release a new version of an existing app: a new image and/or configuration. Blue/green: the new release
+    starts next to the serving one and the URL switches only once it is Ready; on failure the serving release
+    stays. A release still rolling out is superseded."""
+    c = call()
+    check_name("project", project)
+    check_name("app", app)
+    if secrets:
+        c.require("secrets:write")
+    check_env("env", env or {})
+    check_env("secrets", secrets or {})
+    current = await c.store.get_app(c.principal.tenant, project, app)
+    if current is None:
+        raise NotFound("app", f"{project}/{app}", hint="Create it with `create_app`.")
+    c.require_workflows()
+    old = AppConfig.model_validate(current.spec)
+    new_env = dict(old.env)
+    for k, v in (env or {}).items():
+        if v is None:
+            new_env.pop(k, None)
+        else:
+            new_env[k] = v
+    config = build_config(
+        port=old.port, env=new_env, replicas=replicas or old.replicas, resources=resources or old.resources,
+        health_check=health_check or old.health_check, base=old,
+    )
+    if source is None:
+        latest = await c.store.list_deployments(current.id, limit=1)
+        if not latest or "image" not in latest[0].source:
+            raise InvalidInput("source", "the app has no earlier image to deploy again", "pass source.image")
+        source = ImageSource.model_validate(latest[0].source)
+    resolved = await resolve_source(c, source)
+    claim = await record_and_start(
+        c, project=project, app=app, create=False, source=source.model_dump(), resolved=resolved, config=config,
+        secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=current,
+    )
+    return await wait_with_progress(c, claim, ctx, _wait(c, wait_seconds))
+
+
+class DeleteResult(BaseModel):
+    app: str
+    workflow_id: str
+    done: bool
+    status: str
+    next_step: str
+
+
+@tool(title="Delete app", scope="apps:write", destructive=True, idempotent=True, open_world=True)
+async def delete_app(
+    project: ProjectName,
+    app: AppName,
+    confirm: Annotated[str, Field(description="Type `<project>/<app>` to confirm; the app stops serving and its "
+                                              "releases are deleted. The audit trail is kept.", max_length=100)],
+    ctx: Context,
+    wait_seconds: Wait = None,
+) -> DeleteResult:
+    """Delete an app: stop serving its URL and remove its releases, Service, Ingress and Secrets. Volumes are
+    kept. Irreversible."""
+    c = call()
+    check_name("project", project)
+    check_name("app", app)
+    if confirm != f"{project}/{app}":
+        raise InvalidInput("confirm", f"must be exactly {project}/{app!s} to delete that app",
+                           f"pass confirm={project}/{app!r}".replace("'", ""))
+    row = await c.store.get_app(c.principal.tenant, project, app)
+    if row is None:
+        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    workflows = c.require_workflows()
+    await c.store.mark_app_deleting(row.id)
+    for d in await c.store.in_flight(row.id):
+        await workflows.cancel(d.workflow_id)
+    wf_id = delete_workflow_id(c.principal.tenant, project, app, row.id)
+    c.audit.workflow_id = wf_id
+    c.audit.k8s_refs = [f"Service/{row.namespace}/{app}", f"Ingress/{row.namespace}/{app}",
+                        f"Deployment/{row.namespace}/{app}-r*", f"Secret/{row.namespace}/{app}-r*-env"]
+    await workflows.start_delete(wf_id, DeleteAppInput(app_id=row.id, namespace=row.namespace, app=app))
+    deadline = time.monotonic() + _wait(c, wait_seconds)
+    status = "deleting"
+    while time.monotonic() < deadline:
+        now = await c.store.get_app_by_id(row.id)
+        status = now.status if now else "deleted"
+        if status == "deleted":
+            break
+        await ctx.report_progress(0, 1, "deleting")
+        await asyncio.sleep(0.25)
+    done = status == "deleted"
+    return DeleteResult(app=f"{project}/{app}", workflow_id=wf_id, done=done, status=status,
+                        next_step="Deleted." if done else "Still deleting; `list_apps` shows when it is gone.")
+
+
+def build_config(*, port: int, env: dict[str, str], replicas: int, resources: Resources | None,
+                 health_check: HealthCheck | None, base: AppConfig | None = None) -> AppConfig:
+    res = resources or Resources()
+    if res.cpu_limit_millicores < res.cpu_millicores:
+        raise InvalidInput("resources.cpu_limit_millicores", "is below cpu_millicores",
+                           "set the limit at or above the request")
+    data: dict[str, Any] = (base.model_dump() if base else {}) | {
+        "port": port, "env": env, "replicas": replicas, "resources": res.model_dump(),
+        "health_check": health_check.model_dump() if health_check else None,
+    }
+    return AppConfig.model_validate(data)
+
+
+def _wait(c: CallContext, wait_seconds: int | None) -> float:
+    return float(c.config.progress_wait_seconds if wait_seconds is None else wait_seconds)

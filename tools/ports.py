@@ -11,7 +11,19 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from tools.records import AppRecord, AuditEvent, DeploymentRecord, ProjectRecord, TenantRecord
+from tools.records import (
+    AppRecord,
+    AuditEvent,
+    DeploymentRecord,
+    NewRelease,
+    ProjectRecord,
+    ReleaseClaim,
+    SecretVersion,
+    TenantRecord,
+)
+from workflows.adapters.registry import ResolvedImage
+from workflows.contracts import DeleteAppInput, DeployInput
+from workflows.images import ImageRef
 
 
 class Store(Protocol):
@@ -27,8 +39,42 @@ class Store(Protocol):
 
     async def list_deployments(self, app_id: UUID, limit: int) -> list[DeploymentRecord]: ...
 
+    async def get_deployment(self, tenant: str, deployment_id: UUID) -> DeploymentRecord | None: ...
+
+    async def get_app_by_id(self, app_id: UUID) -> AppRecord | None: ...
+
+    async def hostname_owner(self, hostname: str) -> UUID | None: ...
+
+    async def current_secrets(self, app_id: UUID) -> SecretVersion: ...
+
+    async def add_secret_version(
+        self, app_id: UUID, base_version: int, names: list[str], ciphertext: bytes, created_by: str
+    ) -> int: ...
+
+    async def create_release(self, req: NewRelease) -> ReleaseClaim: ...
+
+    async def in_flight(self, app_id: UUID) -> list[DeploymentRecord]: ...
+
+    async def mark_app_deleting(self, app_id: UUID) -> None: ...
+
     async def record_audit(self, event: AuditEvent) -> None: ...
 
     async def list_audit(
         self, tenant: str, tool: str | None, since: datetime | None, before_id: int | None, limit: int
     ) -> list[AuditEvent]: ...
+
+
+class Workflows(Protocol):
+    """Starting and stopping the platform's durable workflows (Temporal in `mcp_server`)."""
+
+    async def start_deploy(self, workflow_id: str, inp: DeployInput) -> None: ...
+
+    async def start_delete(self, workflow_id: str, inp: DeleteAppInput) -> None: ...
+
+    async def cancel(self, workflow_id: str) -> None: ...
+
+
+class Images(Protocol):
+    """Tag -> digest through the registry's OCI API (read-only)."""
+
+    async def resolve(self, ref: ImageRef) -> ResolvedImage: ...

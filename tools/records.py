@@ -79,3 +79,39 @@ class AuditEvent(Record):
     workflow_id: str | None = None
     k8s_refs: list[str] = Field(default_factory=list)
     duration_ms: int
+
+
+class NewRelease(Record):
+    """What `create_app` and `deploy` ask the store to record, atomically, under the app's row lock."""
+
+    tenant: str
+    project: str
+    app: str
+    hostname: str
+    create: bool = Field(description="create_app: create the app (and project) when missing")
+    config: dict[str, Any]
+    source: dict[str, Any]
+    image: str
+    image_digest: str
+    commit_sha: str | None = None
+    idempotency_key: str | None = None
+    created_by: str
+    kind: Literal["deploy", "rollback"] = "deploy"
+    rollback_of: UUID | None = None
+    # secrets: a new sealed version on top of `base_secrets_version`, or None to pin the current one
+    new_secret_names: list[str] | None = None
+    new_secret_ciphertext: bytes | None = None
+    base_secrets_version: int = 0
+    workflow_id_prefix: str = Field(description="the workflow id is this prefix + the release number")
+
+
+class ReleaseClaim(Record):
+    app: AppRecord
+    deployment: DeploymentRecord
+    created: bool = Field(description="False when an earlier identical call already recorded this release")
+
+
+class SecretVersion(Record):
+    version: int
+    names: list[str]
+    ciphertext: bytes | None

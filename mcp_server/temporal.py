@@ -1,0 +1,60 @@
+"""Temporal for the server side: the client (pydantic data converter) and the tools' `Workflows` port."""
+
+from __future__ import annotations
+
+import contextlib
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from mcp_server.config import Settings
+from workflows.contracts import DeleteAppInput, DeployInput
+from workflows.delete import DeleteAppWorkflow
+from workflows.deploy import DeployWorkflow
+
+
+async def connect(settings: Settings) -> Client:
+    if not settings.temporal_address:
+        raise SystemExit("deploy-mcp: no Temporal. Set DEPLOY_MCP_TEMPORAL_ADDRESS, or run `deploy-mcp dev`.")
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+                                data_converter=pydantic_data_converter)
+
+
+class TemporalWorkflows:
+    """Starts are idempotent: the workflow id is the business key, an existing run is reused, and a finished
+    run is never started again (REJECT_DUPLICATE)."""
+
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    async def _start(self, wf: str, arg: object, workflow_id: str) -> None:
+        # A finished run with this id means it ran already: that is the point of a business-keyed id.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.client.start_workflow(
+                wf, arg, id=workflow_id, task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+
+    async def start_deploy(self, workflow_id: str, inp: DeployInput) -> None:
+        await self._start("deploy", inp, workflow_id)
+
+    async def start_delete(self, workflow_id: str, inp: DeleteAppInput) -> None:
+        await self._start("delete-app", inp, workflow_id)
+
+    async def cancel(self, workflow_id: str) -> None:
+        handle: WorkflowHandle[object, object] = self.client.get_workflow_handle(workflow_id)
+        try:
+            desc = await handle.describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                await handle.cancel()
+        except RPCError as e:
+            if e.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+
+WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow]

@@ -1,0 +1,42 @@
+"""`deploy-mcp worker`: the Temporal worker that reconciles the cluster. Holds the clients the activities
+use (Kubernetes, the store, the secrets key) for the life of the process."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from mcp_server.config import Settings
+from mcp_server.runtime import load_secretbox, require_database_url
+from mcp_server.store import PgStore
+from mcp_server.temporal import WORKFLOWS, connect
+from workflows.activities import DeployActivities
+from workflows.adapters.kube import Kube
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
+    """A configured, not yet running worker with its clients; they close when the context exits."""
+    client = client or await connect(settings)
+    kube = await Kube.connect(settings.resolved_kubeconfig())
+    store = await PgStore.open(require_database_url(settings), min_size=1, max_size=5)
+    try:
+        caps = await kube.caps()
+        log.info("cluster: Kubernetes 1.%s, PDB %s", caps.minor, caps.pdb_api)
+        activities = DeployActivities(kube, store, load_secretbox(settings))
+        yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS, activities=activities.all(),
+                     max_concurrent_activities=50)
+    finally:
+        await store.close()
+        await kube.close()
+
+
+async def run_worker(settings: Settings) -> None:
+    async with worker(settings) as w:
+        await w.run()

@@ -1,0 +1,89 @@
+"""The whole platform in one test process: a fresh database, the session's Temporal dev server and testbed,
+an in-process worker on a task queue of its own, and the MCP server built on them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.fernet import Fernet
+from mcp.client import Client
+from temporalio.worker import Worker
+
+from mcp_server.config import Settings, load_settings
+from mcp_server.embedded import Testbed
+from mcp_server.runtime import server_deps
+from mcp_server.server import DeployMCP, ServerDeps, build_server
+from mcp_server.worker import worker
+from tools._runtime import Principal
+from workflows.adapters.kube import Kube
+
+ALL_SCOPES = frozenset({"apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read"})
+
+
+@dataclass
+class Platform:
+    settings: Settings
+    deps: ServerDeps
+    kube: Kube
+    tenant: str
+    worker: Worker | None = None
+    worker_task: asyncio.Task[None] | None = None
+
+    def server(self, scopes: frozenset[str] = ALL_SCOPES, tenant: str | None = None) -> DeployMCP:
+        principal = Principal(tenant or self.tenant, "agent", scopes, "memory")
+        return build_server(self.deps, transport="memory", principal=principal)
+
+    def client(self, mode: str = "auto", **kw: Any) -> Client:
+        return Client(self.server(**kw), mode=mode)
+
+    async def start_worker(self) -> None:
+        assert self.worker_task is None
+        self._worker_cm = worker(self.settings)
+        self.worker = await self._worker_cm.__aenter__()
+        self.worker_task = asyncio.create_task(self.worker.run())
+
+    async def stop_worker(self) -> None:
+        if self.worker is not None and self.worker_task is not None:
+            await self.worker.shutdown()
+            await asyncio.gather(self.worker_task, return_exceptions=True)
+            await self._worker_cm.__aexit__(None, None, None)
+        self.worker, self.worker_task = None, None
+
+
+def platform_settings(database_url: str, temporal_address: str, testbed: Testbed, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "temporal_address": temporal_address,
+        "kubeconfig": testbed.kubeconfig,
+        "runtime_class": "runc",  # the testbed node's handler; the gVisor test sets `gvisor`
+        "secrets_key": Fernet.generate_key().decode(),
+        "task_queue": f"tq-{uuid.uuid4().hex[:8]}",
+        "ready_timeout_seconds": 90,
+        "rollback_window_seconds": 600,
+        "progress_wait_seconds": 120,
+    }
+    return load_settings(**(values | overrides))
+
+
+@asynccontextmanager
+async def running_platform(settings: Settings, *, start_worker: bool = True) -> AsyncIterator[Platform]:
+    tenant = f"t{uuid.uuid4().hex[:6]}"
+    url = settings.resolved_database_url()
+    assert url
+    kube = await Kube.connect(settings.kubeconfig)
+    async with server_deps(settings, url) as deps:
+        p = Platform(settings=settings, deps=deps, kube=kube, tenant=tenant)
+        try:
+            if start_worker:
+                await p.start_worker()
+            yield p
+        finally:
+            await p.stop_worker()
+            await kube.close()
+
+

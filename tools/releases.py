@@ -1,0 +1,184 @@
+"""What `create_app`, `deploy` (and later `rollback`) share: turning a validated request into a recorded
+release and a started workflow, then waiting a bounded time while reporting progress."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+from mcp.server.mcpserver import Context
+from pydantic import BaseModel, ConfigDict, Field
+
+from tools._runtime import CallContext
+from tools.errors import InvalidInput, Unavailable
+from tools.records import AppRecord, DeploymentRecord, NewRelease, ReleaseClaim
+from tools.views import DeploymentError, app_url
+from workflows.adapters.registry import ImageNotFound, RegistryAuthError, RegistryError, ResolvedImage
+from workflows.contracts import TERMINAL_PHASES, DeployInput
+from workflows.deploy import deploy_workflow_id
+from workflows.images import ImageRef, InvalidImageRef, parse_image
+from workflows.names import app_hostname, env_name_problem, release_name
+from workflows.specs import AppConfig
+
+PHASES = ["pending", "namespace", "release", "waiting", "switching", "succeeded"]
+
+
+class ImageSource(BaseModel):
+    """Where the release's code comes from. v1 of this tool: a ready image (git sources come with builds)."""
+
+    model_config = ConfigDict(extra="forbid")
+    image: str = Field(description="Image reference, e.g. registry.example.com/team/web:1.4 or ...@sha256:<hex>. "
+                                   "Tags are resolved to a digest once; the release is pinned to it.",
+                       min_length=1, max_length=512)
+
+
+class ReleaseResult(BaseModel):
+    app_id: UUID
+    deployment_id: UUID
+    release: str = Field(description="Release name, e.g. web-r2 (the Kubernetes Deployment).")
+    workflow_id: str
+    url: str = Field(description="Where the app answers once serving.")
+    phase: str = Field(description="pending, namespace, release, waiting, switching, succeeded, failed, cancelled.")
+    done: bool = Field(description="True when the release reached a final phase within the wait.")
+    serving: bool = Field(description="True when this release is the one the app's URL serves.")
+    image_digest: str | None
+    error: DeploymentError | None = Field(description="The first real error, with a hint, when it failed.")
+    next_step: str
+
+
+def check_env(field: str, values: dict[str, Any]) -> None:
+    for name in values:
+        problem = env_name_problem(name)
+        if problem:
+            raise InvalidInput(f"{field}.{name}", f"the name {problem}", "rename it, e.g. DATABASE_URL")
+
+
+def parse_source(source: ImageSource) -> ImageRef:
+    try:
+        return parse_image(source.image)
+    except InvalidImageRef as e:
+        raise InvalidInput("source.image", str(e)) from e
+
+
+async def resolve_source(c: CallContext, source: ImageSource) -> ResolvedImage:
+    """The digest the source names now (validated first by `parse_source`)."""
+    ref = parse_source(source)
+    try:
+        return await c.require_images().resolve(ref)
+    except ImageNotFound as e:
+        raise InvalidInput("source.image", str(e), "push the image first or correct the tag") from e
+    except RegistryAuthError as e:
+        raise InvalidInput("source.image", str(e), "use an image the platform can pull, or ask the operator "
+                                                   "to add registry credentials") from e
+    except RegistryError as e:
+        if not e.retryable:
+            raise InvalidInput("source.image", str(e), "check the reference and the registry") from e
+        raise Unavailable(f"The registry could not be asked about {source.image}: {e}",
+                          hint="Try again in a moment.") from e
+
+
+async def seal_secrets(c: CallContext, app_id: UUID | None, changes: dict[str, str | None] | None
+                       ) -> tuple[int, list[str] | None, bytes | None]:
+    """(base version, new names, new ciphertext) for `changes` applied on the app's current secrets; no new
+    version when nothing changes (so a retried call stays idempotent)."""
+    if app_id is None:
+        base, current = 0, {}
+    else:
+        sv = await c.store.current_secrets(app_id)
+        base = sv.version
+        current = c.require_secretbox().open(sv.ciphertext) if sv.ciphertext else {}
+    if not changes:
+        return base, None, None
+    box = c.require_secretbox()
+    merged = dict(current)
+    for k, v in changes.items():
+        if v is None:
+            merged.pop(k, None)
+        else:
+            merged[k] = v
+    if merged == current:
+        return base, None, None
+    return base, sorted(merged), box.seal(merged)
+
+
+async def record_and_start(
+    c: CallContext, *, project: str, app: str, create: bool, source: dict[str, Any], resolved: ResolvedImage,
+    config: AppConfig, secret_changes: dict[str, str | None] | None, idempotency_key: str | None,
+    existing: AppRecord | None,
+) -> ReleaseClaim:
+    tenant = c.principal.tenant
+    workflows = c.require_workflows()
+    base, names, sealed = await seal_secrets(c, existing.id if existing else None, secret_changes)
+    claim = await c.store.create_release(NewRelease(
+        tenant=tenant, project=project, app=app,
+        hostname=app_hostname(app, project, tenant, c.config.apps_domain), create=create,
+        config=config.model_dump(mode="json"), source=source, image=resolved.repository,
+        image_digest=resolved.digest, idempotency_key=idempotency_key, created_by=c.principal.subject,
+        new_secret_names=names, new_secret_ciphertext=sealed, base_secrets_version=base,
+        workflow_id_prefix=deploy_workflow_id(tenant, project, app, 0)[:-1],
+    ))
+    d = claim.deployment
+    c.audit.workflow_id = d.workflow_id
+    ns = claim.app.namespace
+    c.audit.k8s_refs = [f"Namespace/{ns}", f"Deployment/{ns}/{release_name(app, d.seq)}", f"Service/{ns}/{app}",
+                        f"Ingress/{ns}/{app}", f"Secret/{ns}/{release_name(app, d.seq)}-env"]
+    if claim.created:
+        # A newer release supersedes releases still rolling out; theirs never switch the Service after ours.
+        for older in await c.store.in_flight(claim.app.id):
+            if older.id != d.id and older.seq < d.seq:
+                await workflows.cancel(older.workflow_id)
+    if d.phase not in TERMINAL_PHASES:
+        # Also for a retried call: the first attempt may have died between recording and starting.
+        await workflows.start_deploy(d.workflow_id, deploy_input(c, claim))
+    return claim
+
+
+def deploy_input(c: CallContext, claim: ReleaseClaim) -> DeployInput:
+    d, a = claim.deployment, claim.app
+    return DeployInput(
+        deployment_id=d.id, app_id=a.id, tenant=a.tenant, project=a.project, app=a.name, namespace=a.namespace,
+        seq=d.seq, hostname=a.hostname, image=f"{d.image}@{d.image_digest}", image_digest=d.image_digest or "",
+        commit_sha=d.commit_sha, config=AppConfig.model_validate(d.config), secrets_version=d.secrets_version,
+        runtime_class=c.config.runtime_class, ingress_class=c.config.ingress_class,
+        ready_timeout_seconds=c.config.ready_timeout_seconds, rollback_window_seconds=c.config.rollback_window_seconds,
+    )
+
+
+async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context | None, wait_seconds: float
+                             ) -> ReleaseResult:
+    """Poll the release's phase (the workflow records each one) until it is final or `wait_seconds` pass,
+    sending a progress notification at every phase change."""
+    deadline = time.monotonic() + wait_seconds
+    d: DeploymentRecord = claim.deployment
+    seen = None
+    while True:
+        if d.phase != seen and ctx is not None:
+            seen = d.phase
+            step = PHASES.index(d.phase) if d.phase in PHASES else len(PHASES) - 1
+            await ctx.report_progress(step, len(PHASES) - 1, f"{release_name(claim.app.name, d.seq)}: {d.phase}")
+        if d.phase in TERMINAL_PHASES or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.25)
+        d = await c.store.get_deployment(c.principal.tenant, d.id) or d
+    app = await c.store.get_app_by_id(claim.app.id) or claim.app
+    return release_result(app, d)
+
+
+def release_result(app: AppRecord, d: DeploymentRecord) -> ReleaseResult:
+    done = d.phase in TERMINAL_PHASES
+    serving = app.serving_deployment_id == d.id
+    if d.phase == "succeeded":
+        step = f"Serving at {app_url(app)}. Use `get_app` for details or `list_deployments` for history."
+    elif d.phase == "failed":
+        step = "The previous release (if any) keeps serving. Read `error`, fix the cause and `deploy` again."
+    elif d.phase == "cancelled":
+        step = "A newer release or a rollback superseded this one."
+    else:
+        step = f"Still {d.phase}: call `get_deployment` with deployment_id={d.id} to follow it."
+    return ReleaseResult(
+        app_id=app.id, deployment_id=d.id, release=release_name(app.name, d.seq), workflow_id=d.workflow_id,
+        url=app_url(app), phase=d.phase, done=done, serving=serving, image_digest=d.image_digest,
+        error=DeploymentError.model_validate(d.error) if d.error else None, next_step=step,
+    )

@@ -1,0 +1,283 @@
+"""The deploy workflow's activities: every side effect on the cluster and the store happens here.
+
+Each activity is idempotent (server-side apply, scale to a number, record a phase), so Temporal may retry
+it safely. Kubernetes failures become `ApplicationError`s typed by `workflows.k8s_errors`: non-retryable
+ones stop the step at once, retryable ones back off (honouring `Retry-After`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.adapters.kube import Kube, KubeError, ref
+from workflows.contracts import (
+    ApplyRelease,
+    DeleteAppInput,
+    EnsureNamespace,
+    PhaseUpdate,
+    RecordOutcome,
+    RetiredRelease,
+    RetireReleases,
+    ScaleRelease,
+    Switched,
+    SwitchService,
+    WaitReady,
+)
+from workflows.diagnosis import Failure, deployment_failure, is_ready, pod_failure, timeout_failure
+from workflows.ports import ReleaseStore
+from workflows.render import (
+    app_ingress,
+    app_service,
+    namespace_objects,
+    release_deployment,
+    release_pdb,
+    release_secret,
+)
+from workflows.secretbox import SecretBox
+from workflows.specs import LABEL_APP, LABEL_RELEASE, Guardrails
+
+T = TypeVar("T")
+
+RELEASE_FAILED = "ReleaseFailed"
+
+
+def _k8s(e: KubeError) -> ApplicationError:
+    f = e.failure
+    return ApplicationError(
+        str(e), type=f.type, non_retryable=not f.retryable,
+        next_retry_delay=timedelta(seconds=f.retry_after) if f.retry_after else None,
+    )
+
+
+async def _kube_call(fn: Callable[[], Awaitable[T]]) -> T:
+    try:
+        return await fn()
+    except KubeError as e:
+        raise _k8s(e) from e
+
+
+class DeployActivities:
+    """Activities bound to the worker's clients (Temporal's recommended shape for injected dependencies)."""
+
+    def __init__(self, kube: Kube, store: ReleaseStore, secretbox: SecretBox,
+                 guardrails: Guardrails | None = None) -> None:
+        self.kube = kube
+        self.store = store
+        self.secretbox = secretbox
+        self.guardrails = guardrails or Guardrails()
+
+    @activity.defn
+    async def set_phase(self, inp: PhaseUpdate) -> None:
+        await self.store.set_deployment_phase(inp.deployment_id, inp.phase)
+
+    @activity.defn
+    async def ensure_namespace(self, inp: EnsureNamespace) -> list[str]:
+        caps = await _kube_call(self.kube.caps)
+        refs = []
+        for obj in namespace_objects(inp.tenant, inp.project, inp.namespace, self.guardrails, caps):
+            await _kube_call(lambda o=obj: self.kube.apply(o))  # type: ignore[misc]
+            refs.append(ref(obj))
+        return refs
+
+    @activity.defn
+    async def apply_release(self, inp: ApplyRelease) -> list[str]:
+        """The release's Secret (env + decrypted secrets, never passed through workflow history), its
+        Deployment and, with several replicas, its PodDisruptionBudget."""
+        values = dict(inp.spec.config.env)
+        if inp.secrets_version > 0:
+            token = await self.store.secret_ciphertext(inp.app_id, inp.secrets_version)
+            if token is None:
+                raise ApplicationError(f"secrets version {inp.secrets_version} is missing", type="SecretsMissing",
+                                       non_retryable=True)
+            values.update(self.secretbox.open(token))
+        caps = await _kube_call(self.kube.caps)
+        objs = [release_secret(inp.spec, values), release_deployment(inp.spec, inp.replicas)]
+        pdb = release_pdb(inp.spec, caps)
+        if pdb:
+            objs.append(pdb)
+        refs = []
+        for obj in objs:
+            try:
+                await self.kube.apply(obj)
+            except KubeError as e:
+                # An immutable Secret applied again with the same data is a no-op; with other data (a retried
+                # activity never changes it) the API refuses, and the existing one is the release's own.
+                if obj["kind"] == "Secret" and e.failure.status == 422 and "immutable" in str(e):
+                    pass
+                else:
+                    raise _k8s(e) from e
+            refs.append(ref(obj))
+        return refs
+
+    @activity.defn
+    async def wait_ready(self, inp: WaitReady) -> None:
+        """Watch the release's pods until `replicas` are Ready; fail fast on the first real error."""
+        selector = f"{LABEL_RELEASE}={inp.release}"
+        deadline = time.monotonic() + inp.timeout_seconds
+        pods: dict[str, dict[str, Any]] = {}
+        rv: str | None = None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                if rv is None:
+                    listed = await self.kube.list_objects("v1", "Pod", inp.namespace, label_selector=selector)
+                    pods = {p["metadata"]["name"]: p for p in listed}
+                    rv = None
+                    await self._check(inp, pods)
+                async for kind, pod in self.kube.watch("v1", "Pod", inp.namespace, label_selector=selector,
+                                                       timeout_seconds=int(min(max(remaining, 1), 10)),
+                                                       resource_version=rv):
+                    activity.heartbeat(kind)
+                    rv = pod.get("metadata", {}).get("resourceVersion", rv)
+                    if kind == "BOOKMARK":
+                        continue
+                    name = pod["metadata"]["name"]
+                    if kind == "DELETED":
+                        pods.pop(name, None)
+                    else:
+                        pods[name] = pod
+                    if await self._check(inp, pods):
+                        return
+            except KubeError as e:
+                if e.failure.status == 410:  # resourceVersion too old: list again
+                    rv = None
+                    continue
+                raise _k8s(e) from e
+            activity.heartbeat("window")
+            if await self._check(inp, pods, with_deployment=True):
+                return
+        events = await _kube_call(lambda: self.kube.events_for(inp.namespace, set(pods) | {inp.release}))
+        raise self._failed(timeout_failure(list(pods.values()), events, inp.timeout_seconds))
+
+    async def _check(self, inp: WaitReady, pods: dict[str, dict[str, Any]], with_deployment: bool = False) -> bool:
+        for pod in pods.values():
+            failure = pod_failure(pod)
+            if failure is not None:
+                if failure.reason in ("CrashLoop", "OOMKilled") and failure.pod:
+                    failure = failure.with_logs(await self._last_logs(inp.namespace, failure.pod))
+                raise self._failed(failure)
+        ready = sum(1 for p in pods.values() if is_ready(p))
+        if ready >= inp.replicas:
+            return True
+        if with_deployment:
+            dep = await _kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
+            if dep is None:
+                raise self._failed(Failure(reason="ReleaseMissing", message=f"Deployment {inp.release} is gone"))
+            failure = deployment_failure(dep)
+            if failure is not None and failure.reason != "ReadyTimeout":
+                raise self._failed(failure)
+        return False
+
+    async def _last_logs(self, namespace: str, pod: str, lines: int = 15) -> list[str]:
+        for previous in (True, False):
+            try:
+                out = await self.kube.pod_logs(namespace, pod, container="app", tail_lines=lines, previous=previous)
+            except KubeError:
+                continue
+            if out:
+                return [x[:300] for x in out[-lines:]]
+        return []
+
+    @staticmethod
+    def _failed(failure: Failure) -> ApplicationError:
+        return ApplicationError(f"{failure.reason}: {failure.message}", failure.model_dump(mode="json"),
+                                type=RELEASE_FAILED, non_retryable=True)
+
+    @activity.defn
+    async def switch_service(self, inp: SwitchService) -> Switched:
+        """Point the app's stable Service at `release` (blue/green switch) and make sure its Ingress exists.
+        Returns the release the Service selected before, so the workflow knows what to keep warm."""
+        current = await _kube_call(lambda: self.kube.get("v1", "Service", inp.namespace, inp.app))
+        previous = ((current or {}).get("spec") or {}).get("selector", {}).get(LABEL_RELEASE)
+        svc = app_service(inp.namespace, inp.tenant, inp.project, inp.app, inp.release)
+        ing = app_ingress(inp.namespace, inp.tenant, inp.project, inp.app, inp.hostname, inp.ingress_class, None)
+        for obj in (svc, ing):
+            await _kube_call(lambda o=obj: self.kube.apply(o))  # type: ignore[misc]
+        await self._wait_endpoints(inp.namespace, inp.app, inp.release)
+        return Switched(previous_release=previous if previous != inp.release else None,
+                        refs=[ref(svc), ref(ing)])
+
+    async def _wait_endpoints(self, namespace: str, app: str, release: str, timeout: float = 30.0) -> None:
+        """"Switched" means traffic reaches the new release: wait until the Service's endpoints are its pods
+        (the endpoints controller lags the selector change by a moment)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ep = await _kube_call(lambda: self.kube.get("v1", "Endpoints", namespace, app))
+            targets = [a.get("targetRef", {}).get("name", "") for s in (ep or {}).get("subsets") or []
+                       for a in s.get("addresses") or []]
+            if targets and all(t.startswith(f"{release}-") for t in targets):
+                return
+            activity.heartbeat("endpoints")
+            await asyncio.sleep(0.2)
+        activity.logger.warning("Service %s/%s endpoints not yet on %s after %.0f s", namespace, app, release, timeout)
+
+    @activity.defn
+    async def scale_release(self, inp: ScaleRelease) -> bool:
+        if inp.unless_serving_app:
+            svc = await _kube_call(lambda: self.kube.get("v1", "Service", inp.namespace, inp.unless_serving_app or ""))
+            if ((svc or {}).get("spec") or {}).get("selector", {}).get(LABEL_RELEASE) == inp.release:
+                return False
+        exists = await _kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
+        if exists is None:
+            return False
+        await _kube_call(lambda: self.kube.scale(inp.namespace, inp.release, inp.replicas))
+        return True
+
+    @activity.defn
+    async def retire_releases(self, inp: RetireReleases) -> list[RetiredRelease]:
+        """Scale to zero every release of the app outside `keep` (kept as objects: rollback scales them up).
+        Returns what was scaled down and from how many replicas, so a failed recreate can restore it."""
+        deps = await _kube_call(lambda: self.kube.list_objects(
+            "apps/v1", "Deployment", inp.namespace, label_selector=f"{LABEL_APP}={inp.app}"))
+        retired = []
+        for d in deps:
+            name = d["metadata"]["name"]
+            replicas = int((d.get("spec") or {}).get("replicas", 0))
+            if name not in inp.keep and replicas > 0:
+                await _kube_call(lambda n=name: self.kube.scale(inp.namespace, n, 0))  # type: ignore[misc]
+                retired.append(RetiredRelease(name=name, replicas=replicas))
+        return retired
+
+    @activity.defn
+    async def record_outcome(self, inp: RecordOutcome) -> None:
+        await self.store.finish_deployment(
+            inp.deployment_id, inp.app_id, inp.phase, inp.serving,
+            inp.failure.model_dump(mode="json") if inp.failure else None,
+        )
+
+    @activity.defn
+    async def delete_app_objects(self, inp: DeleteAppInput) -> list[str]:
+        """Idempotent: deleting what is already gone counts as done."""
+        ns, selector = inp.namespace, f"{LABEL_APP}={inp.app}"
+        deleted = []
+        for api_version, kind in (("networking.k8s.io/v1", "Ingress"), ("v1", "Service")):
+            if await _kube_call(lambda av=api_version, k=kind: self.kube.delete(av, k, ns, inp.app)):  # type: ignore[misc]
+                deleted.append(f"{kind}/{ns}/{inp.app}")
+        pdb_api = (await _kube_call(self.kube.caps)).pdb_api
+        for api_version, kind in (("apps/v1", "Deployment"), (pdb_api, "PodDisruptionBudget"), ("v1", "Secret")):
+            objs = await _kube_call(lambda av=api_version, k=kind: self.kube.list_objects(  # type: ignore[misc]
+                av, k, ns, label_selector=selector))
+            for obj in objs:
+                name = obj["metadata"]["name"]
+                if await _kube_call(lambda av=api_version, k=kind, n=name: self.kube.delete(av, k, ns, n)):  # type: ignore[misc]
+                    deleted.append(f"{kind}/{ns}/{name}")
+        return deleted
+
+    @activity.defn
+    async def mark_app_deleted(self, inp: DeleteAppInput) -> None:
+        await self.store.mark_app_deleted(inp.app_id)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.set_phase, self.ensure_namespace, self.apply_release, self.wait_ready, self.switch_service,
+                self.scale_release, self.retire_releases, self.record_outcome, self.delete_app_objects,
+                self.mark_app_deleted]
+

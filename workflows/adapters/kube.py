@@ -1,0 +1,274 @@
+"""The one place this project talks to the Kubernetes API: server-side apply under one field manager, reads,
+deletes, scaling, pod watches and logs, and discovery of what the cluster serves.
+
+Objects are plain dicts (the JSON the API speaks), rendered by `workflows.render`. Kinds are addressed
+through a small table of REST paths; CRD kinds (Longhorn, cert-manager) are added with `register_kind`.
+Every API failure surfaces as `KubeError`, classified by `workflows.k8s_errors`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from kubernetes_asyncio import client, config
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from workflows.k8s_errors import K8sFailure, classify_status, status_message
+from workflows.specs import ClusterCaps
+
+FIELD_MANAGER = "deploy-mcp"
+
+# (apiVersion, kind) -> (plural, namespaced)
+KINDS: dict[tuple[str, str], tuple[str, bool]] = {
+    ("v1", "Namespace"): ("namespaces", False),
+    ("v1", "Node"): ("nodes", False),
+    ("v1", "PersistentVolume"): ("persistentvolumes", False),
+    ("v1", "Secret"): ("secrets", True),
+    ("v1", "ConfigMap"): ("configmaps", True),
+    ("v1", "Service"): ("services", True),
+    ("v1", "Endpoints"): ("endpoints", True),
+    ("v1", "Pod"): ("pods", True),
+    ("v1", "Event"): ("events", True),
+    ("v1", "ResourceQuota"): ("resourcequotas", True),
+    ("v1", "LimitRange"): ("limitranges", True),
+    ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
+    ("apps/v1", "Deployment"): ("deployments", True),
+    ("apps/v1", "ReplicaSet"): ("replicasets", True),
+    ("batch/v1", "Job"): ("jobs", True),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
+    ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
+    ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
+    ("policy/v1beta1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
+    ("node.k8s.io/v1", "RuntimeClass"): ("runtimeclasses", False),
+    ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),
+}
+
+
+def register_kind(api_version: str, kind: str, plural: str, namespaced: bool) -> None:
+    KINDS[(api_version, kind)] = (plural, namespaced)
+
+
+class KubeError(Exception):
+    def __init__(self, failure: K8sFailure, what: str) -> None:
+        self.failure = failure
+        super().__init__(f"{what}: {failure.message}" if failure.message else what)
+
+
+def ref(obj: Mapping[str, Any]) -> str:
+    """`kind/namespace/name`, the form audit rows and logs use."""
+    md = obj.get("metadata") or {}
+    ns = md.get("namespace")
+    return f"{obj.get('kind')}/{ns}/{md.get('name')}" if ns else f"{obj.get('kind')}/{md.get('name')}"
+
+
+def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
+    try:
+        plural, namespaced = KINDS[(api_version, kind)]
+    except KeyError:
+        raise ValueError(f"unknown kind {api_version} {kind}; register_kind() it first") from None
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    if namespaced:
+        if not namespace:
+            raise ValueError(f"{kind} is namespaced: a namespace is required")
+        return f"{base}/namespaces/{namespace}/{plural}"
+    return f"{base}/{plural}"
+
+
+class Kube:
+    """An async Kubernetes client for the platform's needs. One per process; `close()` when done."""
+
+    def __init__(self, api: client.ApiClient, request_timeout: float = 30.0) -> None:
+        self.api = api
+        self.timeout = request_timeout
+        self._caps: ClusterCaps | None = None
+
+    @classmethod
+    async def connect(cls, kubeconfig: Path | None = None) -> Kube:
+        if kubeconfig is not None:
+            api = await config.new_client_from_config(config_file=str(kubeconfig))
+        else:
+            try:
+                config.load_incluster_config()  # type: ignore[no-untyped-call]
+                api = client.ApiClient()
+            except config.ConfigException:
+                api = await config.new_client_from_config()
+        return cls(api)
+
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        try:
+            return await self.api.call_api(
+                path, method, query_params=query or [], header_params=headers, body=body,
+                response_types_map={200: "object", 201: "object", 202: "object"}, auth_settings=["BearerToken"],
+                _return_http_data_only=True, _request_timeout=timeout or self.timeout,
+            )
+        except ApiException as e:
+            retry_after = None
+            if e.headers and e.headers.get("Retry-After", "").isdigit():
+                retry_after = float(e.headers["Retry-After"])
+            raise KubeError(classify_status(e.status, status_message(e.body), retry_after), what) from e
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), what) from e
+
+    # discovery
+
+    async def caps(self) -> ClusterCaps:
+        if self._caps is None:
+            version = await self._call("GET", "/version", "read the server version")
+            minor = int("".join(ch for ch in str(version.get("minor", "0")) if ch.isdigit()) or 0)
+            groups = await self._call("GET", "/apis/policy", "discover policy/*")
+            served = {v["version"] for v in groups.get("versions", [])}
+            self._caps = ClusterCaps(
+                minor=minor,
+                pdb_api="policy/v1" if "v1" in served else "policy/v1beta1",
+                network_policy_end_port=minor >= 22,
+            )
+        return self._caps
+
+    # objects
+
+    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply under the platform's field manager; `force` takes fields over from kubectl edits."""
+        md = obj["metadata"]
+        path = f"{collection_path(obj['apiVersion'], obj['kind'], md.get('namespace'))}/{md['name']}"
+        result: dict[str, Any] = await self._call(
+            "PATCH", path, f"apply {ref(obj)}", query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            body=dict(obj), content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = await self._call(
+                "GET", f"{collection_path(api_version, kind, namespace)}/{name}", f"read {kind}/{name}")
+            return result
+        except KubeError as e:
+            if e.failure.status == 404:
+                return None
+            raise
+
+    async def list_objects(
+        self, api_version: str, kind: str, namespace: str | None, label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[dict[str, Any]]:
+        query: list[tuple[str, Any]] = []
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        result = await self._call("GET", collection_path(api_version, kind, namespace), f"list {kind}", query=query)
+        items: list[dict[str, Any]] = result.get("items", [])
+        return items
+
+    async def delete(self, api_version: str, kind: str, namespace: str | None, name: str,
+                     propagation: str = "Background") -> bool:
+        """Delete; True if it existed. Background propagation: owned objects (ReplicaSets, pods) go after."""
+        try:
+            await self._call(
+                "DELETE", f"{collection_path(api_version, kind, namespace)}/{name}", f"delete {kind}/{name}",
+                body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation},
+            )
+            return True
+        except KubeError as e:
+            if e.failure.status == 404:
+                return False
+            raise
+
+    async def scale(self, namespace: str, deployment: str, replicas: int) -> dict[str, Any]:
+        """Scale through the `scale` subresource. Not by server-side apply: an apply that names only
+        `spec.replicas` would remove every other field this field manager applied before."""
+        path = f"{collection_path('apps/v1', 'Deployment', namespace)}/{deployment}/scale"
+        result: dict[str, Any] = await self._call(
+            "PATCH", path, f"scale Deployment/{namespace}/{deployment}", query=[("fieldManager", FIELD_MANAGER)],
+            body={"spec": {"replicas": replicas}}, content_type="application/merge-patch+json",
+        )
+        return result
+
+    async def watch(
+        self, api_version: str, kind: str, namespace: str | None, *, label_selector: str | None = None,
+        field_selector: str | None = None, timeout_seconds: int = 30, resource_version: str | None = None,
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(type, object) events of one watch request, ending when the server closes it after
+        `timeout_seconds`. Callers loop, passing the last resourceVersion, to watch longer."""
+        query: list[tuple[str, Any]] = [("watch", "true"), ("timeoutSeconds", timeout_seconds),
+                                        ("allowWatchBookmarks", "true")]
+        if label_selector:
+            query.append(("labelSelector", label_selector))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        path = collection_path(api_version, kind, namespace)
+        try:
+            resp = await self.api.call_api(
+                path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(sock_read=timeout_seconds + 15, connect=10),
+            )
+        except ApiException as e:
+            raise KubeError(classify_status(e.status, status_message(e.body)), f"watch {kind}") from e
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), f"watch {kind}") from e
+        try:
+            async for line in resp.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    status = event.get("object") or {}
+                    raise KubeError(classify_status(status.get("code"), str(status.get("message"))), f"watch {kind}")
+                yield str(event.get("type")), event.get("object") or {}
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), f"watch {kind}") from e
+        finally:
+            resp.release()
+
+    async def pod_logs(self, namespace: str, pod: str, *, container: str | None = None, tail_lines: int = 20,
+                       previous: bool = False) -> list[str]:
+        query: list[tuple[str, Any]] = [("tailLines", tail_lines)]
+        if container:
+            query.append(("container", container))
+        if previous:
+            query.append(("previous", "true"))
+        try:
+            resp = await self.api.call_api(
+                f"/api/v1/namespaces/{namespace}/pods/{pod}/log", "GET", query_params=query,
+                header_params={"Accept": "*/*"}, auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as e:
+            raise KubeError(classify_status(e.status, status_message(e.body)), f"logs of pod {pod}") from e
+        try:
+            raw: bytes = await resp.read()
+            status = int(resp.status)
+        finally:
+            resp.release()
+        if status >= 400:
+            raise KubeError(classify_status(status, status_message(raw)), f"logs of pod {pod}")
+        return raw.decode(errors="replace").splitlines()
+
+    async def events_for(self, namespace: str, names: set[str]) -> list[dict[str, Any]]:
+        """Events about the named objects, oldest first."""
+        events = await self.list_objects("v1", "Event", namespace)
+        chosen = [e for e in events if (e.get("involvedObject") or {}).get("name") in names]
+        chosen.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return chosen

@@ -1,0 +1,116 @@
+"""Inputs and results of the deploy workflow and its activities. Explicit types for every call, so fields
+can be added (with defaults) without breaking workflows already running."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from workflows.diagnosis import Failure
+from workflows.specs import AppConfig, ReleaseSpec
+
+TERMINAL_PHASES = frozenset({"succeeded", "failed", "cancelled", "superseded"})
+
+
+class Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeployInput(Msg):
+    deployment_id: UUID
+    app_id: UUID
+    tenant: str
+    project: str
+    app: str
+    namespace: str
+    seq: int
+    hostname: str
+    image: str  # pinned: <repository>@sha256:...
+    image_digest: str
+    commit_sha: str | None = None
+    config: AppConfig
+    secrets_version: int = 0
+    runtime_class: str | None = None
+    ingress_class: str | None = None
+    ready_timeout_seconds: int = 300
+    rollback_window_seconds: int = 900
+
+
+class DeployResult(Msg):
+    deployment_id: UUID
+    phase: str
+    release: str
+    failure: Failure | None = None
+
+
+class PhaseUpdate(Msg):
+    deployment_id: UUID
+    phase: str
+
+
+class EnsureNamespace(Msg):
+    tenant: str
+    project: str
+    namespace: str
+
+
+class ApplyRelease(Msg):
+    spec: ReleaseSpec
+    app_id: UUID
+    secrets_version: int
+    replicas: int | None = None
+
+
+class WaitReady(Msg):
+    namespace: str
+    release: str
+    replicas: int
+    timeout_seconds: int
+
+
+class SwitchService(Msg):
+    namespace: str
+    tenant: str
+    project: str
+    app: str
+    release: str
+    hostname: str
+    ingress_class: str | None = None
+
+
+class Switched(Msg):
+    previous_release: str | None
+    refs: list[str]
+
+
+class ScaleRelease(Msg):
+    namespace: str
+    release: str
+    replicas: int
+    unless_serving_app: str | None = None  # skip when the app's Service selects this release
+
+
+class RetireReleases(Msg):
+    namespace: str
+    app: str
+    keep: list[str]
+
+
+class RetiredRelease(Msg):
+    name: str
+    replicas: int
+
+
+class RecordOutcome(Msg):
+    deployment_id: UUID
+    app_id: UUID
+    phase: str
+    serving: bool
+    failure: Failure | None = None
+
+
+class DeleteAppInput(Msg):
+    app_id: UUID
+    namespace: str
+    app: str

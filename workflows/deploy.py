@@ -1,0 +1,165 @@
+"""The deploy workflow: one release of one app, from namespace guardrails to the blue/green switch.
+
+Deterministic: no I/O imports; activities are called by name so this module never imports their clients.
+Workflow id = `deploy/<tenant>/<project>/<app>/r<seq>` (a release number is the business key), started
+with USE_EXISTING, so a retried tool call never starts a second run.
+
+Steps: namespace + guardrails -> (recreate: stop the old release) -> Secret + Deployment (+PDB) -> wait
+Ready -> switch the Service -> record success -> scale down releases outside the rollback window -> after
+the window, scale down the previous release unless a rollback made it serving again. On failure the new
+release is scaled to zero, the previous one keeps serving, and the first real error is recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.contracts import (
+        ApplyRelease,
+        DeployInput,
+        DeployResult,
+        EnsureNamespace,
+        PhaseUpdate,
+        RecordOutcome,
+        RetiredRelease,
+        RetireReleases,
+        ScaleRelease,
+        Switched,
+        SwitchService,
+        WaitReady,
+    )
+    from workflows.diagnosis import Failure
+    from workflows.specs import ReleaseSpec
+
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=20), maximum_attempts=8)
+QUICK = timedelta(seconds=60)
+
+_HINTS = {
+    "K8sForbidden": "The platform's worker was refused by the cluster (RBAC or admission); tell the operator.",
+    "K8sInvalid": "The cluster rejected an object the platform rendered; report it with the deployment id.",
+    "K8sUnreachable": "The cluster API could not be reached; the operator should check the control plane.",
+    "SecretsMissing": "Set the app's secrets again with `set_secrets`, then deploy.",
+}
+
+
+def deploy_workflow_id(tenant: str, project: str, app: str, seq: int) -> str:
+    return f"deploy/{tenant}/{project}/{app}/r{seq}"
+
+
+def failure_of(err: BaseException) -> Failure:
+    """The Failure an activity error carries: the classified release failure, or the API error itself."""
+    cause = err.cause if isinstance(err, ActivityError) else err
+    if isinstance(cause, ApplicationError):
+        if cause.type == "ReleaseFailed" and cause.details:
+            return Failure.model_validate(cause.details[0])
+        kind = cause.type or "Error"
+        return Failure(reason=kind, message=cause.message, hint=_HINTS.get(kind))
+    if isinstance(cause, TimeoutError):
+        return Failure(reason="StepTimeout", message=f"a step timed out ({cause.type.name if cause.type else ''})",
+                       hint="The worker or the cluster is overloaded; deploy again.")
+    return Failure(reason=type(cause).__name__ if cause else "Error", message=str(cause or err))
+
+
+@workflow.defn(name="deploy")
+class DeployWorkflow:
+    def __init__(self) -> None:
+        self._phase = "pending"
+
+    @workflow.query
+    def phase(self) -> str:
+        return self._phase
+
+    async def _act(self, name: str, arg: Any, result_type: type | None = None,
+                   timeout: timedelta = QUICK, **kw: Any) -> Any:
+        return await workflow.execute_activity(name, arg, result_type=result_type, start_to_close_timeout=timeout,
+                                               retry_policy=kw.pop("retry_policy", RETRY), **kw)
+
+    async def _set_phase(self, inp: DeployInput, phase: str) -> None:
+        self._phase = phase
+        await self._act("set_phase", PhaseUpdate(deployment_id=inp.deployment_id, phase=phase))
+
+    @workflow.run
+    async def run(self, inp: DeployInput) -> DeployResult:
+        spec = ReleaseSpec(
+            tenant=inp.tenant, project=inp.project, app=inp.app, namespace=inp.namespace, seq=inp.seq,
+            deployment_id=str(inp.deployment_id), image=inp.image, commit_sha=inp.commit_sha, config=inp.config,
+            runtime_class=inp.runtime_class,
+        )
+        release = spec.release
+        switched: Switched | None = None
+        stopped: list[RetiredRelease] = []
+        finished = False
+        try:
+            await self._set_phase(inp, "namespace")
+            await self._act("ensure_namespace", EnsureNamespace(tenant=inp.tenant, project=inp.project,
+                                                                namespace=inp.namespace), list[str])
+            if inp.config.strategy == "recreate":
+                # A single-node volume has one writer at a time: stop every other release first.
+                await self._set_phase(inp, "stopping-previous")
+                stopped = await self._act("retire_releases", RetireReleases(
+                    namespace=inp.namespace, app=inp.app, keep=[release]), list[RetiredRelease])
+            await self._set_phase(inp, "release")
+            await self._act("apply_release", ApplyRelease(spec=spec, app_id=inp.app_id,
+                                                          secrets_version=inp.secrets_version), list[str])
+            await self._set_phase(inp, "waiting")
+            await self._act(
+                "wait_ready",
+                WaitReady(namespace=inp.namespace, release=release, replicas=inp.config.replicas,
+                          timeout_seconds=inp.ready_timeout_seconds),
+                timeout=timedelta(seconds=inp.ready_timeout_seconds + 120), heartbeat_timeout=timedelta(seconds=40),
+                retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2)),
+            )
+            await self._set_phase(inp, "switching")
+            switched = await self._act("switch_service", SwitchService(
+                namespace=inp.namespace, tenant=inp.tenant, project=inp.project, app=inp.app, release=release,
+                hostname=inp.hostname, ingress_class=inp.ingress_class), Switched)
+            assert switched is not None
+            self._phase = "succeeded"
+            await self._act("record_outcome", RecordOutcome(deployment_id=inp.deployment_id, app_id=inp.app_id,
+                                                            phase="succeeded", serving=True))
+            finished = True
+            keep = [release] + ([switched.previous_release] if switched.previous_release else [])
+            await self._act("retire_releases", RetireReleases(namespace=inp.namespace, app=inp.app, keep=keep),
+                            list[RetiredRelease])
+        except ActivityError as err:
+            failure = failure_of(err)
+            self._phase = "failed"
+            await self._cleanup(inp, release, switched, stopped)
+            await self._act("record_outcome", RecordOutcome(deployment_id=inp.deployment_id, app_id=inp.app_id,
+                                                            phase="failed", serving=False, failure=failure))
+            return DeployResult(deployment_id=inp.deployment_id, phase="failed", release=release, failure=failure)
+        except asyncio.CancelledError:
+            # Superseded by a newer deploy or a rollback. Activities still run after the cancellation is
+            # caught; undo what this release half-did unless it had already succeeded.
+            if not finished:
+                self._phase = "cancelled"
+                await self._cleanup(inp, release, switched, stopped)
+                await self._act("record_outcome", RecordOutcome(
+                    deployment_id=inp.deployment_id, app_id=inp.app_id, phase="cancelled", serving=False,
+                    failure=Failure(reason="Cancelled", message="superseded by a newer deploy or a rollback")))
+            raise
+        if switched.previous_release:
+            # The rollback window: the previous release stays scaled so `rollback` is a Service switch.
+            await workflow.sleep(timedelta(seconds=inp.rollback_window_seconds))
+            await self._act("scale_release", ScaleRelease(namespace=inp.namespace, release=switched.previous_release,
+                                                          replicas=0, unless_serving_app=inp.app), bool)
+        return DeployResult(deployment_id=inp.deployment_id, phase="succeeded", release=release)
+
+    async def _cleanup(self, inp: DeployInput, release: str, switched: Switched | None,
+                       stopped: list[RetiredRelease]) -> None:
+        if switched is not None:
+            return
+        # Keep the object for diagnosis, free its resources; the Service never pointed at it.
+        await self._act("scale_release", ScaleRelease(namespace=inp.namespace, release=release, replicas=0,
+                                                      unless_serving_app=inp.app), bool)
+        for old in stopped:  # recreate: bring back what was stopped for this release
+            await self._act("scale_release", ScaleRelease(namespace=inp.namespace, release=old.name,
+                                                          replicas=old.replicas), bool)
