@@ -115,6 +115,13 @@ def cmd_testbed(args: argparse.Namespace) -> int:
             print(f"export KUBECONFIG={kc}")
         elif args.testbed_cmd == "down":
             tb.down()
+        elif args.testbed_cmd == "edge":
+            from mcp_server.edge import serve_edge
+
+            settings = _settings(args)
+            run_dir = args.run_dir or settings.state_dir / "edge"
+            asyncio.run(serve_edge(tb.kubeconfig, run_dir, settings.apps_domain(), args.http_port_edge,
+                                   args.https_port_edge))
         elif args.testbed_cmd == "status":
             state = tb.running()
             for name, up in state.items():
@@ -169,6 +176,10 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--node", action="store_true")
     tbsub.add_parser("down", help="stop everything the testbed started")
     tbsub.add_parser("status", help="which testbed processes run")
+    ed = tbsub.add_parser("edge", help="Traefik on 127.0.0.1 serving the testbed's Ingresses (foreground)")
+    ed.add_argument("--http-port", dest="http_port_edge", type=int, default=8080)
+    ed.add_argument("--https-port", dest="https_port_edge", type=int, default=8443)
+    ed.add_argument("--run-dir", type=Path)
     tb.set_defaults(fn=cmd_testbed)
     return p
 

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
         description="Apps get <app>-<project>-<tenant>.apps.<platform_domain>; `localhost` resolves to "
         "127.0.0.1 in curl and browsers, so dev URLs work with no DNS.",
     )
+    apps_url_port: int | None = Field(
+        None, ge=1, le=65535, description="Port in app URLs when the edge does not listen on 443 (dev's testbed edge)."
+    )
     runtime_class: str = Field("gvisor", description="RuntimeClass of every customer pod (the sandbox).")
     registry: str = Field("127.0.0.1:5000", description="OCI registry host[:port] builds push to.")
     secrets_key: SecretStr | None = Field(

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -85,16 +86,21 @@ def run_dev(settings: Settings, cluster: str = "auto") -> int:
                 stack.callback(tds.stop)
                 say(f"Temporal: dev server {temporal} from {origin}, state in {tds.db_file}")
             what, kubeconfig = choose_cluster(settings, cluster)
-            if kubeconfig is None and what.startswith("the local testbed"):
+            testbed = kubeconfig is None and what.startswith("the local testbed")
+            if testbed:
                 tb = Testbed()
                 say("testbed: building Kubernetes once if needed (about 5 minutes the first time), then starting")
                 tb.build()
                 stack.callback(tb.down)
                 kubeconfig = tb.up(node=True)
             say(f"cluster: {what}")
-            settings = settings.model_copy(update={"database_url": db_url, "temporal_address": temporal,
-                                                   "kubeconfig": kubeconfig})
-            return asyncio.run(_serve(settings, kubeconfig is not None))
+            update: dict[str, object] = {"database_url": db_url, "temporal_address": temporal,
+                                         "kubeconfig": kubeconfig}
+            if testbed:
+                # the testbed's node runs runc; its experimental gVisor is not for everyday use
+                update |= {"apps_url_port": EDGE_HTTPS_PORT, "runtime_class": "runc"}
+            settings = settings.model_copy(update=update)
+            return asyncio.run(_serve(settings, kubeconfig is not None, edge=testbed))
         except ServiceError as e:
             say(f"cannot start: {e}")
             return 1
@@ -104,7 +110,10 @@ def run_dev(settings: Settings, cluster: str = "auto") -> int:
             say("stopping what dev started")
 
 
-async def _serve(settings: Settings, has_cluster: bool) -> int:
+EDGE_HTTP_PORT, EDGE_HTTPS_PORT = 8080, 8443
+
+
+async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> int:
     from mcp_server.auth import create_token
     from mcp_server.runtime import http_server, make_server, server_deps
     from mcp_server.store import migrate
@@ -118,11 +127,25 @@ async def _serve(settings: Settings, has_cluster: bool) -> int:
         server = make_server(settings, deps, "http")
         http = http_server(settings, server)
         tasks: list[asyncio.Task[None]] = []
+        closers: list[Callable[[], Awaitable[None]]] = []
         if has_cluster:
             from mcp_server.worker import run_worker
 
             tasks.append(asyncio.create_task(run_worker(settings), name="worker"))
             say(f"worker: polling task queue {settings.task_queue!r}")
+        if edge and settings.kubeconfig:
+            from mcp_server.edge import TraefikEdge, run_edge
+            from workflows.adapters.kube import Kube
+
+            kube = await Kube.connect(settings.kubeconfig)
+            closers.append(kube.close)
+            traefik = TraefikEdge(settings.state_dir / "edge", settings.apps_domain(), EDGE_HTTP_PORT, EDGE_HTTPS_PORT)
+            ready = asyncio.Event()
+            tasks.append(asyncio.create_task(run_edge(kube, traefik, ready), name="edge"))
+            await ready.wait()
+            say(f"edge: Traefik on http://127.0.0.1:{EDGE_HTTP_PORT} and https://127.0.0.1:{EDGE_HTTPS_PORT} "
+                f"(self-signed *.{settings.apps_domain()}); e.g. curl -k https://<app>-<project>-"
+                f"{settings.operator.tenant}.{settings.apps_domain()}:{EDGE_HTTPS_PORT}/")
         else:
             say("no cluster: read tools work; tools that change apps will report that no cluster is configured")
         say(f"MCP over streamable HTTP at {settings.mcp_url()}")
@@ -134,4 +157,6 @@ async def _serve(settings: Settings, has_cluster: bool) -> int:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for close in closers:
+                await close()
     return 0

@@ -34,6 +34,7 @@ def require_database_url(settings: Settings) -> str:
 def platform_config(settings: Settings) -> PlatformConfig:
     return PlatformConfig(
         apps_domain=settings.apps_domain(), progress_wait_seconds=settings.progress_wait_seconds,
+        apps_url_port=settings.apps_url_port,
         runtime_class=settings.runtime_class or None, ingress_class=settings.ingress_class,
         ready_timeout_seconds=settings.ready_timeout_seconds, rollback_window_seconds=settings.rollback_window_seconds,
     )

@@ -11,15 +11,18 @@ Each test that needs a database gets its own, cloned from a migrated template.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
+from mcp_server.processes import ManagedProcess, free_port, port_open
 from mcp_server.store import PgStore, migrate
 
 TEMPLATE_DB = "deploy_mcp_template"
@@ -117,3 +120,24 @@ def needs_node(testbed: Testbed) -> Testbed:
     if os.geteuid() != 0:
         pytest.skip("the testbed's kubelet node needs root")
     return testbed
+
+
+@dataclass(frozen=True)
+class Edge:
+    http_port: int
+    https_port: int
+
+
+@pytest.fixture(scope="session")
+def edge(testbed: Testbed, workdir: Path) -> Iterator[Edge]:
+    """Traefik on 127.0.0.1 serving the testbed's Ingresses (`deploy-mcp testbed edge`), stopped by PID."""
+    http, https = free_port(), free_port()
+    exe = Path(sys.executable).parent / "deploy-mcp"
+    proc = ManagedProcess("edge", [str(exe), "testbed", "edge", "--http-port", str(http), "--https-port", str(https),
+                                   "--run-dir", str(workdir / "edge")], workdir / "edge-run")
+    proc.start()
+    proc.wait_ready(lambda: port_open("127.0.0.1", http) and port_open("127.0.0.1", https), 60, "listening")
+    try:
+        yield Edge(http, https)
+    finally:
+        proc.stop()

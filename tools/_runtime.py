@@ -38,6 +38,7 @@ class PlatformConfig:
 
     apps_domain: str
     progress_wait_seconds: float = 60.0
+    apps_url_port: int | None = None
     runtime_class: str | None = "gvisor"
     ingress_class: str | None = None
     ready_timeout_seconds: int = 300

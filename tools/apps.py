@@ -38,7 +38,7 @@ async def list_apps(project: ProjectName | None = None) -> AppList:
     if project is not None:
         check_name("project", project)
     rows = await c.store.list_apps(c.principal.tenant, project)
-    return AppList(apps=[app_summary(a) for a in rows])
+    return AppList(apps=[app_summary(a, c.config.apps_url_port) for a in rows])
 
 
 @tool(title="Get app", scope="apps:read", read_only=True, idempotent=True)
@@ -50,7 +50,7 @@ async def get_app(project: ProjectName, app: AppName) -> AppView:
     row = await c.store.get_app(c.principal.tenant, project, app)
     if row is None:
         raise NotFound("app", f"{project}/{app}", hint="Call `list_apps` to see the apps you have.")
-    return app_view(row, await c.store.list_deployments(row.id, limit=10))
+    return app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port)
 
 
 Wait = Annotated[int | None, Field(ge=0, le=300, description="Seconds to wait for the release while reporting "

@@ -39,7 +39,7 @@ async def get_deployment(deployment_id: Annotated[UUID, Field(description="Id re
     assert app is not None
     config = {k: v for k, v in d.config.items() if k != "env"} | {"env_names": sorted(d.config.get("env") or {})}
     return DeploymentDetail(**deployment_view(d, app).model_dump(), app=app.name, project=app.project,
-                            url=app_url(app), config=config)
+                            url=app_url(app, c.config.apps_url_port), config=config)
 
 
 @tool(title="List deployments", scope="apps:read", read_only=True, idempotent=True)

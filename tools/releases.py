@@ -163,14 +163,14 @@ async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context |
         await asyncio.sleep(0.25)
         d = await c.store.get_deployment(c.principal.tenant, d.id) or d
     app = await c.store.get_app_by_id(claim.app.id) or claim.app
-    return release_result(app, d)
+    return release_result(app, d, c.config.apps_url_port)
 
 
-def release_result(app: AppRecord, d: DeploymentRecord) -> ReleaseResult:
+def release_result(app: AppRecord, d: DeploymentRecord, port: int | None = None) -> ReleaseResult:
     done = d.phase in TERMINAL_PHASES
     serving = app.serving_deployment_id == d.id
     if d.phase == "succeeded":
-        step = f"Serving at {app_url(app)}. Use `get_app` for details or `list_deployments` for history."
+        step = f"Serving at {app_url(app, port)}. Use `get_app` for details or `list_deployments` for history."
     elif d.phase == "failed":
         step = "The previous release (if any) keeps serving. Read `error`, fix the cause and `deploy` again."
     elif d.phase == "cancelled":
@@ -179,6 +179,6 @@ def release_result(app: AppRecord, d: DeploymentRecord) -> ReleaseResult:
         step = f"Still {d.phase}: call `get_deployment` with deployment_id={d.id} to follow it."
     return ReleaseResult(
         app_id=app.id, deployment_id=d.id, release=release_name(app.name, d.seq), workflow_id=d.workflow_id,
-        url=app_url(app), phase=d.phase, done=done, serving=serving, image_digest=d.image_digest,
+        url=app_url(app, port), phase=d.phase, done=done, serving=serving, image_digest=d.image_digest,
         error=DeploymentError.model_validate(d.error) if d.error else None, next_step=step,
     )

@@ -76,19 +76,20 @@ class AppView(AppSummary):
     deployments: list[DeploymentView] = Field(description="Most recent releases, newest first.")
 
 
-def app_url(app: AppRecord) -> str:
-    return f"https://{app.hostname}"
+def app_url(app: AppRecord, port: int | None = None) -> str:
+    """The app's URL; `port` only where the edge does not listen on 443 (the local testbed's edge)."""
+    return f"https://{app.hostname}" + (f":{port}" if port and port != 443 else "")
 
 
-def app_summary(app: AppRecord) -> AppSummary:
-    return AppSummary(project=app.project, name=app.name, url=app_url(app), status=app.status,
+def app_summary(app: AppRecord, port: int | None = None) -> AppSummary:
+    return AppSummary(project=app.project, name=app.name, url=app_url(app, port), status=app.status,
                       serving_deployment_id=app.serving_deployment_id, updated_at=app.updated_at)
 
 
-def app_view(app: AppRecord, deployments: list[DeploymentRecord]) -> AppView:
+def app_view(app: AppRecord, deployments: list[DeploymentRecord], port: int | None = None) -> AppView:
     spec = {k: v for k, v in app.spec.items() if k != "env"}
     return AppView(
-        **app_summary(app).model_dump(),
+        **app_summary(app, port).model_dump(),
         namespace=app.namespace,
         port=app.spec.get("port"),
         replicas=app.spec.get("replicas"),

@@ -17,6 +17,7 @@ import pytest
 from mcp.types import CallToolResult
 
 from mcp_server.embedded import Testbed
+from tests.conftest import Edge
 from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_built_image, push_image
 from tests.support.platform import Platform, platform_settings, running_platform
 from workflows.specs import LABEL_RELEASE
@@ -67,7 +68,21 @@ async def selected_release(p: Platform, namespace: str, app: str) -> str:
     return str(svc["spec"]["selector"][LABEL_RELEASE])
 
 
-async def test_create_app_runs_a_sandboxed_release_behind_a_stable_service(platform: Platform) -> None:
+async def edge_get(edge: Edge, host: str, tls: bool = False) -> str:
+    """GET / through the edge (Traefik) with the app's Host header, as a browser resolving the name would."""
+    url = f"https://127.0.0.1:{edge.https_port}/" if tls else f"http://127.0.0.1:{edge.http_port}/"
+    last = ""
+    async with httpx.AsyncClient(timeout=5, verify=False) as h:  # noqa: S501 - the testbed's self-signed wildcard
+        for _ in range(100):  # the edge picks up a new Ingress within a second
+            r = await h.get(url, headers={"Host": host})
+            if r.status_code == 200:
+                return r.text
+            last = f"{r.status_code} {r.text[:200]}"
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"the edge never served {host}: {last}")
+
+
+async def test_create_app_runs_a_sandboxed_release_behind_a_stable_service(platform: Platform, edge: Edge) -> None:
     p = platform
     image = await web_image(p, "v1", "hello v1")
     messages: list[str] = []
@@ -122,6 +137,9 @@ async def test_create_app_runs_a_sandboxed_release_behind_a_stable_service(platf
     ing = await p.kube.get("networking.k8s.io/v1", "Ingress", ns, "web")
     assert ing is not None and ing["spec"]["rules"][0]["host"] == f"web-shop-{p.tenant}.apps.localhost"
     assert await cluster_ip_get(p, ns, "web") == "hello v1"
+    host = r["url"].removeprefix("https://")
+    assert await edge_get(edge, host) == "hello v1"
+    assert await edge_get(edge, host, tls=True) == "hello v1"
 
     # the secret value is nowhere an agent or operator reads
     async with p.client() as c:

