@@ -94,6 +94,16 @@ class Settings(BaseSettings):
     progress_wait_seconds: float = Field(
         60.0, ge=0, le=600, description="How long a tool waits for a workflow before returning its ids."
     )
+    loki_url: str | None = Field(
+        None,
+        description="Base URL of the Loki the log tools read (e.g. http://loki-gateway.loki). Unset: they read "
+        "the Kubernetes pod log API when a cluster is configured (live pods only, fine for dev), else none.",
+    )
+    loki_tenant: str | None = Field(
+        None,
+        description="Sent as X-Scope-OrgID when Loki runs multi-tenant (auth_enabled). Platform tenants are kept "
+        "apart by the `tenant` label in every query, not by this.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -15,6 +15,10 @@ from mcp_server.server import DeployMCP, ServerDeps, build_server
 from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows, connect
 from tools._runtime import PlatformConfig
+from tools.ports import LogStore
+from workflows.adapters.kube import Kube
+from workflows.adapters.kube_logs import KubeLogStore, KubePodLogs
+from workflows.adapters.loki import LokiClient, LokiLogStore
 from workflows.adapters.registry import OciRegistry
 from workflows.secretbox import SecretBox
 
@@ -55,6 +59,32 @@ def load_secretbox(settings: Settings) -> SecretBox:
 
 
 @asynccontextmanager
+async def open_log_store(settings: Settings, *, with_workflows: bool) -> AsyncIterator[LogStore | None]:
+    """Loki when configured; else the pod log API of the cluster the platform reconciles (dev); else none,
+    and the log tools say so. A cluster that cannot be reached here costs the logs, not the server."""
+    if settings.loki_url:
+        loki = LokiLogStore(LokiClient(settings.loki_url, tenant=settings.loki_tenant))
+        try:
+            yield loki
+        finally:
+            await loki.aclose()
+        return
+    kubeconfig = settings.resolved_kubeconfig()
+    if with_workflows and (kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST")):
+        try:
+            kube = await Kube.connect(kubeconfig)
+        except Exception as e:
+            log.warning("no log store: cannot load the cluster config (%s: %s)", type(e).__name__, e)
+        else:
+            try:
+                yield KubeLogStore(KubePodLogs(kube))
+            finally:
+                await kube.close()
+            return
+    yield None
+
+
+@asynccontextmanager
 async def server_deps(settings: Settings, database_url: str, *, with_workflows: bool = True
                       ) -> AsyncIterator[ServerDeps]:
     """The server's clients. Without workflows (no cluster) the read tools still work."""
@@ -64,8 +94,9 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
         workflows = None
         if with_workflows:
             workflows = TemporalWorkflows(await connect(settings), settings.task_queue)
-        yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
-                         secretbox=load_secretbox(settings))
+        async with open_log_store(settings, with_workflows=with_workflows) as logs:
+            yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
+                             secretbox=load_secretbox(settings), logs=logs)
     finally:
         await registry.aclose()
         await store.close()

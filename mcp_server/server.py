@@ -23,7 +23,7 @@ from mcp_server.store import PgStore
 from tools import all_tools
 from tools._runtime import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
 from tools.errors import Forbidden, InvalidInput, PlatformError
-from tools.ports import Images, Workflows
+from tools.ports import Images, LogStore, Workflows
 from tools.records import AuditEvent, Outcome
 from tools.redaction import redact
 from workflows.secretbox import SecretBox
@@ -46,6 +46,7 @@ class ServerDeps:
     workflows: Workflows | None = None
     images: Images | None = None
     secretbox: SecretBox | None = None
+    logs: LogStore | None = None
 
 
 class DeployMCP(MCPServer[Any]):
@@ -106,6 +107,7 @@ class DeployMCP(MCPServer[Any]):
             workflows=self.deps.workflows,
             images=self.deps.images,
             secretbox=self.deps.secretbox,
+            logs=self.deps.logs,
         )
         outcome: Outcome = "ok"
         error: str | None = None

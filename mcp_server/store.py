@@ -287,10 +287,11 @@ class PgStore:
                                      (app_id,))
             seq = (await cur.fetchone() or {"seq": 1})["seq"]
             cur = await conn.execute(
-                "INSERT INTO deployments (app_id, seq, kind, source, image, image_digest, commit_sha, config, "
-                "secrets_version, rollback_of, workflow_id, idempotency_key, created_by) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-                (app_id, seq, req.kind, Jsonb(req.source), req.image, req.image_digest, req.commit_sha,
+                "INSERT INTO deployments (app_id, seq, release_seq, kind, source, image, image_digest, commit_sha, "
+                "config, secrets_version, rollback_of, workflow_id, idempotency_key, created_by) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                (app_id, seq, req.release_seq or seq, req.kind, Jsonb(req.source), req.image, req.image_digest,
+                 req.commit_sha,
                  Jsonb(req.config), secrets_version, req.rollback_of, f"{req.workflow_id_prefix}{seq}",
                  req.idempotency_key, req.created_by),
             )
@@ -323,7 +324,8 @@ class PgStore:
             return None
         latest = DeploymentRecord.model_validate(row)
         same = (latest.image_digest == req.image_digest and latest.config == req.config
-                and req.new_secret_ciphertext is None and latest.secrets_version == req.base_secrets_version)
+                and req.new_secret_ciphertext is None and latest.secrets_version == req.base_secrets_version
+                and (req.release_seq is None or latest.release_seq == req.release_seq))
         return latest if same else None
 
     async def set_deployment_phase(self, deployment_id: UUID, phase: str) -> None:

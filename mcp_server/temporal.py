@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
+from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -11,9 +13,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mcp_server.config import Settings
-from workflows.contracts import DeleteAppInput, DeployInput
+from workflows.contracts import DeleteAppInput, DeployInput, DiagnoseInput, Diagnosis
 from workflows.delete import DeleteAppWorkflow
 from workflows.deploy import DeployWorkflow
+from workflows.diagnose import DiagnoseWorkflow
 
 
 async def connect(settings: Settings) -> Client:
@@ -46,6 +49,14 @@ class TemporalWorkflows:
     async def start_delete(self, workflow_id: str, inp: DeleteAppInput) -> None:
         await self._start("delete-app", inp, workflow_id)
 
+    async def diagnose(self, inp: DiagnoseInput) -> Diagnosis:
+        """Runs to completion at once (a few API reads); a fresh id each time: it is a question, not a change."""
+        result: Diagnosis = await self.client.execute_workflow(
+            "diagnose-release", inp, id=f"diagnose/{inp.namespace}/{inp.release}/{uuid.uuid4().hex[:8]}",
+            task_queue=self.task_queue, result_type=Diagnosis, execution_timeout=timedelta(seconds=60),
+        )
+        return result
+
     async def cancel(self, workflow_id: str) -> None:
         handle: WorkflowHandle[object, object] = self.client.get_workflow_handle(workflow_id)
         try:
@@ -57,4 +68,4 @@ class TemporalWorkflows:
                 raise
 
 
-WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow]
+WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow]

@@ -29,7 +29,7 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
     try:
         caps = await kube.caps()
         log.info("cluster: Kubernetes 1.%s, PDB %s", caps.minor, caps.pdb_api)
-        activities = DeployActivities(kube, store, load_secretbox(settings))
+        activities = DeployActivities(kube, store, load_secretbox(settings), temporal=client)
         yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS, activities=activities.all(),
                      max_concurrent_activities=50)
     finally:

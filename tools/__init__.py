@@ -4,7 +4,17 @@ Each tool reads top to bottom: input (typed parameters), output model, then vali
 server checks the declared scope) -> act. The server writes the audit row around every call.
 """
 
-from tools import apps, audit, deployments, identity, projects, secrets  # noqa: F401  (registration by import)
+from tools import (  # noqa: F401  (registration by import)
+    apps,
+    audit,
+    deployments,
+    diagnose,
+    identity,
+    logs,
+    projects,
+    rollback,
+    secrets,
+)
 from tools._runtime import REGISTRY, ToolSpec
 
 __all__ = ["REGISTRY", "ToolSpec", "all_tools"]

@@ -18,6 +18,12 @@ AppName = Annotated[
 ]
 
 
+Wait = Annotated[int | None, Field(ge=0, le=300, description="Seconds to wait for the release while reporting "
+                                                             "progress (default 60); 0 returns at once.")]
+IdempotencyKey = Annotated[str | None, Field(description="Retrying with the same key returns the same release "
+                                                         "and starts nothing new.", max_length=128)]
+
+
 def check_name(field: str, value: str) -> str:
     """Validate a platform name here rather than in the schema, so the error names the fix."""
     problem = name_problem(value)

@@ -15,7 +15,7 @@ from typing import Any
 from mcp.types import ToolAnnotations
 
 from tools.errors import Forbidden, Unavailable
-from tools.ports import Images, Store, Workflows
+from tools.ports import Images, LogStore, Store, Workflows
 from workflows.secretbox import SecretBox
 
 
@@ -61,6 +61,7 @@ class CallContext:
     workflows: Workflows | None = None
     images: Images | None = None
     secretbox: SecretBox | None = None
+    logs: LogStore | None = None
     audit: AuditNotes = field(default_factory=AuditNotes)
 
     def require_workflows(self) -> Workflows:

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
-from tools._args import AppName, ProjectName, check_name
-from tools._runtime import CallContext, call, tool
+from tools._args import AppName, IdempotencyKey, ProjectName, Wait, check_name
+from tools._runtime import call, tool
 from tools.errors import InvalidInput, NotFound
 from tools.releases import (
     ImageSource,
@@ -19,6 +19,7 @@ from tools.releases import (
     parse_source,
     record_and_start,
     resolve_source,
+    wait_bound,
     wait_with_progress,
 )
 from tools.views import AppSummary, AppView, app_summary, app_view
@@ -51,12 +52,6 @@ async def get_app(project: ProjectName, app: AppName) -> AppView:
     if row is None:
         raise NotFound("app", f"{project}/{app}", hint="Call `list_apps` to see the apps you have.")
     return app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port)
-
-
-Wait = Annotated[int | None, Field(ge=0, le=300, description="Seconds to wait for the release while reporting "
-                                                             "progress (default 60); 0 returns at once.")]
-IdempotencyKey = Annotated[str | None, Field(description="Retrying with the same key returns the same release "
-                                                         "and starts nothing new.", max_length=128)]
 
 
 @tool(title="Create app", scope="apps:write", idempotent=True, open_world=True, secret_args=frozenset({"secrets"}))
@@ -96,7 +91,7 @@ async def create_app(
         c, project=project, app=name, create=True, source=source.model_dump(), resolved=resolved, config=config,
         secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=None,
     )
-    return await wait_with_progress(c, claim, ctx, _wait(c, wait_seconds))
+    return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
 
 
 @tool(title="Deploy", scope="apps:write", idempotent=True, open_world=True, secret_args=frozenset({"secrets"}))
@@ -151,7 +146,7 @@ async def deploy(
         c, project=project, app=app, create=False, source=source.model_dump(), resolved=resolved, config=config,
         secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=current,
     )
-    return await wait_with_progress(c, claim, ctx, _wait(c, wait_seconds))
+    return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
 
 
 class DeleteResult(BaseModel):
@@ -191,7 +186,7 @@ async def delete_app(
     c.audit.k8s_refs = [f"Service/{row.namespace}/{app}", f"Ingress/{row.namespace}/{app}",
                         f"Deployment/{row.namespace}/{app}-r*", f"Secret/{row.namespace}/{app}-r*-env"]
     await workflows.start_delete(wf_id, DeleteAppInput(app_id=row.id, namespace=row.namespace, app=app))
-    deadline = time.monotonic() + _wait(c, wait_seconds)
+    deadline = time.monotonic() + wait_bound(c, wait_seconds)
     status = "deleting"
     while time.monotonic() < deadline:
         now = await c.store.get_app_by_id(row.id)
@@ -216,7 +211,3 @@ def build_config(*, port: int, env: dict[str, str], replicas: int, resources: Re
         "health_check": health_check.model_dump() if health_check else None,
     }
     return AppConfig.model_validate(data)
-
-
-def _wait(c: CallContext, wait_seconds: int | None) -> float:
-    return float(c.config.progress_wait_seconds if wait_seconds is None else wait_seconds)

@@ -22,8 +22,9 @@ from tools.records import (
     TenantRecord,
 )
 from workflows.adapters.registry import ResolvedImage
-from workflows.contracts import DeleteAppInput, DeployInput
+from workflows.contracts import DeleteAppInput, DeployInput, DiagnoseInput, Diagnosis
 from workflows.images import ImageRef
+from workflows.logs import LogPage, LogQuery
 
 
 class Store(Protocol):
@@ -73,8 +74,23 @@ class Workflows(Protocol):
 
     async def cancel(self, workflow_id: str) -> None: ...
 
+    async def diagnose(self, inp: DiagnoseInput) -> Diagnosis: ...
+
 
 class Images(Protocol):
     """Tag -> digest through the registry's OCI API (read-only)."""
 
     async def resolve(self, ref: ImageRef) -> ResolvedImage: ...
+
+
+class LogStore(Protocol):
+    """An app's logs (Loki, or the pod log API in dev): pages in a stable order with exact cursors.
+
+    `selector` always holds the tenant, project and app labels of the app as the store records it; stores
+    raise `workflows.logs.LogStoreUnavailable` or `LogQueryError`, which the tools turn into agent errors."""
+
+    source: str
+
+    async def read(self, q: LogQuery) -> LogPage: ...
+
+    async def labels(self, selector: dict[str, str]) -> dict[str, list[str]]: ...

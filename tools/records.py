@@ -47,6 +47,7 @@ class DeploymentRecord(Record):
     id: UUID
     app_id: UUID
     seq: int
+    release_seq: int
     kind: Literal["deploy", "rollback"]
     phase: str
     source: dict[str, Any]
@@ -98,6 +99,7 @@ class NewRelease(Record):
     created_by: str
     kind: Literal["deploy", "rollback"] = "deploy"
     rollback_of: UUID | None = None
+    release_seq: int | None = Field(None, description="rollback: the target's release; None: this row's own seq")
     # secrets: a new sealed version on top of `base_secrets_version`, or None to pin the current one
     new_secret_names: list[str] | None = None
     new_secret_ciphertext: bytes | None = None

@@ -109,9 +109,9 @@ async def record_and_start(
     existing: AppRecord | None,
 ) -> ReleaseClaim:
     tenant = c.principal.tenant
-    workflows = c.require_workflows()
+    c.require_workflows()
     base, names, sealed = await seal_secrets(c, existing.id if existing else None, secret_changes)
-    claim = await c.store.create_release(NewRelease(
+    return await claim_and_start(c, NewRelease(
         tenant=tenant, project=project, app=app,
         hostname=app_hostname(app, project, tenant, c.config.apps_domain), create=create,
         config=config.model_dump(mode="json"), source=source, image=resolved.repository,
@@ -119,31 +119,45 @@ async def record_and_start(
         new_secret_names=names, new_secret_ciphertext=sealed, base_secrets_version=base,
         workflow_id_prefix=deploy_workflow_id(tenant, project, app, 0)[:-1],
     ))
+
+
+async def claim_and_start(c: CallContext, req: NewRelease) -> ReleaseClaim:
+    """Record the release (or find the one an identical earlier call recorded) and make sure its workflow
+    runs. Releases still rolling out are superseded: cancelled, and the new workflow waits until they have
+    closed before it switches the Service, so two releases never race for it."""
+    workflows = c.require_workflows()
+    claim = await c.store.create_release(req)
     d = claim.deployment
     c.audit.workflow_id = d.workflow_id
-    ns = claim.app.namespace
-    c.audit.k8s_refs = [f"Namespace/{ns}", f"Deployment/{ns}/{release_name(app, d.seq)}", f"Service/{ns}/{app}",
-                        f"Ingress/{ns}/{app}", f"Secret/{ns}/{release_name(app, d.seq)}-env"]
+    ns, app, release = claim.app.namespace, claim.app.name, release_name(claim.app.name, d.release_seq)
+    c.audit.k8s_refs = [f"Namespace/{ns}", f"Deployment/{ns}/{release}", f"Service/{ns}/{app}",
+                        f"Ingress/{ns}/{app}", f"Secret/{ns}/{release}-env"]
+    superseded = []
     if claim.created:
-        # A newer release supersedes releases still rolling out; theirs never switch the Service after ours.
         for older in await c.store.in_flight(claim.app.id):
             if older.id != d.id and older.seq < d.seq:
                 await workflows.cancel(older.workflow_id)
+                superseded.append(older.workflow_id)
     if d.phase not in TERMINAL_PHASES:
         # Also for a retried call: the first attempt may have died between recording and starting.
-        await workflows.start_deploy(d.workflow_id, deploy_input(c, claim))
+        await workflows.start_deploy(d.workflow_id, deploy_input(c, claim, superseded))
     return claim
 
 
-def deploy_input(c: CallContext, claim: ReleaseClaim) -> DeployInput:
+def deploy_input(c: CallContext, claim: ReleaseClaim, wait_for: list[str] | None = None) -> DeployInput:
     d, a = claim.deployment, claim.app
     return DeployInput(
         deployment_id=d.id, app_id=a.id, tenant=a.tenant, project=a.project, app=a.name, namespace=a.namespace,
-        seq=d.seq, hostname=a.hostname, image=f"{d.image}@{d.image_digest}", image_digest=d.image_digest or "",
+        seq=d.release_seq, kind=d.kind, wait_for=wait_for or [], hostname=a.hostname,
+        image=f"{d.image}@{d.image_digest}", image_digest=d.image_digest or "",
         commit_sha=d.commit_sha, config=AppConfig.model_validate(d.config), secrets_version=d.secrets_version,
         runtime_class=c.config.runtime_class, ingress_class=c.config.ingress_class,
         ready_timeout_seconds=c.config.ready_timeout_seconds, rollback_window_seconds=c.config.rollback_window_seconds,
     )
+
+
+def wait_bound(c: CallContext, wait_seconds: int | None) -> float:
+    return float(c.config.progress_wait_seconds if wait_seconds is None else wait_seconds)
 
 
 async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context | None, wait_seconds: float
@@ -157,7 +171,8 @@ async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context |
         if d.phase != seen and ctx is not None:
             seen = d.phase
             step = PHASES.index(d.phase) if d.phase in PHASES else len(PHASES) - 1
-            await ctx.report_progress(step, len(PHASES) - 1, f"{release_name(claim.app.name, d.seq)}: {d.phase}")
+            release = release_name(claim.app.name, d.release_seq)
+            await ctx.report_progress(step, len(PHASES) - 1, f"{release}: {d.phase}")
         if d.phase in TERMINAL_PHASES or time.monotonic() >= deadline:
             break
         await asyncio.sleep(0.25)
@@ -178,7 +193,7 @@ def release_result(app: AppRecord, d: DeploymentRecord, port: int | None = None)
     else:
         step = f"Still {d.phase}: call `get_deployment` with deployment_id={d.id} to follow it."
     return ReleaseResult(
-        app_id=app.id, deployment_id=d.id, release=release_name(app.name, d.seq), workflow_id=d.workflow_id,
+        app_id=app.id, deployment_id=d.id, release=release_name(app.name, d.release_seq), workflow_id=d.workflow_id,
         url=app_url(app, port), phase=d.phase, done=done, serving=serving, image_digest=d.image_digest,
         error=DeploymentError.model_validate(d.error) if d.error else None, next_step=step,
     )

@@ -40,7 +40,7 @@ class DeploymentView(BaseModel):
 def deployment_view(d: DeploymentRecord, app: AppRecord) -> DeploymentView:
     return DeploymentView(
         id=d.id,
-        release=release_name(app.name, d.seq),
+        release=release_name(app.name, d.release_seq),
         kind=d.kind,
         phase=d.phase,
         serving=app.serving_deployment_id == d.id,

@@ -10,27 +10,43 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
+from uuid import UUID
 
 from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.exceptions import ApplicationError
 
 from workflows.adapters.kube import Kube, KubeError, ref
 from workflows.contracts import (
     ApplyRelease,
     DeleteAppInput,
+    DiagnoseInput,
+    Diagnosis,
     EnsureNamespace,
     PhaseUpdate,
+    PruneReleases,
     RecordOutcome,
+    ReleaseState,
     RetiredRelease,
     RetireReleases,
     ScaleRelease,
     Switched,
     SwitchService,
+    WaitClosed,
     WaitReady,
 )
-from workflows.diagnosis import Failure, deployment_failure, is_ready, pod_failure, timeout_failure
+from workflows.diagnosis import (
+    Failure,
+    deployment_failure,
+    diagnose,
+    is_ready,
+    pod_failure,
+    refine_with_events,
+    timeout_failure,
+)
+from workflows.logtext import SecretMasker
 from workflows.ports import ReleaseStore
 from workflows.render import (
     app_ingress,
@@ -46,6 +62,10 @@ from workflows.specs import LABEL_APP, LABEL_RELEASE, Guardrails
 T = TypeVar("T")
 
 RELEASE_FAILED = "ReleaseFailed"
+
+
+def _epoch(rfc3339: str) -> float:
+    return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
 def _k8s(e: KubeError) -> ApplicationError:
@@ -67,11 +87,58 @@ class DeployActivities:
     """Activities bound to the worker's clients (Temporal's recommended shape for injected dependencies)."""
 
     def __init__(self, kube: Kube, store: ReleaseStore, secretbox: SecretBox,
-                 guardrails: Guardrails | None = None) -> None:
+                 guardrails: Guardrails | None = None, temporal: Client | None = None) -> None:
         self.kube = kube
         self.store = store
         self.secretbox = secretbox
         self.guardrails = guardrails or Guardrails()
+        self.temporal = temporal
+
+    @activity.defn
+    async def wait_workflows_closed(self, inp: WaitClosed) -> None:
+        """Wait until superseded workflows have finished their own cleanup (cancellation is asynchronous)."""
+        if self.temporal is None or not inp.workflow_ids:
+            return
+        deadline = time.monotonic() + inp.timeout_seconds
+        for wf in inp.workflow_ids:
+            handle = self.temporal.get_workflow_handle(wf)
+            while time.monotonic() < deadline:
+                desc = await handle.describe()
+                if desc.status != WorkflowExecutionStatus.RUNNING:
+                    break
+                activity.heartbeat(wf)
+                await asyncio.sleep(0.1)
+
+    @activity.defn
+    async def release_ready(self, inp: ReleaseState) -> bool:
+        """True when the release's Deployment runs `replicas` Ready pods now (a rollback inside the window)."""
+        dep = await _kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
+        if dep is None or (dep.get("spec") or {}).get("replicas", 0) < inp.replicas:
+            return False
+        status = dep.get("status") or {}
+        return int(status.get("readyReplicas") or 0) >= inp.replicas and int(
+            status.get("updatedReplicas") or 0) >= inp.replicas
+
+    @activity.defn
+    async def prune_releases(self, inp: PruneReleases) -> list[str]:
+        """Delete release objects (Deployment + Secret) beyond the retention count or age. The rows stay in
+        the database, so a pruned release can still be rolled back to: it is re-created from its snapshot."""
+        deps = await _kube_call(lambda: self.kube.list_objects(
+            "apps/v1", "Deployment", inp.namespace, label_selector=f"{LABEL_APP}={inp.app}"))
+        deps.sort(key=lambda d: str(d["metadata"].get("creationTimestamp", "")), reverse=True)
+        cutoff = time.time() - inp.retain_days * 86400
+        pruned = []
+        for i, d in enumerate(deps):
+            name = d["metadata"]["name"]
+            if name in inp.keep:
+                continue
+            created = d["metadata"].get("creationTimestamp")
+            old = bool(created) and _epoch(created) < cutoff
+            if i >= inp.retain_count or old:
+                await _kube_call(lambda n=name: self.kube.delete("apps/v1", "Deployment", inp.namespace, n))  # type: ignore[misc]
+                await _kube_call(lambda n=name: self.kube.delete("v1", "Secret", inp.namespace, f"{n}-env"))  # type: ignore[misc]
+                pruned.append(name)
+        return pruned
 
     @activity.defn
     async def set_phase(self, inp: PhaseUpdate) -> None:
@@ -163,7 +230,12 @@ class DeployActivities:
             failure = pod_failure(pod)
             if failure is not None:
                 if failure.reason in ("CrashLoop", "OOMKilled") and failure.pod:
-                    failure = failure.with_logs(await self._last_logs(inp.namespace, failure.pod))
+                    events = await _kube_call(lambda f=failure: self.kube.events_for(  # type: ignore[misc]
+                        inp.namespace, {f.pod or ""}))
+                    failure = refine_with_events(failure, events)
+                    masker = await self._masker(inp.app_id, inp.secrets_version)
+                    failure = failure.with_logs(masker.mask(x) for x in await self._last_logs(
+                        inp.namespace, failure.pod or ""))
                 raise self._failed(failure)
         ready = sum(1 for p in pods.values() if is_ready(p))
         if ready >= inp.replicas:
@@ -176,6 +248,11 @@ class DeployActivities:
             if failure is not None and failure.reason != "ReadyTimeout":
                 raise self._failed(failure)
         return False
+
+    async def _masker(self, app_id: UUID | None, version: int) -> SecretMasker:
+        """Log lines become part of the recorded error: the release's secret values must not."""
+        token = await self.store.secret_ciphertext(app_id, version) if app_id and version else None
+        return SecretMasker(self.secretbox.open(token) if token else {})
 
     async def _last_logs(self, namespace: str, pod: str, lines: int = 15) -> list[str]:
         for previous in (True, False):
@@ -255,6 +332,36 @@ class DeployActivities:
         )
 
     @activity.defn
+    async def diagnose_release(self, inp: DiagnoseInput) -> Diagnosis:
+        """Read-only: the release's Deployment, pods, events, container states and last log lines."""
+        dep = await _kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
+        pods = await _kube_call(lambda: self.kube.list_objects(
+            "v1", "Pod", inp.namespace, label_selector=f"{LABEL_RELEASE}={inp.release}"))
+        names = {p["metadata"]["name"] for p in pods} | {inp.release}
+        events = await _kube_call(lambda: self.kube.events_for(inp.namespace, names, prefix=inp.release))
+        failure = diagnose(dep, pods, events)
+        logs: list[str] = []
+        if failure is not None and failure.pod:
+            logs = await self._last_logs(inp.namespace, failure.pod)
+        containers = []
+        for p in pods:
+            for cs in (p.get("status") or {}).get("containerStatuses") or []:
+                state = cs.get("state") or {}
+                kind = next(iter(state), "unknown")
+                detail = state.get(kind) or {}
+                last = (cs.get("lastState") or {}).get("terminated") or {}
+                code = detail.get("exitCode", last.get("exitCode"))
+                containers.append(f"{p['metadata']['name']}/{cs.get('name')}: {kind} {detail.get('reason') or ''}"
+                                  f" (exit {code}, {cs.get('restartCount', 0)} restarts)".replace("  ", " "))
+        status = (dep or {}).get("status") or {}
+        return Diagnosis(
+            healthy=failure is None and dep is not None, failure=failure,
+            desired_replicas=int(((dep or {}).get("spec") or {}).get("replicas") or 0),
+            ready_replicas=int(status.get("readyReplicas") or 0), containers=containers[:10],
+            events=[f"{e.get('reason')}: {str(e.get('message'))[:300]}" for e in events[-10:]], logs=logs,
+        )
+
+    @activity.defn
     async def delete_app_objects(self, inp: DeleteAppInput) -> list[str]:
         """Idempotent: deleting what is already gone counts as done."""
         ns, selector = inp.namespace, f"{LABEL_APP}={inp.app}"
@@ -277,7 +384,9 @@ class DeployActivities:
         await self.store.mark_app_deleted(inp.app_id)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.set_phase, self.ensure_namespace, self.apply_release, self.wait_ready, self.switch_service,
-                self.scale_release, self.retire_releases, self.record_outcome, self.delete_app_objects,
+        return [self.wait_workflows_closed, self.release_ready, self.prune_releases, self.set_phase,
+                self.ensure_namespace, self.apply_release, self.wait_ready, self.switch_service,
+                self.scale_release, self.retire_releases, self.record_outcome, self.diagnose_release,
+                self.delete_app_objects,
                 self.mark_app_deleted]
 

@@ -3,6 +3,7 @@ can be added (with defaults) without breaking workflows already running."""
 
 from __future__ import annotations
 
+from typing import Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
@@ -24,7 +25,9 @@ class DeployInput(Msg):
     project: str
     app: str
     namespace: str
-    seq: int
+    seq: int  # the release (Kubernetes Deployment) this run activates: its own, or a rollback's target
+    kind: Literal["deploy", "rollback"] = "deploy"
+    wait_for: list[str] = []  # superseded workflows that must close before this one switches the Service
     hostname: str
     image: str  # pinned: <repository>@sha256:...
     image_digest: str
@@ -35,6 +38,8 @@ class DeployInput(Msg):
     ingress_class: str | None = None
     ready_timeout_seconds: int = 300
     rollback_window_seconds: int = 900
+    retain_releases: int = 10
+    retain_days: int = 30
 
 
 class DeployResult(Msg):
@@ -66,6 +71,8 @@ class WaitReady(Msg):
     namespace: str
     release: str
     replicas: int
+    app_id: UUID | None = None  # with secrets_version: mask secret values in the log lines recorded
+    secrets_version: int = 0
     timeout_seconds: int
 
 
@@ -108,6 +115,40 @@ class RecordOutcome(Msg):
     phase: str
     serving: bool
     failure: Failure | None = None
+
+
+class WaitClosed(Msg):
+    workflow_ids: list[str]
+    timeout_seconds: int = 600
+
+
+class ReleaseState(Msg):
+    namespace: str
+    release: str
+    replicas: int
+
+
+class PruneReleases(Msg):
+    namespace: str
+    app: str
+    keep: list[str]  # never pruned: serving and rollback-window releases
+    retain_count: int
+    retain_days: int
+
+
+class DiagnoseInput(Msg):
+    namespace: str
+    release: str
+
+
+class Diagnosis(Msg):
+    healthy: bool
+    failure: Failure | None = None
+    desired_replicas: int = 0
+    ready_replicas: int = 0
+    containers: list[str] = []  # "pod/container: state (exit code, restarts)"
+    events: list[str] = []  # "Reason: message", newest last
+    logs: list[str] = []  # last lines of the first failing pod
 
 
 class DeleteAppInput(Msg):

@@ -2,7 +2,9 @@
 
 Deterministic: no I/O imports; activities are called by name so this module never imports their clients.
 Workflow id = `deploy/<tenant>/<project>/<app>/r<seq>` (a release number is the business key), started
-with USE_EXISTING, so a retried tool call never starts a second run.
+with USE_EXISTING, so a retried tool call never starts a second run. A rollback runs the same workflow
+(`kind="rollback"`) on an earlier release: just the Service switch when that release is still warm,
+otherwise scale it up again from its own digest, config and secrets version first; it never rebuilds.
 
 Steps: namespace + guardrails -> (recreate: stop the old release) -> Secret + Deployment (+PDB) -> wait
 Ready -> switch the Service -> record success -> scale down releases outside the rollback window -> after
@@ -18,7 +20,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
@@ -27,12 +30,15 @@ with workflow.unsafe.imports_passed_through():
         DeployResult,
         EnsureNamespace,
         PhaseUpdate,
+        PruneReleases,
         RecordOutcome,
+        ReleaseState,
         RetiredRelease,
         RetireReleases,
         ScaleRelease,
         Switched,
         SwitchService,
+        WaitClosed,
         WaitReady,
     )
     from workflows.diagnosis import Failure
@@ -98,29 +104,44 @@ class DeployWorkflow:
         stopped: list[RetiredRelease] = []
         finished = False
         try:
-            await self._set_phase(inp, "namespace")
-            await self._act("ensure_namespace", EnsureNamespace(tenant=inp.tenant, project=inp.project,
-                                                                namespace=inp.namespace), list[str])
-            if inp.config.strategy == "recreate":
-                # A single-node volume has one writer at a time: stop every other release first.
-                await self._set_phase(inp, "stopping-previous")
-                stopped = await self._act("retire_releases", RetireReleases(
-                    namespace=inp.namespace, app=inp.app, keep=[release]), list[RetiredRelease])
-            await self._set_phase(inp, "release")
-            await self._act("apply_release", ApplyRelease(spec=spec, app_id=inp.app_id,
-                                                          secrets_version=inp.secrets_version), list[str])
-            await self._set_phase(inp, "waiting")
-            await self._act(
-                "wait_ready",
-                WaitReady(namespace=inp.namespace, release=release, replicas=inp.config.replicas,
-                          timeout_seconds=inp.ready_timeout_seconds),
-                timeout=timedelta(seconds=inp.ready_timeout_seconds + 120), heartbeat_timeout=timedelta(seconds=40),
-                retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2)),
-            )
+            if inp.wait_for:
+                # superseded runs clean up first, so they never switch the Service after this one
+                await self._set_phase(inp, "superseding")
+                await self._act("wait_workflows_closed", WaitClosed(workflow_ids=inp.wait_for),
+                                timeout=timedelta(minutes=11), heartbeat_timeout=timedelta(seconds=30))
+            warm = False
+            if inp.kind == "rollback":
+                # Inside the rollback window the target still runs: the rollback is just the switch.
+                warm = await self._act("release_ready", ReleaseState(
+                    namespace=inp.namespace, release=release, replicas=inp.config.replicas), bool)
+            else:
+                await self._set_phase(inp, "namespace")
+                await self._act("ensure_namespace", EnsureNamespace(tenant=inp.tenant, project=inp.project,
+                                                                    namespace=inp.namespace), list[str])
+            if not warm:
+                if inp.config.strategy == "recreate":
+                    # A single-node volume has one writer at a time: stop every other release first.
+                    await self._set_phase(inp, "stopping-previous")
+                    stopped = await self._act("retire_releases", RetireReleases(
+                        namespace=inp.namespace, app=inp.app, keep=[release]), list[RetiredRelease])
+                await self._set_phase(inp, "release")
+                await self._act("apply_release", ApplyRelease(spec=spec, app_id=inp.app_id,
+                                                              secrets_version=inp.secrets_version), list[str])
+                await self._set_phase(inp, "waiting")
+                await self._act(
+                    "wait_ready",
+                    WaitReady(namespace=inp.namespace, release=release, replicas=inp.config.replicas,
+                              timeout_seconds=inp.ready_timeout_seconds, app_id=inp.app_id,
+                              secrets_version=inp.secrets_version),
+                    timeout=timedelta(seconds=inp.ready_timeout_seconds + 120),
+                    heartbeat_timeout=timedelta(seconds=40),
+                    retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2)),
+                )
             await self._set_phase(inp, "switching")
             switched = await self._act("switch_service", SwitchService(
                 namespace=inp.namespace, tenant=inp.tenant, project=inp.project, app=inp.app, release=release,
-                hostname=inp.hostname, ingress_class=inp.ingress_class), Switched)
+                hostname=inp.hostname, ingress_class=inp.ingress_class), Switched,
+                cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
             assert switched is not None
             self._phase = "succeeded"
             await self._act("record_outcome", RecordOutcome(deployment_id=inp.deployment_id, app_id=inp.app_id,
@@ -129,7 +150,14 @@ class DeployWorkflow:
             keep = [release] + ([switched.previous_release] if switched.previous_release else [])
             await self._act("retire_releases", RetireReleases(namespace=inp.namespace, app=inp.app, keep=keep),
                             list[RetiredRelease])
+            await self._act("prune_releases", PruneReleases(
+                namespace=inp.namespace, app=inp.app, keep=keep, retain_count=inp.retain_releases,
+                retain_days=inp.retain_days), list[str])
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                # the workflow was cancelled while this activity ran: handled as a cancellation below
+                await self._cancelled(inp, release, switched, stopped, finished)
+                raise asyncio.CancelledError from err
             failure = failure_of(err)
             self._phase = "failed"
             await self._cleanup(inp, release, switched, stopped)
@@ -137,14 +165,7 @@ class DeployWorkflow:
                                                             phase="failed", serving=False, failure=failure))
             return DeployResult(deployment_id=inp.deployment_id, phase="failed", release=release, failure=failure)
         except asyncio.CancelledError:
-            # Superseded by a newer deploy or a rollback. Activities still run after the cancellation is
-            # caught; undo what this release half-did unless it had already succeeded.
-            if not finished:
-                self._phase = "cancelled"
-                await self._cleanup(inp, release, switched, stopped)
-                await self._act("record_outcome", RecordOutcome(
-                    deployment_id=inp.deployment_id, app_id=inp.app_id, phase="cancelled", serving=False,
-                    failure=Failure(reason="Cancelled", message="superseded by a newer deploy or a rollback")))
+            await self._cancelled(inp, release, switched, stopped, finished)
             raise
         if switched.previous_release:
             # The rollback window: the previous release stays scaled so `rollback` is a Service switch.
@@ -153,10 +174,22 @@ class DeployWorkflow:
                                                           replicas=0, unless_serving_app=inp.app), bool)
         return DeployResult(deployment_id=inp.deployment_id, phase="succeeded", release=release)
 
+    async def _cancelled(self, inp: DeployInput, release: str, switched: Switched | None,
+                         stopped: list[RetiredRelease], finished: bool) -> None:
+        """Superseded by a newer deploy or a rollback. Activities still run after the cancellation is caught;
+        undo what this release half-did unless it had already succeeded."""
+        if finished or self._phase == "cancelled":
+            return
+        self._phase = "cancelled"
+        await self._cleanup(inp, release, switched, stopped)
+        await self._act("record_outcome", RecordOutcome(
+            deployment_id=inp.deployment_id, app_id=inp.app_id, phase="cancelled", serving=False,
+            failure=Failure(reason="Cancelled", message="superseded by a newer deploy or a rollback")))
+
     async def _cleanup(self, inp: DeployInput, release: str, switched: Switched | None,
                        stopped: list[RetiredRelease]) -> None:
-        if switched is not None:
-            return
+        if switched is not None or inp.kind == "rollback":
+            return  # a rollback target is a release that served before: leave it as it is
         # Keep the object for diagnosis, free its resources; the Service never pointed at it.
         await self._act("scale_release", ScaleRelease(namespace=inp.namespace, release=release, replicas=0,
                                                       unless_serving_app=inp.app), bool)

@@ -118,3 +118,44 @@ def is_ready(pod: Mapping[str, Any]) -> bool:
         if cond.get("type") == "Ready":
             return bool(cond.get("status") == "True")
     return False
+
+
+def refine_with_events(failure: Failure, events: Sequence[Mapping[str, Any]]) -> Failure:
+    """A container killed by its liveness probe looks like a crash loop; the events say it was the probe."""
+    probe = [e for e in events if e.get("reason") == "Unhealthy"
+             and (not failure.pod or (e.get("involvedObject") or {}).get("name") == failure.pod)]
+    if failure.reason == "CrashLoop" and any("Liveness probe failed" in str(e.get("message")) for e in probe):
+        return Failure(
+            reason="ProbeFailed", pod=failure.pod,
+            message=f"the liveness probe keeps failing, so the container is restarted: {probe[-1].get('message')}",
+            hint="Check `health_check.path`/`port` match what the app serves, or raise "
+                 "`health_check.initial_delay_seconds` if it starts slowly.",
+            evidence=[str(e.get("message")) for e in probe[-3:]] + failure.evidence,
+        )
+    return failure
+
+
+def diagnose(deployment: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]],
+             events: Sequence[Mapping[str, Any]]) -> Failure | None:
+    """The first real cause of a release's trouble, or None when it looks healthy."""
+    if deployment is None:
+        return Failure(reason="ReleaseMissing", message="the release's Deployment does not exist (pruned or deleted)",
+                       hint="Roll back to it to re-create it from its snapshot, or deploy again.")
+    for pod in pods:
+        failure = pod_failure(pod)
+        if failure is not None:
+            return refine_with_events(failure, events)
+    failure = deployment_failure(deployment)
+    if failure is not None:
+        return failure
+    quota = [e for e in events if e.get("reason") == "FailedCreate" and "exceeded quota" in str(e.get("message"))]
+    if quota:
+        return Failure(reason="QuotaExceeded", message=str(quota[-1].get("message")),
+                       hint="The project's ResourceQuota is full: lower `replicas`/`resources` or delete unused apps.")
+    want = int((deployment.get("spec") or {}).get("replicas") or 0)
+    ready = sum(1 for p in pods if is_ready(p))
+    if want and ready < want and any(e.get("reason") == "Unhealthy" for e in events):
+        return timeout_failure(list(pods), list(events), 0).model_copy(
+            update={"message": f"{ready}/{want} replicas Ready; " + str(
+                [e for e in events if e.get("reason") == "Unhealthy"][-1].get("message"))})
+    return None

@@ -70,11 +70,11 @@ def test_embedded_postgres_starts_migrates_and_stops(workdir: Path) -> None:
     pg = EmbeddedPostgres(workdir / "pg-lifecycle")
     url = pg.start()
     try:
-        assert asyncio.run(migrate(url)) == ["0001_schema_v1.sql"]
+        assert asyncio.run(migrate(url)) == ["0001_schema_v1.sql", "0002_release_seq.sql"]  # in order
         assert asyncio.run(migrate(url)) == []  # recorded: not applied twice
         with psycopg.connect(url) as conn:
-            rows = conn.execute("SELECT version, name FROM schema_migrations").fetchall()
-            assert rows == [(1, "0001_schema_v1.sql")]
+            rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+            assert rows == [(1, "0001_schema_v1.sql"), (2, "0002_release_seq.sql")]
         pid = pg.proc.running_pid() if pg.proc else None
         assert pid is not None
     finally:

@@ -21,6 +21,7 @@ from mcp_server.server import DeployMCP, ServerDeps, build_server
 from mcp_server.worker import worker
 from tools._runtime import Principal
 from workflows.adapters.kube import Kube
+from workflows.specs import LABEL_TENANT
 
 ALL_SCOPES = frozenset({"apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read"})
 
@@ -84,6 +85,19 @@ async def running_platform(settings: Settings, *, start_worker: bool = True) -> 
             yield p
         finally:
             await p.stop_worker()
+            await remove_tenant_objects(kube, tenant)
             await kube.close()
+
+
+async def remove_tenant_objects(kube: Kube, tenant: str) -> None:
+    """Free the testbed's one node for the next test: the tenant's workloads go at once (no grace period),
+    then its namespaces."""
+    for ns in await kube.list_objects("v1", "Namespace", None, label_selector=f"{LABEL_TENANT}={tenant}"):
+        name = ns["metadata"]["name"]
+        for dep in await kube.list_objects("apps/v1", "Deployment", name):
+            await kube.delete("apps/v1", "Deployment", name, dep["metadata"]["name"])
+        for pod in await kube.list_objects("v1", "Pod", name):
+            await kube.delete("v1", "Pod", name, pod["metadata"]["name"], grace_seconds=0)
+        await kube.delete("v1", "Namespace", None, name)
 
 

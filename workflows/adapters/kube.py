@@ -178,12 +178,15 @@ class Kube:
         return items
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str,
-                     propagation: str = "Background") -> bool:
+                     propagation: str = "Background", grace_seconds: int | None = None) -> bool:
         """Delete; True if it existed. Background propagation: owned objects (ReplicaSets, pods) go after."""
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
         try:
             await self._call(
                 "DELETE", f"{collection_path(api_version, kind, namespace)}/{name}", f"delete {kind}/{name}",
-                body={"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": propagation},
+                body=body,
             )
             return True
         except KubeError as e:
@@ -264,9 +267,15 @@ class Kube:
             raise KubeError(classify_status(status, status_message(raw)), f"logs of pod {pod}")
         return raw.decode(errors="replace").splitlines()
 
-    async def events_for(self, namespace: str, names: set[str]) -> list[dict[str, Any]]:
-        """Events about the named objects, oldest first."""
+    async def events_for(self, namespace: str, names: set[str], prefix: str | None = None) -> list[dict[str, Any]]:
+        """Events about the named objects (or objects whose name starts with `prefix-`, e.g. a release's
+        ReplicaSets), oldest first."""
         events = await self.list_objects("v1", "Event", namespace)
-        chosen = [e for e in events if (e.get("involvedObject") or {}).get("name") in names]
+
+        def about(e: dict[str, Any]) -> bool:
+            name = str((e.get("involvedObject") or {}).get("name"))
+            return name in names or (prefix is not None and name.startswith(f"{prefix}-"))
+
+        chosen = [e for e in events if about(e)]
         chosen.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
         return chosen

@@ -1,0 +1,50 @@
+"""Shared by the bench scripts: the platform on embedded services and the testbed, in one process."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
+from mcp_server.store import migrate
+from tests.support.platform import Platform, platform_settings, running_platform
+
+
+def pct(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+@contextmanager
+def services() -> Iterator[tuple[str, str, Testbed]]:
+    """Postgres + Temporal dev server in a temp dir, and the testbed (started here unless it already runs)."""
+    work = Path(tempfile.mkdtemp(prefix="deploy-mcp-bench-"))
+    os.chmod(work, 0o755)  # noqa: S103 - the embedded Postgres runs as its own user
+    pg, temporal, tb = EmbeddedPostgres(work / "pg"), TemporalDevServer(work / "temporal"), Testbed()
+    started_testbed = False
+    try:
+        url, address = pg.start(), temporal.start()
+        if not tb.running()["kubelet"]:
+            tb.build()
+            tb.down()
+            tb.up(node=True)
+            started_testbed = True
+        yield url, address, tb
+    finally:
+        if started_testbed:
+            tb.down()
+        temporal.stop()
+        pg.stop()
+
+
+@asynccontextmanager
+async def platform(url: str, address: str, tb: Testbed, *, start_worker: bool = True,
+                   **overrides: object) -> AsyncIterator[Platform]:
+    await migrate(url)
+    async with running_platform(platform_settings(url, address, tb, **overrides), start_worker=start_worker) as p:
+        yield p

@@ -1,0 +1,111 @@
+"""rollback: time from the `rollback` call to the Service switch (the selector observed on the API server)
+and to the call's return, inside the rollback window (target still running: goal under 1 s on the testbed)
+and after it (target scaled up first); beside the floor of the same switch done by a raw API patch.
+
+Run: .venv/bin/python bench/rollback.py [--runs N]   (root: needs the testbed's node)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._harness import pct, platform, services
+from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
+from tests.support.platform import Platform
+from workflows.specs import LABEL_RELEASE
+
+TINY = {"cpu_millicores": 10, "cpu_limit_millicores": 100, "memory_mib": 32}
+HC = {"type": "http", "path": "/index.html", "period_seconds": 1}
+
+
+async def selector(p: Platform, ns: str) -> str:
+    svc = await p.kube.get("v1", "Service", ns, "web")
+    return str((svc or {}).get("spec", {}).get("selector", {}).get(LABEL_RELEASE))
+
+
+async def timed_rollback(p: Platform, ns: str, to: str, want: str) -> tuple[float, float]:
+    """(seconds until the API server shows the switch, seconds until the call returned)."""
+    switched: list[float] = []
+    t0 = time.perf_counter()
+
+    async def watch() -> None:
+        while await selector(p, ns) != want:  # noqa: ASYNC110 - observing the API server is the point
+            await asyncio.sleep(0.01)
+        switched.append(time.perf_counter() - t0)
+
+    watcher = asyncio.create_task(watch())
+    async with p.client() as c:
+        r = await c.call_tool("rollback", {"project": "rb", "app": "web", "to": to})
+    returned = time.perf_counter() - t0
+    await asyncio.wait_for(watcher, 30)
+    assert r.structured_content and r.structured_content["phase"] == "succeeded", r.content
+    return switched[0], returned
+
+
+async def setup(p: Platform, image1: str, image2: str) -> tuple[str, str, str]:
+    async with p.client() as c:
+        a = await c.call_tool("create_app", {"project": "rb", "name": "web", "port": 8080, "resources": TINY,
+                                             "source": {"image": image1}, "health_check": HC})
+        b = await c.call_tool("deploy", {"project": "rb", "app": "web", "source": {"image": image2}})
+    assert a.structured_content and b.structured_content
+    app = await p.deps.store.get_app(p.tenant, "rb", "web")
+    assert app is not None
+    return app.namespace, a.structured_content["deployment_id"], b.structured_content["deployment_id"]
+
+
+async def raw_patch_times(p: Platform, ns: str, runs: int) -> list[float]:
+    times = []
+    for i in range(runs):
+        release = "web-r1" if i % 2 == 0 else "web-r2"
+        t = time.perf_counter()
+        await p.kube.api.call_api(
+            f"/api/v1/namespaces/{ns}/services/web", "PATCH", header_params={"Content-Type":
+            "application/merge-patch+json", "Accept": "application/json"}, body={"spec": {"selector": {
+                LABEL_RELEASE: release}}}, auth_settings=["BearerToken"], response_types_map={200: "object"})
+        times.append(time.perf_counter() - t)
+    return times
+
+
+async def main(runs: int) -> None:
+    with services() as (url, address, tb):
+        await push_image("127.0.0.1:5000", "bench/rb", "v1", busybox_web_files("one"), cmd=BUSYBOX_HTTPD)
+        await push_image("127.0.0.1:5000", "bench/rb", "v2", busybox_web_files("two"), cmd=BUSYBOX_HTTPD)
+        images = ("127.0.0.1:5000/bench/rb:v1", "127.0.0.1:5000/bench/rb:v2")
+        async with platform(url, address, tb, rollback_window_seconds=3600) as p:
+            ns, d1, d2 = await setup(p, *images)
+            warm = [await timed_rollback(p, ns, d1 if i % 2 == 0 else d2, "web-r1" if i % 2 == 0 else "web-r2")
+                    for i in range(runs)]
+            floor = await raw_patch_times(p, ns, runs)
+        async with platform(url, address, tb, rollback_window_seconds=2) as p:
+            ns, d1, d2 = await setup(p, *images)
+            cold = []
+            for i in range(max(2, runs // 2)):
+                target, release = (d1, "web-r1") if i % 2 == 0 else (d2, "web-r2")
+                while True:  # wait for the window to close: the target is scaled to zero
+                    dep = await p.kube.get("apps/v1", "Deployment", ns, release)
+                    if dep and dep["spec"]["replicas"] == 0:
+                        break
+                    await asyncio.sleep(0.2)
+                cold.append(await timed_rollback(p, ns, target, release))
+    print(f"{'measure':52} {'n':>3} {'p50 ms':>9} {'p99 ms':>9}")
+    for name, values in [
+        ("rollback in window: call -> Service switched", [w[0] for w in warm]),
+        ("rollback in window: call -> returned", [w[1] for w in warm]),
+        ("rollback after window: call -> Service switched", [c[0] for c in cold]),
+        ("rollback after window: call -> returned", [c[1] for c in cold]),
+        ("floor: raw API patch of the Service selector", floor),
+    ]:
+        ms = [v * 1000 for v in values]
+        print(f"{name:52} {len(ms):>3} {pct(ms, 50):>9.1f} {pct(ms, 99):>9.1f}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=6)
+    asyncio.run(main(ap.parse_args().runs))

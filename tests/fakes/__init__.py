@@ -1,0 +1,1 @@
+"""In-process fakes of external services, each following the service's documented API (see its docstring)."""

@@ -1,0 +1,80 @@
+"""`diagnose_deployment`: why a release is failing (or failed), with short evidence and the next step."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from tools._runtime import call, tool
+from tools.errors import NotFound
+from tools.logs import app_masker
+from tools.views import DeploymentError
+from workflows.contracts import DiagnoseInput
+from workflows.names import release_name
+
+_NEXT = {
+    "ImagePullFailed": "Check the image reference exists (push it, fix the tag) and deploy again, or `rollback`.",
+    "CrashLoop": "Read `logs` below (and `get_runtime_logs`), fix the start-up error, deploy again; or `rollback`.",
+    "OOMKilled": "Deploy again with a larger `resources.memory_mib`.",
+    "ProbeFailed": "Fix `health_check` (path/port) or make the app answer it, then deploy again.",
+    "Unschedulable": "Lower `replicas` or `resources`; the cluster has no room for this release.",
+    "QuotaExceeded": "Lower `replicas`/`resources` or delete unused apps in the project.",
+    "ContainerConfigError": "Fix `command`/`args`; the image must run as non-root with a read-only root.",
+    "ReleaseMissing": "Roll back to this deployment to re-create it, or deploy again.",
+}
+
+
+class DiagnosisView(BaseModel):
+    deployment_id: UUID
+    release: str
+    phase: str
+    serving: bool
+    healthy: bool = Field(description="True when the release runs all its replicas Ready now.")
+    cause: DeploymentError | None = Field(description="The first real cause: live if the release is in trouble "
+                                                      "now, else the error recorded when it failed.")
+    ready_replicas: int
+    desired_replicas: int
+    containers: list[str]
+    events: list[str]
+    logs: list[str] = Field(description="Last log lines of the first failing pod (secret values masked).")
+    next_step: str
+
+
+@tool(title="Diagnose deployment", scope="apps:read", read_only=True, idempotent=True, open_world=True)
+async def diagnose_deployment(
+    deployment_id: Annotated[UUID, Field(description="Id from create_app, deploy, rollback or list_deployments.")],
+) -> DiagnosisView:
+    """Find why a release fails: the recorded error plus what the cluster shows now (pod states, exit codes,
+    events such as ImagePullBackOff, CrashLoopBackOff, OOMKilled, probe failures, FailedScheduling, quota)
+    and the last log lines; returns the first real cause, short evidence and a concrete next step."""
+    c = call()
+    d = await c.store.get_deployment(c.principal.tenant, deployment_id)
+    if d is None:
+        raise NotFound("deployment", str(deployment_id), hint="Call `list_deployments` for the app's releases.")
+    app = await c.store.get_app_by_id(d.app_id)
+    assert app is not None
+    release = release_name(app.name, d.release_seq)
+    live = await c.require_workflows().diagnose(DiagnoseInput(namespace=app.namespace, release=release))
+    recorded = DeploymentError.model_validate(d.error) if d.error else None
+    cause = recorded
+    if live.failure is not None:
+        f = live.failure
+        cause = DeploymentError(reason=f.reason, message=f.message, hint=f.hint, evidence=f.evidence[:6])
+    masker = await app_masker(c, app)
+    # a failed release is scaled to zero: its last lines live on in the error recorded when it failed
+    recorded_logs = [x.removeprefix("log: ") for x in (recorded.evidence if recorded else []) if x.startswith("log: ")]
+    logs = [masker.mask(line) for line in (live.logs or recorded_logs)]
+    reason = cause.reason if cause else None
+    if cause is None:
+        step = "Healthy: nothing to fix." if live.healthy else "No failure visible yet; check again in a moment."
+    else:
+        step = _NEXT.get(reason or "", cause.hint or "Deploy a fixed version, or `rollback` to the last good one.")
+    return DiagnosisView(
+        deployment_id=d.id, release=release, phase=d.phase, serving=app.serving_deployment_id == d.id,
+        healthy=live.healthy, cause=cause, ready_replicas=live.ready_replicas, desired_replicas=live.desired_replicas,
+        containers=[masker.mask(x) for x in live.containers], events=[masker.mask(x) for x in live.events],
+        logs=logs, next_step=step,
+    )
+

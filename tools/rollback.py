@@ -1,0 +1,85 @@
+"""`rollback`: restore exactly what ran before — its image digest, its configuration, its secrets version —
+instantly (a Service switch) while that release is still warm, otherwise by scaling it up again first.
+Never rebuilds, never resolves a tag again."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from tools._args import AppName, IdempotencyKey, ProjectName, Wait, check_name
+from tools._runtime import call, tool
+from tools.errors import Conflict, InvalidInput, NotFound
+from tools.records import DeploymentRecord, NewRelease
+from tools.releases import ReleaseResult, claim_and_start, wait_bound, wait_with_progress
+from workflows.names import app_hostname, release_name
+
+
+def rollback_workflow_prefix(tenant: str, project: str, app: str) -> str:
+    return f"rollback/{tenant}/{project}/{app}/r"
+
+
+@tool(title="Roll back", scope="apps:write", idempotent=True, open_world=True)
+async def rollback(
+    project: ProjectName,
+    app: AppName,
+    ctx: Context,
+    to: Annotated[UUID | None, Field(description="Deployment id to restore; default: the most recent healthy "
+                                                 "release other than the serving one.")] = None,
+    force: Annotated[bool, Field(description="Allow a target that never became healthy.")] = False,
+    idempotency_key: IdempotencyKey = None,
+    wait_seconds: Wait = None,
+) -> ReleaseResult:
+    """Roll an app back to an earlier release: its exact image digest, configuration and secrets version.
+    Inside the rollback window (the previous release is still running) this is an instant Service switch;
+    later the release is scaled up again first. A deploy still rolling out is cancelled cleanly. Recorded as
+    a deployment of kind `rollback` pointing at the target."""
+    c = call()
+    check_name("project", project)
+    check_name("app", app)
+    row = await c.store.get_app(c.principal.tenant, project, app)
+    if row is None:
+        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    c.require_workflows()
+    history = await c.store.list_deployments(row.id, limit=100)
+    serving = next((d for d in history if d.id == row.serving_deployment_id), None)
+    rolling_out = await c.store.in_flight(row.id)
+    if to is None and rolling_out and serving is not None:
+        # Rolling back during a rollout means: stop it, keep what serves. The rollout is cancelled below.
+        target = serving
+    else:
+        target = await _target(history, serving, to)
+    if target.healthy_at is None and not force:
+        raise InvalidInput("to", f"release {release_name(app, target.release_seq)} never became healthy "
+                           f"({target.phase})", "pick a release that served (see `list_deployments`), or pass "
+                           "force=true")
+    if serving is not None and target.release_seq == serving.release_seq and not rolling_out:
+        raise Conflict(f"{release_name(app, target.release_seq)} is already serving.",
+                       hint="Pass `to` with another deployment id from `list_deployments`.")
+    claim = await claim_and_start(c, NewRelease(
+        tenant=c.principal.tenant, project=project, app=app,
+        hostname=app_hostname(app, project, c.principal.tenant, c.config.apps_domain), create=False,
+        config=target.config, source=target.source, image=target.image or "", image_digest=target.image_digest or "",
+        commit_sha=target.commit_sha, idempotency_key=idempotency_key, created_by=c.principal.subject,
+        kind="rollback", rollback_of=target.id, release_seq=target.release_seq,
+        base_secrets_version=target.secrets_version,
+        workflow_id_prefix=rollback_workflow_prefix(c.principal.tenant, project, app),
+    ))
+    return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
+
+
+async def _target(history: list[DeploymentRecord], serving: DeploymentRecord | None,
+                  to: UUID | None) -> DeploymentRecord:
+    if to is not None:
+        found = next((d for d in history if d.id == to), None)
+        if found is None:
+            raise InvalidInput("to", f"{to} is not one of this app's last 100 deployments",
+                               "take an id from `list_deployments`")
+        return found
+    for d in history:  # newest first
+        if d.healthy_at is not None and (serving is None or d.release_seq != serving.release_seq):
+            return d
+    raise InvalidInput("to", "this app has no earlier healthy release", "deploy a fixed version instead")

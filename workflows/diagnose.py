@@ -1,0 +1,23 @@
+"""A read-only look at a release, run by the worker (which holds the cluster credentials) on behalf of
+`diagnose_deployment`: tools never talk to the cluster themselves."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.contracts import DiagnoseInput, Diagnosis
+
+
+@workflow.defn(name="diagnose-release")
+class DiagnoseWorkflow:
+    @workflow.run
+    async def run(self, inp: DiagnoseInput) -> Diagnosis:
+        result: Diagnosis = await workflow.execute_activity(
+            "diagnose_release", inp, result_type=Diagnosis, start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+        )
+        return result
