@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import tempfile
@@ -12,6 +13,12 @@ from pathlib import Path
 from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
 from mcp_server.store import migrate
 from tests.support.platform import Platform, platform_settings, running_platform
+
+
+def quiet() -> None:
+    """Bench output is the table: request logs of httpx (set to INFO by the MCP SDK's logging) are noise."""
+    for name in ("httpx", "mcp", "temporalio"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -22,7 +22,7 @@ from temporalio import workflow
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from bench._harness import pct, platform, services
+from bench._harness import pct, platform, quiet, services
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
 from workflows.names import namespace_name
 from workflows.render import app_ingress, app_service, namespace_objects, release_deployment, release_secret
@@ -31,7 +31,7 @@ from workflows.specs import AppConfig, ClusterCaps, Guardrails, HealthCheck, Rel
 TINY = {"cpu_millicores": 10, "cpu_limit_millicores": 100, "memory_mib": 32}
 
 
-@workflow.defn(name="bench-empty")
+@workflow.defn(name="bench-empty", sandboxed=False)  # nothing to guard; the sandbox would re-import this script
 class EmptyWorkflow:
     @workflow.run
     async def run(self, n: int) -> int:
@@ -77,6 +77,7 @@ def kubectl_times(kubeconfig: Path, image: str, runs: int, tenant: str) -> list[
 
 
 async def main(accept: int, releases: int) -> None:
+    quiet()
     with services() as (url, address, tb):
         image = "127.0.0.1:5000/bench/web:v1"
         await push_image("127.0.0.1:5000", "bench/web", "v1", busybox_web_files("bench"), cmd=BUSYBOX_HTTPD)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import pct, platform, services
+from bench._harness import pct, platform, quiet, services
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
 from tests.support.platform import Platform
 from workflows.specs import LABEL_RELEASE
@@ -73,6 +73,7 @@ async def raw_patch_times(p: Platform, ns: str, runs: int) -> list[float]:
 
 
 async def main(runs: int) -> None:
+    quiet()
     with services() as (url, address, tb):
         await push_image("127.0.0.1:5000", "bench/rb", "v1", busybox_web_files("one"), cmd=BUSYBOX_HTTPD)
         await push_image("127.0.0.1:5000", "bench/rb", "v2", busybox_web_files("two"), cmd=BUSYBOX_HTTPD)

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     rollback_window_seconds: int = Field(
         900, ge=0, le=86400, description="How long the previous release stays scaled after a switch (instant rollback)."
     )
+    release_retention_count: int = Field(
+        10, ge=2, le=1000, description="Release objects kept per app in the cluster (rows are kept forever)."
+    )
+    release_retention_days: int = Field(30, ge=1, le=3650, description="Release objects older than this are pruned.")
     progress_wait_seconds: float = Field(
         60.0, ge=0, le=600, description="How long a tool waits for a workflow before returning its ids."
     )

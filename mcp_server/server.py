@@ -15,11 +15,13 @@ from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import AnyHttpUrl, ValidationError
 
 from mcp_server.auth import ApiTokenVerifier, principal_from_request
 from mcp_server.store import PgStore
+from prompts import PROMPTS
 from tools import all_tools
 from tools._runtime import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
 from tools.errors import Forbidden, InvalidInput, PlatformError
@@ -84,6 +86,8 @@ class DeployMCP(MCPServer[Any]):
             token_verifier=ApiTokenVerifier(deps.store) if auth else None,
             auth=auth,
         )
+        for p in PROMPTS:
+            self.add_prompt(Prompt.from_function(p.fn, name=p.name, title=p.title, description=p.description))
 
     def _principal(self) -> Principal | None:
         return self.fixed_principal or principal_from_request()

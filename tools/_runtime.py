@@ -43,6 +43,8 @@ class PlatformConfig:
     ingress_class: str | None = None
     ready_timeout_seconds: int = 300
     rollback_window_seconds: int = 900
+    retain_releases: int = 10
+    retain_days: int = 30
 
 
 @dataclass

@@ -153,6 +153,7 @@ def deploy_input(c: CallContext, claim: ReleaseClaim, wait_for: list[str] | None
         commit_sha=d.commit_sha, config=AppConfig.model_validate(d.config), secrets_version=d.secrets_version,
         runtime_class=c.config.runtime_class, ingress_class=c.config.ingress_class,
         ready_timeout_seconds=c.config.ready_timeout_seconds, rollback_window_seconds=c.config.rollback_window_seconds,
+        retain_releases=c.config.retain_releases, retain_days=c.config.retain_days,
     )
 
 

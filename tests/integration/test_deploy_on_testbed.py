@@ -258,3 +258,28 @@ async def test_delete_app_removes_its_objects_and_keeps_the_audit(platform: Plat
                               ("networking.k8s.io/v1", "Ingress")):
         left = await p.kube.list_objects(api_version, kind, ns, label_selector="deploy-mcp/app=web")
         assert left == [], kind
+
+
+async def test_runtime_logs_from_the_pod_log_api_are_paged_and_masked(platform: Platform) -> None:
+    """Without Loki (dev), get_runtime_logs reads the pod log API behind the same contract."""
+    p = platform
+    script = ("for i in 1 2 3 4 5; do echo request $i; done; echo level=error db password=$DB_PASSWORD; "
+              "exec /busybox httpd -f -p 8080 -h /www")
+    await push_image(REGISTRY, f"{p.tenant}/logger", "v1", busybox_web_files("x"), cmd=["/busybox", "sh", "-c", script])
+    async with p.client() as c:
+        ok(await c.call_tool("create_app", {"project": "logs", "name": "web", "port": 8080,
+                                            "source": {"image": f"{REGISTRY}/{p.tenant}/logger:v1"},
+                                            "secrets": {"DB_PASSWORD": "hunter2-hunter2"}}))
+        first = ok(await c.call_tool("get_runtime_logs", {"project": "logs", "app": "web", "limit": 4,
+                                                          "direction": "forward"}))
+        rest = ok(await c.call_tool("get_runtime_logs", {"project": "logs", "app": "web", "limit": 50,
+                                                         "direction": "forward", "cursor": first["next_cursor"]}))
+        errors = ok(await c.call_tool("get_runtime_logs", {"project": "logs", "app": "web", "level": "error"}))
+        labels = ok(await c.call_tool("list_log_labels", {"project": "logs", "app": "web"}))
+    lines = [x["line"] for x in first["lines"] + rest["lines"]]
+    assert lines[:5] == [f"request {i}" for i in range(1, 6)], lines
+    assert "level=error db password=[secret:DB_PASSWORD]" in lines
+    assert first["source"] == "kubernetes" and len(first["lines"]) == 4
+    assert [x["line"] for x in errors["lines"]] == ["level=error db password=[secret:DB_PASSWORD]"]
+    assert "hunter2-hunter2" not in str(first) + str(rest) + str(errors)
+    assert labels
