@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     rollback_window_seconds: int = Field(
         900, ge=0, le=86400, description="How long the previous release stays scaled after a switch (instant rollback)."
     )
+    storage_classes: dict[str, str] = Field(
+        default_factory=lambda: {"fast": "fast", "standard": "standard"},
+        description="Platform volume class -> Kubernetes StorageClass (Longhorn classes in manifests/storage).",
+    )
     release_retention_count: int = Field(
         10, ge=2, le=1000, description="Release objects kept per app in the cluster (rows are kept forever)."
     )

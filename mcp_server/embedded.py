@@ -24,6 +24,12 @@ TESTBED_DIR = Path(__file__).parent / "testbed"
 POSTGRES_SYSTEM_USER = "deploy-mcp"
 
 
+def manifests_dir() -> Path:
+    """`manifests/` of the checkout, or the copy packaged into the wheel."""
+    packaged = Path(__file__).parent / "_manifests"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "manifests"
+
+
 def _venv_bin(name: str) -> Path:
     return Path(sysconfig.get_path("scripts")) / name
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from datetime import timedelta
@@ -13,10 +14,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mcp_server.config import Settings
-from workflows.contracts import DeleteAppInput, DeployInput, DiagnoseInput, Diagnosis
+from workflows.contracts import DeleteAppInput, DeployInput, DiagnoseInput, Diagnosis, VolumeOp, VolumeResult
 from workflows.delete import DeleteAppWorkflow
 from workflows.deploy import DeployWorkflow
 from workflows.diagnose import DiagnoseWorkflow
+from workflows.volume import VolumeWorkflow
 
 
 async def connect(settings: Settings) -> Client:
@@ -57,6 +59,16 @@ class TemporalWorkflows:
         )
         return result
 
+    async def run_volume(self, workflow_id: str, op: VolumeOp, wait_seconds: float) -> VolumeResult | None:
+        """Start (or find) the volume workflow and wait up to `wait_seconds` for its result; None while it runs."""
+        await self._start("volume", op, workflow_id)
+        handle: WorkflowHandle[object, VolumeResult] = self.client.get_workflow_handle(
+            workflow_id, result_type=VolumeResult)
+        try:
+            return await asyncio.wait_for(handle.result(), timeout=wait_seconds)
+        except TimeoutError:
+            return None
+
     async def cancel(self, workflow_id: str) -> None:
         handle: WorkflowHandle[object, object] = self.client.get_workflow_handle(workflow_id)
         try:
@@ -68,4 +80,4 @@ class TemporalWorkflows:
                 raise
 
 
-WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow]
+WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow]

@@ -16,6 +16,7 @@ from mcp_server.store import PgStore
 from mcp_server.temporal import WORKFLOWS, connect
 from workflows.activities import DeployActivities
 from workflows.adapters.kube import Kube
+from workflows.volume_activities import VolumeActivities
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,9 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
         caps = await kube.caps()
         log.info("cluster: Kubernetes 1.%s, PDB %s", caps.minor, caps.pdb_api)
         activities = DeployActivities(kube, store, load_secretbox(settings), temporal=client)
-        yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS, activities=activities.all(),
+        volumes = VolumeActivities(kube, store)
+        yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
+                     activities=activities.all() + volumes.all(),
                      max_concurrent_activities=50)
     finally:
         await store.close()

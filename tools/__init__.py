@@ -14,6 +14,7 @@ from tools import (  # noqa: F401  (registration by import)
     projects,
     rollback,
     secrets,
+    volumes,
 )
 from tools._runtime import REGISTRY, ToolSpec
 

@@ -20,6 +20,8 @@ AppName = Annotated[
 
 Wait = Annotated[int | None, Field(ge=0, le=300, description="Seconds to wait for the release while reporting "
                                                              "progress (default 60); 0 returns at once.")]
+ShutdownGrace = Annotated[int | None, Field(ge=1, le=600, description="Seconds the app gets to stop after SIGTERM "
+                                                                      "before it is killed (default 30).")]
 IdempotencyKey = Annotated[str | None, Field(description="Retrying with the same key returns the same release "
                                                          "and starts nothing new.", max_length=128)]
 

@@ -43,6 +43,7 @@ class PlatformConfig:
     ingress_class: str | None = None
     ready_timeout_seconds: int = 300
     rollback_window_seconds: int = 900
+    storage_classes: dict[str, str] = field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
     retain_releases: int = 10
     retain_days: int = 30
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
-from tools._args import AppName, IdempotencyKey, ProjectName, Wait, check_name
+from tools._args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
 from tools._runtime import call, tool
 from tools.errors import InvalidInput, NotFound
 from tools.releases import (
@@ -23,6 +23,7 @@ from tools.releases import (
     wait_with_progress,
 )
 from tools.views import AppSummary, AppView, app_summary, app_view
+from tools.volumes import VolumeRequest, check_volume_requests, mounts_config, volumes_for_new_app
 from workflows.contracts import DeleteAppInput
 from workflows.delete import delete_workflow_id
 from workflows.specs import AppConfig, HealthCheck, Resources
@@ -69,13 +70,18 @@ async def create_app(
     resources: Annotated[Resources | None, Field(description="Per replica; defaults 250m CPU, 256 MiB.")] = None,
     health_check: Annotated[HealthCheck | None, Field(description="Readiness/liveness probe; default: TCP on "
                                                                   "`port`.")] = None,
+    volumes: Annotated[list[VolumeRequest] | None, Field(
+        description="Volumes to create and mount: [{name, size_gib, volume_class, mount_path, access}].",
+        max_length=8)] = None,
+    shutdown_grace_seconds: ShutdownGrace = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> ReleaseResult:
     """Create an app from a container image and release it, in one call: project (on first use), namespace
-    with guardrails, secrets, a sandboxed Deployment, a stable URL (https://<name>-<project>-<tenant>.apps.
-    <domain>) switched to the release once it is Ready. Returns the ids at once and reports progress while it
-    waits; a retried call returns the same release."""
+    with guardrails, secrets, volumes, a sandboxed Deployment, a stable URL (https://<name>-<project>-<tenant>.
+    apps.<domain>) switched to the release once it is Ready. Returns the ids at once and reports progress while
+    it waits; a retried call returns the same release. An app with a single_node volume deploys with recreate
+    (one writer at a time) and keeps one replica."""
     c = call()
     check_name("project", project)
     check_name("name", name)
@@ -83,14 +89,25 @@ async def create_app(
         c.require("secrets:write")
     check_env("env", env or {})
     check_env("secrets", secrets or {})
-    config = build_config(port=port, env=env or {}, replicas=replicas, resources=resources, health_check=health_check)
+    config = build_config(port=port, env=env or {}, replicas=replicas, resources=resources, health_check=health_check,
+                          shutdown_grace_seconds=shutdown_grace_seconds)
+    requests = check_volume_requests(volumes or [], replicas)
+    if requests:
+        c.require("volumes:write")
     parse_source(source)
     c.require_workflows()
     resolved = await resolve_source(c, source)
+    if requests:
+        mounts = await volumes_for_new_app(c, project, requests, wait_bound(c, wait_seconds))
+        config = mounts_config(config, mounts)
     claim = await record_and_start(
         c, project=project, app=name, create=True, source=source.model_dump(), resolved=resolved, config=config,
         secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=None,
     )
+    for m in config.mounts:
+        vol = await c.store.get_volume(c.principal.tenant, project, m.volume)
+        if vol is not None:
+            await c.store.set_attachment(vol.id, claim.app.id, m.mount_path, m.read_only)
     return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
 
 
@@ -108,6 +125,7 @@ async def deploy(
     replicas: Annotated[int | None, Field(ge=1, le=20)] = None,
     resources: Resources | None = None,
     health_check: HealthCheck | None = None,
+    shutdown_grace_seconds: ShutdownGrace = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> ReleaseResult:
@@ -135,7 +153,10 @@ async def deploy(
     config = build_config(
         port=old.port, env=new_env, replicas=replicas or old.replicas, resources=resources or old.resources,
         health_check=health_check or old.health_check, base=old,
+        shutdown_grace_seconds=shutdown_grace_seconds or old.shutdown_grace_seconds,
     )
+    if config.mounts:
+        config = mounts_config(config, config.mounts)  # more replicas than a single_node volume allows?
     if source is None:
         latest = await c.store.list_deployments(current.id, limit=1)
         if not latest or "image" not in latest[0].source:
@@ -201,7 +222,8 @@ async def delete_app(
 
 
 def build_config(*, port: int, env: dict[str, str], replicas: int, resources: Resources | None,
-                 health_check: HealthCheck | None, base: AppConfig | None = None) -> AppConfig:
+                 health_check: HealthCheck | None, base: AppConfig | None = None,
+                 shutdown_grace_seconds: int | None = None) -> AppConfig:
     res = resources or Resources()
     if res.cpu_limit_millicores < res.cpu_millicores:
         raise InvalidInput("resources.cpu_limit_millicores", "is below cpu_millicores",
@@ -210,4 +232,6 @@ def build_config(*, port: int, env: dict[str, str], replicas: int, resources: Re
         "port": port, "env": env, "replicas": replicas, "resources": res.model_dump(),
         "health_check": health_check.model_dump() if health_check else None,
     }
+    if shutdown_grace_seconds is not None:
+        data["shutdown_grace_seconds"] = shutdown_grace_seconds
     return AppConfig.model_validate(data)

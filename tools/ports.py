@@ -19,10 +19,12 @@ from tools.records import (
     ProjectRecord,
     ReleaseClaim,
     SecretVersion,
+    SnapshotRecord,
     TenantRecord,
+    VolumeRecord,
 )
 from workflows.adapters.registry import ResolvedImage
-from workflows.contracts import DeleteAppInput, DeployInput, DiagnoseInput, Diagnosis
+from workflows.contracts import DeleteAppInput, DeployInput, DiagnoseInput, Diagnosis, VolumeOp, VolumeResult
 from workflows.images import ImageRef
 from workflows.logs import LogPage, LogQuery
 
@@ -58,6 +60,23 @@ class Store(Protocol):
 
     async def mark_app_deleting(self, app_id: UUID) -> None: ...
 
+    async def create_volume(self, tenant: str, project: str, name: str, size_gib: int, class_: str, access: str,
+                            pvc_name: str, restored_from: UUID | None = None) -> tuple[VolumeRecord, bool]: ...
+
+    async def get_volume(self, tenant: str, project: str, name: str) -> VolumeRecord | None: ...
+
+    async def list_volumes(self, tenant: str, project: str | None) -> list[VolumeRecord]: ...
+
+    async def set_attachment(self, volume_id: UUID, app_id: UUID, mount_path: str | None,
+                             read_only: bool) -> None: ...
+
+    async def record_snapshot(self, volume_id: UUID, kind: str, k8s_name: str,
+                              created_by: str) -> SnapshotRecord: ...
+
+    async def get_snapshot(self, tenant: str, snapshot_id: UUID) -> tuple[SnapshotRecord, VolumeRecord] | None: ...
+
+    async def list_snapshots(self, volume_id: UUID) -> list[SnapshotRecord]: ...
+
     async def record_audit(self, event: AuditEvent) -> None: ...
 
     async def list_audit(
@@ -75,6 +94,8 @@ class Workflows(Protocol):
     async def cancel(self, workflow_id: str) -> None: ...
 
     async def diagnose(self, inp: DiagnoseInput) -> Diagnosis: ...
+
+    async def run_volume(self, workflow_id: str, op: VolumeOp, wait_seconds: float) -> VolumeResult | None: ...
 
 
 class Images(Protocol):

@@ -117,3 +117,33 @@ class SecretVersion(Record):
     version: int
     names: list[str]
     ciphertext: bytes | None
+
+
+class VolumeRecord(Record):
+    id: UUID
+    tenant: str
+    project: str
+    namespace: str
+    name: str
+    size_gib: int
+    class_: str = Field(alias="class")
+    access: Literal["single_node", "shared"]
+    pvc_name: str
+    status: str
+    backup_schedule: str | None = None
+    backup_retain: int | None = None
+    created_at: datetime
+    attachments: list[dict[str, Any]] = Field(default_factory=list)  # {app, mount_path, read_only}
+    last_snapshot_at: datetime | None = None
+    last_backup_at: datetime | None = None
+
+
+class SnapshotRecord(Record):
+    id: UUID
+    volume_id: UUID
+    kind: Literal["snapshot", "backup"]
+    k8s_name: str
+    status: str
+    created_by: str
+    created_at: datetime
+    ready_at: datetime | None

@@ -322,6 +322,20 @@ class DeployActivities:
             if name not in inp.keep and replicas > 0:
                 await _kube_call(lambda n=name: self.kube.scale(inp.namespace, n, 0))  # type: ignore[misc]
                 retired.append(RetiredRelease(name=name, replicas=replicas))
+        if inp.wait_gone_seconds:
+            deadline = time.monotonic() + inp.wait_gone_seconds
+            while True:
+                pods = await _kube_call(lambda: self.kube.list_objects(
+                    "v1", "Pod", inp.namespace, label_selector=f"{LABEL_APP}={inp.app}"))
+                left = [p["metadata"]["name"] for p in pods
+                        if p["metadata"].get("labels", {}).get(LABEL_RELEASE) not in inp.keep]
+                if not left:
+                    break
+                if time.monotonic() > deadline:
+                    raise ApplicationError(f"pods of the previous release still run: {left[:3]}",
+                                           type="PreviousNotStopped")
+                activity.heartbeat(left[:3])
+                await asyncio.sleep(0.5)
         return retired
 
     @activity.defn

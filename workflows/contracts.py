@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 
 from workflows.diagnosis import Failure
-from workflows.specs import AppConfig, ReleaseSpec
+from workflows.specs import AppConfig, ReleaseSpec, VolumeSpec
 
 TERMINAL_PHASES = frozenset({"succeeded", "failed", "cancelled", "superseded"})
 
@@ -102,6 +102,7 @@ class RetireReleases(Msg):
     namespace: str
     app: str
     keep: list[str]
+    wait_gone_seconds: int = 0  # recreate: wait until their pods are gone (one writer at a time)
 
 
 class RetiredRelease(Msg):
@@ -149,6 +150,29 @@ class Diagnosis(Msg):
     containers: list[str] = []  # "pod/container: state (exit code, restarts)"
     events: list[str] = []  # "Reason: message", newest last
     logs: list[str] = []  # last lines of the first failing pod
+
+
+class VolumeOp(Msg):
+    """One change to a volume, carried out by the volume workflow."""
+
+    op: Literal["create", "resize", "delete", "snapshot", "backup", "restore", "policy"]
+    volume_id: UUID
+    spec: VolumeSpec
+    snapshot: str | None = None  # snapshot/backup: the VolumeSnapshot to take; restore: the one to restore
+    cron: str | None = None
+    retain: int | None = None
+    timeout_seconds: int = 120
+
+
+class VolumeResult(Msg):
+    status: str
+    refs: list[str] = []
+    message: str | None = None
+
+
+class VolumeOutcome(Msg):
+    op: VolumeOp
+    result: VolumeResult
 
 
 class DeleteAppInput(Msg):

@@ -122,8 +122,12 @@ class DeployWorkflow:
                 if inp.config.strategy == "recreate":
                     # A single-node volume has one writer at a time: stop every other release first.
                     await self._set_phase(inp, "stopping-previous")
-                    stopped = await self._act("retire_releases", RetireReleases(
-                        namespace=inp.namespace, app=inp.app, keep=[release]), list[RetiredRelease])
+                    stopped = await self._act(
+                        "retire_releases",
+                        RetireReleases(namespace=inp.namespace, app=inp.app, keep=[release],
+                                       wait_gone_seconds=inp.config.shutdown_grace_seconds + 60),
+                        list[RetiredRelease], timeout=timedelta(seconds=inp.config.shutdown_grace_seconds + 180),
+                        heartbeat_timeout=timedelta(seconds=30))
                 await self._set_phase(inp, "release")
                 await self._act("apply_release", ApplyRelease(spec=spec, app_id=inp.app_id,
                                                               secrets_version=inp.secrets_version), list[str])

@@ -17,12 +17,15 @@ from workflows.specs import (
     LABEL_DEPLOYMENT_ID,
     LABEL_PROJECT,
     LABEL_RELEASE,
+    LABEL_SNAPSHOT_KIND,
     LABEL_TENANT,
+    LABEL_VOLUME,
     MANAGED_BY,
     ClusterCaps,
     Guardrails,
     HealthCheck,
     ReleaseSpec,
+    VolumeSpec,
 )
 
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -324,7 +327,9 @@ def release_deployment(spec: ReleaseSpec, replicas: int | None = None) -> dict[s
                 "capabilities": {"drop": ["ALL"]},
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a private emptyDir
+            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - a private emptyDir
+            + [{"name": f"vol-{m.volume}", "mountPath": m.mount_path, "readOnly": m.read_only}
+               for m in spec.config.mounts],
             "readinessProbe": readiness,
             "livenessProbe": liveness,
         }
@@ -365,7 +370,9 @@ def release_deployment(spec: ReleaseSpec, replicas: int | None = None) -> dict[s
                 }
             ],
             "containers": [container],
-            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}}]
+            + [{"name": f"vol-{m.volume}", "persistentVolumeClaim": {"claimName": m.claim, "readOnly": m.read_only}}
+               for m in spec.config.mounts],
         }
     )
     if spec.image_pull_secret:
@@ -460,3 +467,59 @@ def app_ingress(
         "metadata": _meta(app, namespace, {**project_labels(tenant, project), LABEL_APP: app}),
         "spec": spec,
     }
+
+
+# --- Volumes -------------------------------------------------------------------------------------------------
+
+LONGHORN_NAMESPACE = "longhorn-system"
+SNAPSHOT_CLASSES = {"snapshot": "longhorn-snapshot", "backup": "longhorn-backup"}
+"""VolumeSnapshotClasses (driver.longhorn.io) with `type: snap` and `type: bak`, installed by manifests/storage."""
+
+
+def volume_labels(spec: VolumeSpec) -> dict[str, str]:
+    return project_labels(spec.tenant, spec.project) | {LABEL_VOLUME: spec.name}
+
+
+def volume_pvc(spec: VolumeSpec, data_source: str | None = None) -> dict[str, Any]:
+    """The volume's claim: ReadWriteOnce for single_node, ReadWriteMany (Longhorn's share manager) for shared.
+    `data_source` names a VolumeSnapshot to restore from (Longhorn's documented CSI restore path)."""
+    body: dict[str, Any] = {
+        "accessModes": ["ReadWriteMany" if spec.access == "shared" else "ReadWriteOnce"],
+        "storageClassName": spec.storage_class,
+        "resources": {"requests": {"storage": f"{spec.size_gib}Gi"}},
+    }
+    if data_source:
+        body["dataSource"] = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": data_source}
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": _meta(spec.claim, spec.namespace, volume_labels(spec)), "spec": body}
+
+
+def volume_snapshot(spec: VolumeSpec, name: str, kind: str) -> dict[str, Any]:
+    """A CSI VolumeSnapshot of the volume's claim; its class decides a Longhorn snapshot (in-cluster) or a
+    Longhorn backup (to the backup target)."""
+    return {
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+        "metadata": _meta(name, spec.namespace, volume_labels(spec) | {LABEL_SNAPSHOT_KIND: kind}),
+        "spec": {"volumeSnapshotClassName": SNAPSHOT_CLASSES[kind],
+                 "source": {"persistentVolumeClaimName": spec.claim}},
+    }
+
+
+def recurring_job_name(spec: VolumeSpec) -> str:
+    return f"{spec.namespace}-{spec.name}"[:63].rstrip("-")
+
+
+def recurring_job(spec: VolumeSpec, cron: str, retain: int, task: str = "backup") -> dict[str, Any]:
+    """A Longhorn RecurringJob (longhorn.io/v1beta2) for this volume alone; the claim opts in by label
+    (`recurring_job_labels`), as Longhorn documents for PVC-sourced recurring jobs."""
+    return {
+        "apiVersion": "longhorn.io/v1beta2", "kind": "RecurringJob",
+        "metadata": _meta(recurring_job_name(spec), LONGHORN_NAMESPACE, volume_labels(spec)),
+        "spec": {"name": recurring_job_name(spec), "task": task, "cron": cron, "retain": retain,
+                 "concurrency": 1, "groups": [], "labels": volume_labels(spec)},
+    }
+
+
+def recurring_job_labels(spec: VolumeSpec) -> dict[str, str]:
+    return {"recurring-job.longhorn.io/source": "enabled",
+            f"recurring-job.longhorn.io/{recurring_job_name(spec)}": "enabled"}

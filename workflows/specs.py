@@ -34,6 +34,16 @@ class Resources(Spec):
     memory_mib: int = Field(256, ge=16, le=65536, description="Memory request and limit, MiB.")
 
 
+class Mount(Spec):
+    """A platform volume mounted into every replica of a release."""
+
+    volume: str = Field(description="Platform volume name.")
+    claim: str = Field(description="Its PersistentVolumeClaim.")
+    mount_path: str
+    read_only: bool = False
+    access: Literal["single_node", "shared"] = "single_node"
+
+
 class AppConfig(Spec):
     """The configuration a release runs with; each release keeps its own snapshot (rollback restores it)."""
 
@@ -43,6 +53,7 @@ class AppConfig(Spec):
     resources: Resources = Field(default_factory=Resources)
     health_check: HealthCheck | None = None
     strategy: Literal["blue-green", "recreate"] = "blue-green"
+    mounts: list[Mount] = Field(default_factory=list, description="Volumes mounted in the app's containers.")
     command: list[str] | None = Field(None, description="Override the image's entrypoint.")
     args: list[str] | None = Field(None, description="Override the image's arguments.")
     shutdown_grace_seconds: int = Field(
@@ -72,6 +83,19 @@ class ReleaseSpec(Spec):
     @property
     def env_secret(self) -> str:
         return f"{self.app}-r{self.seq}-env"
+
+
+class VolumeSpec(Spec):
+    """A platform-owned PersistentVolumeClaim."""
+
+    tenant: str
+    project: str
+    namespace: str
+    name: str
+    claim: str
+    size_gib: int = Field(ge=1, le=16384)
+    storage_class: str
+    access: Literal["single_node", "shared"] = "single_node"
 
 
 class Guardrails(Spec):
@@ -106,3 +130,5 @@ LABEL_APP = "deploy-mcp/app"
 LABEL_RELEASE = "deploy-mcp/release"
 LABEL_DEPLOYMENT_ID = "deploy-mcp/deployment-id"
 LABEL_COMMIT = "deploy-mcp/commit-sha"
+LABEL_VOLUME = "deploy-mcp/volume"
+LABEL_SNAPSHOT_KIND = "deploy-mcp/snapshot-kind"

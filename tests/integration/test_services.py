@@ -14,7 +14,7 @@ from temporalio.client import Client as TemporalClient
 
 from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
 from mcp_server.processes import ManagedProcess, ServiceError, process_starttime
-from mcp_server.store import migrate
+from mcp_server.store import migrate, migration_files
 
 
 def test_missing_binary_fails_at_once(tmp_path: Path) -> None:
@@ -70,11 +70,13 @@ def test_embedded_postgres_starts_migrates_and_stops(workdir: Path) -> None:
     pg = EmbeddedPostgres(workdir / "pg-lifecycle")
     url = pg.start()
     try:
-        assert asyncio.run(migrate(url)) == ["0001_schema_v1.sql", "0002_release_seq.sql"]  # in order
+        names = [name for _, name, _ in migration_files()]
+        assert names[:3] == ["0001_schema_v1.sql", "0002_release_seq.sql", "0003_volume_snapshots.sql"]
+        assert asyncio.run(migrate(url)) == names  # all, in order
         assert asyncio.run(migrate(url)) == []  # recorded: not applied twice
         with psycopg.connect(url) as conn:
             rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
-            assert rows == [(1, "0001_schema_v1.sql"), (2, "0002_release_seq.sql")]
+            assert rows == [(i + 1, n) for i, n in enumerate(names)]
         pid = pg.proc.running_pid() if pg.proc else None
         assert pid is not None
     finally:

@@ -4,10 +4,12 @@ an in-process worker on a task queue of its own, and the MCP server built on the
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
@@ -16,6 +18,7 @@ from temporalio.worker import Worker
 
 from mcp_server.config import Settings, load_settings
 from mcp_server.embedded import Testbed
+from mcp_server.fake_longhorn import FakeLonghorn, install_storage
 from mcp_server.runtime import server_deps
 from mcp_server.server import DeployMCP, ServerDeps, build_server
 from mcp_server.worker import worker
@@ -77,6 +80,9 @@ async def running_platform(settings: Settings, *, start_worker: bool = True) -> 
     url = settings.resolved_database_url()
     assert url
     kube = await Kube.connect(settings.kubeconfig)
+    await install_storage(kube)
+    storage_root = Path(tempfile.mkdtemp(prefix="fake-longhorn-"))
+    storage = asyncio.create_task(FakeLonghorn(kube, storage_root).run())
     async with server_deps(settings, url) as deps:
         p = Platform(settings=settings, deps=deps, kube=kube, tenant=tenant)
         try:
@@ -86,6 +92,8 @@ async def running_platform(settings: Settings, *, start_worker: bool = True) -> 
         finally:
             await p.stop_worker()
             await remove_tenant_objects(kube, tenant)
+            storage.cancel()
+            await asyncio.gather(storage, return_exceptions=True)
             await kube.close()
 
 

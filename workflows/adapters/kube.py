@@ -45,6 +45,12 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("policy/v1beta1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
     ("node.k8s.io/v1", "RuntimeClass"): ("runtimeclasses", False),
     ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
+    # CRD kinds the platform writes (manifests/storage/crds)
+    ("snapshot.storage.k8s.io/v1", "VolumeSnapshot"): ("volumesnapshots", True),
+    ("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent"): ("volumesnapshotcontents", False),
+    ("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"): ("volumesnapshotclasses", False),
+    ("longhorn.io/v1beta2", "RecurringJob"): ("recurringjobs", True),
 }
 
 
@@ -175,6 +181,9 @@ class Kube:
             query.append(("fieldSelector", field_selector))
         result = await self._call("GET", collection_path(api_version, kind, namespace), f"list {kind}", query=query)
         items: list[dict[str, Any]] = result.get("items", [])
+        for item in items:  # list items come without them; callers pass items back to apply/patch
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
         return items
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str,
@@ -193,6 +202,26 @@ class Kube:
             if e.failure.status == 404:
                 return False
             raise
+
+    async def patch(self, obj: Mapping[str, Any], patch: Mapping[str, Any], subresource: str | None = None
+                    ) -> dict[str, Any]:
+        """JSON merge patch of `obj` (or of its `status` subresource): for fields another actor owns."""
+        md = obj["metadata"]
+        path = f"{collection_path(obj['apiVersion'], obj['kind'], md.get('namespace'))}/{md['name']}"
+        if subresource:
+            path += f"/{subresource}"
+        result: dict[str, Any] = await self._call(
+            "PATCH", path, f"patch {ref(obj)}", query=[("fieldManager", FIELD_MANAGER)], body=dict(patch),
+            content_type="application/merge-patch+json",
+        )
+        return result
+
+    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        md = obj["metadata"]
+        result: dict[str, Any] = await self._call(
+            "POST", collection_path(obj["apiVersion"], obj["kind"], md.get("namespace")), f"create {ref(obj)}",
+            query=[("fieldManager", FIELD_MANAGER)], body=dict(obj))
+        return result
 
     async def scale(self, namespace: str, deployment: str, replicas: int) -> dict[str, Any]:
         """Scale through the `scale` subresource. Not by server-side apply: an apply that names only

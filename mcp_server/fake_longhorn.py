@@ -1,0 +1,185 @@
+"""FakeLonghorn: plays Longhorn's CSI driver and the CSI external-snapshotter on the local testbed, where no
+storage controller runs (see docs/decisions/0006-volumes.md). Real Longhorn does all of this on k3s.
+
+What it does, through the real API server, for claims of the Longhorn classes (`fast`, `standard`):
+- provisions: a host directory under `root` per claim, a PersistentVolume (hostPath, Retain) pre-bound to
+  the claim with the claim's size and access modes; the kube-controller-manager binds them. A claim whose
+  `dataSource` is a VolumeSnapshot starts with that snapshot's files (Longhorn's CSI restore).
+- expands: a claim asking for more storage grows its PV and gets `status.capacity` (the external-resizer).
+- snapshots: a VolumeSnapshot of a claim copies the claim's files aside, creates its VolumeSnapshotContent
+  with Longhorn's handle (`snap://<volume>/<name>` or `bak://<volume>/<name>` by the class's type) and sets
+  `readyToUse` (the external-snapshotter + Longhorn).
+- reclaims: PVs whose claim is gone are deleted with their directory.
+Both testbed nodes share the host, so a volume "moves" with its pod, as a Longhorn volume does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcp_server.embedded import manifests_dir
+from workflows.adapters.kube import Kube, KubeError
+
+log = logging.getLogger(__name__)
+
+LONGHORN_CLASSES = ("fast", "standard")
+DRIVER = "driver.longhorn.io"
+
+
+def _gib(quantity: str) -> int:
+    q = str(quantity)
+    for suffix, factor in (("Gi", 1), ("Mi", 1 / 1024), ("Ti", 1024)):
+        if q.endswith(suffix):
+            return max(1, int(float(q[: -len(suffix)]) * factor))
+    return max(1, int(int(q) / 2**30))
+
+
+@dataclass
+class FakeLonghorn:
+    kube: Kube
+    root: Path
+    interval: float = 0.3
+
+    def _dir(self, pv: str) -> Path:
+        return self.root / "volumes" / pv
+
+    def _snapshot_dir(self, uid: str) -> Path:
+        return self.root / "snapshots" / uid
+
+    async def sync_once(self) -> None:
+        pvcs = await self.kube.list_objects("v1", "PersistentVolumeClaim", None)
+        pvs = {pv["metadata"]["name"]: pv for pv in await self.kube.list_objects("v1", "PersistentVolume", None)}
+        for pvc in pvcs:
+            if pvc["spec"].get("storageClassName") not in LONGHORN_CLASSES:
+                continue
+            name = pvc["spec"].get("volumeName")
+            if not name:
+                await self._provision(pvc)
+            elif name in pvs:
+                await self._expand(pvc, pvs[name])
+        await self._snapshots(pvcs)
+        claims = {(p["metadata"]["namespace"], p["metadata"]["name"], p["metadata"]["uid"]) for p in pvcs}
+        for pv in pvs.values():
+            ref = pv["spec"].get("claimRef") or {}
+            ours = (pv["metadata"].get("annotations") or {}).get("pv.kubernetes.io/provisioned-by") == DRIVER
+            if ours and (ref.get("namespace"), ref.get("name"), ref.get("uid")) not in claims:
+                await self.kube.delete("v1", "PersistentVolume", None, pv["metadata"]["name"])
+                shutil.rmtree(self._dir(pv["metadata"]["name"]), ignore_errors=True)
+
+    async def _provision(self, pvc: dict[str, Any]) -> None:
+        md, spec = pvc["metadata"], pvc["spec"]
+        pv_name = f"pvc-{md['uid']}"
+        path = self._dir(pv_name)
+        path.mkdir(parents=True, exist_ok=True)
+        source = spec.get("dataSource") or {}
+        if source.get("kind") == "VolumeSnapshot":
+            vs = await self.kube.get("snapshot.storage.k8s.io/v1", "VolumeSnapshot", md["namespace"], source["name"])
+            if vs is None or not (vs.get("status") or {}).get("readyToUse"):
+                return  # Longhorn waits for the snapshot to be ready
+            shutil.copytree(self._snapshot_dir(vs["metadata"]["uid"]), path, dirs_exist_ok=True)
+        os.chmod(path, 0o777)  # noqa: S103 - any pod user may write: hostPath has no fsGroup support
+        storage = spec["resources"]["requests"]["storage"]
+        await self.kube.create({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": pv_name, "annotations": {"pv.kubernetes.io/provisioned-by": DRIVER},
+                         "labels": {"deploy-mcp/fake": "longhorn"}},
+            "spec": {
+                "capacity": {"storage": storage}, "accessModes": spec["accessModes"],
+                "persistentVolumeReclaimPolicy": "Retain", "storageClassName": spec["storageClassName"],
+                "hostPath": {"path": str(path), "type": "Directory"},
+                "claimRef": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": md["namespace"],
+                             "name": md["name"], "uid": md["uid"]},
+            },
+        })
+        log.info("fake longhorn: provisioned %s for %s/%s", pv_name, md["namespace"], md["name"])
+
+    async def _expand(self, pvc: dict[str, Any], pv: dict[str, Any]) -> None:
+        want = pvc["spec"]["resources"]["requests"]["storage"]
+        have = pv["spec"]["capacity"]["storage"]
+        if _gib(want) > _gib(have):
+            await self.kube.patch(pv, {"spec": {"capacity": {"storage": want}}})
+        status_cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
+        if pvc.get("status", {}).get("phase") == "Bound" and status_cap and _gib(status_cap) < _gib(want):
+            await self.kube.patch(pvc, {"status": {"capacity": {"storage": want}}}, subresource="status")
+
+    async def _snapshots(self, pvcs: list[dict[str, Any]]) -> None:
+        by_claim = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pvcs}
+        classes = {c["metadata"]["name"]: c for c in await self.kube.list_objects(
+            "snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", None)}
+        for vs in await self.kube.list_objects("snapshot.storage.k8s.io/v1", "VolumeSnapshot", None):
+            if (vs.get("status") or {}).get("readyToUse"):
+                continue
+            md = vs["metadata"]
+            claim = by_claim.get((md["namespace"], vs["spec"]["source"].get("persistentVolumeClaimName", "")))
+            vclass = classes.get(vs["spec"].get("volumeSnapshotClassName", ""))
+            if claim is None or vclass is None or not claim["spec"].get("volumeName"):
+                continue
+            volume = claim["spec"]["volumeName"]
+            target = self._snapshot_dir(md["uid"])
+            shutil.copytree(self._dir(volume), target, dirs_exist_ok=True)
+            scheme = "bak" if (vclass.get("parameters") or {}).get("type") == "bak" else "snap"
+            handle = f"{scheme}://{volume}/{md['name']}"
+            content_name = f"snapcontent-{md['uid']}"
+            size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
+            now = datetime.now(UTC)
+            content = {
+                "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+                "metadata": {"name": content_name},
+                "spec": {"driver": DRIVER, "deletionPolicy": vclass.get("deletionPolicy", "Delete"),
+                         "volumeSnapshotClassName": vclass["metadata"]["name"],
+                         "source": {"volumeHandle": volume},
+                         "volumeSnapshotRef": {"name": md["name"], "namespace": md["namespace"], "uid": md["uid"]}},
+            }
+            if await self.kube.get("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent", None, content_name) is None:
+                await self.kube.create(content)
+            await self.kube.patch(content, {"status": {"snapshotHandle": handle, "readyToUse": True,
+                                                       "creationTime": int(now.timestamp() * 1e9),
+                                                       "restoreSize": size}}, subresource="status")
+            await self.kube.patch(vs, {"status": {"boundVolumeSnapshotContentName": content_name,
+                                                  "readyToUse": True, "restoreSize": size,
+                                                  "creationTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+                                  subresource="status")
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sync_once()
+            except KubeError as e:
+                log.warning("fake longhorn: %s", e)
+            except Exception:  # a fake that dies silently would turn every later test into a timeout
+                log.exception("fake longhorn: sync failed")
+            await asyncio.sleep(self.interval)
+
+
+async def install_storage(kube: Kube, timeout: float = 30.0) -> list[str]:
+    """Apply manifests/storage (CRDs first, then classes) the way an operator would with kubectl, and wait
+    for the CRDs to be served."""
+    root = manifests_dir() / "storage"
+    applied = []
+    for path in [*sorted((root / "crds").glob("*.yaml")), root / "storageclasses.yaml"]:
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc:
+                continue
+            await kube.apply(doc)
+            applied.append(f"{doc['kind']}/{doc['metadata']['name']}")
+            if doc["kind"] == "CustomResourceDefinition":
+                deadline = asyncio.get_running_loop().time() + timeout
+                while asyncio.get_running_loop().time() < deadline:
+                    crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", None,
+                                         doc["metadata"]["name"])
+                    conds = {c["type"]: c["status"] for c in ((crd or {}).get("status") or {}).get("conditions") or []}
+                    if conds.get("Established") == "True":
+                        break
+                    await asyncio.sleep(0.2)
+    return applied

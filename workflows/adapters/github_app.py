@@ -1,0 +1,217 @@
+"""GitHub App installation tokens: how the platform reads a customer's private GitHub repository without a
+long-lived secret.
+
+As GitHub documents it (Apps > Authenticating with a GitHub App): the app signs a JSON Web Token with its
+private key (RS256; `iat` 60 s in the past against clock drift, `exp` at most 10 minutes ahead, `iss` the app's
+ID), finds the installation that covers the repository (GET /repos/{owner}/{repo}/installation) and exchanges
+the JWT for an installation access token (POST /app/installations/{id}/access_tokens), narrowed here to that one
+repository and `contents: read`. The token expires after an hour; it is cached until shortly before that.
+
+The JWT is made by PyJWT (RS256 through `cryptography`), not by hand. Messages never hold the JWT, the key or
+a token.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+import jwt
+
+from workflows.git import GitCredentials
+
+GITHUB_API = "https://api.github.com"
+API_VERSION = "2022-11-28"
+JWT_BACKDATE = 60
+JWT_LIFETIME = 540  # exp - iat = 600 s: GitHub's maximum
+TOKEN_REFRESH_MARGIN = 300.0
+GIT_USERNAME = "x-access-token"
+"""The user name GitHub expects with an installation token over git's HTTP Basic auth."""
+
+
+class GitHubAppError(Exception):
+    """A GitHub App call failed. `retryable` says whether the same call may succeed later."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GitHubAppNotInstalled(GitHubAppError):
+    """The app is not installed on the repository's account, or the installation does not cover the repo."""
+
+
+class GitHubAppAuthError(GitHubAppError):
+    """GitHub refused the app's JWT: wrong app ID or key, or a clock far off."""
+
+
+class GitHubUnavailable(GitHubAppError):
+    """GitHub answered 5xx or a rate limit, or could not be reached."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class InstallationToken:
+    """An installation access token; `expires_at` is timezone-aware. Its repr never shows the token."""
+
+    token: str = field(repr=False)
+    expires_at: datetime
+    installation_id: int = 0
+    permissions: Mapping[str, str] = field(default_factory=dict)
+
+    def git_credentials(self) -> GitCredentials:
+        """Credentials for `workflows.adapters.git` (HTTP Basic `x-access-token:<token>`)."""
+        return GitCredentials(token=self.token, username=GIT_USERNAME)
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])[:300]
+    return ""
+
+
+class GitHubApp:
+    """One GitHub App. `private_key_pem` is the PEM the app's settings page generates. Close with `aclose()` or
+    use as an async context manager. `clock` returns Unix seconds (tests move it)."""
+
+    def __init__(
+        self,
+        app_id: int | str,
+        private_key_pem: str | bytes,
+        api_url: str = GITHUB_API,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        timeout: float = 15.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app_id = str(app_id)
+        self._key = private_key_pem
+        self._api = api_url.rstrip("/")
+        self._clock = clock
+        self._client = httpx.AsyncClient(
+            transport=transport,
+            timeout=timeout,
+            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
+                     "User-Agent": "deploy-mcp"},
+        )
+        self._tokens: dict[tuple[str, str], InstallationToken] = {}
+
+    def __repr__(self) -> str:
+        return f"GitHubApp(app_id={self.app_id!r}, api_url={self._api!r})"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> GitHubApp:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def app_jwt(self) -> str:
+        """The app's JWT: RS256, iat = now - 60, exp = now + 540, iss = the app ID."""
+        now = int(self._clock())
+        payload = {"iat": now - JWT_BACKDATE, "exp": now + JWT_LIFETIME, "iss": self.app_id}
+        try:
+            return jwt.encode(payload, self._key, algorithm="RS256")
+        except (ValueError, TypeError, jwt.PyJWTError) as e:
+            raise GitHubAppAuthError(
+                f"the private key of GitHub App {self.app_id} cannot sign a JWT ({type(e).__name__}); configure the "
+                "PEM private key generated in the app's settings"
+            ) from None
+
+    async def installation_token(self, owner: str, repo: str) -> InstallationToken:
+        """A token that can read `owner/repo` (contents: read, that repository only), cached until 5 minutes
+        before it expires."""
+        key = (owner.lower(), repo.lower())
+        cached = self._tokens.get(key)
+        if cached is not None and cached.expires_at.timestamp() - TOKEN_REFRESH_MARGIN > self._clock():
+            return cached
+        bearer = {"Authorization": f"Bearer {self.app_jwt()}"}
+        found = await self._send("GET", f"/repos/{owner}/{repo}/installation", bearer, owner=owner, repo=repo)
+        installation_id = found.get("id")
+        if not isinstance(installation_id, int):
+            raise GitHubAppError(f"GitHub answered the installation of {owner}/{repo} without an id")
+        body = {"repositories": [repo], "permissions": {"contents": "read"}}
+        created = await self._send(
+            "POST", f"/app/installations/{installation_id}/access_tokens", bearer, owner=owner, repo=repo, json=body
+        )
+        token, expires = created.get("token"), created.get("expires_at")
+        if not isinstance(token, str) or not token or not isinstance(expires, str):
+            raise GitHubAppError(f"GitHub answered the token request for {owner}/{repo} without a token or expiry")
+        try:
+            expires_at = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+        except ValueError:
+            raise GitHubAppError(f"GitHub answered an expiry that is not a timestamp: {expires[:40]!r}") from None
+        permissions = created.get("permissions")
+        result = InstallationToken(
+            token, expires_at, installation_id, dict(permissions) if isinstance(permissions, dict) else {}
+        )
+        self._tokens[key] = result
+        return result
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        *,
+        owner: str,
+        repo: str,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        try:
+            response = await self._client.request(method, self._api + path, headers=headers, json=json)
+        except httpx.TimeoutException as e:
+            raise GitHubUnavailable(f"GitHub ({self._api}) did not answer in time ({type(e).__name__})") from None
+        except httpx.TransportError as e:
+            raise GitHubUnavailable(f"GitHub ({self._api}) could not be reached: {type(e).__name__}") from None
+        status = response.status_code
+        problem = _problem(response)
+        suffix = f" [HTTP {status}{': ' + problem if problem else ''}]"
+        if 200 <= status < 300:
+            try:
+                data = response.json()
+            except ValueError:
+                raise GitHubAppError(f"GitHub answered {method} {path} with something that is not JSON") from None
+            if not isinstance(data, dict):
+                raise GitHubAppError(f"GitHub answered {method} {path} with JSON that is not an object")
+            return data
+        if status == 401:
+            raise GitHubAppAuthError(
+                f"GitHub refused the JWT of app {self.app_id}: check the app ID and its private key, and that this "
+                f"machine's clock is right{suffix}",
+                status=status,
+            )
+        if status == 404:
+            raise GitHubAppNotInstalled(
+                f"GitHub App {self.app_id} is not installed on {owner}/{repo} (or cannot see it): install the app on "
+                f"the account {owner} and grant it access to {repo}{suffix}",
+                status=status,
+            )
+        if status == 422:
+            raise GitHubAppNotInstalled(
+                f"the installation of GitHub App {self.app_id} cannot grant read access to {owner}/{repo}: add the "
+                f"repository to the installation and give the app 'Contents: read'{suffix}",
+                status=status,
+            )
+        rate_limited = status == 429 or (status == 403 and response.headers.get("x-ratelimit-remaining") == "0")
+        if status >= 500 or rate_limited:
+            raise GitHubUnavailable(
+                f"GitHub is unavailable or rate-limiting now; try again later{suffix}", status=status
+            )
+        raise GitHubAppError(f"GitHub refused {method} {path}{suffix}", status=status)
