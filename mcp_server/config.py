@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         default_factory=lambda: {"fast": "fast", "standard": "standard"},
         description="Platform volume class -> Kubernetes StorageClass (Longhorn classes in manifests/storage).",
     )
+    git_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Git hosts (or addresses) allowed although they resolve to loopback/private/link-local "
+        "addresses; by default builds may only clone from public hosts.",
+    )
+    git_ca_file: Path | None = Field(None, description="Extra CA bundle for internal git servers (PEM).")
+    build_dir: Path | None = Field(None, description="Local builder's work and storage. Default: <state_dir>/builds.")
     release_retention_count: int = Field(
         10, ge=2, le=1000, description="Release objects kept per app in the cluster (rows are kept forever)."
     )

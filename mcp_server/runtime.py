@@ -42,7 +42,8 @@ def platform_config(settings: Settings) -> PlatformConfig:
         runtime_class=settings.runtime_class or None, ingress_class=settings.ingress_class,
         ready_timeout_seconds=settings.ready_timeout_seconds, rollback_window_seconds=settings.rollback_window_seconds,
         retain_releases=settings.release_retention_count, retain_days=settings.release_retention_days,
-        storage_classes=dict(settings.storage_classes),
+        storage_classes=dict(settings.storage_classes), registry=settings.registry,
+        git_allowed_hosts=tuple(settings.git_allowed_hosts), git_ca_file=settings.git_ca_file,
     )
 
 

@@ -30,7 +30,7 @@ from tools.records import (
     TenantRecord,
     VolumeRecord,
 )
-from workflows.contracts import TERMINAL_PHASES
+from workflows.contracts import TERMINAL_PHASES, BuildDone, BuildInput, BuildStarted
 from workflows.names import namespace_name
 
 MIGRATION_LOCK = 0x646D6370  # "dmcp": one migrator at a time across processes
@@ -325,7 +325,8 @@ class PgStore:
         if row is None or row["phase"] in ("failed", "cancelled") or row["kind"] != req.kind:
             return None
         latest = DeploymentRecord.model_validate(row)
-        same = (latest.image_digest == req.image_digest and latest.config == req.config
+        same = (latest.image_digest == req.image_digest and latest.commit_sha == req.commit_sha
+                and latest.config == req.config
                 and req.new_secret_ciphertext is None and latest.secrets_version == req.base_secrets_version
                 and (req.release_seq is None or latest.release_seq == req.release_seq))
         return latest if same else None
@@ -459,6 +460,89 @@ class PgStore:
         rows = await self._all("SELECT * FROM volume_snapshots WHERE volume_id = %s ORDER BY created_at DESC",
                                volume_id)
         return [SnapshotRecord.model_validate(r) for r in rows]
+
+    # builds
+
+    async def start_build(self, inp: BuildInput, workflow_id: str, builder: str) -> BuildStarted:
+        """The build of this commit: a finished one is reused (a commit builds once); a running row of this
+        workflow is returned again when the activity is retried."""
+        done = await self._one(
+            "SELECT id, image_digest FROM builds WHERE app_id = %s AND commit_sha = %s AND subdir = %s "
+            "AND status = 'succeeded' ORDER BY finished_at DESC LIMIT 1",
+            inp.app_id, inp.commit_sha, inp.subdir,
+        )
+        if done is not None:
+            return BuildStarted(build_id=done["id"], reused_digest=done["image_digest"], request=inp)
+        row = await self._one("SELECT id FROM builds WHERE workflow_id = %s AND status = 'running'", workflow_id)
+        if row is None:
+            row = await self._one(
+                "INSERT INTO builds (app_id, deployment_id, commit_sha, builder, status, workflow_id, subdir, "
+                "source_url) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s) RETURNING id",
+                inp.app_id, inp.deployment_id, inp.commit_sha, builder, workflow_id, inp.subdir, inp.git_url,
+            )
+        assert row is not None
+        return BuildStarted(build_id=row["id"], request=inp)
+
+    async def finish_build(self, done: BuildDone) -> None:
+        await self._one(
+            "UPDATE builds SET status = %s, image = %s, image_digest = %s, failed_step = %s, error = %s, "
+            "finished_at = now() WHERE id = %s RETURNING id",
+            done.status, done.image, done.digest, done.failed_step, done.error, done.build_id,
+        )
+
+    async def append_build_lines(self, build_id: UUID, first_seq: int, lines: list[str]) -> None:
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO build_log_lines (build_id, seq, line) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                [(build_id, first_seq + i, line) for i, line in enumerate(lines)],
+            )
+
+    async def build_lines(self, build_id: UUID, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT seq, ts, line FROM build_log_lines WHERE build_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+            build_id, after_seq, limit,
+        )
+
+    async def list_builds(self, app_id: UUID, limit: int) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT b.*, (SELECT count(*) FROM build_log_lines l WHERE l.build_id = b.id) AS lines FROM builds b "
+            "WHERE b.app_id = %s ORDER BY b.created_at DESC LIMIT %s", app_id, limit,
+        )
+
+    async def get_build(self, tenant: str, build_id: UUID) -> dict[str, Any] | None:
+        return await self._one(
+            "SELECT b.* FROM builds b JOIN apps a ON a.id = b.app_id JOIN projects p ON p.id = a.project_id "
+            "JOIN tenants t ON t.id = p.tenant_id WHERE b.id = %s AND t.name = %s", build_id, tenant,
+        )
+
+    async def build_of_deployment(self, deployment_id: UUID) -> dict[str, Any] | None:
+        """The build a deployment ran or reused (matched by app and commit when it reused an earlier one)."""
+        return await self._one(
+            "SELECT b.* FROM deployments d JOIN builds b ON b.app_id = d.app_id AND b.commit_sha = d.commit_sha "
+            "WHERE d.id = %s ORDER BY (b.deployment_id = d.id) DESC, b.created_at DESC LIMIT 1", deployment_id,
+        )
+
+    async def git_credentials(self, tenant: str, host: str) -> tuple[str, str, bytes] | None:
+        row = await self._one(
+            "SELECT g.kind, g.username, g.ciphertext FROM git_credentials g JOIN tenants t ON t.id = g.tenant_id "
+            "WHERE t.name = %s AND g.host = %s", tenant, host,
+        )
+        return (row["kind"], row["username"], bytes(row["ciphertext"])) if row else None
+
+    async def set_git_credentials(self, tenant: str, host: str, kind: str, username: str, ciphertext: bytes,
+                                  created_by: str) -> None:
+        t = await self.ensure_tenant(tenant)
+        await self._one(
+            "INSERT INTO git_credentials (tenant_id, host, kind, username, ciphertext, created_by) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (tenant_id, host) DO UPDATE SET kind = EXCLUDED.kind, "
+            "username = EXCLUDED.username, ciphertext = EXCLUDED.ciphertext, created_by = EXCLUDED.created_by, "
+            "created_at = now() RETURNING host",
+            t.id, host, kind, username, ciphertext, created_by,
+        )
+
+    async def set_deployment_image(self, deployment_id: UUID, image: str, digest: str) -> None:
+        await self._one("UPDATE deployments SET image = %s, image_digest = %s WHERE id = %s RETURNING id",
+                        image, digest, deployment_id)
 
     # audit
 

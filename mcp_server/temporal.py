@@ -14,6 +14,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mcp_server.config import Settings
+from workflows.build import BuildWorkflow
 from workflows.contracts import DeleteAppInput, DeployInput, DiagnoseInput, Diagnosis, VolumeOp, VolumeResult
 from workflows.delete import DeleteAppWorkflow
 from workflows.deploy import DeployWorkflow
@@ -80,4 +81,4 @@ class TemporalWorkflows:
                 raise
 
 
-WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow]
+WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow]

@@ -16,6 +16,7 @@ from mcp_server.store import PgStore
 from mcp_server.temporal import WORKFLOWS, connect
 from workflows.activities import DeployActivities
 from workflows.adapters.kube import Kube
+from workflows.build_activities import BuildActivities, BuildSettings
 from workflows.volume_activities import VolumeActivities
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,12 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
         log.info("cluster: Kubernetes 1.%s, PDB %s", caps.minor, caps.pdb_api)
         activities = DeployActivities(kube, store, load_secretbox(settings), temporal=client)
         volumes = VolumeActivities(kube, store)
+        build_root = settings.build_dir or settings.state_dir / "builds"
+        builds = BuildActivities(store, load_secretbox(settings), BuildSettings(
+            storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git_ca_file,
+            registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries))
         yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
-                     activities=activities.all() + volumes.all(),
+                     activities=activities.all() + volumes.all() + builds.all(),
                      max_concurrent_activities=50)
     finally:
         await store.close()

@@ -7,6 +7,7 @@ server checks the declared scope) -> act. The server writes the audit row around
 from tools import (  # noqa: F401  (registration by import)
     apps,
     audit,
+    builds,
     deployments,
     diagnose,
     identity,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mcp.types import ToolAnnotations
@@ -44,6 +45,9 @@ class PlatformConfig:
     ready_timeout_seconds: int = 300
     rollback_window_seconds: int = 900
     storage_classes: dict[str, str] = field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
+    registry: str = "127.0.0.1:5000"
+    git_allowed_hosts: tuple[str, ...] = ()
+    git_ca_file: Path | None = None
     retain_releases: int = 10
     retain_days: int = 30
 

@@ -13,8 +13,8 @@ from tools._args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wai
 from tools._runtime import call, tool
 from tools.errors import InvalidInput, NotFound
 from tools.releases import (
-    ImageSource,
     ReleaseResult,
+    Source,
     check_env,
     parse_source,
     record_and_start,
@@ -59,7 +59,7 @@ async def get_app(project: ProjectName, app: AppName) -> AppView:
 async def create_app(
     project: ProjectName,
     name: AppName,
-    source: ImageSource,
+    source: Source,
     port: Annotated[int, Field(ge=1, le=65535, description="Port the app listens on in its container.")],
     ctx: Context,
     env: Annotated[dict[str, str] | None, Field(description="Plain environment variables (visible in get_app "
@@ -96,12 +96,12 @@ async def create_app(
         c.require("volumes:write")
     parse_source(source)
     c.require_workflows()
-    resolved = await resolve_source(c, source)
+    resolved = await resolve_source(c, source, name)
     if requests:
         mounts = await volumes_for_new_app(c, project, requests, wait_bound(c, wait_seconds))
         config = mounts_config(config, mounts)
     claim = await record_and_start(
-        c, project=project, app=name, create=True, source=source.model_dump(), resolved=resolved, config=config,
+        c, project=project, app=name, create=True, resolved=resolved, config=config,
         secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=None,
     )
     for m in config.mounts:
@@ -116,7 +116,7 @@ async def deploy(
     project: ProjectName,
     app: AppName,
     ctx: Context,
-    source: Annotated[ImageSource | None, Field(description="New image; omitted: the app's current image "
+    source: Annotated[Source | None, Field(description="New image or git ref; omitted: the app's current source "
                                                             "reference, resolved again (a moved tag deploys).")] = None,
     env: Annotated[dict[str, str | None] | None, Field(description="Changes to plain env vars; null removes "
                                                                    "one.")] = None,
@@ -159,12 +159,15 @@ async def deploy(
         config = mounts_config(config, config.mounts)  # more replicas than a single_node volume allows?
     if source is None:
         latest = await c.store.list_deployments(current.id, limit=1)
-        if not latest or "image" not in latest[0].source:
-            raise InvalidInput("source", "the app has no earlier image to deploy again", "pass source.image")
-        source = ImageSource.model_validate(latest[0].source)
-    resolved = await resolve_source(c, source)
+        if not latest:
+            raise InvalidInput("source", "the app has no earlier source to deploy again", "pass source")
+        stored = dict(latest[0].source)
+        if "git" in stored:  # the same branch again: a new commit on it deploys
+            stored["git"] = {k: v for k, v in stored["git"].items() if k != "commit"}
+        source = Source.model_validate(stored)
+    resolved = await resolve_source(c, source, app)
     claim = await record_and_start(
-        c, project=project, app=app, create=False, source=source.model_dump(), resolved=resolved, config=config,
+        c, project=project, app=app, create=False, resolved=resolved, config=config,
         secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=current,
     )
     return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))

@@ -93,7 +93,7 @@ class NewRelease(Record):
     config: dict[str, Any]
     source: dict[str, Any]
     image: str
-    image_digest: str
+    image_digest: str | None = Field(description="None for a git source until its build pushed the image")
     commit_sha: str | None = None
     idempotency_key: str | None = None
     created_by: str

@@ -5,33 +5,73 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 from uuid import UUID
 
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools._runtime import CallContext
 from tools.errors import InvalidInput, Unavailable
 from tools.records import AppRecord, DeploymentRecord, NewRelease, ReleaseClaim
 from tools.views import DeploymentError, app_url
-from workflows.adapters.registry import ImageNotFound, RegistryAuthError, RegistryError, ResolvedImage
-from workflows.contracts import TERMINAL_PHASES, DeployInput
+from workflows.adapters.git import (
+    GitAuthError,
+    GitError,
+    HostNotAllowed,
+    RefNotFound,
+    RepoNotFound,
+    check_host_allowed,
+    resolve_ref,
+)
+from workflows.adapters.registry import ImageNotFound, RegistryAuthError, RegistryError
+from workflows.contracts import TERMINAL_PHASES, BuildInput, DeployInput
 from workflows.deploy import deploy_workflow_id
-from workflows.images import ImageRef, InvalidImageRef, parse_image
+from workflows.git import GitCredentials, InvalidGitSource, check_ref, parse_git_url
+from workflows.images import InvalidImageRef, parse_image
 from workflows.names import app_hostname, env_name_problem, release_name
 from workflows.specs import AppConfig
 
 PHASES = ["pending", "namespace", "release", "waiting", "switching", "succeeded"]
 
 
-class ImageSource(BaseModel):
-    """Where the release's code comes from. v1 of this tool: a ready image (git sources come with builds)."""
+class GitSource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(description="https://host/owner/repo(.git) or ssh (git@host:owner/repo). Private repos: "
+                                 "`set_git_credentials` for the host first.", min_length=1, max_length=512)
+    ref: str | None = Field(None, description="Branch, tag or commit SHA; default: the remote's default branch. "
+                                              "Resolved to a commit once; the release is pinned to it.",
+                            max_length=255)
+    subdir: str = Field("", description="Directory of the app inside the repository.", max_length=255)
+    builder: Literal["auto", "dockerfile", "railpack"] = Field(
+        "auto", description="auto: the Dockerfile when the repo has one, else Railpack.")
+
+
+class Source(BaseModel):
+    """Where the release's code comes from: a ready image, or a git repository the platform builds."""
 
     model_config = ConfigDict(extra="forbid")
-    image: str = Field(description="Image reference, e.g. registry.example.com/team/web:1.4 or ...@sha256:<hex>. "
-                                   "Tags are resolved to a digest once; the release is pinned to it.",
-                       min_length=1, max_length=512)
+    image: str | None = Field(None, description="Image reference, e.g. registry.example.com/team/web:1.4 or "
+                                                "...@sha256:<hex>. Tags are resolved to a digest once.",
+                              min_length=1, max_length=512)
+    git: GitSource | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Source:
+        if (self.image is None) == (self.git is None):
+            raise ValueError("pass exactly one of `image` or `git`")
+        return self
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """A source pinned: an image digest, or a commit to build into `repository:<sha>`."""
+
+    repository: str
+    digest: str | None
+    commit_sha: str | None
+    stored: dict[str, Any]  # what the deployment row records (the resolved commit included)
 
 
 class ReleaseResult(BaseModel):
@@ -55,18 +95,31 @@ def check_env(field: str, values: dict[str, Any]) -> None:
             raise InvalidInput(f"{field}.{name}", f"the name {problem}", "rename it, e.g. DATABASE_URL")
 
 
-def parse_source(source: ImageSource) -> ImageRef:
-    try:
-        return parse_image(source.image)
-    except InvalidImageRef as e:
-        raise InvalidInput("source.image", str(e)) from e
+def parse_source(source: Source) -> None:
+    """Validate the source's syntax before anything else happens (no network)."""
+    if source.image is not None:
+        try:
+            parse_image(source.image)
+        except InvalidImageRef as e:
+            raise InvalidInput("source.image", str(e)) from e
+    elif source.git is not None:
+        try:
+            parse_git_url(source.git.url)
+            if source.git.ref is not None:
+                check_ref(source.git.ref)
+        except InvalidGitSource as e:
+            raise InvalidInput("source.git", str(e)) from e
 
 
-async def resolve_source(c: CallContext, source: ImageSource) -> ResolvedImage:
-    """The digest the source names now (validated first by `parse_source`)."""
-    ref = parse_source(source)
+async def resolve_source(c: CallContext, source: Source, app: str) -> ResolvedSource:
+    """Pin the source now: an image tag to its digest, a git ref to its commit."""
+    parse_source(source)
+    if source.git is not None:
+        return await _resolve_git(c, source.git, app)
+    assert source.image is not None
+    ref = parse_image(source.image)
     try:
-        return await c.require_images().resolve(ref)
+        resolved = await c.require_images().resolve(ref)
     except ImageNotFound as e:
         raise InvalidInput("source.image", str(e), "push the image first or correct the tag") from e
     except RegistryAuthError as e:
@@ -77,6 +130,43 @@ async def resolve_source(c: CallContext, source: ImageSource) -> ResolvedImage:
             raise InvalidInput("source.image", str(e), "check the reference and the registry") from e
         raise Unavailable(f"The registry could not be asked about {source.image}: {e}",
                           hint="Try again in a moment.") from e
+    return ResolvedSource(repository=resolved.repository, digest=resolved.digest, commit_sha=None,
+                          stored={"image": source.image})
+
+
+async def git_credentials(c: CallContext, host: str) -> GitCredentials | None:
+    found = await c.store.git_credentials(c.principal.tenant, host)
+    if found is None:
+        return None
+    kind, username, ciphertext = found
+    secret = c.require_secretbox().open(ciphertext)["secret"]
+    return GitCredentials(ssh_private_key=secret) if kind == "ssh_key" else GitCredentials(token=secret,
+                                                                                             username=username)
+
+
+async def _resolve_git(c: CallContext, git: GitSource, app: str) -> ResolvedSource:
+    url = parse_git_url(git.url)
+    try:
+        await check_host_allowed(url.host, c.config.git_allowed_hosts)
+        resolved = await resolve_ref(url, git.ref, await git_credentials(c, url.host), ca_file=c.config.git_ca_file)
+    except HostNotAllowed as e:
+        raise InvalidInput("source.git.url", str(e), "use a public git host, or ask the operator to allow-list "
+                                                     "this one") from e
+    except RefNotFound as e:
+        raise InvalidInput("source.git.ref", str(e), "pass an existing branch, tag or commit") from e
+    except GitAuthError as e:
+        raise InvalidInput("source.git.url", str(e), f"call `set_git_credentials` for {url.host} first") from e
+    except RepoNotFound as e:
+        raise InvalidInput("source.git.url", str(e), "check the URL (and credentials for a private repo)") from e
+    except GitError as e:
+        if not e.retryable:
+            raise InvalidInput("source.git.url", str(e)) from e
+        raise Unavailable(f"The git server could not be reached: {e}", hint="Try again in a moment.") from e
+    return ResolvedSource(
+        repository=f"{c.config.registry}/{c.principal.tenant}/{app}", digest=None, commit_sha=resolved.sha,
+        stored={"git": {"url": url.url, "ref": git.ref, "subdir": git.subdir, "builder": git.builder,
+                        "commit": resolved.sha}},
+    )
 
 
 async def seal_secrets(c: CallContext, app_id: UUID | None, changes: dict[str, str | None] | None
@@ -104,7 +194,7 @@ async def seal_secrets(c: CallContext, app_id: UUID | None, changes: dict[str, s
 
 
 async def record_and_start(
-    c: CallContext, *, project: str, app: str, create: bool, source: dict[str, Any], resolved: ResolvedImage,
+    c: CallContext, *, project: str, app: str, create: bool, resolved: ResolvedSource,
     config: AppConfig, secret_changes: dict[str, str | None] | None, idempotency_key: str | None,
     existing: AppRecord | None,
 ) -> ReleaseClaim:
@@ -114,8 +204,9 @@ async def record_and_start(
     return await claim_and_start(c, NewRelease(
         tenant=tenant, project=project, app=app,
         hostname=app_hostname(app, project, tenant, c.config.apps_domain), create=create,
-        config=config.model_dump(mode="json"), source=source, image=resolved.repository,
-        image_digest=resolved.digest, idempotency_key=idempotency_key, created_by=c.principal.subject,
+        config=config.model_dump(mode="json"), source=resolved.stored, image=resolved.repository,
+        image_digest=resolved.digest, commit_sha=resolved.commit_sha, idempotency_key=idempotency_key,
+        created_by=c.principal.subject,
         new_secret_names=names, new_secret_ciphertext=sealed, base_secrets_version=base,
         workflow_id_prefix=deploy_workflow_id(tenant, project, app, 0)[:-1],
     ))
@@ -149,12 +240,21 @@ def deploy_input(c: CallContext, claim: ReleaseClaim, wait_for: list[str] | None
     return DeployInput(
         deployment_id=d.id, app_id=a.id, tenant=a.tenant, project=a.project, app=a.name, namespace=a.namespace,
         seq=d.release_seq, kind=d.kind, wait_for=wait_for or [], hostname=a.hostname,
-        image=f"{d.image}@{d.image_digest}", image_digest=d.image_digest or "",
+        image=f"{d.image}@{d.image_digest}" if d.image_digest else "", image_digest=d.image_digest or "",
+        build=_build_input(c, claim) if not d.image_digest and "git" in d.source else None,
         commit_sha=d.commit_sha, config=AppConfig.model_validate(d.config), secrets_version=d.secrets_version,
         runtime_class=c.config.runtime_class, ingress_class=c.config.ingress_class,
         ready_timeout_seconds=c.config.ready_timeout_seconds, rollback_window_seconds=c.config.rollback_window_seconds,
         retain_releases=c.config.retain_releases, retain_days=c.config.retain_days,
     )
+
+
+def _build_input(c: CallContext, claim: ReleaseClaim) -> BuildInput:
+    d, a = claim.deployment, claim.app
+    git = d.source["git"]
+    return BuildInput(tenant=a.tenant, project=a.project, app=a.name, app_id=a.id, deployment_id=d.id,
+                      git_url=git["url"], commit_sha=d.commit_sha or git["commit"], subdir=git.get("subdir", ""),
+                      builder=git.get("builder", "auto"), image_repo=d.image or "")
 
 
 def wait_bound(c: CallContext, wait_seconds: int | None) -> float:

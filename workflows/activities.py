@@ -16,15 +16,20 @@ from uuid import UUID
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
 from workflows.adapters.kube import Kube, KubeError, ref
+from workflows.build import build_workflow_id
 from workflows.contracts import (
     ApplyRelease,
+    BuildInput,
+    BuildOutput,
     DeleteAppInput,
     DiagnoseInput,
     Diagnosis,
     EnsureNamespace,
+    ImageUpdate,
     PhaseUpdate,
     PruneReleases,
     RecordOutcome,
@@ -108,6 +113,27 @@ class DeployActivities:
                     break
                 activity.heartbeat(wf)
                 await asyncio.sleep(0.1)
+
+    @activity.defn
+    async def run_build(self, inp: BuildInput) -> BuildOutput:
+        """Start (or join) the build workflow of this commit and wait for it: its id is the commit's business
+        key, so two deploys of one commit share one build."""
+        assert self.temporal is not None, "the worker passes its Temporal client"
+        handle = await self.temporal.start_workflow(
+            "build", inp, id=build_workflow_id(inp.tenant, inp.project, inp.app, inp.commit_sha, inp.subdir),
+            task_queue=activity.info().task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            result_type=BuildOutput,
+        )
+        result = asyncio.ensure_future(handle.result())
+        while not result.done():
+            activity.heartbeat("building")
+            await asyncio.wait({result}, timeout=10)
+        out: BuildOutput = result.result()
+        return out
+
+    @activity.defn
+    async def set_image(self, inp: ImageUpdate) -> None:
+        await self.store.set_deployment_image(inp.deployment_id, inp.image, inp.digest)
 
     @activity.defn
     async def release_ready(self, inp: ReleaseState) -> bool:
@@ -398,7 +424,8 @@ class DeployActivities:
         await self.store.mark_app_deleted(inp.app_id)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.wait_workflows_closed, self.release_ready, self.prune_releases, self.set_phase,
+        return [self.run_build, self.set_image, self.wait_workflows_closed, self.release_ready, self.prune_releases,
+                self.set_phase,
                 self.ensure_namespace, self.apply_release, self.wait_ready, self.switch_service,
                 self.scale_release, self.retire_releases, self.record_outcome, self.diagnose_release,
                 self.delete_app_objects,

@@ -40,6 +40,7 @@ class DeployInput(Msg):
     rollback_window_seconds: int = 900
     retain_releases: int = 10
     retain_days: int = 30
+    build: BuildInput | None = None  # a git source: build first, then release the built digest
 
 
 class DeployResult(Msg):
@@ -173,6 +174,52 @@ class VolumeResult(Msg):
 class VolumeOutcome(Msg):
     op: VolumeOp
     result: VolumeResult
+
+
+class BuildInput(Msg):
+    """Build one commit of an app's repository into `<image_repo>:<sha>`."""
+
+    tenant: str
+    project: str
+    app: str
+    app_id: UUID
+    deployment_id: UUID | None = None
+    git_url: str
+    commit_sha: str
+    subdir: str = ""
+    builder: Literal["auto", "dockerfile", "railpack"] = "auto"
+    image_repo: str  # <registry>/<tenant>/<app>
+    timeout_seconds: int = 1800
+
+
+class BuildOutput(Msg):
+    build_id: UUID | None = None
+    image: str | None = None  # <repo>@<digest>
+    digest: str | None = None
+    reused: bool = False
+    failure: Failure | None = None
+
+
+class BuildStarted(Msg):
+    build_id: UUID
+    reused_digest: str | None = None
+    request: BuildInput
+
+
+class BuildDone(Msg):
+    build_id: UUID
+    status: Literal["succeeded", "failed"]
+    digest: str | None = None
+    image: str | None = None
+    failed_step: str | None = None
+    error: str | None = None
+    last_lines: list[str] = []
+
+
+class ImageUpdate(Msg):
+    deployment_id: UUID
+    image: str  # repository
+    digest: str
 
 
 class DeleteAppInput(Msg):

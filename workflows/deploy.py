@@ -26,9 +26,11 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from workflows.contracts import (
         ApplyRelease,
+        BuildOutput,
         DeployInput,
         DeployResult,
         EnsureNamespace,
+        ImageUpdate,
         PhaseUpdate,
         PruneReleases,
         RecordOutcome,
@@ -94,12 +96,7 @@ class DeployWorkflow:
 
     @workflow.run
     async def run(self, inp: DeployInput) -> DeployResult:
-        spec = ReleaseSpec(
-            tenant=inp.tenant, project=inp.project, app=inp.app, namespace=inp.namespace, seq=inp.seq,
-            deployment_id=str(inp.deployment_id), image=inp.image, commit_sha=inp.commit_sha, config=inp.config,
-            runtime_class=inp.runtime_class,
-        )
-        release = spec.release
+        release = f"{inp.app}-r{inp.seq}"
         switched: Switched | None = None
         stopped: list[RetiredRelease] = []
         finished = False
@@ -109,6 +106,30 @@ class DeployWorkflow:
                 await self._set_phase(inp, "superseding")
                 await self._act("wait_workflows_closed", WaitClosed(workflow_ids=inp.wait_for),
                                 timeout=timedelta(minutes=11), heartbeat_timeout=timedelta(seconds=30))
+            image = inp.image
+            if inp.build is not None:
+                # a git source: build the commit (or reuse its earlier build), then release that digest
+                await self._set_phase(inp, "building")
+                built: BuildOutput = await self._act(
+                    "run_build", inp.build, BuildOutput, timeout=timedelta(seconds=inp.build.timeout_seconds + 900),
+                    heartbeat_timeout=timedelta(seconds=60),
+                    retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=5)))
+                if built.failure is not None or not built.digest or not built.image:
+                    failure = built.failure or Failure(reason="BuildFailed", message="the build produced no image")
+                    self._phase = "failed"
+                    await self._act("record_outcome", RecordOutcome(
+                        deployment_id=inp.deployment_id, app_id=inp.app_id, phase="failed", serving=False,
+                        failure=failure))
+                    return DeployResult(deployment_id=inp.deployment_id, phase="failed", release=release,
+                                        failure=failure)
+                image = built.image
+                await self._act("set_image", ImageUpdate(deployment_id=inp.deployment_id,
+                                                         image=built.image.split("@")[0], digest=built.digest))
+            spec = ReleaseSpec(
+                tenant=inp.tenant, project=inp.project, app=inp.app, namespace=inp.namespace, seq=inp.seq,
+                deployment_id=str(inp.deployment_id), image=image, commit_sha=inp.commit_sha, config=inp.config,
+                runtime_class=inp.runtime_class,
+            )
             warm = False
             if inp.kind == "rollback":
                 # Inside the rollback window the target still runs: the rollback is just the switch.

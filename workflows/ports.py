@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any, Protocol
 from uuid import UUID
 
+from workflows.contracts import BuildDone, BuildInput, BuildStarted
+
 
 class ReleaseStore(Protocol):
     async def set_deployment_phase(self, deployment_id: UUID, phase: str) -> None: ...
@@ -17,6 +19,20 @@ class ReleaseStore(Protocol):
     async def secret_ciphertext(self, app_id: UUID, version: int) -> bytes | None: ...
 
     async def mark_app_deleted(self, app_id: UUID) -> None: ...
+
+    async def set_deployment_image(self, deployment_id: UUID, image: str, digest: str) -> None: ...
+
+
+class BuildStore(Protocol):
+    async def start_build(self, inp: BuildInput, workflow_id: str, builder: str) -> BuildStarted: ...
+
+    async def finish_build(self, done: BuildDone) -> None: ...
+
+    async def append_build_lines(self, build_id: UUID, first_seq: int, lines: list[str]) -> None: ...
+
+    async def git_credentials(self, tenant: str, host: str) -> tuple[str, str, bytes] | None: ...
+
+    async def set_deployment_image(self, deployment_id: UUID, image: str, digest: str) -> None: ...
 
 
 class VolumeStore(Protocol):

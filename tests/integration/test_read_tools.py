@@ -45,7 +45,8 @@ async def test_tools_are_listed_with_schemas_and_annotations(store: PgStore, mod
         tools = {t.name: t for t in (await c.list_tools()).tools}
     assert {"whoami", "list_projects", "list_apps", "get_app", "get_audit_log"} <= set(tools)
     reads = {"whoami", "list_projects", "list_apps", "get_app", "get_audit_log", "get_deployment",
-             "list_deployments", "get_runtime_logs", "list_log_labels", "diagnose_deployment", "list_volumes"}
+             "list_deployments", "get_runtime_logs", "list_log_labels", "diagnose_deployment", "list_volumes",
+             "list_builds", "get_build_logs"}
     destructive = {"delete_app", "delete_volume"}
     for t in tools.values():
         assert t.output_schema is not None, t.name

@@ -1,0 +1,165 @@
+"""Builds: git credentials for private repositories, the builds of an app, and their logs."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from tools._args import AppName, ProjectName, check_name
+from tools._runtime import call, tool
+from tools.errors import InvalidInput, NotFound
+from workflows.git import InvalidGitSource, parse_git_url
+
+LINE_CAP = 4096
+BYTES_CAP = 64 * 1024
+
+
+class GitCredentialsResult(BaseModel):
+    host: str
+    kind: str
+    username: str
+    next_step: str
+
+
+@tool(title="Set git credentials", scope="secrets:write", idempotent=True,
+      secret_args=frozenset({"token", "ssh_private_key"}))
+async def set_git_credentials(
+    host: Annotated[str, Field(description="Git host, e.g. git.example.com or github.com.", max_length=253)],
+    token: Annotated[str | None, Field(description="An access token (https). Write-only.", max_length=4096)] = None,
+    ssh_private_key: Annotated[str | None, Field(description="An OpenSSH deploy key (ssh). Write-only.",
+                                                 max_length=16384)] = None,
+    username: Annotated[str, Field(description="https user name the token goes with (GitHub App tokens: "
+                                               "x-access-token; GitLab: oauth2).", max_length=100)] = "x-access-token",
+) -> GitCredentialsResult:
+    """Store your tenant's credentials for a private git host: a token (https) or an SSH deploy key. Stored
+    encrypted, never shown again, used only to clone for builds."""
+    c = call()
+    if (token is None) == (ssh_private_key is None):
+        raise InvalidInput("token", "pass exactly one of `token` or `ssh_private_key`", "choose one")
+    try:
+        clean = parse_git_url(f"https://{host}/x").host
+    except InvalidGitSource as e:
+        raise InvalidInput("host", str(e), "pass a host name such as git.example.com") from e
+    kind = "token" if token else "ssh_key"
+    sealed = c.require_secretbox().seal({"secret": token or ssh_private_key or ""})
+    await c.store.set_git_credentials(c.principal.tenant, clean, kind, username, sealed, c.principal.subject)
+    return GitCredentialsResult(host=clean, kind=kind, username=username,
+                                next_step="Deploy from that host with source={git: {url: ...}}.")
+
+
+class BuildView(BaseModel):
+    id: UUID
+    commit_sha: str
+    status: str = Field(description="running, succeeded or failed.")
+    builder: str
+    image: str | None
+    failed_step: str | None
+    error: str | None
+    lines: int
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def build_view(b: dict[str, Any]) -> BuildView:
+    return BuildView(id=b["id"], commit_sha=b["commit_sha"], status=b["status"], builder=b["builder"],
+                     image=b["image"], failed_step=b["failed_step"], error=b["error"], lines=int(b.get("lines") or 0),
+                     created_at=b["created_at"], finished_at=b["finished_at"])
+
+
+class BuildList(BaseModel):
+    builds: list[BuildView]
+
+
+@tool(title="List builds", scope="apps:read", read_only=True, idempotent=True)
+async def list_builds(project: ProjectName, app: AppName,
+                      limit: Annotated[int, Field(ge=1, le=100)] = 20) -> BuildList:
+    """The app's builds, newest first: commit, status, image, the failing step."""
+    c = call()
+    check_name("project", project)
+    check_name("app", app)
+    row = await c.store.get_app(c.principal.tenant, project, app)
+    if row is None:
+        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    return BuildList(builds=[build_view(b) for b in await c.store.list_builds(row.id, limit)])
+
+
+class BuildLogLine(BaseModel):
+    seq: int
+    ts: datetime
+    line: str
+
+
+class BuildLogs(BaseModel):
+    build: BuildView
+    lines: list[BuildLogLine]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the following lines; null at the end "
+                                                "(for a running build, call again later).")
+    truncated: str | None = Field(description="'lines' or 'bytes' when a cap held lines back; null otherwise.")
+
+
+def _cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"b:{seq}".encode()).decode()
+
+
+def _after(cursor: str | None) -> int:
+    if cursor is None:
+        return -1
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind != "b":
+            raise ValueError(kind)
+        return int(value)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidInput("cursor", "is not a cursor this tool returned", "pass `next_cursor` unchanged") from e
+
+
+@tool(title="Get build logs", scope="logs:read", read_only=True, idempotent=True)
+async def get_build_logs(
+    project: ProjectName,
+    app: AppName,
+    build_id: Annotated[UUID | None, Field(description="A build from `list_builds`.")] = None,
+    deployment_id: Annotated[UUID | None, Field(description="Or: the build of this deployment.")] = None,
+    cursor: Annotated[str | None, Field(description="`next_cursor` of the previous page.", max_length=100)] = None,
+    limit: Annotated[int, Field(ge=1, le=1000, description="Most lines returned (64 KiB in all).")] = 200,
+) -> BuildLogs:
+    """A build's output in order (clone, each Dockerfile step, push), paged by cursor and capped so it fits a
+    context window; a failed build names its failing step in `build.failed_step`."""
+    c = call()
+    check_name("project", project)
+    check_name("app", app)
+    row = await c.store.get_app(c.principal.tenant, project, app)
+    if row is None:
+        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    if (build_id is None) == (deployment_id is None):
+        raise InvalidInput("build_id", "pass exactly one of `build_id` or `deployment_id`", "see `list_builds`")
+    if build_id is not None:
+        b = await c.store.get_build(c.principal.tenant, build_id)
+    else:
+        d = await c.store.get_deployment(c.principal.tenant, deployment_id)  # type: ignore[arg-type]
+        b = await c.store.build_of_deployment(d.id) if d is not None and d.app_id == row.id else None
+    if b is None or b["app_id"] != row.id:
+        raise NotFound("build", str(build_id or deployment_id), hint="Call `list_builds` for the app's builds.")
+    rows = await c.store.build_lines(b["id"], _after(cursor), limit + 1)
+    lines: list[BuildLogLine] = []
+    used, truncated = 0, None
+    for r in rows[:limit]:
+        text = r["line"]
+        if len(text.encode()) > LINE_CAP:
+            extra = len(text.encode()) - LINE_CAP
+            text = text.encode()[:LINE_CAP].decode(errors="ignore") + f"…[truncated {extra} bytes]"
+        if used + len(text.encode()) > BYTES_CAP and lines:
+            truncated = "bytes"
+            break
+        used += len(text.encode())
+        lines.append(BuildLogLine(seq=r["seq"], ts=r["ts"], line=text))
+    if truncated is None and len(rows) > limit:
+        truncated = "lines"
+    more = truncated is not None
+    b["lines"] = b.get("lines") or 0
+    return BuildLogs(build=build_view(b), lines=lines, truncated=truncated,
+                     next_cursor=_cursor(lines[-1].seq) if lines and (more or b["status"] == "running") else
+                     (cursor if not lines and b["status"] == "running" else None))

@@ -1,0 +1,133 @@
+"""The build workflow's activities: record the build, check out the commit, build and push the image with
+the local builder (buildah), stream its lines to the build log, record the outcome.
+
+Credentials for the git host are read and decrypted here, used for the checkout and dropped: they never
+enter workflow history, a log line, or an error message. The production builder (a BuildKit Job on
+`pool=build`, rendered by `workflows/render_build.py`) plugs in beside `build_image`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.adapters.buildah import BuilderMissing, BuildFailed, PushFailed, build_and_push
+from workflows.adapters.git import GitError, checkout
+from workflows.contracts import BuildDone, BuildInput, BuildStarted
+from workflows.git import GitCredentials, parse_git_url
+from workflows.logtext import SecretMasker
+from workflows.ports import BuildStore
+from workflows.secretbox import SecretBox
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    registry_insecure: bool = True
+    storage_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "deploy-mcp-buildah")
+    work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "deploy-mcp-builds")
+    ca_file: Path | None = None
+    builder: str = "local-buildah"
+
+
+class _LineSink:
+    """Buffers build output and appends it to the build log in batches (one insert per second or 200 lines)."""
+
+    def __init__(self, store: BuildStore, build_id: Any, masker: SecretMasker) -> None:
+        self.store, self.build_id, self.masker = store, build_id, masker
+        self.seq, self.flushed_at = 0, time.monotonic()
+        self.buffer: list[str] = []
+
+    async def __call__(self, line: str) -> None:
+        self.buffer.append(self.masker.mask(line.rstrip("\n"))[:4096])
+        if len(self.buffer) >= 200 or time.monotonic() - self.flushed_at > 1:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.buffer:
+            lines, self.buffer = self.buffer, []
+            await self.store.append_build_lines(self.build_id, self.seq, lines)
+            self.seq += len(lines)
+        self.flushed_at = time.monotonic()
+        activity.heartbeat(self.seq)
+
+
+class BuildActivities:
+    def __init__(self, store: BuildStore, secretbox: SecretBox, settings: BuildSettings | None = None) -> None:
+        self.store = store
+        self.secretbox = secretbox
+        self.settings = settings or BuildSettings()
+
+    @activity.defn
+    async def build_start(self, inp: BuildInput) -> BuildStarted:
+        return await self.store.start_build(inp, activity.info().workflow_id or "", self.settings.builder)
+
+    async def _credentials(self, tenant: str, url: str) -> GitCredentials | None:
+        host = parse_git_url(url).host
+        found = await self.store.git_credentials(tenant, host)
+        if found is None:
+            return None
+        kind, username, token = found
+        secret = self.secretbox.open(token)["secret"]
+        if kind == "ssh_key":
+            return GitCredentials(ssh_private_key=secret)
+        return GitCredentials(token=secret, username=username)
+
+    @activity.defn
+    async def build_image(self, started: BuildStarted) -> BuildDone:
+        inp = started.request
+        sink = _LineSink(self.store, started.build_id, SecretMasker({}))
+        self.settings.work_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="build-", dir=self.settings.work_root))
+        try:
+            await sink(f"deploy-mcp: checking out {inp.commit_sha[:12]} of {parse_git_url(inp.git_url).url}")
+            creds = await self._credentials(inp.tenant, inp.git_url)
+            try:
+                await checkout(inp.git_url, inp.commit_sha, work / "src", creds, ca_file=self.settings.ca_file)
+            except GitError as e:
+                await sink(f"deploy-mcp: checkout failed: {e}")
+                await sink.flush()
+                if e.retryable:
+                    raise ApplicationError(str(e), type="GitUnavailable") from e
+                return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=str(e))
+            image = f"{inp.image_repo}:{inp.commit_sha}"
+            await sink(f"deploy-mcp: building {image}")
+            try:
+                result = await build_and_push(
+                    work / "src", inp.subdir, image, registry_insecure=self.settings.registry_insecure,
+                    storage_root=self.settings.storage_root, on_line=sink, builder=inp.builder,
+                    timeout=inp.timeout_seconds,
+                )
+            except (BuildFailed, BuilderMissing) as e:
+                step = getattr(e, "step", None)
+                await sink(f"deploy-mcp: build failed{f' at {step}' if step else ''}: {e}")
+                await sink.flush()
+                return BuildDone(build_id=started.build_id, status="failed", failed_step=step, error=str(e),
+                                 last_lines=list(getattr(e, "last_lines", []))[-15:])
+            except PushFailed as e:
+                await sink(f"deploy-mcp: push failed: {e}")
+                await sink.flush()
+                if e.retryable:
+                    raise ApplicationError(str(e), type="PushFailed") from e
+                return BuildDone(build_id=started.build_id, status="failed", failed_step="push", error=str(e))
+            await sink(f"deploy-mcp: pushed {result.pinned}")
+            await sink.flush()
+            return BuildDone(build_id=started.build_id, status="succeeded", digest=result.digest,
+                             image=f"{inp.image_repo}@{result.digest}")
+        finally:
+            await asyncio.to_thread(shutil.rmtree, work, True)
+
+    @activity.defn
+    async def build_finish(self, done: BuildDone) -> None:
+        await self.store.finish_build(done)
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.build_start, self.build_image, self.build_finish]
