@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         description="Fernet key encrypting secret values at rest. Unset: generated once into "
         "<state_dir>/secrets.key (fine for dev; set it explicitly in production).",
     )
+    dev_postgres_port: int = Field(
+        54329, ge=1, le=65535, description="`dev`'s embedded Postgres port (stable, so client configs keep working).")
+    dev_temporal_port: int = Field(7233, ge=1, le=65535, description="`dev`'s Temporal dev server port.")
     insecure_registries: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost"],
         description="Registry hosts reached over plain http (loopback only by default).",

@@ -18,11 +18,19 @@ from pathlib import Path
 
 from mcp_server.config import ALL_SCOPES, Settings
 from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed, temporal_cli
-from mcp_server.processes import ServiceError
+from mcp_server.processes import ServiceError, free_port, port_open
 
 
 def say(msg: str) -> None:
     print(f"deploy-mcp dev: {msg}", file=sys.stderr, flush=True)
+
+
+def _port_or_free(port: int, what: str) -> int:
+    if not port_open("127.0.0.1", port):
+        return port
+    chosen = free_port()
+    say(f"{what}: port {port} is taken, using {chosen} (the client configs below say so)")
+    return chosen
 
 
 def choose_cluster(settings: Settings, mode: str) -> tuple[str, Path | None]:
@@ -43,6 +51,8 @@ def client_configs(settings: Settings, token: str) -> str:
     env = {"DEPLOY_MCP_STATE_DIR": str(settings.state_dir)}
     if settings.resolved_database_url():
         env["DATABASE_URL"] = settings.resolved_database_url() or ""
+    if settings.temporal_address:
+        env["DEPLOY_MCP_TEMPORAL_ADDRESS"] = settings.temporal_address
     stdio = {"mcpServers": {"deploy-mcp": {"command": exe, "args": ["serve", "--transport", "stdio"], "env": env}}}
     http = {"mcpServers": {"deploy-mcp": {"type": "http", "url": settings.mcp_url(),
                                           "headers": {"Authorization": f"Bearer {token}"}}}}
@@ -71,7 +81,7 @@ def run_dev(settings: Settings, cluster: str = "auto") -> int:
             if db_url:
                 say(f"Postgres: {db_url.split('@')[-1]} (DATABASE_URL)")
             else:
-                pg = EmbeddedPostgres(state / "postgres")
+                pg = EmbeddedPostgres(state / "postgres", port=_port_or_free(settings.dev_postgres_port, "Postgres"))
                 db_url = pg.start()
                 stack.callback(pg.stop)
                 say(f"Postgres: embedded, data in {pg.data_dir}, {db_url}")
@@ -81,7 +91,8 @@ def run_dev(settings: Settings, cluster: str = "auto") -> int:
             else:
                 cli, origin = temporal_cli()
                 (state / "temporal").mkdir(exist_ok=True)
-                tds = TemporalDevServer(state / "temporal", db_file=state / "temporal" / "temporal.db", cli=cli)
+                tds = TemporalDevServer(state / "temporal", db_file=state / "temporal" / "temporal.db", cli=cli,
+                                        port=_port_or_free(settings.dev_temporal_port, "Temporal"))
                 temporal = tds.start()
                 stack.callback(tds.stop)
                 say(f"Temporal: dev server {temporal} from {origin}, state in {tds.db_file}")

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp import StdioServerParameters
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -39,6 +40,15 @@ def _children(pid: int) -> set[int]:
 async def _whoami(url: str, token: str) -> dict[str, Any]:
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as h, \
             Client(streamable_http_client(url, http_client=h)) as c:
+        r = await c.call_tool("whoami", {})
+    content: dict[str, Any] | None = r.structured_content
+    assert content is not None
+    return content
+
+
+async def _whoami_stdio(command: str, args: list[str], env: dict[str, str]) -> dict[str, Any]:
+    params = StdioServerParameters(command=command, args=args, env=dict(os.environ) | env)
+    async with Client(params) as c:
         r = await c.call_tool("whoami", {})
     content: dict[str, Any] | None = r.structured_content
     assert content is not None
@@ -77,6 +87,11 @@ def test_dev_serves_and_ctrl_c_stops_everything(workdir: Path) -> None:
         assert len(children) >= 2  # postgres and temporal (postgres forks its own workers too)
         who = anyio.run(_whoami, f"http://127.0.0.1:{port}/mcp", token_match.group(1))
         assert who["tenant"] == "local" and who["subject"] == "dev" and who["via"] == "http-token"
+        # the printed stdio config works as printed (what Claude Desktop would run)
+        server = stdio["mcpServers"]["deploy-mcp"]
+        assert "DEPLOY_MCP_TEMPORAL_ADDRESS" in server["env"]
+        local = anyio.run(_whoami_stdio, server["command"], server["args"], server["env"])
+        assert local["via"] == "stdio" and local["subject"] == "operator"
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
