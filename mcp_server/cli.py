@@ -111,7 +111,7 @@ def cmd_testbed(args: argparse.Namespace) -> int:
             tb.build()
         elif args.testbed_cmd == "up":
             tb.build()
-            kc = tb.up(node=args.node)
+            kc = tb.up(node=args.node or args.nodes > 0, nodes=args.nodes or 1)
             print(f"export KUBECONFIG={kc}")
         elif args.testbed_cmd == "down":
             tb.down()
@@ -173,7 +173,8 @@ def parser() -> argparse.ArgumentParser:
     tbsub = tb.add_subparsers(dest="testbed_cmd", required=True)
     tbsub.add_parser("build", help="build the Kubernetes binaries once (cached)")
     up = tbsub.add_parser("up", help="start control plane and registry (+ node with --node, root)")
-    up.add_argument("--node", action="store_true")
+    up.add_argument("--node", action="store_true", help="start kubelet node1 (root)")
+    up.add_argument("--nodes", type=int, default=0, choices=[0, 1, 2], help="how many kubelet nodes (root)")
     tbsub.add_parser("down", help="stop everything the testbed started")
     tbsub.add_parser("status", help="which testbed processes run")
     ed = tbsub.add_parser("edge", help="Traefik on 127.0.0.1 serving the testbed's Ingresses (foreground)")

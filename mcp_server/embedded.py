@@ -236,19 +236,30 @@ class Testbed:
     def build(self) -> None:
         self.run("build.sh")
 
-    def up(self, node: bool) -> Path:
+    def up(self, node: bool, nodes: int = 1) -> Path:
+        """Control plane + registry; with `node`, kubelet node1, and with nodes=2 also node2."""
         if not self.built():
             raise ServiceError(f"testbed: binaries missing in {self.cache / 'bin'}; run `deploy-mcp testbed build`")
         if node and os.geteuid() != 0:
             raise ServiceError("testbed: the kubelet node needs root; run as root or without the node")
         self.run("up.sh", *(["--node"] if node else []))
+        if node and nodes >= 2:
+            self.run("node2-up.sh")
         return self.kubeconfig
+
+    def stop_node(self, name: str) -> None:
+        """The node dies: kubelet and containerd stop and its containers are killed (node-stop.sh)."""
+        self.run("node-stop.sh", name)
+
+    def start_node(self, name: str) -> None:
+        self.run("node-start.sh", name)
 
     def down(self) -> None:
         self.run("down.sh", check=False)
 
     def running(self) -> dict[str, bool]:
-        names = ("etcd", "apiserver", "kcm", "registry", "containerd", "scheduler", "kubelet", "kube-proxy")
+        names = ("etcd", "apiserver", "kcm", "registry", "containerd", "scheduler", "kubelet", "kube-proxy",
+                 "containerd2", "kubelet2")
         out = {}
         for n in names:
             pm = ManagedProcess(n, ["true"], self.state / "pids")

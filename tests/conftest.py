@@ -103,12 +103,12 @@ def temporal_address(workdir: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
-    """The testbed cluster for the whole session: control plane + registry, and the kubelet node as root."""
+    """The testbed cluster for the whole session: control plane + registry, and as root two kubelet nodes."""
     tb = Testbed()
     if not tb.built():
         pytest.fail(f"testbed binaries missing in {tb.cache / 'bin'}: run `deploy-mcp testbed build` (make test does)")
     tb.down()  # a previous run killed hard may have left processes; down.sh stops only what its PID files name
-    tb.up(node=os.geteuid() == 0)
+    tb.up(node=os.geteuid() == 0, nodes=2)
     try:
         yield tb
     finally:
