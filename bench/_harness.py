@@ -39,7 +39,7 @@ def services() -> Iterator[tuple[str, str, Testbed]]:
         if not tb.running()["kubelet"]:
             tb.build()
             tb.down()
-            tb.up(node=True)
+            tb.up(node=True, nodes=2)
             started_testbed = True
         yield url, address, tb
     finally:

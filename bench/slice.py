@@ -1,0 +1,61 @@
+"""The seed's slice (push -> build -> deploy -> logs -> rollback -> node failure -> volume) timed step by step
+on the two-node testbed, so later work can be compared: build, release Ready, rollback switch, reschedule.
+
+Run: .venv/bin/python bench/slice.py   (root: buildah and kubelet nodes)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._harness import platform, quiet, services
+from mcp_server.edge import TraefikEdge, run_edge
+from tests.support.git_server import GitHttpsServer, self_signed_tls
+from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
+from tests.support.slice import Slice, make_slice_repo
+
+TOKEN = "ghs_benchSlice0Token0never0shown0123456"
+
+
+async def main() -> None:
+    quiet()
+    with services() as (url, address, tb):
+        tls = self_signed_tls(Path(tempfile.mkdtemp(prefix="slice-tls-")))
+        repos, work = Path(tempfile.mkdtemp(prefix="slice-repos-")), Path(tempfile.mkdtemp(prefix="slice-work-"))
+        build_dir = Path(tempfile.mkdtemp(prefix="slice-builds-"))
+        async with platform(url, address, tb, git_allowed_hosts=["127.0.0.1"], git_ca_file=tls[0],
+                            build_dir=build_dir, ready_timeout_seconds=180) as p:
+            edge = TraefikEdge(Path(tempfile.mkdtemp(prefix="slice-edge-")), "apps.localhost")
+            ready = asyncio.Event()
+            edge_task = asyncio.create_task(run_edge(p.kube, edge, ready))
+            await ready.wait()
+            server = GitHttpsServer(repos, *tls, TOKEN)
+            server.start()
+            await push_image("127.0.0.1:5000", f"{p.tenant}/base", "v1", busybox_web_files(""), cmd=BUSYBOX_HTTPD)
+            make_slice_repo(repos, work, "slice", f"127.0.0.1:5000/{p.tenant}/base:v1", str(repos / "slice.git"))
+            s = Slice(platform=p, testbed=tb, git_url=server.url("slice.git"), work=work, token=TOKEN,
+                      edge_http_port=edge.http_port, log=lambda _: None)
+            t = time.monotonic()
+            try:
+                times = await s.run()
+            finally:
+                server.stop()
+                edge_task.cancel()
+                await asyncio.gather(edge_task, return_exceptions=True)
+                if s.killed:
+                    tb.start_node(s.killed)
+            total = time.monotonic() - t
+    print(f"{'slice step':32} {'seconds':>8}")
+    for name, seconds in times.items():
+        print(f"{name:32} {seconds:8.1f}")
+    print(f"{'total':32} {total:8.1f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
