@@ -34,7 +34,7 @@ from workflows.logs import Direction, LogQuery
 from workflows.logtext import SecretMasker
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET = "sk_live_7Qe9xLmN2pVb"  # noqa: S105  (a made-up value the masker must hide)
+SECRET = "sk_live_7Qe9xLmN2pVb"
 LINES = 10_000
 PAGE = 200
 SELECTOR = {"tenant": "acme", "project": "shop", "app": "web", "stream": "runtime"}
