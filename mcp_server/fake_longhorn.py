@@ -28,19 +28,12 @@ import yaml
 
 from mcp_server.embedded import manifests_dir
 from workflows.adapters.kube import Kube, KubeError
+from workflows.quantities import gib
 
 log = logging.getLogger(__name__)
 
 LONGHORN_CLASSES = ("fast", "standard")
 DRIVER = "driver.longhorn.io"
-
-
-def _gib(quantity: str) -> int:
-    q = str(quantity)
-    for suffix, factor in (("Gi", 1), ("Mi", 1 / 1024), ("Ti", 1024)):
-        if q.endswith(suffix):
-            return max(1, int(float(q[: -len(suffix)]) * factor))
-    return max(1, int(int(q) / 2**30))
 
 
 @dataclass
@@ -105,10 +98,10 @@ class FakeLonghorn:
     async def _expand(self, pvc: dict[str, Any], pv: dict[str, Any]) -> None:
         want = pvc["spec"]["resources"]["requests"]["storage"]
         have = pv["spec"]["capacity"]["storage"]
-        if _gib(want) > _gib(have):
+        if gib(want) > gib(have):
             await self.kube.patch(pv, {"spec": {"capacity": {"storage": want}}})
         status_cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
-        if pvc.get("status", {}).get("phase") == "Bound" and status_cap and _gib(status_cap) < _gib(want):
+        if pvc.get("status", {}).get("phase") == "Bound" and status_cap and gib(status_cap) < gib(want):
             await self.kube.patch(pvc, {"status": {"capacity": {"storage": want}}}, subresource="status")
 
     async def _snapshots(self, pvcs: list[dict[str, Any]]) -> None:

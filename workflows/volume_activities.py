@@ -16,6 +16,7 @@ from workflows.activities import _kube_call
 from workflows.adapters.kube import Kube, KubeError, ref
 from workflows.contracts import VolumeOp, VolumeOutcome, VolumeResult
 from workflows.ports import VolumeStore
+from workflows.quantities import gib
 from workflows.render import (
     LONGHORN_NAMESPACE,
     recurring_job,
@@ -24,17 +25,6 @@ from workflows.render import (
     volume_pvc,
     volume_snapshot,
 )
-
-
-def _gib(quantity: str | None) -> int:
-    q = str(quantity or "0")
-    if q.endswith("Gi"):
-        return int(float(q[:-2]))
-    if q.endswith("Ti"):
-        return int(float(q[:-2]) * 1024)
-    if q.endswith("Mi"):
-        return max(1, int(float(q[:-2]) / 1024))
-    return int(int(q) / 2**30) if q.isdigit() else 0
 
 
 class VolumeActivities:
@@ -78,7 +68,7 @@ class VolumeActivities:
         pvc = await _kube_call(lambda: self.kube.get("v1", "PersistentVolumeClaim", ns, claim))
         if pvc is None:
             raise ApplicationError(f"claim {ns}/{claim} does not exist", type="VolumeMissing", non_retryable=True)
-        current = _gib(pvc["spec"]["resources"]["requests"]["storage"])
+        current = gib(pvc["spec"]["resources"]["requests"]["storage"])
         if op.spec.size_gib < current:
             raise ApplicationError(f"volumes only grow: {current} GiB now, {op.spec.size_gib} GiB asked",
                                    type="VolumeShrink", non_retryable=True)
@@ -88,7 +78,7 @@ class VolumeActivities:
 
         async def grown() -> bool:
             now = await self.kube.get("v1", "PersistentVolumeClaim", ns, claim)
-            return _gib(((now or {}).get("status") or {}).get("capacity", {}).get("storage")) >= op.spec.size_gib
+            return gib(((now or {}).get("status") or {}).get("capacity", {}).get("storage")) >= op.spec.size_gib
 
         await self._wait(f"claim {ns}/{claim} not expanded to {op.spec.size_gib} GiB", grown, op.timeout_seconds)
         return VolumeResult(status="bound", refs=[f"PersistentVolumeClaim/{ns}/{claim}"])

@@ -89,19 +89,23 @@ def make_repo(repos: Path, name: str, base: str) -> str:
     return main
 
 
-async def serving_text(p: Platform, ns: str) -> str:
+async def serving_text(p: Platform, ns: str, expect: str = "built one") -> str:
+    """GET / through the Service until it answers `expect` (kube-proxy reprograms a moment after a switch)."""
     svc = await p.kube.get("v1", "Service", ns, "web")
     assert svc is not None
+    last = ""
     async with httpx.AsyncClient(timeout=5) as h:
-        for _ in range(100):
+        for _ in range(300):
             try:
                 r = await h.get(f"http://{svc['spec']['clusterIP']}/")
-                if r.status_code == 200:
+                last = f"{r.status_code} {r.text[:100]}"
+                if r.status_code == 200 and r.text == expect:
                     return r.text
-            except httpx.HTTPError:
-                pass
+            except httpx.HTTPError as e:
+                last = repr(e)
             await asyncio.sleep(0.2)
-    raise AssertionError("the app never answered")
+    ep = await p.kube.get("v1", "Endpoints", ns, "web")
+    raise AssertionError(f"the app never answered {expect!r}; last: {last}; endpoints: {ep and ep.get('subsets')}")
 
 
 async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, git_server: GitHttpsServer,
