@@ -237,9 +237,9 @@ class Testbed:
         """The Kubernetes binaries (once), and as root gVisor's runsc (once; experimental: a failure only
         means the gVisor test skips and says why)."""
         self.run("build.sh")
-        if gvisor and os.geteuid() == 0 and not (self.cache / "bin" / "runsc").exists():
-            if self.run("gvisor/runsc-build.sh", check=False).returncode != 0:
-                print("testbed: runsc did not build; the gvisor RuntimeClass will be absent", file=sys.stderr)
+        wanted = gvisor and os.geteuid() == 0 and not (self.cache / "bin" / "runsc").exists()
+        if wanted and self.run("gvisor/runsc-build.sh", check=False).returncode != 0:
+            print("testbed: runsc did not build; the gvisor RuntimeClass will be absent", file=sys.stderr)
 
     def up(self, node: bool, nodes: int = 1) -> Path:
         """Control plane + registry; with `node`, kubelet node1, and with nodes=2 also node2."""
