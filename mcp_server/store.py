@@ -124,7 +124,7 @@ class PgStore:
         t = await self.ensure_tenant(tenant)
         await self._one(
             "INSERT INTO projects (tenant_id, name, namespace) VALUES (%s, %s, %s) "
-            "ON CONFLICT (tenant_id, name) DO NOTHING RETURNING id",
+            "ON CONFLICT DO NOTHING RETURNING id",  # (tenant, name) or its namespace: the same project either way
             t.id, project, namespace_name(tenant, project),
         )
         found = await self.get_project(tenant, project)

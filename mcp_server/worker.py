@@ -16,6 +16,7 @@ from mcp_server.store import PgStore
 from mcp_server.temporal import WORKFLOWS, connect
 from workflows.activities import DeployActivities
 from workflows.adapters.kube import Kube
+from workflows.adapters.loki import LokiClient
 from workflows.build_activities import BuildActivities, BuildSettings
 from workflows.volume_activities import VolumeActivities
 
@@ -28,6 +29,7 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
     client = client or await connect(settings)
     kube = await Kube.connect(settings.resolved_kubeconfig())
     store = await PgStore.open(require_database_url(settings), min_size=1, max_size=5)
+    loki = LokiClient(settings.loki_url, tenant=settings.loki_tenant) if settings.loki_url else None
     try:
         caps = await kube.caps()
         log.info("cluster: Kubernetes 1.%s, PDB %s", caps.minor, caps.pdb_api)
@@ -36,11 +38,13 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
         build_root = settings.build_dir or settings.state_dir / "builds"
         builds = BuildActivities(store, load_secretbox(settings), BuildSettings(
             storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git_ca_file,
-            registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries))
+            registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries), loki=loki)
         yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                      activities=activities.all() + volumes.all() + builds.all(),
                      max_concurrent_activities=50)
     finally:
+        if loki is not None:
+            await loki.aclose()
         await store.close()
         await kube.close()
 

@@ -22,8 +22,10 @@ from temporalio.exceptions import ApplicationError
 
 from workflows.adapters.buildah import BuilderMissing, BuildFailed, PushFailed, build_and_push
 from workflows.adapters.git import GitError, checkout
+from workflows.adapters.loki import LokiClient, LokiStream
 from workflows.contracts import BuildDone, BuildInput, BuildStarted
 from workflows.git import GitCredentials, parse_git_url
+from workflows.logs import LogStoreUnavailable
 from workflows.logtext import SecretMasker
 from workflows.ports import BuildStore
 from workflows.secretbox import SecretBox
@@ -38,13 +40,19 @@ class BuildSettings:
     builder: str = "local-buildah"
 
 
-class _LineSink:
-    """Buffers build output and appends it to the build log in batches (one insert per second or 200 lines)."""
+class BuildLineSink:
+    """Buffers build output and appends it to the build log in batches (one write per second or 200 lines):
+    the store always (what `get_build_logs` pages), and Loki too when configured, labelled as the log agent
+    labels runtime lines but with stream=build."""
 
-    def __init__(self, store: BuildStore, build_id: Any, masker: SecretMasker) -> None:
+    def __init__(self, store: BuildStore, build_id: Any, masker: SecretMasker, inp: BuildInput | None = None,
+                 loki: LokiClient | None = None) -> None:
         self.store, self.build_id, self.masker = store, build_id, masker
         self.seq, self.flushed_at = 0, time.monotonic()
         self.buffer: list[str] = []
+        self.loki = loki
+        self.labels = {"tenant": inp.tenant, "project": inp.project, "app": inp.app, "commit_sha": inp.commit_sha,
+                       "deployment_id": str(inp.deployment_id or ""), "stream": "build"} if inp else {}
 
     async def __call__(self, line: str) -> None:
         self.buffer.append(self.masker.mask(line.rstrip("\n"))[:4096])
@@ -56,15 +64,25 @@ class _LineSink:
             lines, self.buffer = self.buffer, []
             await self.store.append_build_lines(self.build_id, self.seq, lines)
             self.seq += len(lines)
+            if self.loki is not None:
+                now = time.time_ns()
+                try:
+                    await self.loki.push([LokiStream(labels=self.labels, values=[
+                        (now + i, line) for i, line in enumerate(lines)])])
+                except LogStoreUnavailable as e:  # the store has the lines; Loki gets the next batch
+                    activity.logger.warning("build lines not pushed to Loki: %s", e)
         self.flushed_at = time.monotonic()
-        activity.heartbeat(self.seq)
+        if activity.in_activity():
+            activity.heartbeat(self.seq)
 
 
 class BuildActivities:
-    def __init__(self, store: BuildStore, secretbox: SecretBox, settings: BuildSettings | None = None) -> None:
+    def __init__(self, store: BuildStore, secretbox: SecretBox, settings: BuildSettings | None = None,
+                 loki: LokiClient | None = None) -> None:
         self.store = store
         self.secretbox = secretbox
         self.settings = settings or BuildSettings()
+        self.loki = loki
 
     @activity.defn
     async def build_start(self, inp: BuildInput) -> BuildStarted:
@@ -84,7 +102,7 @@ class BuildActivities:
     @activity.defn
     async def build_image(self, started: BuildStarted) -> BuildDone:
         inp = started.request
-        sink = _LineSink(self.store, started.build_id, SecretMasker({}))
+        sink = BuildLineSink(self.store, started.build_id, SecretMasker({}), inp, self.loki)
         self.settings.work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="build-", dir=self.settings.work_root))
         try:

@@ -97,15 +97,19 @@ async def running_platform(settings: Settings, *, start_worker: bool = True) -> 
             await kube.close()
 
 
-async def remove_tenant_objects(kube: Kube, tenant: str) -> None:
-    """Free the testbed's one node for the next test: the tenant's workloads go at once (no grace period),
-    then its namespaces."""
-    for ns in await kube.list_objects("v1", "Namespace", None, label_selector=f"{LABEL_TENANT}={tenant}"):
-        name = ns["metadata"]["name"]
+async def remove_tenant_objects(kube: Kube, tenant: str, timeout: float = 60.0) -> None:
+    """Free the testbed's nodes for the next test: the tenant's workloads stop (1 s grace, not a forced
+    delete, so each pod's sandbox and IP are really gone before a later pod can get that IP), then its
+    namespaces go."""
+    namespaces = [ns["metadata"]["name"] for ns in await kube.list_objects(
+        "v1", "Namespace", None, label_selector=f"{LABEL_TENANT}={tenant}")]
+    for name in namespaces:
         for dep in await kube.list_objects("apps/v1", "Deployment", name):
             await kube.delete("apps/v1", "Deployment", name, dep["metadata"]["name"])
         for pod in await kube.list_objects("v1", "Pod", name):
-            await kube.delete("v1", "Pod", name, pod["metadata"]["name"], grace_seconds=0)
+            await kube.delete("v1", "Pod", name, pod["metadata"]["name"], grace_seconds=1)
+    deadline = asyncio.get_running_loop().time() + timeout
+    for name in namespaces:
+        while await kube.list_objects("v1", "Pod", name) and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
         await kube.delete("v1", "Namespace", None, name)
-
-
