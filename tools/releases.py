@@ -241,7 +241,7 @@ def deploy_input(c: CallContext, claim: ReleaseClaim, wait_for: list[str] | None
         deployment_id=d.id, app_id=a.id, tenant=a.tenant, project=a.project, app=a.name, namespace=a.namespace,
         seq=d.release_seq, kind=d.kind, wait_for=wait_for or [], hostname=a.hostname,
         image=f"{d.image}@{d.image_digest}" if d.image_digest else "", image_digest=d.image_digest or "",
-        build=_build_input(c, claim) if not d.image_digest and "git" in d.source else None,
+        build=_build_input(claim) if not d.image_digest and "git" in d.source else None,
         commit_sha=d.commit_sha, config=AppConfig.model_validate(d.config), secrets_version=d.secrets_version,
         runtime_class=c.config.runtime_class, ingress_class=c.config.ingress_class,
         ready_timeout_seconds=c.config.ready_timeout_seconds, rollback_window_seconds=c.config.rollback_window_seconds,
@@ -249,7 +249,7 @@ def deploy_input(c: CallContext, claim: ReleaseClaim, wait_for: list[str] | None
     )
 
 
-def _build_input(c: CallContext, claim: ReleaseClaim) -> BuildInput:
+def _build_input(claim: ReleaseClaim) -> BuildInput:
     d, a = claim.deployment, claim.app
     git = d.source["git"]
     return BuildInput(tenant=a.tenant, project=a.project, app=a.name, app_id=a.id, deployment_id=d.id,

@@ -81,7 +81,7 @@ def _k8s(e: KubeError) -> ApplicationError:
     )
 
 
-async def _kube_call(fn: Callable[[], Awaitable[T]]) -> T:
+async def kube_call(fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return await fn()
     except KubeError as e:
@@ -138,7 +138,7 @@ class DeployActivities:
     @activity.defn
     async def release_ready(self, inp: ReleaseState) -> bool:
         """True when the release's Deployment runs `replicas` Ready pods now (a rollback inside the window)."""
-        dep = await _kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
+        dep = await kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
         if dep is None or (dep.get("spec") or {}).get("replicas", 0) < inp.replicas:
             return False
         status = dep.get("status") or {}
@@ -149,7 +149,7 @@ class DeployActivities:
     async def prune_releases(self, inp: PruneReleases) -> list[str]:
         """Delete release objects (Deployment + Secret) beyond the retention count or age. The rows stay in
         the database, so a pruned release can still be rolled back to: it is re-created from its snapshot."""
-        deps = await _kube_call(lambda: self.kube.list_objects(
+        deps = await kube_call(lambda: self.kube.list_objects(
             "apps/v1", "Deployment", inp.namespace, label_selector=f"{LABEL_APP}={inp.app}"))
         deps.sort(key=lambda d: str(d["metadata"].get("creationTimestamp", "")), reverse=True)
         cutoff = time.time() - inp.retain_days * 86400
@@ -161,8 +161,8 @@ class DeployActivities:
             created = d["metadata"].get("creationTimestamp")
             old = bool(created) and _epoch(created) < cutoff
             if i >= inp.retain_count or old:
-                await _kube_call(lambda n=name: self.kube.delete("apps/v1", "Deployment", inp.namespace, n))  # type: ignore[misc]
-                await _kube_call(lambda n=name: self.kube.delete("v1", "Secret", inp.namespace, f"{n}-env"))  # type: ignore[misc]
+                await kube_call(lambda n=name: self.kube.delete("apps/v1", "Deployment", inp.namespace, n))  # type: ignore[misc]
+                await kube_call(lambda n=name: self.kube.delete("v1", "Secret", inp.namespace, f"{n}-env"))  # type: ignore[misc]
                 pruned.append(name)
         return pruned
 
@@ -172,10 +172,10 @@ class DeployActivities:
 
     @activity.defn
     async def ensure_namespace(self, inp: EnsureNamespace) -> list[str]:
-        caps = await _kube_call(self.kube.caps)
+        caps = await kube_call(self.kube.caps)
         refs = []
         for obj in namespace_objects(inp.tenant, inp.project, inp.namespace, self.guardrails, caps):
-            await _kube_call(lambda o=obj: self.kube.apply(o))  # type: ignore[misc]
+            await kube_call(lambda o=obj: self.kube.apply(o))  # type: ignore[misc]
             refs.append(ref(obj))
         return refs
 
@@ -190,7 +190,7 @@ class DeployActivities:
                 raise ApplicationError(f"secrets version {inp.secrets_version} is missing", type="SecretsMissing",
                                        non_retryable=True)
             values.update(self.secretbox.open(token))
-        caps = await _kube_call(self.kube.caps)
+        caps = await kube_call(self.kube.caps)
         objs = [release_secret(inp.spec, values), release_deployment(inp.spec, inp.replicas)]
         pdb = release_pdb(inp.spec, caps)
         if pdb:
@@ -248,7 +248,7 @@ class DeployActivities:
             activity.heartbeat("window")
             if await self._check(inp, pods, with_deployment=True):
                 return
-        events = await _kube_call(lambda: self.kube.events_for(inp.namespace, set(pods) | {inp.release}))
+        events = await kube_call(lambda: self.kube.events_for(inp.namespace, set(pods) | {inp.release}))
         raise self._failed(timeout_failure(list(pods.values()), events, inp.timeout_seconds))
 
     async def _check(self, inp: WaitReady, pods: dict[str, dict[str, Any]], with_deployment: bool = False) -> bool:
@@ -256,7 +256,7 @@ class DeployActivities:
             failure = pod_failure(pod)
             if failure is not None:
                 if failure.reason in ("CrashLoop", "OOMKilled") and failure.pod:
-                    events = await _kube_call(lambda f=failure: self.kube.events_for(  # type: ignore[misc]
+                    events = await kube_call(lambda f=failure: self.kube.events_for(  # type: ignore[misc]
                         inp.namespace, {f.pod or ""}))
                     failure = refine_with_events(failure, events)
                     masker = await self._masker(inp.app_id, inp.secrets_version)
@@ -267,7 +267,7 @@ class DeployActivities:
         if ready >= inp.replicas:
             return True
         if with_deployment:
-            dep = await _kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
+            dep = await kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
             if dep is None:
                 raise self._failed(Failure(reason="ReleaseMissing", message=f"Deployment {inp.release} is gone"))
             failure = deployment_failure(dep)
@@ -299,12 +299,12 @@ class DeployActivities:
     async def switch_service(self, inp: SwitchService) -> Switched:
         """Point the app's stable Service at `release` (blue/green switch) and make sure its Ingress exists.
         Returns the release the Service selected before, so the workflow knows what to keep warm."""
-        current = await _kube_call(lambda: self.kube.get("v1", "Service", inp.namespace, inp.app))
+        current = await kube_call(lambda: self.kube.get("v1", "Service", inp.namespace, inp.app))
         previous = ((current or {}).get("spec") or {}).get("selector", {}).get(LABEL_RELEASE)
         svc = app_service(inp.namespace, inp.tenant, inp.project, inp.app, inp.release)
         ing = app_ingress(inp.namespace, inp.tenant, inp.project, inp.app, inp.hostname, inp.ingress_class, None)
         for obj in (svc, ing):
-            await _kube_call(lambda o=obj: self.kube.apply(o))  # type: ignore[misc]
+            await kube_call(lambda o=obj: self.kube.apply(o))  # type: ignore[misc]
         await self._wait_endpoints(inp.namespace, inp.app, inp.release)
         return Switched(previous_release=previous if previous != inp.release else None,
                         refs=[ref(svc), ref(ing)])
@@ -314,7 +314,7 @@ class DeployActivities:
         (the endpoints controller lags the selector change by a moment)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ep = await _kube_call(lambda: self.kube.get("v1", "Endpoints", namespace, app))
+            ep = await kube_call(lambda: self.kube.get("v1", "Endpoints", namespace, app))
             targets = [a.get("targetRef", {}).get("name", "") for s in (ep or {}).get("subsets") or []
                        for a in s.get("addresses") or []]
             if targets and all(t.startswith(f"{release}-") for t in targets):
@@ -326,32 +326,32 @@ class DeployActivities:
     @activity.defn
     async def scale_release(self, inp: ScaleRelease) -> bool:
         if inp.unless_serving_app:
-            svc = await _kube_call(lambda: self.kube.get("v1", "Service", inp.namespace, inp.unless_serving_app or ""))
+            svc = await kube_call(lambda: self.kube.get("v1", "Service", inp.namespace, inp.unless_serving_app or ""))
             if ((svc or {}).get("spec") or {}).get("selector", {}).get(LABEL_RELEASE) == inp.release:
                 return False
-        exists = await _kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
+        exists = await kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
         if exists is None:
             return False
-        await _kube_call(lambda: self.kube.scale(inp.namespace, inp.release, inp.replicas))
+        await kube_call(lambda: self.kube.scale(inp.namespace, inp.release, inp.replicas))
         return True
 
     @activity.defn
     async def retire_releases(self, inp: RetireReleases) -> list[RetiredRelease]:
         """Scale to zero every release of the app outside `keep` (kept as objects: rollback scales them up).
         Returns what was scaled down and from how many replicas, so a failed recreate can restore it."""
-        deps = await _kube_call(lambda: self.kube.list_objects(
+        deps = await kube_call(lambda: self.kube.list_objects(
             "apps/v1", "Deployment", inp.namespace, label_selector=f"{LABEL_APP}={inp.app}"))
         retired = []
         for d in deps:
             name = d["metadata"]["name"]
             replicas = int((d.get("spec") or {}).get("replicas", 0))
             if name not in inp.keep and replicas > 0:
-                await _kube_call(lambda n=name: self.kube.scale(inp.namespace, n, 0))  # type: ignore[misc]
+                await kube_call(lambda n=name: self.kube.scale(inp.namespace, n, 0))  # type: ignore[misc]
                 retired.append(RetiredRelease(name=name, replicas=replicas))
         if inp.wait_gone_seconds:
             deadline = time.monotonic() + inp.wait_gone_seconds
             while True:
-                pods = await _kube_call(lambda: self.kube.list_objects(
+                pods = await kube_call(lambda: self.kube.list_objects(
                     "v1", "Pod", inp.namespace, label_selector=f"{LABEL_APP}={inp.app}"))
                 left = [p["metadata"]["name"] for p in pods
                         if p["metadata"].get("labels", {}).get(LABEL_RELEASE) not in inp.keep]
@@ -374,11 +374,11 @@ class DeployActivities:
     @activity.defn
     async def diagnose_release(self, inp: DiagnoseInput) -> Diagnosis:
         """Read-only: the release's Deployment, pods, events, container states and last log lines."""
-        dep = await _kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
-        pods = await _kube_call(lambda: self.kube.list_objects(
+        dep = await kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
+        pods = await kube_call(lambda: self.kube.list_objects(
             "v1", "Pod", inp.namespace, label_selector=f"{LABEL_RELEASE}={inp.release}"))
         names = {p["metadata"]["name"] for p in pods} | {inp.release}
-        events = await _kube_call(lambda: self.kube.events_for(inp.namespace, names, prefix=inp.release))
+        events = await kube_call(lambda: self.kube.events_for(inp.namespace, names, prefix=inp.release))
         failure = diagnose(dep, pods, events)
         logs: list[str] = []
         if failure is not None and failure.pod:
@@ -407,15 +407,15 @@ class DeployActivities:
         ns, selector = inp.namespace, f"{LABEL_APP}={inp.app}"
         deleted = []
         for api_version, kind in (("networking.k8s.io/v1", "Ingress"), ("v1", "Service")):
-            if await _kube_call(lambda av=api_version, k=kind: self.kube.delete(av, k, ns, inp.app)):  # type: ignore[misc]
+            if await kube_call(lambda av=api_version, k=kind: self.kube.delete(av, k, ns, inp.app)):  # type: ignore[misc]
                 deleted.append(f"{kind}/{ns}/{inp.app}")
-        pdb_api = (await _kube_call(self.kube.caps)).pdb_api
+        pdb_api = (await kube_call(self.kube.caps)).pdb_api
         for api_version, kind in (("apps/v1", "Deployment"), (pdb_api, "PodDisruptionBudget"), ("v1", "Secret")):
-            objs = await _kube_call(lambda av=api_version, k=kind: self.kube.list_objects(  # type: ignore[misc]
+            objs = await kube_call(lambda av=api_version, k=kind: self.kube.list_objects(  # type: ignore[misc]
                 av, k, ns, label_selector=selector))
             for obj in objs:
                 name = obj["metadata"]["name"]
-                if await _kube_call(lambda av=api_version, k=kind, n=name: self.kube.delete(av, k, ns, n)):  # type: ignore[misc]
+                if await kube_call(lambda av=api_version, k=kind, n=name: self.kube.delete(av, k, ns, n)):  # type: ignore[misc]
                     deleted.append(f"{kind}/{ns}/{name}")
         return deleted
 

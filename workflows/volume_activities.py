@@ -12,7 +12,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.activities import _kube_call
+from workflows.activities import kube_call
 from workflows.adapters.kube import Kube, KubeError, ref
 from workflows.contracts import VolumeOp, VolumeOutcome, VolumeResult
 from workflows.ports import VolumeStore
@@ -35,7 +35,7 @@ class VolumeActivities:
     async def _wait(self, what: str, check: Callable[[], Any], timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = await _kube_call(check)
+            found = await kube_call(check)
             if found:
                 return found
             activity.heartbeat(what)
@@ -54,18 +54,18 @@ class VolumeActivities:
 
     @activity.defn
     async def volume_create(self, op: VolumeOp) -> VolumeResult:
-        await _kube_call(lambda: self.kube.apply(volume_pvc(op.spec)))
+        await kube_call(lambda: self.kube.apply(volume_pvc(op.spec)))
         return await self._bound(op)
 
     @activity.defn
     async def volume_restore(self, op: VolumeOp) -> VolumeResult:
-        await _kube_call(lambda: self.kube.apply(volume_pvc(op.spec, data_source=op.snapshot)))
+        await kube_call(lambda: self.kube.apply(volume_pvc(op.spec, data_source=op.snapshot)))
         return await self._bound(op)
 
     @activity.defn
     async def volume_resize(self, op: VolumeOp) -> VolumeResult:
         ns, claim = op.spec.namespace, op.spec.claim
-        pvc = await _kube_call(lambda: self.kube.get("v1", "PersistentVolumeClaim", ns, claim))
+        pvc = await kube_call(lambda: self.kube.get("v1", "PersistentVolumeClaim", ns, claim))
         if pvc is None:
             raise ApplicationError(f"claim {ns}/{claim} does not exist", type="VolumeMissing", non_retryable=True)
         current = gib(pvc["spec"]["resources"]["requests"]["storage"])
@@ -73,7 +73,7 @@ class VolumeActivities:
             raise ApplicationError(f"volumes only grow: {current} GiB now, {op.spec.size_gib} GiB asked",
                                    type="VolumeShrink", non_retryable=True)
         # a merge patch of the size alone: `dataSource` of a restored claim is immutable, so no full re-apply
-        await _kube_call(lambda: self.kube.patch(pvc, {"spec": {"resources": {"requests": {
+        await kube_call(lambda: self.kube.patch(pvc, {"spec": {"resources": {"requests": {
             "storage": f"{op.spec.size_gib}Gi"}}}}))
 
         async def grown() -> bool:
@@ -86,7 +86,7 @@ class VolumeActivities:
     async def _snapshot(self, op: VolumeOp, kind: str) -> VolumeResult:
         assert op.snapshot
         vs = volume_snapshot(op.spec, op.snapshot, kind)
-        await _kube_call(lambda: self.kube.apply(vs))
+        await kube_call(lambda: self.kube.apply(vs))
 
         async def ready() -> bool:
             now = await self.kube.get("snapshot.storage.k8s.io/v1", "VolumeSnapshot", op.spec.namespace,
@@ -112,17 +112,17 @@ class VolumeActivities:
     async def volume_policy(self, op: VolumeOp) -> VolumeResult:
         ns, claim = op.spec.namespace, op.spec.claim
         job = recurring_job(op.spec, op.cron or "0 3 * * *", op.retain or 7)
-        await _kube_call(lambda: self.kube.apply(job))
-        pvc = await _kube_call(lambda: self.kube.get("v1", "PersistentVolumeClaim", ns, claim))
+        await kube_call(lambda: self.kube.apply(job))
+        pvc = await kube_call(lambda: self.kube.get("v1", "PersistentVolumeClaim", ns, claim))
         if pvc is None:
             raise ApplicationError(f"claim {ns}/{claim} does not exist", type="VolumeMissing", non_retryable=True)
-        await _kube_call(lambda: self.kube.patch(pvc, {"metadata": {"labels": recurring_job_labels(op.spec)}}))
+        await kube_call(lambda: self.kube.patch(pvc, {"metadata": {"labels": recurring_job_labels(op.spec)}}))
         return VolumeResult(status="bound", refs=[ref(job), f"PersistentVolumeClaim/{ns}/{claim}"])
 
     @activity.defn
     async def volume_delete(self, op: VolumeOp) -> VolumeResult:
         ns, claim = op.spec.namespace, op.spec.claim
-        await _kube_call(lambda: self.kube.delete("v1", "PersistentVolumeClaim", ns, claim))
+        await kube_call(lambda: self.kube.delete("v1", "PersistentVolumeClaim", ns, claim))
         try:
             await self.kube.delete("longhorn.io/v1beta2", "RecurringJob", LONGHORN_NAMESPACE,
                                    recurring_job_name(op.spec))
