@@ -23,7 +23,7 @@ from tests.support.platform import Platform, platform_settings, running_platform
 from tests.support.slice import Slice, make_slice_repo
 
 pytestmark = [
-    pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(900),
+    pytest.mark.cluster, pytest.mark.node, pytest.mark.last, pytest.mark.timeout(900),
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("buildah") is None,
                        reason="the slice builds with buildah and kills a kubelet node: root (CI has both)"),
 ]

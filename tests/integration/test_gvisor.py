@@ -15,7 +15,7 @@ from mcp_server.embedded import Testbed
 from tests.support.oci import busybox_web_files, push_image
 from tests.support.platform import Platform, platform_settings, running_platform
 
-pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.last, pytest.mark.timeout(300)]
 KERNEL_CGI = "#!/busybox sh\necho 'Content-Type: text/plain'\necho\n/busybox cat /proc/version\n"
 
 
