@@ -3,10 +3,11 @@ URL `create_app` returns answers on one machine.
 
 Traefik 3's Kubernetes Ingress provider needs `discovery.k8s.io/v1` EndpointSlices, which the testbed's
 Kubernetes 1.20 does not serve (see docs/decisions/0005-testbed-edge.md). So `FakeIngressProvider` plays the
-provider's part: it reads the Ingress objects from the API server and writes them as Traefik dynamic
-configuration (file provider), routing each host to its Service's ClusterIP (kube-proxy serves ClusterIPs on
-this host), as Traefik's `nativeLB` mode does. A self-signed wildcard certificate for the apps domain stands
-in for the platform's cert-manager wildcard. On a real k3s none of this runs: Traefik reads the Ingresses.
+provider's part: it reads the Ingress objects, their Services and Endpoints from the API server and writes
+them as Traefik dynamic configuration (file provider), load-balancing each host over the Service's ready pod
+addresses as Traefik's Kubernetes provider does (the pod network is reachable from this host). A self-signed
+wildcard certificate for the apps domain stands in for the platform's cert-manager wildcard. On a real k3s
+none of this runs: Traefik reads the Ingresses.
 """
 
 from __future__ import annotations
@@ -54,9 +55,28 @@ def self_signed_wildcard(apps_domain: str, cert: Path, key: Path) -> None:
                                  serialization.NoEncryption()))
 
 
+def _servers(svc: dict[str, Any], port_name: str | None, port_number: int | None,
+             endpoints: dict[str, Any] | None) -> list[dict[str, str]]:
+    """The backend URLs Traefik's Kubernetes provider would use: the ready endpoint addresses (pod IPs) and
+    target port of the Service port the Ingress names."""
+    port = next((p for p in svc["spec"].get("ports", [])
+                 if p.get("name") == port_name or p.get("port") == port_number), None)
+    if port is None or endpoints is None:
+        return []
+    urls = []
+    for subset in endpoints.get("subsets") or []:
+        target = next((p["port"] for p in subset.get("ports") or [] if p.get("name") == port.get("name")), None)
+        if target is None:
+            continue
+        urls += [{"url": f"http://{a['ip']}:{target}"} for a in subset.get("addresses") or []]
+    return urls
+
+
 def traefik_dynamic_config(ingresses: list[dict[str, Any]], services: dict[tuple[str, str], dict[str, Any]],
-                           cert: Path, key: Path) -> dict[str, Any]:
-    """Traefik file-provider config for `ingresses`: one router per host/path, one service per backend."""
+                           cert: Path, key: Path,
+                           endpoints: dict[tuple[str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Traefik file-provider config for `ingresses`: one router per host/path, one service per backend,
+    load-balancing over the Service's ready endpoints as Traefik's Kubernetes provider does."""
     routers: dict[str, Any] = {}
     backends: dict[str, Any] = {}
     for ing in ingresses:
@@ -66,12 +86,12 @@ def traefik_dynamic_config(ingresses: list[dict[str, Any]], services: dict[tuple
             for j, path in enumerate((rule.get("http") or {}).get("paths") or []):
                 backend = (path.get("backend") or {}).get("service") or {}
                 svc = services.get((ns, backend.get("name", "")))
-                if svc is None or not svc["spec"].get("clusterIP"):
+                if svc is None:
                     continue
                 want = backend.get("port") or {}
-                port = next((p["port"] for p in svc["spec"].get("ports", [])
-                             if p.get("name") == want.get("name") or p.get("port") == want.get("number")), None)
-                if port is None:
+                servers = _servers(svc, want.get("name"), want.get("number"),
+                                   (endpoints or {}).get((ns, backend.get("name", ""))))
+                if not servers:
                     continue
                 key_ = f"{ns}-{name}-{i}-{j}"
                 match = f"Host(`{host}`)" if host else "PathPrefix(`/`)"
@@ -79,7 +99,7 @@ def traefik_dynamic_config(ingresses: list[dict[str, Any]], services: dict[tuple
                     match += f" && PathPrefix(`{path['path']}`)"
                 routers[key_] = {"rule": match, "service": key_, "entryPoints": ["web"]}
                 routers[key_ + "-tls"] = {"rule": match, "service": key_, "entryPoints": ["websecure"], "tls": {}}
-                backends[key_] = {"loadBalancer": {"servers": [{"url": f"http://{svc['spec']['clusterIP']}:{port}"}]}}
+                backends[key_] = {"loadBalancer": {"servers": servers}}
     config: dict[str, Any] = {"tls": {"stores": {"default": {"defaultCertificate": {
         "certFile": str(cert), "keyFile": str(key)}}}}}
     if routers:
@@ -102,7 +122,10 @@ class FakeIngressProvider:
         ingresses = await self.kube.list_objects("networking.k8s.io/v1", "Ingress", None)
         services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s
                     for s in await self.kube.list_objects("v1", "Service", None)}
-        text = yaml.safe_dump(traefik_dynamic_config(ingresses, services, self.cert, self.key), sort_keys=True)
+        endpoints = {(e["metadata"]["namespace"], e["metadata"]["name"]): e
+                     for e in await self.kube.list_objects("v1", "Endpoints", None)}
+        text = yaml.safe_dump(traefik_dynamic_config(ingresses, services, self.cert, self.key, endpoints),
+                              sort_keys=True)
         if text == self._last:
             return False
         tmp = self.dynamic_file.with_suffix(".tmp")

@@ -7,7 +7,6 @@ the git token appears in no audit row, log line, tool output or cluster object."
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
@@ -90,22 +89,7 @@ def make_repo(repos: Path, name: str, base: str) -> str:
 
 
 async def serving_text(p: Platform, ns: str, expect: str = "built one") -> str:
-    """GET / through the Service until it answers `expect` (kube-proxy reprograms a moment after a switch)."""
-    svc = await p.kube.get("v1", "Service", ns, "web")
-    assert svc is not None
-    last = ""
-    async with httpx.AsyncClient(timeout=5) as h:
-        for _ in range(300):
-            try:
-                r = await h.get(f"http://{svc['spec']['clusterIP']}/")
-                last = f"{r.status_code} {r.text[:100]}"
-                if r.status_code == 200 and r.text == expect:
-                    return r.text
-            except httpx.HTTPError as e:
-                last = repr(e)
-            await asyncio.sleep(0.2)
-    ep = await p.kube.get("v1", "Endpoints", ns, "web")
-    raise AssertionError(f"the app never answered {expect!r}; last: {last}; endpoints: {ep and ep.get('subsets')}")
+    return await p.service_get(ns, "web", expect=expect)
 
 
 async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, git_server: GitHttpsServer,

@@ -46,28 +46,6 @@ def ok(r: CallToolResult) -> dict[str, Any]:
     return content
 
 
-async def cluster_ip_get(p: Platform, namespace: str, app: str, expect: str | None = None) -> str:
-    """GET / through the Service's ClusterIP until it answers 200 (and `expect`, when given): kube-proxy
-    reprograms the node's rules a moment after the endpoints change."""
-    svc = await p.kube.get("v1", "Service", namespace, app)
-    assert svc is not None
-    ip = svc["spec"]["clusterIP"]
-    last = ""
-    async with httpx.AsyncClient(timeout=5) as h:
-        for _ in range(300):
-            try:
-                r = await h.get(f"http://{ip}/")
-                last = f"{r.status_code} {r.text[:100]}"
-                if r.status_code == 200 and (expect is None or r.text == expect):
-                    return r.text
-            except httpx.HTTPError as e:
-                last = repr(e)
-            await asyncio.sleep(0.2)
-    ep = await p.kube.get("v1", "Endpoints", namespace, app)
-    raise AssertionError(f"Service {namespace}/{app} ({ip}) never answered {expect or 200}; last: {last}; "
-                         f"endpoints: {ep and ep.get('subsets')}")
-
-
 async def selected_release(p: Platform, namespace: str, app: str) -> str:
     svc = await p.kube.get("v1", "Service", namespace, app)
     assert svc is not None
@@ -142,7 +120,7 @@ async def test_create_app_runs_a_sandboxed_release_behind_a_stable_service(platf
     assert await selected_release(p, ns, "web") == "web-r1"
     ing = await p.kube.get("networking.k8s.io/v1", "Ingress", ns, "web")
     assert ing is not None and ing["spec"]["rules"][0]["host"] == f"web-shop-{p.tenant}.apps.localhost"
-    assert await cluster_ip_get(p, ns, "web", "hello v1") == "hello v1"
+    assert await p.service_get(ns, "web", expect="hello v1") == "hello v1"
     host = r["url"].removeprefix("https://")
     assert await edge_get(edge, host) == "hello v1"
     assert await edge_get(edge, host, tls=True) == "hello v1"
@@ -177,7 +155,7 @@ async def test_deploy_switches_the_service_and_keeps_the_previous_release(platfo
     assert first["phase"] == second["phase"] == "succeeded"
     ns = (await p.deps.store.get_app(p.tenant, "bg", "web")).namespace  # type: ignore[union-attr]
     assert await selected_release(p, ns, "web") == "web-r2"
-    assert await cluster_ip_get(p, ns, "web", "two") == "two"
+    assert await p.service_get(ns, "web", expect="two") == "two"
     old = await p.kube.get("apps/v1", "Deployment", ns, "web-r1")
     assert old is not None and old["spec"]["replicas"] == 1  # kept scaled: rollback is a Service switch
     assert [(d["release"], d["serving"]) for d in history["deployments"]] == [("web-r2", True), ("web-r1", False)]
@@ -212,7 +190,7 @@ async def test_failed_releases_are_classified_and_the_previous_keeps_serving(pla
     assert missing.is_error and "source.image" in missing.content[0].text  # type: ignore[union-attr]
     ns = (await p.deps.store.get_app(p.tenant, "fail", "web")).namespace  # type: ignore[union-attr]
     assert await selected_release(p, ns, "web") == "web-r1"
-    assert await cluster_ip_get(p, ns, "web", "still serving") == "still serving"
+    assert await p.service_get(ns, "web", expect="still serving") == "still serving"
     for failed in ("web-r2", "web-r3"):
         obj = await p.kube.get("apps/v1", "Deployment", ns, failed)
         assert obj is not None and obj["spec"]["replicas"] == 0  # kept for diagnosis, scaled to zero

@@ -4,11 +4,9 @@ this test runs where `runsc` was built and the `gvisor` RuntimeClass exists, and
 
 from __future__ import annotations
 
-import asyncio
 import platform as host
 from collections.abc import AsyncIterator
 
-import httpx
 import pytest
 
 from mcp_server.embedded import Testbed
@@ -45,16 +43,7 @@ async def test_release_runs_in_a_gvisor_sandbox(platform: Platform) -> None:
     assert app is not None
     dep = await p.kube.get("apps/v1", "Deployment", app.namespace, "web-r1")
     assert dep is not None and dep["spec"]["template"]["spec"]["runtimeClassName"] == "gvisor"
-    svc = await p.kube.get("v1", "Service", app.namespace, "web")
-    assert svc is not None
-    text = ""
-    async with httpx.AsyncClient(timeout=5) as h:
-        for _ in range(100):
-            resp = await h.get(f"http://{svc['spec']['clusterIP']}/cgi-bin/kernel")
-            if resp.status_code == 200:
-                text = resp.text
-                break
-            await asyncio.sleep(0.3)
+    text = await p.service_get(app.namespace, "web", "/cgi-bin/kernel", attempts=150)
     assert text.startswith("Linux version"), text
     assert host.release() not in text, f"the pod sees the host kernel: {text}"  # runc would show the host's
     assert "4.4.0" in text, text  # gVisor's Sentry presents itself as Linux 4.4.0

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from mcp.types import CallToolResult
 
@@ -56,22 +55,7 @@ async def counter_image(p: Platform) -> str:
 
 
 async def get(p: Platform, ns: str, app: str, path: str) -> str:
-    svc = await p.kube.get("v1", "Service", ns, app)
-    assert svc is not None
-    last = ""
-    async with httpx.AsyncClient(timeout=5) as h:
-        for _ in range(300):
-            try:
-                r = await h.get(f"http://{svc['spec']['clusterIP']}{path}")
-                last = f"{r.status_code} {r.text[:200]}"
-                if r.status_code == 200:
-                    return r.text.strip()
-            except httpx.HTTPError as e:
-                last = repr(e)
-            await asyncio.sleep(0.2)
-    pods = await p.kube.list_objects("v1", "Pod", ns, label_selector=f"deploy-mcp/app={app}")
-    raise AssertionError(f"{path} never answered 200; last: {last}; pods: "
-                         f"{[(x['metadata']['name'], (x.get('status') or {}).get('phase')) for x in pods]}")
+    return await p.service_get(ns, app, path)
 
 
 async def test_data_survives_deploy_rollback_and_pod_loss(platform: Platform) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.fernet import Fernet
 from mcp.client import Client
 from temporalio.worker import Worker
@@ -51,12 +52,48 @@ class Platform:
         self.worker = await self._worker_cm.__aenter__()
         self.worker_task = asyncio.create_task(self.worker.run())
 
+    async def service_get(self, namespace: str, service: str, path: str = "/", expect: str | None = None,
+                          attempts: int = 300) -> str:
+        """GET `path` from the Service's ready endpoints (pod IP and target port), as the edge does, until it
+        answers 200 (and `expect`, when given); returns the body. Not through the ClusterIP: on this host a
+        ClusterIP kube-proxy has not programmed yet leaves by the default route, whose gateway answers an empty
+        404, so such a check would measure kube-proxy's lag, not the platform."""
+        last = ""
+        async with httpx.AsyncClient(timeout=5, trust_env=False) as h:
+            for _ in range(attempts):
+                urls = await service_urls(self.kube, namespace, service)
+                if not urls:
+                    last = "no ready endpoints"
+                for url in urls:
+                    try:
+                        r = await h.get(url + path)
+                        last = f"{url}: {r.status_code} {r.text[:100]}"
+                        if r.status_code == 200 and (expect is None or r.text.strip() == expect):
+                            return r.text.strip()
+                    except httpx.HTTPError as e:
+                        last = f"{url}: {e!r}"
+                await asyncio.sleep(0.2)
+        pods = await self.kube.list_objects("v1", "Pod", namespace)
+        raise AssertionError(f"Service {namespace}/{service} never answered {expect or 200} on {path}; last: {last}; "
+                             f"pods: {[(x['metadata']['name'], (x.get('status') or {}).get('phase')) for x in pods]}")
+
     async def stop_worker(self) -> None:
         if self.worker is not None and self.worker_task is not None:
             await self.worker.shutdown()
             await asyncio.gather(self.worker_task, return_exceptions=True)
             await self._worker_cm.__aexit__(None, None, None)
         self.worker, self.worker_task = None, None
+
+
+async def service_urls(kube: Kube, namespace: str, service: str) -> list[str]:
+    """http://pod-ip:target-port for each ready endpoint of the Service's first port."""
+    ep = await kube.get("v1", "Endpoints", namespace, service)
+    urls = []
+    for subset in (ep or {}).get("subsets") or []:
+        ports = subset.get("ports") or []
+        if ports:
+            urls += [f"http://{a['ip']}:{ports[0]['port']}" for a in subset.get("addresses") or []]
+    return urls
 
 
 def platform_settings(database_url: str, temporal_address: str, testbed: Testbed, **overrides: Any) -> Settings:
