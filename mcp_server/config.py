@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
@@ -17,6 +17,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from workflows.render_build import BuildImages
 
 ALL_SCOPES = ("apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read")
 
@@ -105,6 +107,24 @@ class Settings(BaseSettings):
     )
     git_ca_file: Path | None = Field(None, description="Extra CA bundle for internal git servers (PEM).")
     build_dir: Path | None = Field(None, description="Local builder's work and storage. Default: <state_dir>/builds.")
+    builder: Literal["local", "buildkit"] = Field(
+        "local",
+        description="`local`: buildah on the worker's host builds Dockerfile repos (dev, tests). `buildkit`: each "
+        "commit is built by a Job on the nodes labelled pool=build against `buildkit_addr` (production).",
+    )
+    build_namespace: str = Field("deploy-mcp-builds", description="Namespace of the build Jobs (`buildkit`).")
+    buildkit_addr: str = Field("tcp://buildkitd.deploy-mcp-builds:1234", description="buildkitd address for Jobs.")
+    buildkit_tls_secret: str | None = Field(
+        None, description="Secret in build_namespace with ca.pem/cert.pem/key.pem for buildkitd's mTLS.")
+    build_registry_secret: str | None = Field(
+        None, description="dockerconfigjson Secret in build_namespace with push credentials for `registry`.")
+    build_images: BuildImages = Field(
+        default_factory=lambda: BuildImages(clone="alpine/git:2.45.2", railpack="ghcr.io/railwayapp/railpack:0.2.2",
+                                            buildctl="moby/buildkit:v0.16.0-rootless"),
+        description="Images of the build Job's steps (pin them; mirror them into your registry).",
+    )
+    build_cpu_millicores: int = Field(2000, ge=100, le=16000, description="CPU of each build step (request=limit).")
+    build_memory_mib: int = Field(4096, ge=128, le=65536, description="Memory of each build step (request=limit).")
     release_retention_count: int = Field(
         10, ge=2, le=1000, description="Release objects kept per app in the cluster (rows are kept forever)."
     )

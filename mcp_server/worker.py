@@ -18,6 +18,7 @@ from workflows.activities import DeployActivities
 from workflows.adapters.kube import Kube
 from workflows.adapters.loki import LokiClient
 from workflows.build_activities import BuildActivities, BuildSettings
+from workflows.job_builder import JobBuilder, JobBuilderSettings
 from workflows.volume_activities import VolumeActivities
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,9 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
         build_root = settings.build_dir or settings.state_dir / "builds"
         builds = BuildActivities(store, load_secretbox(settings), BuildSettings(
             storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git_ca_file,
-            registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries), loki=loki)
+            registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries,
+            builder="buildkit-job" if settings.builder == "buildkit" else "local-buildah"), loki=loki,
+            jobs=job_builder(kube, settings))
         yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                      activities=activities.all() + volumes.all() + builds.all(),
                      max_concurrent_activities=50)
@@ -47,6 +50,16 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
             await loki.aclose()
         await store.close()
         await kube.close()
+
+
+def job_builder(kube: Kube, settings: Settings) -> JobBuilder | None:
+    if settings.builder != "buildkit":
+        return None
+    return JobBuilder(kube, JobBuilderSettings(
+        namespace=settings.build_namespace, buildkit_addr=settings.buildkit_addr, images=settings.build_images,
+        registry=settings.registry, buildkit_tls_secret=settings.buildkit_tls_secret,
+        registry_secret=settings.build_registry_secret, cpu_millicores=settings.build_cpu_millicores,
+        memory_mib=settings.build_memory_mib))
 
 
 async def run_worker(settings: Settings) -> None:

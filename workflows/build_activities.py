@@ -2,8 +2,8 @@
 the local builder (buildah), stream its lines to the build log, record the outcome.
 
 Credentials for the git host are read and decrypted here, used for the checkout and dropped: they never
-enter workflow history, a log line, or an error message. The production builder (a BuildKit Job on
-`pool=build`, rendered by `workflows/render_build.py`) plugs in beside `build_image`.
+enter workflow history, a log line, or an error message. With `jobs` set (the `buildkit` builder), the
+image is built by a BuildKit Job on `pool=build` (`workflows/job_builder.py`) instead of buildah here.
 """
 
 from __future__ import annotations
@@ -20,11 +20,20 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.adapters.buildah import BuilderMissing, BuildFailed, PushFailed, build_and_push
+from workflows.adapters.buildah import (
+    BuilderMissing,
+    BuildFailed,
+    PushFailed,
+    build_and_push,
+    build_dir,
+    find_dockerfile,
+)
 from workflows.adapters.git import GitError, checkout
+from workflows.adapters.kube import KubeError
 from workflows.adapters.loki import LokiClient, LokiStream
 from workflows.contracts import BuildDone, BuildInput, BuildStarted
 from workflows.git import GitCredentials, parse_git_url
+from workflows.job_builder import JobBuilder
 from workflows.logs import LogStoreUnavailable
 from workflows.logtext import SecretMasker
 from workflows.ports import BuildStore
@@ -78,8 +87,9 @@ class BuildLineSink:
 
 class BuildActivities:
     def __init__(self, store: BuildStore, secretbox: SecretBox, settings: BuildSettings | None = None,
-                 loki: LokiClient | None = None) -> None:
+                 loki: LokiClient | None = None, jobs: JobBuilder | None = None) -> None:
         self.store = store
+        self.jobs = jobs
         self.secretbox = secretbox
         self.settings = settings or BuildSettings()
         self.loki = loki
@@ -99,23 +109,36 @@ class BuildActivities:
             return GitCredentials(ssh_private_key=secret)
         return GitCredentials(token=secret, username=username)
 
+    async def _checkout(self, started: BuildStarted, creds: GitCredentials | None, src: Path,
+                        sink: BuildLineSink) -> BuildDone | None:
+        """Check the commit out into `src`; a BuildDone when that failed for good."""
+        inp = started.request
+        await sink(f"deploy-mcp: checking out {inp.commit_sha[:12]} of {parse_git_url(inp.git_url).url}")
+        try:
+            await checkout(inp.git_url, inp.commit_sha, src, creds, ca_file=self.settings.ca_file)
+        except GitError as e:
+            await sink(f"deploy-mcp: checkout failed: {e}")
+            await sink.flush()
+            if e.retryable:
+                raise ApplicationError(str(e), type="GitUnavailable") from e
+            return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=str(e))
+        return None
+
     @activity.defn
     async def build_image(self, started: BuildStarted) -> BuildDone:
         inp = started.request
-        sink = BuildLineSink(self.store, started.build_id, SecretMasker({}), inp, self.loki)
+        creds = await self._credentials(inp.tenant, inp.git_url)
+        masker = SecretMasker({k: v for k, v in {"git-token": creds and creds.token,
+                                                 "git-key": creds and creds.ssh_private_key}.items() if v})
+        sink = BuildLineSink(self.store, started.build_id, masker, inp, self.loki)
         self.settings.work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="build-", dir=self.settings.work_root))
         try:
-            await sink(f"deploy-mcp: checking out {inp.commit_sha[:12]} of {parse_git_url(inp.git_url).url}")
-            creds = await self._credentials(inp.tenant, inp.git_url)
-            try:
-                await checkout(inp.git_url, inp.commit_sha, work / "src", creds, ca_file=self.settings.ca_file)
-            except GitError as e:
-                await sink(f"deploy-mcp: checkout failed: {e}")
-                await sink.flush()
-                if e.retryable:
-                    raise ApplicationError(str(e), type="GitUnavailable") from e
-                return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=str(e))
+            if self.jobs is not None:
+                return await self._build_on_cluster(started, creds, sink, work)
+            failed = await self._checkout(started, creds, work / "src", sink)
+            if failed is not None:
+                return failed
             image = f"{inp.image_repo}:{inp.commit_sha}"
             await sink(f"deploy-mcp: building {image}")
             try:
@@ -142,6 +165,43 @@ class BuildActivities:
                              image=f"{inp.image_repo}@{result.digest}")
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
+
+    async def _build_on_cluster(self, started: BuildStarted, creds: GitCredentials | None, sink: BuildLineSink,
+                                work: Path) -> BuildDone:
+        """The production path: a build Job on the build pool (see workflows/job_builder.py)."""
+        assert self.jobs is not None
+        inp = started.request
+        builder = inp.builder
+        if builder == "auto":  # the Job's steps depend on it, so look at the commit first (a shallow checkout)
+            failed = await self._checkout(started, creds, work / "src", sink)
+            if failed is not None:
+                return failed
+            try:
+                found = find_dockerfile(build_dir(work / "src", inp.subdir), work / "src")
+            except BuildFailed as e:
+                await sink.flush()
+                return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=str(e))
+            builder = "dockerfile" if found is not None else "railpack"
+            await sink(f"deploy-mcp: {'a Dockerfile' if found else 'no Dockerfile'}: building with {builder}")
+        spec = self.jobs.spec(inp, started.build_id.hex, builder, creds)
+        try:
+            outcome = await self.jobs.build(spec, creds, sink, heartbeat=lambda: activity.heartbeat(sink.seq))
+        except KubeError as e:
+            await sink.flush()
+            if e.failure.retryable:
+                raise ApplicationError(str(e), type="KubernetesUnavailable") from e
+            return BuildDone(build_id=started.build_id, status="failed", failed_step="job", error=str(e))
+        if outcome.status == "failed":
+            await sink(f"deploy-mcp: build failed at {outcome.failed_step}: {outcome.error}")
+            await sink.flush()
+            if outcome.retryable:
+                raise ApplicationError(outcome.error or "the build Job failed", type="BuildJobLost")
+            return BuildDone(build_id=started.build_id, status="failed", failed_step=outcome.failed_step,
+                             error=outcome.error, last_lines=[sink.masker.mask(x) for x in outcome.last_lines])
+        await sink(f"deploy-mcp: pushed {inp.image_repo}@{outcome.digest}")
+        await sink.flush()
+        return BuildDone(build_id=started.build_id, status="succeeded", digest=outcome.digest,
+                         image=f"{inp.image_repo}@{outcome.digest}")
 
     @activity.defn
     async def build_finish(self, done: BuildDone) -> None:

@@ -27,7 +27,16 @@ OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 BUSYBOX = Path("/bin/busybox")
 BUSYBOX_HTTPD = ["/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
 
-FileSpec = bytes | tuple[bytes, int]
+
+
+@dataclass(frozen=True)
+class Symlink:
+    """An image entry that is a symbolic link to `target` (busybox applets: /bin/sh -> busybox)."""
+
+    target: str
+
+
+FileSpec = bytes | tuple[bytes, int] | Symlink
 
 
 class PushError(RuntimeError):
@@ -70,11 +79,10 @@ def _clean_path(path: str) -> str:
 def build_layer(files: Mapping[str, FileSpec]) -> tuple[bytes, str]:
     """(gzip'ed tar, diff_id): regular files with their modes (default 0o644) and their parent directories
     (0o755), owned by root, mtime 0, in sorted order, so the same files always give the same bytes."""
-    entries: dict[str, tuple[bytes, int] | None] = {}  # path -> (data, mode), None for a directory
+    entries: dict[str, tuple[bytes, int] | Symlink | None] = {}  # path -> (data, mode), None for a directory
     for path, spec in files.items():
         clean = _clean_path(path)
-        data, mode = (spec, 0o644) if isinstance(spec, bytes) else spec
-        entries[clean] = (data, mode)
+        entries[clean] = (spec, 0o644) if isinstance(spec, bytes) else spec
         parent = posixpath.dirname(clean)
         while parent:
             if entries.get(parent) is not None:
@@ -92,6 +100,11 @@ def build_layer(files: Mapping[str, FileSpec]) -> tuple[bytes, str]:
             if entry is None:
                 info.type = tarfile.DIRTYPE
                 info.mode = 0o755
+                tar.addfile(info)
+            elif isinstance(entry, Symlink):
+                info.type = tarfile.SYMTYPE
+                info.linkname = entry.target
+                info.mode = 0o777
                 tar.addfile(info)
             else:
                 info.size = len(entry[0])

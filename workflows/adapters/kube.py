@@ -296,6 +296,39 @@ class Kube:
             raise KubeError(classify_status(status, status_message(raw)), f"logs of pod {pod}")
         return raw.decode(errors="replace").splitlines()
 
+    async def follow_pod_log(self, namespace: str, pod: str, container: str, *,
+                             max_seconds: float = 3600) -> AsyncIterator[str]:
+        """The lines of one container's log from its start, following it until the container exits (the
+        server then ends the response) or `max_seconds` pass."""
+        query: list[tuple[str, Any]] = [("container", container), ("follow", "true")]
+        what = f"logs of container {container} of pod {pod}"
+        try:
+            resp = await self.api.call_api(
+                f"/api/v1/namespaces/{namespace}/pods/{pod}/log", "GET", query_params=query,
+                header_params={"Accept": "*/*"}, auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=aiohttp.ClientTimeout(total=max_seconds, connect=10),
+            )
+        except ApiException as e:
+            raise KubeError(classify_status(e.status, status_message(e.body)), what) from e
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), what) from e
+        try:
+            if int(resp.status) >= 400:
+                raw = await resp.read()
+                raise KubeError(classify_status(int(resp.status), status_message(raw)), what)
+            pending = b""
+            async for chunk in resp.content.iter_any():  # not line iteration: a build may print very long lines
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line.decode(errors="replace")
+            if pending:
+                yield pending.decode(errors="replace")
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), what) from e
+        finally:
+            resp.release()
+
     async def events_for(self, namespace: str, names: set[str], prefix: str | None = None) -> list[dict[str, Any]]:
         """Events about the named objects (or objects whose name starts with `prefix-`, e.g. a release's
         ReplicaSets), oldest first."""

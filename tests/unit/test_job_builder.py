@@ -1,0 +1,90 @@
+"""How the production builder reads a build Job's state: the pod and Job status shapes the API server returns
+(batch/v1 Job conditions, core/v1 container states) mapped to the build's outcome and failing step."""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from typing import Any
+
+from workflows.contracts import BuildInput
+from workflows.git import GitCredentials
+from workflows.job_builder import JobBuilder, JobBuilderSettings, _failure, _finished, _stuck, _unschedulable
+from workflows.render_build import BuildImages
+
+IMAGES = BuildImages(clone="r/git:1", railpack="r/railpack:1", buildctl="r/buildctl:1")
+SETTINGS = JobBuilderSettings(namespace="deploy-mcp-builds", buildkit_addr="tcp://buildkitd:1234", images=IMAGES,
+                              registry="registry.example.com")
+SHA = "b" * 40
+
+
+def build_input(**kw: Any) -> BuildInput:
+    return BuildInput(tenant="acme", project="shop", app="web", app_id=uuid.uuid4(),
+                      git_url="https://git.example.com/a/w.git", commit_sha=SHA,
+                      image_repo="registry.example.com/acme/web", **kw)
+
+
+def test_spec_names_the_image_cache_secret_and_deadline() -> None:
+    jobs = JobBuilder(None, SETTINGS)  # type: ignore[arg-type]  # spec() talks to no cluster
+    spec = jobs.spec(build_input(timeout_seconds=30), "abc123", "dockerfile", GitCredentials(token="t0ken-value"))
+    assert spec.image == f"registry.example.com/acme/web:{SHA}" and spec.job_name == "build-abc123"
+    assert spec.cache_ref == "registry.example.com/acme/buildcache:web"
+    assert spec.git_secret == "build-abc123-git" and spec.git_auth == "token"
+    assert spec.deadline_seconds == 60  # the Job's floor, whatever the caller asked
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nx\n-----END OPENSSH PRIVATE KEY-----"
+    ssh = jobs.spec(build_input(), "abc123", "railpack", GitCredentials(ssh_private_key=key))
+    assert ssh.git_auth == "ssh" and ssh.deadline_seconds == 1800
+    assert jobs.spec(build_input(), "abc123", "railpack", None).git_secret is None
+
+
+def job(*conditions: dict[str, Any], deadline: int = 900) -> dict[str, Any]:
+    return {"spec": {"activeDeadlineSeconds": deadline}, "status": {"conditions": list(conditions)}}
+
+
+def pod(init: list[dict[str, Any]], main: list[dict[str, Any]], conditions: list[dict[str, Any]] | None = None,
+        ) -> dict[str, Any]:
+    return {"metadata": {"name": "build-x-abcde"},
+            "status": {"initContainerStatuses": init, "containerStatuses": main, "conditions": conditions or []}}
+
+
+def terminated(name: str, code: int) -> dict[str, Any]:
+    return {"name": name, "state": {"terminated": {"exitCode": code, "reason": "Error" if code else "Completed"}}}
+
+
+def test_finished_reads_the_job_conditions() -> None:
+    assert _finished(job()) is None
+    assert _finished(job({"type": "Complete", "status": "True"})) == "Complete"
+    assert _finished(job({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"})) == "Failed"
+    assert _finished(job({"type": "Failed", "status": "False"})) is None
+
+
+def test_a_failed_job_names_the_first_failing_step_and_its_last_lines() -> None:
+    failed = job({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"})
+    p = pod([terminated("clone", 0)], [terminated("build", 1)])
+    tails = {"clone": deque(["ok"]), "build": deque(["#5 ERROR: exit code: 7"])}
+    out = _failure(failed, p, ["clone", "build"], tails)
+    assert (out.failed_step, out.last_lines) == ("build", ("#5 ERROR: exit code: 7",))
+    assert "exit code 1" in (out.error or "")
+    clone_failed = _failure(failed, pod([terminated("clone", 128)], [{"name": "build", "state": {"waiting": {
+        "reason": "PodInitializing"}}}]), ["clone", "build"], tails)
+    assert clone_failed.failed_step == "clone"
+
+
+def test_a_job_past_its_deadline_says_so() -> None:
+    out = _failure(job({"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}, deadline=600), None,
+                   ["clone", "build"], {"clone": deque(), "build": deque()})
+    assert out.failed_step == "deadline" and "600 s" in (out.error or "")
+
+
+def test_a_step_whose_image_cannot_be_pulled_is_stuck_and_named() -> None:
+    statuses = {"clone": {"name": "clone", "image": "r/git:1", "state": {"waiting": {
+        "reason": "ImagePullBackOff", "message": 'Back-off pulling image "r/git:1"'}}}}
+    assert _stuck(statuses) == ("clone", 'ImagePullBackOff: Back-off pulling image "r/git:1"')
+    assert _stuck({"clone": {"name": "clone", "state": {"waiting": {"reason": "PodInitializing"}}}}) is None
+
+
+def test_an_unschedulable_pod_gives_the_schedulers_reason() -> None:
+    message = "0/2 nodes are available: 2 node(s) didn't match node selector."
+    assert _unschedulable(pod([], [], [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                        "message": message}])) == message
+    assert _unschedulable(pod([], [], [{"type": "PodScheduled", "status": "True"}])) is None
