@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -142,6 +142,37 @@ class Settings(BaseSettings):
         description="Sent as X-Scope-OrgID when Loki runs multi-tenant (auth_enabled). Platform tenants are kept "
         "apart by the `tenant` label in every query, not by this.",
     )
+    harbor_url: str | None = Field(
+        None,
+        description="Harbor (https://harbor.example.com) holding a private project per tenant. Set: every deploy "
+        "ensures the tenant's project, a robot account and a retention rule, writes a pull Secret for "
+        "`registry` into the project's namespace and lists it in the pods' imagePullSecrets; `registry` is then "
+        "Harbor's registry host. Unset: no pull secrets.",
+    )
+    harbor_username: str | None = Field(None, description="Harbor user (or system robot) that may create projects, "
+                                                          "project robots and retention policies.")
+    harbor_password: SecretStr | None = Field(None, description="Its password; never logged or shown.")
+    harbor_retention_keep_last: int = Field(
+        10, ge=1, le=10000, description="Harbor's retention rule keeps this many last-pushed images per repository."
+    )
+
+    @field_validator("harbor_url")
+    @classmethod
+    def _harbor_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("https://", "http://")) or "@" in value:
+            raise ValueError("must be an http(s) URL without credentials, e.g. https://harbor.example.com")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _harbor_credentials(self) -> Settings:
+        if self.harbor_url and (not self.harbor_username or self.harbor_password is None):
+            raise ValueError(
+                "harbor_url is set, so harbor_username and harbor_password are needed too "
+                "(DEPLOY_MCP_HARBOR_USERNAME, DEPLOY_MCP_HARBOR_PASSWORD)"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -20,6 +20,7 @@ from workflows.adapters.kube import Kube
 from workflows.adapters.kube_logs import KubeLogStore, KubePodLogs
 from workflows.adapters.loki import LokiClient, LokiLogStore
 from workflows.adapters.registry import OciRegistry
+from workflows.render_build import PULL_SECRET_NAME
 from workflows.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def platform_config(settings: Settings) -> PlatformConfig:
         retain_releases=settings.release_retention_count, retain_days=settings.release_retention_days,
         storage_classes=dict(settings.storage_classes), registry=settings.registry,
         git_allowed_hosts=tuple(settings.git_allowed_hosts), git_ca_file=settings.git_ca_file,
+        image_pull_secret=PULL_SECRET_NAME if settings.harbor_url else None,
     )
 
 

@@ -1,5 +1,5 @@
 """`deploy-mcp worker`: the Temporal worker that reconciles the cluster. Holds the clients the activities
-use (Kubernetes, the store, the secrets key) for the life of the process."""
+use (Kubernetes, the store, the secrets key, Loki and Harbor when configured) for the life of the process."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from mcp_server.runtime import load_secretbox, require_database_url
 from mcp_server.store import PgStore
 from mcp_server.temporal import WORKFLOWS, connect
 from workflows.activities import DeployActivities
+from workflows.adapters.harbor import HarborClient
 from workflows.adapters.kube import Kube
 from workflows.adapters.loki import LokiClient
 from workflows.build_activities import BuildActivities, BuildSettings
 from workflows.job_builder import JobBuilder, JobBuilderSettings
+from workflows.registry_activities import RegistryActivities
 from workflows.volume_activities import VolumeActivities
 
 log = logging.getLogger(__name__)
@@ -31,11 +33,14 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
     kube = await Kube.connect(settings.resolved_kubeconfig())
     store = await PgStore.open(require_database_url(settings), min_size=1, max_size=5)
     loki = LokiClient(settings.loki_url, tenant=settings.loki_tenant) if settings.loki_url else None
+    harbor = harbor_client(settings)
     try:
         caps = await kube.caps()
         log.info("cluster: Kubernetes 1.%s, PDB %s", caps.minor, caps.pdb_api)
         activities = DeployActivities(kube, store, load_secretbox(settings), temporal=client)
         volumes = VolumeActivities(kube, store)
+        registry = RegistryActivities(kube, store, load_secretbox(settings), harbor, settings.registry,
+                                      settings.harbor_retention_keep_last)
         build_root = settings.build_dir or settings.state_dir / "builds"
         builds = BuildActivities(store, load_secretbox(settings), BuildSettings(
             storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git_ca_file,
@@ -43,9 +48,11 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
             builder="buildkit-job" if settings.builder == "buildkit" else "local-buildah"), loki=loki,
             jobs=job_builder(kube, settings))
         yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
-                     activities=activities.all() + volumes.all() + builds.all(),
+                     activities=activities.all() + volumes.all() + builds.all() + registry.all(),
                      max_concurrent_activities=50)
     finally:
+        if harbor is not None:
+            await harbor.aclose()
         if loki is not None:
             await loki.aclose()
         await store.close()
@@ -60,6 +67,14 @@ def job_builder(kube: Kube, settings: Settings) -> JobBuilder | None:
         registry=settings.registry, buildkit_tls_secret=settings.buildkit_tls_secret,
         registry_secret=settings.build_registry_secret, cpu_millicores=settings.build_cpu_millicores,
         memory_mib=settings.build_memory_mib))
+
+
+def harbor_client(settings: Settings) -> HarborClient | None:
+    if not settings.harbor_url:
+        return None
+    assert settings.harbor_username and settings.harbor_password is not None  # Settings checks them together
+    log.info("Harbor: %s (robot accounts and pull secrets per tenant)", settings.harbor_url)
+    return HarborClient(settings.harbor_url, settings.harbor_username, settings.harbor_password.get_secret_value())
 
 
 async def run_worker(settings: Settings) -> None:

@@ -50,6 +50,7 @@ class PlatformConfig:
     git_ca_file: Path | None = None
     retain_releases: int = 10
     retain_days: int = 30
+    image_pull_secret: str | None = None  # Harbor configured: the namespace's pull Secret releases list
 
 
 @dataclass

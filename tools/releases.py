@@ -223,6 +223,8 @@ async def claim_and_start(c: CallContext, req: NewRelease) -> ReleaseClaim:
     ns, app, release = claim.app.namespace, claim.app.name, release_name(claim.app.name, d.release_seq)
     c.audit.k8s_refs = [f"Namespace/{ns}", f"Deployment/{ns}/{release}", f"Service/{ns}/{app}",
                         f"Ingress/{ns}/{app}", f"Secret/{ns}/{release}-env"]
+    if c.config.image_pull_secret:
+        c.audit.k8s_refs.append(f"Secret/{ns}/{c.config.image_pull_secret}")
     superseded = []
     if claim.created:
         for older in await c.store.in_flight(claim.app.id):
@@ -246,6 +248,7 @@ def deploy_input(c: CallContext, claim: ReleaseClaim, wait_for: list[str] | None
         runtime_class=c.config.runtime_class, ingress_class=c.config.ingress_class,
         ready_timeout_seconds=c.config.ready_timeout_seconds, rollback_window_seconds=c.config.rollback_window_seconds,
         retain_releases=c.config.retain_releases, retain_days=c.config.retain_days,
+        image_pull_secret=c.config.image_pull_secret,
     )
 
 

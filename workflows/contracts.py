@@ -41,6 +41,9 @@ class DeployInput(Msg):
     retain_releases: int = 10
     retain_days: int = 30
     build: BuildInput | None = None  # a git source: build first, then release the built digest
+    # Harbor configured: the dockerconfigjson Secret (a name only; the worker writes its credentials) the pods
+    # pull with. None: no imagePullSecrets.
+    image_pull_secret: str | None = None
 
 
 class DeployResult(Msg):
@@ -59,6 +62,16 @@ class EnsureNamespace(Msg):
     tenant: str
     project: str
     namespace: str
+
+
+class EnsurePullSecret(Msg):
+    """The tenant's registry robot and the project namespace's pull Secret `secret` (names only: the robot's
+    secret never leaves the activity)."""
+
+    tenant: str
+    project: str
+    namespace: str
+    secret: str
 
 
 class ApplyRelease(Msg):

@@ -6,10 +6,11 @@ with USE_EXISTING, so a retried tool call never starts a second run. A rollback 
 (`kind="rollback"`) on an earlier release: just the Service switch when that release is still warm,
 otherwise scale it up again from its own digest, config and secrets version first; it never rebuilds.
 
-Steps: namespace + guardrails -> (recreate: stop the old release) -> Secret + Deployment (+PDB) -> wait
-Ready -> switch the Service -> record success -> scale down releases outside the rollback window -> after
-the window, scale down the previous release unless a rollback made it serving again. On failure the new
-release is scaled to zero, the previous one keeps serving, and the first real error is recorded.
+Steps: namespace + guardrails -> (Harbor configured: the registry pull Secret) -> (recreate: stop the old
+release) -> Secret + Deployment (+PDB) -> wait Ready -> switch the Service -> record success -> scale down
+releases outside the rollback window -> after the window, scale down the previous release unless a rollback
+made it serving again. On failure the new release is scaled to zero, the previous one keeps serving, and the
+first real error is recorded.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         DeployInput,
         DeployResult,
         EnsureNamespace,
+        EnsurePullSecret,
         ImageUpdate,
         PhaseUpdate,
         PruneReleases,
@@ -55,11 +57,25 @@ _HINTS = {
     "K8sInvalid": "The cluster rejected an object the platform rendered; report it with the deployment id.",
     "K8sUnreachable": "The cluster API could not be reached; the operator should check the control plane.",
     "SecretsMissing": "Set the app's secrets again with `set_secrets`, then deploy.",
+    "HarborAuth": "Harbor refused the platform's credentials; tell the operator (the message names the setting).",
+    "HarborUnavailable": "Harbor could not be reached; deploy again in a moment, tell the operator if it persists.",
+    "HarborError": "Harbor refused a request of the platform; report it to the operator with the deployment id.",
+    "HarborNotConfigured": "The worker has no Harbor configured although the server has; tell the operator.",
 }
 
 
 def deploy_workflow_id(tenant: str, project: str, app: str, seq: int) -> str:
     return f"deploy/{tenant}/{project}/{app}/r{seq}"
+
+
+def release_spec(inp: DeployInput, image: str) -> ReleaseSpec:
+    """What the release's objects are rendered from: the input's pins, the image to run, and (Harbor
+    configured) the name of the namespace's pull Secret."""
+    return ReleaseSpec(
+        tenant=inp.tenant, project=inp.project, app=inp.app, namespace=inp.namespace, seq=inp.seq,
+        deployment_id=str(inp.deployment_id), image=image, commit_sha=inp.commit_sha, config=inp.config,
+        runtime_class=inp.runtime_class, image_pull_secret=inp.image_pull_secret,
+    )
 
 
 def failure_of(err: BaseException) -> Failure:
@@ -125,11 +141,7 @@ class DeployWorkflow:
                 image = built.image
                 await self._act("set_image", ImageUpdate(deployment_id=inp.deployment_id,
                                                          image=built.image.split("@")[0], digest=built.digest))
-            spec = ReleaseSpec(
-                tenant=inp.tenant, project=inp.project, app=inp.app, namespace=inp.namespace, seq=inp.seq,
-                deployment_id=str(inp.deployment_id), image=image, commit_sha=inp.commit_sha, config=inp.config,
-                runtime_class=inp.runtime_class,
-            )
+            spec = release_spec(inp, image)
             warm = False
             if inp.kind == "rollback":
                 # Inside the rollback window the target still runs: the rollback is just the switch.
@@ -140,6 +152,11 @@ class DeployWorkflow:
                 await self._act("ensure_namespace", EnsureNamespace(tenant=inp.tenant, project=inp.project,
                                                                     namespace=inp.namespace), list[str])
             if not warm:
+                if inp.image_pull_secret:
+                    # before anything stops: a Harbor that refuses leaves the serving release alone
+                    await self._act("ensure_pull_secret", EnsurePullSecret(
+                        tenant=inp.tenant, project=inp.project, namespace=inp.namespace,
+                        secret=inp.image_pull_secret), list[str], timeout=timedelta(minutes=2))
                 if inp.config.strategy == "recreate":
                     # A single-node volume has one writer at a time: stop every other release first.
                     await self._set_phase(inp, "stopping-previous")

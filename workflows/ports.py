@@ -3,6 +3,7 @@ docs/decisions/0002-ports-for-the-store.md)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 from uuid import UUID
 
@@ -41,3 +42,20 @@ class VolumeStore(Protocol):
     async def delete_volume_row(self, volume_id: UUID) -> None: ...
 
     async def finish_snapshot(self, volume_id: UUID, k8s_name: str, status: str) -> None: ...
+
+
+class RobotSlot(Protocol):
+    """The stored registry robot of one tenant on one Harbor, held exclusively (see `RobotStore`)."""
+
+    async def get(self) -> tuple[str, bytes] | None:
+        """(robot name, SecretBox ciphertext of {"secret": ...}), or None when none is stored."""
+        ...
+
+    async def put(self, project: str, robot: str, ciphertext: bytes) -> None: ...
+
+
+class RobotStore(Protocol):
+    def robot_slot(self, tenant: str, harbor_url: str) -> AbstractAsyncContextManager[RobotSlot]:
+        """The tenant's robot row, locked against other workers until the block ends: two deploys ensuring
+        one robot at once would each refresh its secret, and only one of the two would still work."""
+        ...

@@ -70,6 +70,8 @@ GIT_SSH_KEY = "ssh-privatekey"
 """The key of a kubernetes.io/ssh-auth Secret."""
 GIT_KNOWN_HOSTS_KEY = "known_hosts"
 DOCKERCONFIG_KEY = ".dockerconfigjson"
+PULL_SECRET_NAME = "deploy-mcp-registry"  # noqa: S105 (a Secret object name, not a secret)
+"""The pull Secret of a project's namespace (the tenant's Harbor robot), when Harbor is configured."""
 
 TMP_DIR = "/tmp"  # noqa: S108 (an emptyDir of the build pod, in memory)
 BUILD_UID = 1000
@@ -100,7 +102,7 @@ def imagepull_secret(
     registry_host: str,
     robot: RobotCredentials,
     *,
-    name: str = "deploy-mcp-registry",
+    name: str = PULL_SECRET_NAME,
     namespace: str | None = None,
     labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:

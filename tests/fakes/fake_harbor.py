@@ -18,6 +18,9 @@ response shapes and status codes of Harbor's `api/v2.0/swagger.yaml` and the beh
 - Anything else: 404 NOT_FOUND.
 
 `robot_login(name, secret)` tells whether a robot's current secret is that one (what a registry login checks).
+
+`fake_harbor_running()` serves a FakeHarbor over real HTTP on 127.0.0.1 (aiohttp), for a worker configured
+with `harbor_url` as an operator would configure it; the in-process tests use `transport()` instead.
 """
 
 from __future__ import annotations
@@ -26,11 +29,14 @@ import base64
 import json
 import re
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
 import httpx
+from aiohttp import web
 
 FAKE_HARBOR_URL = "https://harbor.fake.test"
 FAKE_ADMIN = ("admin", "Harbor12345")
@@ -300,3 +306,32 @@ class FakeHarbor:
         self.retentions[rid] = {**body, "id": rid}
         project["metadata"]["retention_id"] = str(rid)
         return httpx.Response(201, headers={"Location": f"/api/v2.0/retentions/{rid}"})
+
+
+# -- over HTTP ------------------------------------------------------------------------------------------------
+
+_HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding", "connection"}
+
+
+@asynccontextmanager
+async def fake_harbor_running(fake: FakeHarbor | None = None) -> AsyncIterator[tuple[FakeHarbor, str]]:
+    """`fake` (a new one by default) answering on a free loopback port: yields (fake, its URL)."""
+    harbor = fake or FakeHarbor()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        forwarded = httpx.Request(request.method, str(request.url), headers=dict(request.headers), content=body)
+        answer = harbor.handle(forwarded)
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_HEADERS}
+        return web.Response(status=answer.status_code, headers=headers, body=answer.content)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield harbor, f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

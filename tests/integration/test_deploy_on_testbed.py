@@ -100,6 +100,8 @@ async def test_create_app_runs_a_sandboxed_release_behind_a_stable_service(platf
     assert dep is not None
     pod_spec = dep["spec"]["template"]["spec"]
     assert pod_spec["runtimeClassName"] == "runc"
+    assert "imagePullSecrets" not in pod_spec, "no Harbor configured: no pull secret"
+    assert await p.kube.get("v1", "Secret", ns, "deploy-mcp-registry") is None
     assert pod_spec["automountServiceAccountToken"] is False
     assert pod_spec["securityContext"]["runAsNonRoot"] is True
     container = pod_spec["containers"][0]

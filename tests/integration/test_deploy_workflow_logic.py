@@ -36,9 +36,11 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 class FakeActivities:
     """Stand-ins for the cluster activities: record each call; `fail_wait` / `warm` steer the workflow."""
 
-    def __init__(self, fail_wait: bool = False, warm: bool = False, previous: str | None = "web-r1") -> None:
+    def __init__(self, fail_wait: bool = False, warm: bool = False, previous: str | None = "web-r1",
+                 registry_errors: list[ApplicationError] | None = None) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail_wait, self.warm, self.previous = fail_wait, warm, previous
+        self.registry_errors = list(registry_errors or [])  # raised by ensure_pull_secret, one per attempt
         self.waiting = asyncio.Event()
 
     def _rec(self, name: str, arg: Any) -> None:
@@ -60,6 +62,13 @@ class FakeActivities:
         async def apply_release(inp: Any) -> list[str]:
             fa._rec("apply_release", inp)
             return []
+
+        @activity.defn(name="ensure_pull_secret")
+        async def ensure_pull_secret(inp: Any) -> list[str]:
+            fa._rec("ensure_pull_secret", inp)
+            if fa.registry_errors:
+                raise fa.registry_errors.pop(0)
+            return [f"Secret/{inp['namespace']}/{inp['secret']}"]
 
         @activity.defn(name="wait_ready")
         async def wait_ready(inp: Any) -> None:
@@ -104,7 +113,8 @@ class FakeActivities:
             fa._rec("wait_workflows_closed", inp)
 
         return [set_phase, ensure_namespace, apply_release, wait_ready, switch_service, retire_releases,
-                prune_releases, scale_release, record_outcome, release_ready, wait_workflows_closed]
+                prune_releases, scale_release, record_outcome, release_ready, wait_workflows_closed,
+                ensure_pull_secret]
 
     def names(self) -> list[str]:
         return [n for n, _ in self.calls if n != "set_phase"]
@@ -138,6 +148,49 @@ async def test_success_switches_then_scales_the_previous_down_after_the_window(e
     scale = dict(fa.calls)["scale_release"]
     assert scale == {"namespace": "dm-acme-shop-x", "release": "web-r1", "replicas": 0, "unless_serving_app": "web"}
     assert dict(fa.calls)["record_outcome"]["phase"] == "succeeded"
+    assert dict(fa.calls)["apply_release"]["spec"]["image_pull_secret"] is None  # no Harbor: no pull secret
+
+
+async def test_with_harbor_the_pull_secret_is_ensured_before_the_release_names_it(env: WorkflowEnvironment) -> None:
+    fa = FakeActivities()
+    result = await run(env, fa, deploy_input(image_pull_secret="deploy-mcp-registry"))
+    assert result.phase == "succeeded"
+    assert fa.names()[:4] == ["ensure_namespace", "ensure_pull_secret", "apply_release", "wait_ready"]
+    assert dict(fa.calls)["ensure_pull_secret"] == {  # names only: the robot's secret stays in the activity
+        "tenant": "acme", "project": "shop", "namespace": "dm-acme-shop-x", "secret": "deploy-mcp-registry"}
+    assert dict(fa.calls)["apply_release"]["spec"]["image_pull_secret"] == "deploy-mcp-registry"
+
+
+async def test_with_harbor_recreate_ensures_the_pull_secret_before_stopping_anything(
+    env: WorkflowEnvironment,
+) -> None:
+    fa = FakeActivities()
+    await run(env, fa, deploy_input(image_pull_secret="deploy-mcp-registry",
+                                    config=AppConfig(port=8080, strategy="recreate")))
+    assert fa.names()[:4] == ["ensure_namespace", "ensure_pull_secret", "retire_releases", "apply_release"]
+
+
+async def test_harbor_refusing_the_credentials_fails_at_once_and_touches_no_release(env: WorkflowEnvironment) -> None:
+    refused = ApplicationError("Harbor refused to read project acme ... Fix the settings harbor_username and "
+                               "harbor_password", type="HarborAuth", non_retryable=True)
+    fa = FakeActivities(registry_errors=[refused, refused])
+    result = await run(env, fa, deploy_input(image_pull_secret="deploy-mcp-registry",
+                                             config=AppConfig(port=8080, strategy="recreate")))
+    assert result.phase == "failed" and result.failure is not None
+    assert result.failure.reason == "HarborAuth" and "harbor_password" in result.failure.message
+    assert result.failure.hint is not None and "operator" in result.failure.hint
+    assert fa.names().count("ensure_pull_secret") == 1, "not retried"
+    assert "retire_releases" not in fa.names() and "apply_release" not in fa.names()
+    assert dict(fa.calls)["record_outcome"]["phase"] == "failed"
+
+
+async def test_harbor_unreachable_is_retried(env: WorkflowEnvironment) -> None:
+    down = ApplicationError("Harbor (https://harbor.example.com) could not be reached: ConnectError",
+                            type="HarborUnavailable")
+    fa = FakeActivities(registry_errors=[down, down])
+    result = await run(env, fa, deploy_input(image_pull_secret="deploy-mcp-registry"))
+    assert result.phase == "succeeded"
+    assert fa.names().count("ensure_pull_secret") == 3 and "apply_release" in fa.names()
 
 
 async def test_failed_release_is_scaled_to_zero_and_never_switched(env: WorkflowEnvironment) -> None:
@@ -156,6 +209,16 @@ async def test_rollback_inside_the_window_is_only_the_switch(env: WorkflowEnviro
     assert result.phase == "succeeded" and result.release == "web-r1"
     assert fa.names()[:3] == ["release_ready", "switch_service", "record_outcome"]
     assert "apply_release" not in fa.names() and "ensure_namespace" not in fa.names()
+
+
+async def test_rollback_after_the_window_with_harbor_ensures_the_pull_secret_first(env: WorkflowEnvironment) -> None:
+    warm = FakeActivities(warm=True, previous="web-r3")
+    await run(env, warm, deploy_input(kind="rollback", seq=1, image_pull_secret="deploy-mcp-registry"))
+    assert "ensure_pull_secret" not in warm.names(), "a warm target runs already: only the switch"
+    cold = FakeActivities(warm=False)
+    await run(env, cold, deploy_input(kind="rollback", seq=1, image_pull_secret="deploy-mcp-registry",
+                                      rollback_window_seconds=60))
+    assert cold.names()[:3] == ["release_ready", "ensure_pull_secret", "apply_release"]
 
 
 async def test_rollback_after_the_window_scales_the_target_up_first(env: WorkflowEnvironment) -> None:

@@ -158,6 +158,11 @@ class HarborClient:
     def __repr__(self) -> str:
         return f"HarborClient({self._url!r})"
 
+    @property
+    def url(self) -> str:
+        """The Harbor this client talks to (no trailing slash)."""
+        return self._url
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
@@ -220,6 +225,11 @@ class HarborClient:
         if response.status_code != 409 and code != "CONFLICT":
             self._check(response, f"create the robot of project {project}")
         robot = await self._find_robot(info, name)
+        if robot is None:
+            raise HarborNotFound(
+                f"Harbor answered that the robot {name} of project {project} exists but does not list it; "
+                "the configured Harbor credentials may lack permission to list the project's robots",
+            )
         secret = new_robot_secret()
         refreshed = await self._send("PATCH", f"/robots/{robot['id']}", json={"secret": secret})
         self._check(refreshed, f"refresh the secret of the robot of project {project}")
@@ -229,7 +239,13 @@ class HarborClient:
             answered = None
         return RobotCredentials(str(robot["name"]), str(answered) if answered else secret)
 
-    async def _find_robot(self, project: HarborProject, name: str) -> dict[str, Any]:
+    async def find_robot(self, project: str, name: str = ROBOT_NAME) -> str | None:
+        """The full name (robot$<project>+<name>) of the project's robot `name`, or None when Harbor has none:
+        a stored secret of a robot deleted in Harbor is no use any more."""
+        robot = await self._find_robot(await self.get_project(project), name)
+        return str(robot["name"]) if robot is not None else None
+
+    async def _find_robot(self, project: HarborProject, name: str) -> dict[str, Any] | None:
         page = 1
         while True:
             response = await self._send(
@@ -247,10 +263,7 @@ class HarborClient:
                 if full.endswith(f"{project.name}+{name}") and isinstance(robot.get("id"), int):
                     return dict(robot)
             if len(robots) < 100:
-                raise HarborNotFound(
-                    f"Harbor answered that the robot {name} of project {project.name} exists but does not list it; "
-                    "the configured Harbor credentials may lack permission to list the project's robots",
-                )
+                return None
             page += 1
 
     # -- retention --------------------------------------------------------------------------------------------
