@@ -46,7 +46,7 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
             storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git_ca_file,
             registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries,
             builder="buildkit-job" if settings.builder == "buildkit" else "local-buildah"), loki=loki,
-            jobs=job_builder(kube, settings))
+            jobs=job_builder(kube, settings), robots=registry if harbor is not None else None)
         yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                      activities=activities.all() + volumes.all() + builds.all() + registry.all(),
                      max_concurrent_activities=50)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -37,6 +37,7 @@ from workflows.job_builder import JobBuilder
 from workflows.logs import LogStoreUnavailable
 from workflows.logtext import SecretMasker
 from workflows.ports import BuildStore
+from workflows.render_build import RobotCredentials
 from workflows.secretbox import SecretBox
 
 
@@ -47,6 +48,12 @@ class BuildSettings:
     work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "deploy-mcp-builds")
     ca_file: Path | None = None
     builder: str = "local-buildah"
+
+
+class RobotSource(Protocol):
+    """The tenant's registry robot (Harbor), which build Jobs push with (`RegistryActivities`)."""
+
+    async def robot_credentials(self, tenant: str) -> RobotCredentials: ...
 
 
 class BuildLineSink:
@@ -87,9 +94,11 @@ class BuildLineSink:
 
 class BuildActivities:
     def __init__(self, store: BuildStore, secretbox: SecretBox, settings: BuildSettings | None = None,
-                 loki: LokiClient | None = None, jobs: JobBuilder | None = None) -> None:
+                 loki: LokiClient | None = None, jobs: JobBuilder | None = None,
+                 robots: RobotSource | None = None) -> None:
         self.store = store
         self.jobs = jobs
+        self.robots = robots
         self.secretbox = secretbox
         self.settings = settings or BuildSettings()
         self.loki = loki
@@ -183,9 +192,11 @@ class BuildActivities:
                 return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=str(e))
             builder = "dockerfile" if found is not None else "railpack"
             await sink(f"deploy-mcp: {'a Dockerfile' if found else 'no Dockerfile'}: building with {builder}")
-        spec = self.jobs.spec(inp, started.build_id.hex, builder, creds)
+        robot = await self.robots.robot_credentials(inp.tenant) if self.robots is not None else None
+        spec = self.jobs.spec(inp, started.build_id.hex, builder, creds, robot)
         try:
-            outcome = await self.jobs.build(spec, creds, sink, heartbeat=lambda: activity.heartbeat(sink.seq))
+            outcome = await self.jobs.build(spec, creds, sink, heartbeat=lambda: activity.heartbeat(sink.seq),
+                                            robot=robot)
         except KubeError as e:
             await sink.flush()
             if e.failure.retryable:

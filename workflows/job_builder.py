@@ -3,8 +3,9 @@ rendered by `workflows.render_build`); this module runs it and reads its outcome
 
 Safe to retry: the Job is named after the build id, so a retried activity finds the Job it started (applying
 the same spec again is a no-op) and follows it to the end instead of starting a second build. The git
-credentials live in a Secret that exists only while the build runs: deleted when the build is over, and owned
-by the Job so the garbage collector removes it with the Job should the worker die first.
+credentials (and, with Harbor, the tenant's registry robot) live in Secrets that exist only while the build
+runs: deleted when the build is over, and owned by the Job so the garbage collector removes them with the Job
+should the worker die first.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from workflows.render_build import (
     LABEL_MANAGED_BY,
     BuildImages,
     BuildSpec,
+    RobotCredentials,
     build_job,
+    build_labels,
     digest_from_log,
     git_secret_body,
+    imagepull_secret,
 )
 from workflows.specs import MANAGED_BY
 
@@ -67,7 +71,9 @@ class JobBuilder:
         self.settings = settings
 
     def spec(self, inp: BuildInput, build_id: str, builder: Literal["railpack", "dockerfile"],
-             credentials: GitCredentials | None) -> BuildSpec:
+             credentials: GitCredentials | None, robot: RobotCredentials | None = None) -> BuildSpec:
+        """The Job's spec. With `robot` (the tenant's Harbor robot), the build pushes with it through a per-build
+        Secret; without, through the operator's `registry_secret`, if any."""
         s = self.settings
         return BuildSpec(
             tenant=inp.tenant, project=inp.project, app=inp.app, build_id=build_id,
@@ -77,31 +83,37 @@ class JobBuilder:
             buildkit_tls_secret=s.buildkit_tls_secret, cache_ref=f"{s.registry}/{inp.tenant}/buildcache:{inp.app}",
             git_secret=f"build-{build_id}-git" if credentials else None,
             git_auth="ssh" if credentials and credentials.ssh_private_key else "token",
-            registry_secret=s.registry_secret, cpu_millicores=s.cpu_millicores, memory_mib=s.memory_mib,
+            registry_secret=f"build-{build_id}-registry" if robot else s.registry_secret,
+            cpu_millicores=s.cpu_millicores, memory_mib=s.memory_mib,
             deadline_seconds=max(60, min(inp.timeout_seconds, 6 * 3600)), images=s.images,
         )
 
     async def build(self, spec: BuildSpec, credentials: GitCredentials | None, on_line: LineSink,
-                    heartbeat: Heartbeat = lambda: None) -> JobOutcome:
+                    heartbeat: Heartbeat = lambda: None, robot: RobotCredentials | None = None) -> JobOutcome:
         """Run (or, on a retry, rejoin) the build Job of `spec`, streaming its containers' lines to `on_line`."""
         await self.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
             "name": spec.namespace, "labels": {LABEL_MANAGED_BY: MANAGED_BY}}})
-        secret = git_secret_body(spec, credentials) if credentials and spec.git_secret else None
+        secrets = []
+        if credentials and spec.git_secret:
+            secrets.append(git_secret_body(spec, credentials))
+        if robot is not None and spec.registry_secret:
+            secrets.append(imagepull_secret(self.settings.registry, robot, name=spec.registry_secret,
+                                            namespace=spec.namespace, labels=build_labels(spec)))
         try:
             job = await self.kube.get("batch/v1", "Job", spec.namespace, spec.job_name)
             if job is None:
-                if secret is not None:  # immutable: a retry may carry a fresh token, so replace, never patch
+                for secret in secrets:  # a retry may carry a fresh token: replace, never patch
                     await self.kube.delete("v1", "Secret", spec.namespace, secret["metadata"]["name"])
                     await self.kube.create(secret)
                 job = await self.kube.apply(build_job(spec))
-                if secret is not None:
+                for secret in secrets:
                     await self.kube.patch(secret, {"metadata": {"ownerReferences": [{
                         "apiVersion": "batch/v1", "kind": "Job", "name": spec.job_name,
                         "uid": job["metadata"]["uid"], "blockOwnerDeletion": False}]}})
             await on_line(f"deploy-mcp: build Job {spec.namespace}/{spec.job_name} on the build pool")
             return await self._follow(spec, on_line, heartbeat)
         finally:
-            if secret is not None:
+            for secret in secrets:
                 await self.kube.delete("v1", "Secret", spec.namespace, secret["metadata"]["name"])
 
     async def _follow(self, spec: BuildSpec, on_line: LineSink, heartbeat: Heartbeat) -> JobOutcome:

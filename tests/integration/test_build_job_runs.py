@@ -4,7 +4,8 @@ pool=build for this test) with the git token in a short-lived Secret -> the Job'
 clone and build scripts, unchanged, on busybox) -> the worker streams their lines into the build log, reads the
 pushed digest from the build step and releases it -> the app answers HTTP. BuildKit, git and Railpack cannot run
 here, so the steps' tools are fakes (tests/support/fake_buildkit.py); what is real is everything around them:
-the API server, the scheduler, the kubelet running the Job, the log API, the registry, the release."""
+the API server, the scheduler, the kubelet running the Job, the log API, the registry, the release. Harbor (a
+fake of its v2.0 API) gives the tenant's robot, which the build pushes with and the release pulls with."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 from mcp.types import CallToolResult
 
 from mcp_server.embedded import Testbed
+from tests.fakes.fake_harbor import FAKE_ADMIN, fake_harbor_running
 from tests.support.fake_buildkit import push_fake_build_images
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
@@ -74,15 +76,17 @@ async def platform(database_url: str, temporal_address: str, needs_node: Testbed
                    build_pool: str) -> AsyncIterator[Platform]:
     digest = build_image(APP_FILES, cmd=BUSYBOX_HTTPD).digest  # what the fake buildctl reports it pushed
     images = await push_fake_build_images(REGISTRY, "jobtest", digest)
-    settings = platform_settings(
-        database_url, temporal_address, needs_node, git_allowed_hosts=["127.0.0.1"], git_ca_file=tls[0],
-        builder="buildkit", build_namespace=f"builds-{uuid.uuid4().hex[:6]}", build_images=BuildImages(**images),
-        buildkit_addr="tcp://fake-buildkitd.invalid:1234", build_cpu_millicores=200, build_memory_mib=128)
-    async with running_platform(settings) as p:
-        try:
-            yield p
-        finally:
-            await p.kube.delete("v1", "Namespace", None, settings.build_namespace)
+    async with fake_harbor_running() as (_, harbor_url):
+        settings = platform_settings(
+            database_url, temporal_address, needs_node, git_allowed_hosts=["127.0.0.1"], git_ca_file=tls[0],
+            builder="buildkit", build_namespace=f"builds-{uuid.uuid4().hex[:6]}", build_images=BuildImages(**images),
+            buildkit_addr="tcp://fake-buildkitd.invalid:1234", build_cpu_millicores=200, build_memory_mib=128,
+            harbor_url=harbor_url, harbor_username=FAKE_ADMIN[0], harbor_password=FAKE_ADMIN[1])
+        async with running_platform(settings) as p:
+            try:
+                yield p
+            finally:
+                await p.kube.delete("v1", "Namespace", None, settings.build_namespace)
 
 
 def ok(r: CallToolResult) -> dict[str, Any]:
@@ -131,12 +135,20 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
         assert "building with dockerfile" in text and "fake git: initialised" in text and "#6 exporting" in text
         header = "Authorization: Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
         assert f"authorization sha256 {hashlib.sha256(header.encode()).hexdigest()}" in text  # the token arrived
+        assert f"fake buildctl: pushing as robot${p.tenant}+deploy-mcp" in text  # the tenant's Harbor robot
         assert web["image_digest"] == build_image(APP_FILES, cmd=BUSYBOX_HTTPD).digest
 
         jobs = await p.kube.list_objects("batch/v1", "Job", ns_builds)
         pods = await p.kube.list_objects("v1", "Pod", ns_builds)
         assert len(jobs) == 1 and [x["spec"]["nodeName"] for x in pods] == [BUILD_NODE]
-        assert "--frontend dockerfile.v0" in " ".join(jobs[0]["spec"]["template"]["spec"]["containers"][0]["args"])
+        pod_spec = jobs[0]["spec"]["template"]["spec"]
+        assert "--frontend dockerfile.v0" in " ".join(pod_spec["containers"][0]["args"])
+        push_secret = {"secretName": f"{jobs[0]['metadata']['name']}-registry", "defaultMode": 0o440,
+                       "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}
+        assert {"name": "docker-config", "secret": push_secret} in pod_spec["volumes"]
+        pull = await p.kube.get("v1", "Secret", app.namespace, "deploy-mcp-registry")
+        assert pull is not None
+        robot_secret = json.loads(base64.b64decode(pull["data"][".dockerconfigjson"]))["auths"][REGISTRY]["password"]
 
         rp = ok(await c.call_tool("create_app", {"project": "jobs", "name": "rp", "port": 8080, "wait_seconds": 300,
                                                  "source": {"git": {"url": url, "builder": "railpack"}}}))
@@ -156,9 +168,10 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
 
     assert await p.kube.list_objects("v1", "Secret", ns_builds, label_selector="deploy-mcp/build-id") == []
     jobs = await p.kube.list_objects("batch/v1", "Job", ns_builds)
-    assert len(jobs) == 3 and TOKEN not in json.dumps(jobs)
-    assert TOKEN not in outputs
+    assert len(jobs) == 3 and TOKEN not in json.dumps(jobs) and robot_secret not in json.dumps(jobs)
+    assert TOKEN not in outputs and robot_secret not in outputs
     async with p.deps.store.pool.connection() as conn:
         rows = await (await conn.execute("SELECT arguments::text AS a FROM audit_events")).fetchall()
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()
     assert TOKEN not in str(rows) and TOKEN not in str(lines)
+    assert robot_secret not in str(rows) and robot_secret not in str(lines)
