@@ -1,8 +1,10 @@
 """The build workflow's activities: record the build, check out the commit, build and push the image with
 the local builder (buildah), stream its lines to the build log, record the outcome.
 
-Credentials for the git host are read and decrypted here, used for the checkout and dropped: they never
-enter workflow history, a log line, or an error message. The production builder (a BuildKit Job on
+Credentials for the git host are read and decrypted here (or, for a repository on the GitHub the platform's
+GitHub App serves, an installation token is minted just before the checkout: `credentials_for` says which
+wins), used for the checkout and dropped: they never enter workflow history, a log line (build lines are
+masked of them), or an error message. The production builder (a BuildKit Job on
 `pool=build`, rendered by `workflows/render_build.py`) plugs in beside `build_image`.
 """
 
@@ -21,7 +23,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from workflows.adapters.buildah import BuilderMissing, BuildFailed, PushFailed, build_and_push
-from workflows.adapters.git import GitError, checkout
+from workflows.adapters.git import GitAuthError, GitError, RepoNotFound, checkout
+from workflows.adapters.github_app import ChosenCredentials, GitHubApp, GitHubUnavailable, credentials_for
 from workflows.adapters.loki import LokiClient, LokiStream
 from workflows.contracts import BuildDone, BuildInput, BuildStarted
 from workflows.git import GitCredentials, parse_git_url
@@ -78,18 +81,18 @@ class BuildLineSink:
 
 class BuildActivities:
     def __init__(self, store: BuildStore, secretbox: SecretBox, settings: BuildSettings | None = None,
-                 loki: LokiClient | None = None) -> None:
+                 loki: LokiClient | None = None, github_app: GitHubApp | None = None) -> None:
         self.store = store
         self.secretbox = secretbox
         self.settings = settings or BuildSettings()
         self.loki = loki
+        self.github_app = github_app
 
     @activity.defn
     async def build_start(self, inp: BuildInput) -> BuildStarted:
         return await self.store.start_build(inp, activity.info().workflow_id or "", self.settings.builder)
 
-    async def _credentials(self, tenant: str, url: str) -> GitCredentials | None:
-        host = parse_git_url(url).host
+    async def _stored_credentials(self, tenant: str, host: str) -> GitCredentials | None:
         found = await self.store.git_credentials(tenant, host)
         if found is None:
             return None
@@ -99,6 +102,12 @@ class BuildActivities:
             return GitCredentials(ssh_private_key=secret)
         return GitCredentials(token=secret, username=username)
 
+    async def _credentials(self, tenant: str, url: str) -> ChosenCredentials:
+        """The tenant's credentials for the host when they fit the URL, else a GitHub App installation token
+        (minted now) when the app covers the URL, else none. GitHubUnavailable propagates."""
+        git_url = parse_git_url(url)
+        return await credentials_for(git_url, await self._stored_credentials(tenant, git_url.host), self.github_app)
+
     @activity.defn
     async def build_image(self, started: BuildStarted) -> BuildDone:
         inp = started.request
@@ -106,16 +115,33 @@ class BuildActivities:
         self.settings.work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="build-", dir=self.settings.work_root))
         try:
-            await sink(f"deploy-mcp: checking out {inp.commit_sha[:12]} of {parse_git_url(inp.git_url).url}")
-            creds = await self._credentials(inp.tenant, inp.git_url)
+            git_url = parse_git_url(inp.git_url)
+            await sink(f"deploy-mcp: checking out {inp.commit_sha[:12]} of {git_url.url}")
             try:
-                await checkout(inp.git_url, inp.commit_sha, work / "src", creds, ca_file=self.settings.ca_file)
-            except GitError as e:
-                await sink(f"deploy-mcp: checkout failed: {e}")
+                chosen = await self._credentials(inp.tenant, inp.git_url)
+            except GitHubUnavailable as e:
+                await sink(f"deploy-mcp: no GitHub App token for the checkout: {e}")
                 await sink.flush()
+                raise ApplicationError(str(e), type="GitHubUnavailable") from e
+            sink.masker = SecretMasker(chosen.secrets())
+            if chosen.source == "github-app":
+                await sink(f"deploy-mcp: using a GitHub App installation token for {git_url.repo_path}")
+            try:
+                await checkout(git_url, inp.commit_sha, work / "src", chosen.credentials,
+                               ca_file=self.settings.ca_file)
+            except GitError as e:
                 if e.retryable:
+                    await sink(f"deploy-mcp: checkout failed: {e}")
+                    await sink.flush()
                     raise ApplicationError(str(e), type="GitUnavailable") from e
-                return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=str(e))
+                message = str(e)
+                if isinstance(e, GitAuthError | RepoNotFound):
+                    message = chosen.explain(git_url, e)
+                    if chosen.source == "github-app" and self.github_app is not None:
+                        self.github_app.forget(git_url)
+                await sink(f"deploy-mcp: checkout failed: {message}")
+                await sink.flush()
+                return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=message)
             image = f"{inp.image_repo}:{inp.commit_sha}"
             await sink(f"deploy-mcp: building {image}")
             try:
