@@ -40,7 +40,9 @@ PHASES = ["pending", "namespace", "release", "waiting", "switching", "succeeded"
 class GitSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(description="https://host/owner/repo(.git) or ssh (git@host:owner/repo). Private repos: "
-                                 "`set_git_credentials` for the host first.", min_length=1, max_length=512)
+                                 "`set_git_credentials` for the host first, unless it is a GitHub repository "
+                                 "whose owner installed the platform's GitHub App (https URLs).",
+                     min_length=1, max_length=512)
     ref: str | None = Field(None, description="Branch, tag or commit SHA; default: the remote's default branch. "
                                               "Resolved to a commit once; the release is pinned to it.",
                             max_length=255)
