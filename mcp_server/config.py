@@ -106,6 +106,27 @@ class Settings(BaseSettings):
         "addresses; by default builds may only clone from public hosts.",
     )
     git_ca_file: Path | None = Field(None, description="Extra CA bundle for internal git servers (PEM).")
+    github_app_id: int | None = Field(
+        None, ge=1,
+        description="ID of the platform's GitHub App. Set (with its private key): builds of https repositories on "
+        "`github_hosts` clone with an installation token the app mints for the repository's owner, unless the "
+        "tenant gave its own credentials for the host with set_git_credentials.",
+    )
+    github_app_private_key_file: Path | None = Field(
+        None, description="PEM private key the app's settings page generated (or `github_app_private_key`)."
+    )
+    github_app_private_key: SecretStr | None = Field(
+        None, description="The same PEM as a value (an env var from a secret store); never logged."
+    )
+    github_api_url: str = Field(
+        "https://api.github.com",
+        description="GitHub's REST API the app talks to: https://<host>/api/v3 for GitHub Enterprise Server.",
+    )
+    github_hosts: list[str] = Field(
+        default_factory=lambda: ["github.com"],
+        description="Git hosts (`host` or `host:port`) served by that GitHub: their https://<host>/<owner>/<repo> "
+        "URLs get installation tokens.",
+    )
     build_dir: Path | None = Field(None, description="Local builder's work and storage. Default: <state_dir>/builds.")
     builder: Literal["local", "buildkit"] = Field(
         "local",
@@ -173,6 +194,26 @@ class Settings(BaseSettings):
                 "(DEPLOY_MCP_HARBOR_USERNAME, DEPLOY_MCP_HARBOR_PASSWORD)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _github_app(self) -> Settings:
+        keys = [k for k in (self.github_app_private_key_file, self.github_app_private_key) if k is not None]
+        if self.github_app_id is not None and len(keys) != 1:
+            raise ValueError("github_app_id needs exactly one of github_app_private_key_file or "
+                             "github_app_private_key")
+        if self.github_app_id is None and keys:
+            raise ValueError("a GitHub App private key is set without github_app_id")
+        if not self.github_api_url.startswith(("https://", "http://")):
+            raise ValueError("github_api_url must be an http(s) URL, e.g. https://api.github.com")
+        return self
+
+    def github_app_private_key_pem(self) -> str | None:
+        """The GitHub App's private key (read from its file when configured so), or None without an app."""
+        if self.github_app_private_key is not None:
+            return self.github_app_private_key.get_secret_value()
+        if self.github_app_private_key_file is not None:
+            return self.github_app_private_key_file.read_text()
+        return None
 
     @classmethod
     def settings_customise_sources(

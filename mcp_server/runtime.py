@@ -16,6 +16,7 @@ from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows, connect
 from tools._runtime import PlatformConfig
 from tools.ports import LogStore
+from workflows.adapters.github_app import GitHubApp, GitHubAppError
 from workflows.adapters.kube import Kube
 from workflows.adapters.kube_logs import KubeLogStore, KubePodLogs
 from workflows.adapters.loki import LokiClient, LokiLogStore
@@ -47,6 +48,24 @@ def platform_config(settings: Settings) -> PlatformConfig:
         git_allowed_hosts=tuple(settings.git_allowed_hosts), git_ca_file=settings.git_ca_file,
         image_pull_secret=PULL_SECRET_NAME if settings.harbor_url else None,
     )
+
+
+def open_github_app(settings: Settings) -> GitHubApp | None:
+    """The platform's GitHub App when configured; its key is checked now (it must sign a JWT), so a wrong key
+    stops the process at start rather than failing builds. Close it with `aclose()`."""
+    if settings.github_app_id is None:
+        return None
+    try:
+        pem = settings.github_app_private_key_pem()
+    except OSError as e:
+        raise SystemExit(f"deploy-mcp: cannot read github_app_private_key_file: {e.strerror}") from None
+    assert pem is not None
+    app = GitHubApp(settings.github_app_id, pem, settings.github_api_url, hosts=settings.github_hosts)
+    try:
+        app.app_jwt()
+    except GitHubAppError as e:
+        raise SystemExit(f"deploy-mcp: {e}") from None
+    return app
 
 
 def load_secretbox(settings: Settings) -> SecretBox:
@@ -95,16 +114,20 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
     """The server's clients. Without workflows (no cluster) the read tools still work."""
     store = await PgStore.open(database_url)
     registry = OciRegistry(insecure_hosts=settings.insecure_registries)
+    github_app = None
     try:
+        github_app = open_github_app(settings)
         workflows = None
         if with_workflows:
             workflows = TemporalWorkflows(await connect(settings), settings.task_queue)
         async with open_log_store(settings, with_workflows=with_workflows) as logs:
             yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
-                             secretbox=load_secretbox(settings), logs=logs)
+                             secretbox=load_secretbox(settings), logs=logs, github_app=github_app)
     finally:
         await registry.aclose()
         await store.close()
+        if github_app is not None:
+            await github_app.aclose()
 
 
 def make_server(settings: Settings, deps: ServerDeps, transport: str) -> DeployMCP:

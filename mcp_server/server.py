@@ -28,6 +28,7 @@ from tools.errors import Forbidden, InvalidInput, PlatformError
 from tools.ports import Images, LogStore, Workflows
 from tools.records import AuditEvent, Outcome
 from tools.redaction import redact
+from workflows.adapters.github_app import GitHubApp
 from workflows.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class ServerDeps:
     images: Images | None = None
     secretbox: SecretBox | None = None
     logs: LogStore | None = None
+    github_app: GitHubApp | None = None
 
 
 class DeployMCP(MCPServer[Any]):
@@ -112,6 +114,7 @@ class DeployMCP(MCPServer[Any]):
             images=self.deps.images,
             secretbox=self.deps.secretbox,
             logs=self.deps.logs,
+            github_app=self.deps.github_app,
         )
         outcome: Outcome = "ok"
         error: str | None = None

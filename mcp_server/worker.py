@@ -1,5 +1,6 @@
 """`deploy-mcp worker`: the Temporal worker that reconciles the cluster. Holds the clients the activities
-use (Kubernetes, the store, the secrets key, Loki and Harbor when configured) for the life of the process."""
+use (Kubernetes, the store, the secrets key; Loki, Harbor and the GitHub App when configured) for the life of
+the process."""
 
 from __future__ import annotations
 
@@ -11,19 +12,34 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from mcp_server.config import Settings
-from mcp_server.runtime import load_secretbox, require_database_url
+from mcp_server.runtime import load_secretbox, open_github_app, require_database_url
 from mcp_server.store import PgStore
 from mcp_server.temporal import WORKFLOWS, connect
 from workflows.activities import DeployActivities
+from workflows.adapters.github_app import GitHubApp
 from workflows.adapters.harbor import HarborClient
 from workflows.adapters.kube import Kube
 from workflows.adapters.loki import LokiClient
-from workflows.build_activities import BuildActivities, BuildSettings
+from workflows.build_activities import BuildActivities, BuildSettings, RobotSource
 from workflows.job_builder import JobBuilder, JobBuilderSettings
 from workflows.registry_activities import RegistryActivities
 from workflows.volume_activities import VolumeActivities
 
 log = logging.getLogger(__name__)
+
+
+def build_activities(settings: Settings, store: PgStore, *, loki: LokiClient | None = None,
+                     github_app: GitHubApp | None = None, kube: Kube | None = None,
+                     robots: RobotSource | None = None) -> BuildActivities:
+    """The build activities as `settings` configure them (the local builder's directories, or the build Jobs
+    with `kube`; the git CA, the registry's transport; the GitHub App's tokens for repositories on its hosts;
+    the tenants' Harbor robots for pushing)."""
+    build_root = settings.build_dir or settings.state_dir / "builds"
+    return BuildActivities(store, load_secretbox(settings), BuildSettings(
+        storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git_ca_file,
+        registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries,
+        builder="buildkit-job" if settings.builder == "buildkit" else "local-buildah"), loki=loki,
+        github_app=github_app, jobs=job_builder(kube, settings) if kube is not None else None, robots=robots)
 
 
 @asynccontextmanager
@@ -34,23 +50,25 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
     store = await PgStore.open(require_database_url(settings), min_size=1, max_size=5)
     loki = LokiClient(settings.loki_url, tenant=settings.loki_tenant) if settings.loki_url else None
     harbor = harbor_client(settings)
+    github_app = None
     try:
+        github_app = open_github_app(settings)
         caps = await kube.caps()
         log.info("cluster: Kubernetes 1.%s, PDB %s", caps.minor, caps.pdb_api)
+        if github_app is not None:
+            log.info("GitHub App %s mints clone tokens for %s", github_app.app_id, ", ".join(github_app.hosts))
         activities = DeployActivities(kube, store, load_secretbox(settings), temporal=client)
         volumes = VolumeActivities(kube, store)
         registry = RegistryActivities(kube, store, load_secretbox(settings), harbor, settings.registry,
                                       settings.harbor_retention_keep_last)
-        build_root = settings.build_dir or settings.state_dir / "builds"
-        builds = BuildActivities(store, load_secretbox(settings), BuildSettings(
-            storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git_ca_file,
-            registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries,
-            builder="buildkit-job" if settings.builder == "buildkit" else "local-buildah"), loki=loki,
-            jobs=job_builder(kube, settings), robots=registry if harbor is not None else None)
+        builds = build_activities(settings, store, loki=loki, github_app=github_app, kube=kube,
+                                  robots=registry if harbor is not None else None)
         yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
                      activities=activities.all() + volumes.all() + builds.all() + registry.all(),
                      max_concurrent_activities=50)
     finally:
+        if github_app is not None:
+            await github_app.aclose()
         if harbor is not None:
             await harbor.aclose()
         if loki is not None:

@@ -17,6 +17,7 @@ from mcp.types import ToolAnnotations
 
 from tools.errors import Forbidden, Unavailable
 from tools.ports import Images, LogStore, Store, Workflows
+from workflows.adapters.github_app import GitHubApp
 from workflows.secretbox import SecretBox
 
 
@@ -70,6 +71,7 @@ class CallContext:
     images: Images | None = None
     secretbox: SecretBox | None = None
     logs: LogStore | None = None
+    github_app: GitHubApp | None = None
     audit: AuditNotes = field(default_factory=AuditNotes)
 
     def require_workflows(self) -> Workflows:

@@ -25,10 +25,11 @@ from workflows.adapters.git import (
     check_host_allowed,
     resolve_ref,
 )
+from workflows.adapters.github_app import ChosenCredentials, GitHubUnavailable, credentials_for
 from workflows.adapters.registry import ImageNotFound, RegistryAuthError, RegistryError
 from workflows.contracts import TERMINAL_PHASES, BuildInput, DeployInput
 from workflows.deploy import deploy_workflow_id
-from workflows.git import GitCredentials, InvalidGitSource, check_ref, parse_git_url
+from workflows.git import GitCredentials, GitUrl, InvalidGitSource, check_ref, parse_git_url
 from workflows.images import InvalidImageRef, parse_image
 from workflows.names import app_hostname, env_name_problem, release_name
 from workflows.specs import AppConfig
@@ -39,7 +40,9 @@ PHASES = ["pending", "namespace", "release", "waiting", "switching", "succeeded"
 class GitSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: str = Field(description="https://host/owner/repo(.git) or ssh (git@host:owner/repo). Private repos: "
-                                 "`set_git_credentials` for the host first.", min_length=1, max_length=512)
+                                 "`set_git_credentials` for the host first, unless it is a GitHub repository "
+                                 "whose owner installed the platform's GitHub App (https URLs).",
+                     min_length=1, max_length=512)
     ref: str | None = Field(None, description="Branch, tag or commit SHA; default: the remote's default branch. "
                                               "Resolved to a commit once; the release is pinned to it.",
                             max_length=255)
@@ -134,7 +137,7 @@ async def resolve_source(c: CallContext, source: Source, app: str) -> ResolvedSo
                           stored={"image": source.image})
 
 
-async def git_credentials(c: CallContext, host: str) -> GitCredentials | None:
+async def stored_git_credentials(c: CallContext, host: str) -> GitCredentials | None:
     found = await c.store.git_credentials(c.principal.tenant, host)
     if found is None:
         return None
@@ -144,19 +147,40 @@ async def git_credentials(c: CallContext, host: str) -> GitCredentials | None:
                                                                                              username=username)
 
 
+async def git_credentials(c: CallContext, url: GitUrl) -> ChosenCredentials:
+    """What the ref is resolved with, by the rule the build follows too (`credentials_for`): the tenant's
+    credentials for the host, else the platform's GitHub App token for a repository it covers, else none."""
+    try:
+        return await credentials_for(url, await stored_git_credentials(c, url.host), c.github_app)
+    except GitHubUnavailable as e:
+        raise Unavailable(f"GitHub could not be asked for a token to read {url.repo_path}: {e}",
+                          hint="Try again in a moment.") from e
+
+
 async def _resolve_git(c: CallContext, git: GitSource, app: str) -> ResolvedSource:
     url = parse_git_url(git.url)
+    chosen: ChosenCredentials | None = None
     try:
         await check_host_allowed(url.host, c.config.git_allowed_hosts)
-        resolved = await resolve_ref(url, git.ref, await git_credentials(c, url.host), ca_file=c.config.git_ca_file)
+        chosen = await git_credentials(c, url)
+        resolved = await resolve_ref(url, git.ref, chosen.credentials, ca_file=c.config.git_ca_file)
     except HostNotAllowed as e:
         raise InvalidInput("source.git.url", str(e), "use a public git host, or ask the operator to allow-list "
                                                      "this one") from e
     except RefNotFound as e:
         raise InvalidInput("source.git.ref", str(e), "pass an existing branch, tag or commit") from e
-    except GitAuthError as e:
-        raise InvalidInput("source.git.url", str(e), f"call `set_git_credentials` for {url.host} first") from e
-    except RepoNotFound as e:
+    except (GitAuthError, RepoNotFound) as e:
+        if chosen is not None and chosen.source == "github-app":
+            if c.github_app is not None:
+                c.github_app.forget(url)
+            raise InvalidInput("source.git.url", chosen.explain(url, e)) from e
+        if chosen is not None and chosen.app_problem is not None:
+            owner = url.repo_path.split("/")[0]
+            raise InvalidInput("source.git.url", chosen.explain(url, e),
+                               f"install the platform's GitHub App on the GitHub account {owner}, or call "
+                               f"`set_git_credentials` for {url.host}") from e
+        if isinstance(e, GitAuthError):
+            raise InvalidInput("source.git.url", str(e), f"call `set_git_credentials` for {url.host} first") from e
         raise InvalidInput("source.git.url", str(e), "check the URL (and credentials for a private repo)") from e
     except GitError as e:
         if not e.retryable:

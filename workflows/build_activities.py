@@ -1,9 +1,11 @@
-"""The build workflow's activities: record the build, check out the commit, build and push the image with
-the local builder (buildah), stream its lines to the build log, record the outcome.
+"""The build workflow's activities: record the build, check out the commit, build and push the image, stream
+its lines to the build log, record the outcome. The image is built by buildah here (the `local` builder) or,
+with `jobs` set (the `buildkit` builder), by a BuildKit Job on `pool=build` (`workflows/job_builder.py`).
 
-Credentials for the git host are read and decrypted here, used for the checkout and dropped: they never
-enter workflow history, a log line, or an error message. With `jobs` set (the `buildkit` builder), the
-image is built by a BuildKit Job on `pool=build` (`workflows/job_builder.py`) instead of buildah here.
+Credentials for the git host are read and decrypted here (or, for a repository on the GitHub the platform's
+GitHub App serves, an installation token is minted just before the checkout: `credentials_for` says which
+wins), used for the checkout or handed to the build Job in a Secret deleted with the build, and dropped: they
+never enter workflow history, a log line (build lines are masked of them), or an error message.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from workflows.adapters.buildah import (
     build_dir,
     find_dockerfile,
 )
-from workflows.adapters.git import GitError, checkout
+from workflows.adapters.git import GitAuthError, GitError, RepoNotFound, checkout
+from workflows.adapters.github_app import ChosenCredentials, GitHubApp, GitHubUnavailable, credentials_for
 from workflows.adapters.kube import KubeError
 from workflows.adapters.loki import LokiClient, LokiStream
 from workflows.contracts import BuildDone, BuildInput, BuildStarted
-from workflows.git import GitCredentials, parse_git_url
+from workflows.git import GitCredentials, GitUrl, parse_git_url
 from workflows.job_builder import JobBuilder
 from workflows.logs import LogStoreUnavailable
 from workflows.logtext import SecretMasker
@@ -94,21 +97,21 @@ class BuildLineSink:
 
 class BuildActivities:
     def __init__(self, store: BuildStore, secretbox: SecretBox, settings: BuildSettings | None = None,
-                 loki: LokiClient | None = None, jobs: JobBuilder | None = None,
-                 robots: RobotSource | None = None) -> None:
+                 loki: LokiClient | None = None, github_app: GitHubApp | None = None,
+                 jobs: JobBuilder | None = None, robots: RobotSource | None = None) -> None:
         self.store = store
         self.jobs = jobs
         self.robots = robots
         self.secretbox = secretbox
         self.settings = settings or BuildSettings()
         self.loki = loki
+        self.github_app = github_app
 
     @activity.defn
     async def build_start(self, inp: BuildInput) -> BuildStarted:
         return await self.store.start_build(inp, activity.info().workflow_id or "", self.settings.builder)
 
-    async def _credentials(self, tenant: str, url: str) -> GitCredentials | None:
-        host = parse_git_url(url).host
+    async def _stored_credentials(self, tenant: str, host: str) -> GitCredentials | None:
         found = await self.store.git_credentials(tenant, host)
         if found is None:
             return None
@@ -118,34 +121,58 @@ class BuildActivities:
             return GitCredentials(ssh_private_key=secret)
         return GitCredentials(token=secret, username=username)
 
-    async def _checkout(self, started: BuildStarted, creds: GitCredentials | None, src: Path,
+    async def _credentials(self, tenant: str, url: str) -> ChosenCredentials:
+        """The tenant's credentials for the host when they fit the URL, else a GitHub App installation token
+        (minted now) when the app covers the URL, else none. GitHubUnavailable propagates."""
+        git_url = parse_git_url(url)
+        return await credentials_for(git_url, await self._stored_credentials(tenant, git_url.host), self.github_app)
+
+    async def _checkout(self, started: BuildStarted, chosen: ChosenCredentials, src: Path,
                         sink: BuildLineSink) -> BuildDone | None:
         """Check the commit out into `src`; a BuildDone when that failed for good."""
         inp = started.request
-        await sink(f"deploy-mcp: checking out {inp.commit_sha[:12]} of {parse_git_url(inp.git_url).url}")
+        git_url = parse_git_url(inp.git_url)
         try:
-            await checkout(inp.git_url, inp.commit_sha, src, creds, ca_file=self.settings.ca_file)
+            await checkout(git_url, inp.commit_sha, src, chosen.credentials, ca_file=self.settings.ca_file)
         except GitError as e:
-            await sink(f"deploy-mcp: checkout failed: {e}")
-            await sink.flush()
             if e.retryable:
+                await sink(f"deploy-mcp: checkout failed: {e}")
+                await sink.flush()
                 raise ApplicationError(str(e), type="GitUnavailable") from e
-            return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=str(e))
+            message = str(e)
+            if isinstance(e, GitAuthError | RepoNotFound):
+                message = chosen.explain(git_url, e)
+                self._forget(chosen, git_url)
+            await sink(f"deploy-mcp: checkout failed: {message}")
+            await sink.flush()
+            return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=message)
         return None
+
+    def _forget(self, chosen: ChosenCredentials, git_url: GitUrl) -> None:
+        if chosen.source == "github-app" and self.github_app is not None:
+            self.github_app.forget(git_url)
 
     @activity.defn
     async def build_image(self, started: BuildStarted) -> BuildDone:
         inp = started.request
-        creds = await self._credentials(inp.tenant, inp.git_url)
-        masker = SecretMasker({k: v for k, v in {"git-token": creds and creds.token,
-                                                 "git-key": creds and creds.ssh_private_key}.items() if v})
-        sink = BuildLineSink(self.store, started.build_id, masker, inp, self.loki)
+        sink = BuildLineSink(self.store, started.build_id, SecretMasker({}), inp, self.loki)
         self.settings.work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="build-", dir=self.settings.work_root))
         try:
+            git_url = parse_git_url(inp.git_url)
+            await sink(f"deploy-mcp: checking out {inp.commit_sha[:12]} of {git_url.url}")
+            try:
+                chosen = await self._credentials(inp.tenant, inp.git_url)
+            except GitHubUnavailable as e:
+                await sink(f"deploy-mcp: no GitHub App token for the checkout: {e}")
+                await sink.flush()
+                raise ApplicationError(str(e), type="GitHubUnavailable") from e
+            sink.masker = SecretMasker(chosen.secrets())
+            if chosen.source == "github-app":
+                await sink(f"deploy-mcp: using a GitHub App installation token for {git_url.repo_path}")
             if self.jobs is not None:
-                return await self._build_on_cluster(started, creds, sink, work)
-            failed = await self._checkout(started, creds, work / "src", sink)
+                return await self._build_on_cluster(started, chosen, sink, work)
+            failed = await self._checkout(started, chosen, work / "src", sink)
             if failed is not None:
                 return failed
             image = f"{inp.image_repo}:{inp.commit_sha}"
@@ -175,14 +202,14 @@ class BuildActivities:
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
 
-    async def _build_on_cluster(self, started: BuildStarted, creds: GitCredentials | None, sink: BuildLineSink,
+    async def _build_on_cluster(self, started: BuildStarted, chosen: ChosenCredentials, sink: BuildLineSink,
                                 work: Path) -> BuildDone:
         """The production path: a build Job on the build pool (see workflows/job_builder.py)."""
         assert self.jobs is not None
         inp = started.request
         builder = inp.builder
         if builder == "auto":  # the Job's steps depend on it, so look at the commit first (a shallow checkout)
-            failed = await self._checkout(started, creds, work / "src", sink)
+            failed = await self._checkout(started, chosen, work / "src", sink)
             if failed is not None:
                 return failed
             try:
@@ -192,6 +219,7 @@ class BuildActivities:
                 return BuildDone(build_id=started.build_id, status="failed", failed_step="checkout", error=str(e))
             builder = "dockerfile" if found is not None else "railpack"
             await sink(f"deploy-mcp: {'a Dockerfile' if found else 'no Dockerfile'}: building with {builder}")
+        creds = chosen.credentials
         robot = await self.robots.robot_credentials(inp.tenant) if self.robots is not None else None
         spec = self.jobs.spec(inp, started.build_id.hex, builder, creds, robot)
         try:

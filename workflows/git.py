@@ -345,12 +345,31 @@ class GitCredentials:
         kinds = [k for k, v in (("token", self.token), ("ssh_private_key", self.ssh_private_key)) if v]
         return f"GitCredentials({', '.join(kinds) or 'anonymous'})"
 
+    def fits(self, url: GitUrl) -> bool:
+        """Whether these credentials can be used with `url`'s transport: a token over https, a key over ssh."""
+        return bool(self.token if url.scheme == "https" else self.ssh_private_key)
+
     def secrets(self) -> list[str]:
         """Every secret string, for redaction."""
         out = [s for s in (self.token,) if s]
         if self.ssh_private_key:
             out.extend(line.strip() for line in self.ssh_private_key.splitlines() if len(line.strip()) >= 8)
         return out
+
+
+def github_repository(url: GitUrl, hosts: Iterable[str]) -> tuple[str, str] | None:
+    """(owner, repo) when `url` is an https URL of a repository on a GitHub whose git hosts are `hosts`
+    (entries `host` or `host:port`, case-insensitive): its path must be exactly `/owner/repo[.git]`. None
+    otherwise (ssh URLs included: an installation token is an https credential)."""
+    if url.scheme != "https":
+        return None
+    names = {h.strip().lower().rstrip(".") for h in hosts if h.strip()}
+    if url.host not in names and url.netloc.lower() not in names:
+        return None
+    parts = url.repo_path.split("/")
+    if len(parts) != 2 or not all(parts):
+        return None
+    return parts[0], parts[1]
 
 
 # --- addresses a build may fetch from -------------------------------------------------------------------------

@@ -12,6 +12,9 @@ access token, checking what GitHub documents:
   404 for an unknown installation.
 - `Accept: application/vnd.github+json` is expected (415 otherwise, a fake's strictness).
 
+In process it is an `httpx.MockTransport` (`transport()`); `fake_github_running(fake)` also serves it over real
+HTTP on 127.0.0.1 (aiohttp, in the caller's event loop) for code that is configured with a URL (the worker).
+
 Not implemented: everything else GitHub does.
 """
 
@@ -19,13 +22,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import jwt
+from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -184,3 +189,27 @@ class FakeGitHub:
         }
         self.issued.append(issued)
         return httpx.Response(201, json=issued)
+
+
+@asynccontextmanager
+async def fake_github_running(fake: FakeGitHub) -> AsyncIterator[str]:
+    """Serve `fake` over HTTP on a free loopback port; yields its base URL (what `github_api_url` names)."""
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        answer = fake.handle(httpx.Request(request.method, str(request.url), headers=dict(request.headers),
+                                           content=body))
+        headers = {k: v for k, v in answer.headers.items() if k.lower() not in ("content-length",
+                                                                                  "content-encoding")}
+        return web.Response(status=answer.status_code, body=answer.content, headers=headers)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -3,10 +3,16 @@ over HTTPS by a real `git http-backend` (token required) -> `create_app` -> a re
 builder, buildah) -> the image in the testbed's registry by digest -> a release on the testbed that answers
 HTTP -> `get_build_logs` shows the build's lines. The same commit deployed again builds once; a failing
 Dockerfile step fails the deployment with the step and its last lines while the previous release serves;
-the git token appears in no audit row, log line, tool output or cluster object."""
+the git token appears in no audit row, log line, tool output or cluster object.
+
+A repository on a GitHub host (the settings name 127.0.0.1 as one, and a FAKE GitHub API, tests/fakes/
+fake_github.py served over HTTP, as `github_api_url`) deploys with no `set_git_credentials` call: the platform's
+GitHub App mints installation tokens (the git server accepts exactly those); with the app's installation gone
+before the build, the deployment fails with a message naming the fix."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -19,6 +25,7 @@ import pytest
 from mcp.types import CallToolResult
 
 from mcp_server.embedded import Testbed
+from tests.fakes.fake_github import FakeGitHub, fake_app_key, fake_github_running
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
 from tests.support.platform import Platform, platform_settings, running_platform
@@ -30,6 +37,8 @@ pytestmark = [
 ]
 REGISTRY = "127.0.0.1:5000"
 TOKEN = "glpat-Test0nly0Token0For0Builds0xyz"
+APP_ID = 272727
+APP_KEYS = fake_app_key()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,7 @@ def ok(r: CallToolResult) -> dict[str, Any]:
 def make_repo(repos: Path, name: str, base: str) -> str:
     """A repo with `main` (a Dockerfile app serving "built one") and `broken` (a failing RUN step)."""
     work = Path(tempfile.mkdtemp(prefix="git-work-"))
-    git_cmd("init", "-q", "--bare", "-b", "main", str(repos / f"{name}.git"), cwd=repos)
+    git_cmd("init", "-q", "--bare", "-b", "main", str(repos / f"{name}.git"), cwd=repos)  # name may be owner/repo
     git_cmd("init", "-q", "-b", "main", str(work), cwd=work)
     (work / "index.html").write_text("built one")
     (work / "Dockerfile").write_text(f"FROM {base}\nCOPY index.html /www/index.html\n"
@@ -147,3 +156,73 @@ async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, g
     for kind in ("Secret", "ConfigMap"):
         objs = await p.kube.list_objects("v1", kind, app.namespace)
         assert TOKEN not in str(objs)
+
+
+async def test_github_repository_deploys_with_app_tokens_and_no_stored_credentials(
+        database_url: str, temporal_address: str, needs_node: Testbed, tls: tuple[Path, Path], workdir: Path,
+        repos: Path) -> None:
+    fake = FakeGitHub(APP_ID, APP_KEYS[1])
+    server = GitHttpsServer(repos, *tls, token="", tokens=lambda: [t["token"] for t in fake.issued])
+    server.start()
+    try:
+        async with fake_github_running(fake) as api:
+            settings = platform_settings(
+                database_url, temporal_address, needs_node, git_allowed_hosts=["127.0.0.1"], git_ca_file=tls[0],
+                build_dir=workdir / "builds", github_app_id=APP_ID, github_app_private_key=APP_KEYS[0],
+                github_api_url=api, github_hosts=["127.0.0.1"])
+            async with running_platform(settings) as p:
+                await _github_app_deploys(p, fake, server, repos)
+    finally:
+        server.stop()
+
+
+async def _github_app_deploys(p: Platform, fake: FakeGitHub, server: GitHttpsServer, repos: Path) -> None:
+    await push_image(REGISTRY, f"{p.tenant}/base", "v1", busybox_web_files(""), cmd=BUSYBOX_HTTPD)
+    base = f"{REGISTRY}/{p.tenant}/base:v1"
+    repo, gone = f"app-{p.tenant}", f"gone-{p.tenant}"
+    sha = make_repo(repos, f"acme/{repo}", base)
+    make_repo(repos, f"acme/{gone}", base)
+    fake.install("acme", repo, gone)
+    async with p.client() as c:
+        first = ok(await c.call_tool("create_app", {"project": "gh", "name": "web", "port": 8080, "wait_seconds": 300,
+                                                    "source": {"git": {"url": server.url(f"acme/{repo}.git")}}}))
+        assert first["phase"] == "succeeded", first
+        app = await p.deps.store.get_app(p.tenant, "gh", "web")
+        assert app is not None
+        assert await serving_text(p, app.namespace) == "built one"
+        detail = ok(await c.call_tool("get_deployment", {"deployment_id": first["deployment_id"]}))
+        assert detail["commit_sha"] == sha
+        assert len(fake.issued) == 2, "one token for resolving the branch (server), one for the checkout (worker)"
+        assert {auth for _, _, auth in server.seen if auth} <= {server.basic(t["token"]) for t in fake.issued}
+        logs = ok(await c.call_tool("get_build_logs", {"project": "gh", "app": "web",
+                                                       "deployment_id": first["deployment_id"]}))
+        text = "\n".join(x["line"] for x in logs["lines"])
+        assert f"using a GitHub App installation token for acme/{repo}" in text and "pushed" in text
+
+        # The app's installation goes away after the call resolved the branch, before the build runs.
+        await p.stop_worker()
+        pending = ok(await c.call_tool("create_app", {"project": "gh", "name": "gone", "port": 8080,
+                                                      "wait_seconds": 0,
+                                                      "source": {"git": {"url": server.url(f"acme/{gone}.git")}}}))
+        fake.installations.clear()
+        await p.start_worker()
+        failed = pending
+        for _ in range(600):
+            failed = ok(await c.call_tool("get_deployment", {"deployment_id": pending["deployment_id"]}))
+            if failed["phase"] in ("failed", "succeeded"):
+                break
+            await asyncio.sleep(0.25)
+        assert failed["phase"] == "failed" and failed["error"]["reason"] == "BuildFailed", failed
+        message = failed["error"]["message"]
+        assert f"GitHub App {APP_ID} is not installed on acme/{gone}" in message
+        assert "install the app on the account acme" in message and "set_git_credentials" in message
+        audit = ok(await c.call_tool("get_audit_log", {"limit": 200}))
+        assert "set_git_credentials" not in {e["tool"] for e in audit["entries"]}
+        outputs = str([first, detail, logs, pending, failed, audit])
+    async with p.deps.store.pool.connection() as conn:
+        rows = await (await conn.execute("SELECT * FROM audit_events")).fetchall()
+        lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()
+    objects = [await p.kube.list_objects("v1", kind, app.namespace) for kind in ("Secret", "ConfigMap")]
+    everything = outputs + str(rows) + str(lines) + str(objects)
+    assert fake.issued and all(t["token"] not in everything for t in fake.issued)
+    assert "ghs_" not in everything

@@ -28,12 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from mcp_server.processes import ManagedProcess, free_port
+from mcp_server.processes import free_port
 from tests.support.git_server import GIT_HOST_NAME, GitHttpsServer, git_cmd, self_signed_tls
-from tests.support.oci import busybox_web_files, push_image
+from tests.support.oci import busybox_web_files, docker_registry, push_image
 from workflows.adapters import git as git_adapter
 from workflows.adapters.buildah import BuilderMissing, BuildFailed, build_and_push
 from workflows.adapters.git import (
@@ -56,7 +55,6 @@ from workflows.render_build import BUILD_SCRIPT, CLONE_SCRIPT, BuildImages, Buil
 
 TOKEN = "ghs_test0nly0Secret0Token0abcdef123456"
 WRONG_TOKEN = "ghs_wrong0Token0abcdef0000000000000000"
-REGISTRY_BIN = "/usr/bin/docker-registry"
 
 needs_buildah = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("buildah") is None,
@@ -102,13 +100,6 @@ def _make_repo(root: Path, work: Path, base_image: str) -> Repo:
 # -- fixtures ---------------------------------------------------------------------------------------------------
 
 
-def _v2_answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="deploy-mcp-git-build-"))
@@ -119,26 +110,8 @@ def workdir() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def registry_host(workdir: Path) -> Iterator[str]:
     """A real docker-registry on 127.0.0.1:<free port>, stopped by PID afterwards."""
-    run_dir = workdir / "registry"
-    port = free_port()
-    run_dir.mkdir()
-    config = run_dir / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {run_dir / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: test-only-not-a-secret\n"
-    )
-    proc = ManagedProcess(
-        "docker-registry", [REGISTRY_BIN, "serve", str(config)], run_dir,
-        install_hint="Install it with `apt install docker-registry`.",
-    )
-    proc.start()
-    try:
-        proc.wait_ready(lambda: _v2_answers(f"http://127.0.0.1:{port}/v2/"), timeout=30, what="answering /v2/")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.stop()
+    with docker_registry(workdir / "registry") as host:
+        yield host
 
 
 @pytest.fixture(scope="module")

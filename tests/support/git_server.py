@@ -11,6 +11,7 @@ import os
 import ssl
 import subprocess
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,13 +68,16 @@ def self_signed_tls(directory: Path) -> tuple[Path, Path]:
 
 @dataclass
 class GitHttpsServer:
-    """`git http-backend` behind a threaded HTTPS server on 127.0.0.1 that wants Basic x-access-token:<token>."""
+    """`git http-backend` behind a threaded HTTPS server on 127.0.0.1 that wants Basic x-access-token:<token>.
+    `tokens`, when given, names the tokens accepted instead (asked at each request: e.g. the installation
+    tokens a fake GitHub issued so far)."""
 
     root: Path
     cert: Path
     key: Path
     token: str
     protocol_v2: bool = True
+    tokens: Callable[[], Iterable[str]] | None = None
     port: int = 0
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path?query, Authorization)
     _httpd: http.server.ThreadingHTTPServer | None = None
@@ -81,7 +85,15 @@ class GitHttpsServer:
 
     @property
     def expected_auth(self) -> str:
-        return "Basic " + base64.b64encode(f"x-access-token:{self.token}".encode()).decode()
+        return self.basic(self.token)
+
+    @staticmethod
+    def basic(token: str) -> str:
+        return "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+
+    def accepted_auth(self) -> set[str]:
+        tokens = self.tokens() if self.tokens is not None else [self.token]
+        return {self.basic(t) for t in tokens}
 
     def url(self, repo: str = "app.git", host: str = "127.0.0.1") -> str:
         return f"https://{host}:{self.port}/{repo}"
@@ -115,7 +127,7 @@ class GitHttpsServer:
                 auth = self.headers.get("Authorization")
                 server.seen.append((self.command, self.path, auth))
                 body = self._body()
-                if auth != server.expected_auth:
+                if auth not in server.accepted_auth():
                     self.send_response(401)
                     self.send_header("WWW-Authenticate", 'Basic realm="git"')
                     self.send_header("Content-Length", "0")

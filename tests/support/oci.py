@@ -15,11 +15,14 @@ import json
 import posixpath
 import struct
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from mcp_server.processes import ManagedProcess, free_port
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -247,3 +250,38 @@ def busybox_web_files(html: str) -> dict[str, FileSpec]:
     if not _elf_is_static(busybox):
         raise RuntimeError(f"{BUSYBOX} is not a static 64-bit binary, so it cannot run alone in an image; {hint}")
     return {"busybox": (busybox, 0o755), "www/index.html": html.encode()}
+
+
+REGISTRY_BIN = "/usr/bin/docker-registry"
+
+
+def _v2_answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def docker_registry(run_dir: Path) -> Iterator[str]:
+    """A real docker-registry (Debian's) on 127.0.0.1:<free port>, its data under `run_dir`, stopped by PID
+    afterwards; yields its host:port."""
+    port = free_port()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = run_dir / "config.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {run_dir / 'data'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: test-only-not-a-secret\n"
+    )
+    proc = ManagedProcess(
+        "docker-registry", [REGISTRY_BIN, "serve", str(config)], run_dir,
+        install_hint="Install it with `apt install docker-registry`.",
+    )
+    proc.start()
+    try:
+        proc.wait_ready(lambda: _v2_answers(f"http://127.0.0.1:{port}/v2/"), timeout=30, what="answering /v2/")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.stop()

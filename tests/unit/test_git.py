@@ -7,7 +7,8 @@
 - Hosts: resolution is replaced; loopback, private, link-local, CGNAT, metadata (IPv4 and IPv6), unspecified,
   multicast and IPv4-mapped private addresses are refused with the host, the class and the setting, unless
   the host or the address is allowed; public addresses pass; ANY bad address refuses the host.
-- `git ls-remote` output parsing, ref precedence, credentials' repr.
+- `git ls-remote` output parsing, ref precedence, credentials' repr and transport.
+- GitHub repositories: https `owner/repo` URLs on the configured GitHub hosts only.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from workflows.git import (
     address_class,
     branch_summary,
     check_ref,
+    github_repository,
     is_full_sha,
     parse_address,
     parse_git_url,
@@ -367,3 +369,32 @@ def test_branch_summary_caps_at_ten() -> None:
     names = [f"b{i:02d}" for i in range(13)]
     assert branch_summary(names) == "branches: " + ", ".join(names[:10]) + " (and 3 more)"
     assert branch_summary([]) == "the repository has no branches"
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "expected"),
+    [
+        ("https://github.com/acme/shop.git", ["github.com"], ("acme", "shop")),
+        ("https://GitHub.com/acme/shop", ["github.com"], ("acme", "shop")),
+        ("https://127.0.0.1:8443/acme/shop.git", ["127.0.0.1"], ("acme", "shop")),
+        ("https://127.0.0.1:8443/acme/shop.git", ["127.0.0.1:8443"], ("acme", "shop")),
+        ("https://127.0.0.1:8443/acme/shop.git", ["127.0.0.1:9999"], None),
+        ("https://ghe.example.com/acme/shop.git", ["github.com"], None),  # not a host of that GitHub
+        ("https://github.com/acme/group/shop.git", ["github.com"], None),  # GitHub paths are owner/repo
+        ("https://github.com/shop.git", ["github.com"], None),
+        ("git@github.com:acme/shop.git", ["github.com"], None),  # a token is an https credential
+        ("ssh://git@github.com/acme/shop.git", ["github.com"], None),
+    ],
+)
+def test_github_repository_is_owner_and_repo_on_a_github_host(
+    url: str, hosts: list[str], expected: tuple[str, str] | None
+) -> None:
+    assert github_repository(parse_git_url(url), hosts) == expected
+
+
+def test_credentials_fit_their_transport() -> None:
+    https, ssh = parse_git_url("https://github.com/acme/shop.git"), parse_git_url("git@github.com:acme/shop.git")
+    token = GitCredentials(token="ghs_x1234")
+    key = GitCredentials(ssh_private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----")
+    assert token.fits(https) and not token.fits(ssh)
+    assert key.fits(ssh) and not key.fits(https)

@@ -9,12 +9,18 @@ repository and `contents: read`. The token expires after an hour; it is cached u
 
 The JWT is made by PyJWT (RS256 through `cryptography`), not by hand. Messages never hold the JWT, the key or
 a token.
+
+`hosts` are the git hosts this GitHub serves (github.com, or a GitHub Enterprise Server's host): an https URL
+`https://<host>/<owner>/<repo>[.git]` on one of them is a repository the app may be installed on.
+`credentials_for` is the one rule both the tools (resolving a ref) and the build (checking out) follow to pick
+the credentials of a clone: the tenant's own credentials for the host win when they fit the URL; otherwise the
+app's installation token when the app covers the URL; otherwise none (a public repository).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -23,7 +29,8 @@ from typing import Any
 import httpx
 import jwt
 
-from workflows.git import GitCredentials
+from workflows.adapters.git import GitAuthError, GitError
+from workflows.git import CREDENTIALS_TOOL, GitCredentials, GitUrl, github_repository
 
 GITHUB_API = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -95,8 +102,10 @@ class GitHubApp:
         *,
         timeout: float = 15.0,
         clock: Callable[[], float] = time.time,
+        hosts: Iterable[str] = ("github.com",),
     ) -> None:
         self.app_id = str(app_id)
+        self.hosts = tuple(h.strip().lower() for h in hosts if h.strip())
         self._key = private_key_pem
         self._api = api_url.rstrip("/")
         self._clock = clock
@@ -121,6 +130,17 @@ class GitHubApp:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    def repository(self, url: GitUrl) -> tuple[str, str] | None:
+        """(owner, repo) when the app can give a token for `url`: https, on one of `hosts`, /owner/repo."""
+        return github_repository(url, self.hosts)
+
+    def forget(self, url: GitUrl) -> None:
+        """Drop the cached token for `url`'s repository (the git server refused it: the installation changed),
+        so the next clone asks GitHub again."""
+        repository = self.repository(url)
+        if repository is not None:
+            self._tokens.pop((repository[0].lower(), repository[1].lower()), None)
 
     def app_jwt(self) -> str:
         """The app's JWT: RS256, iat = now - 60, exp = now + 540, iss = the app ID."""
@@ -215,3 +235,57 @@ class GitHubApp:
                 f"GitHub is unavailable or rate-limiting now; try again later{suffix}", status=status
             )
         raise GitHubAppError(f"GitHub refused {method} {path}{suffix}", status=status)
+
+
+@dataclass(frozen=True)
+class ChosenCredentials:
+    """The credentials a clone of one URL uses, and where they came from. `app_problem`: the app covers the
+    URL but could not give a token (not installed there, misconfigured); the clone is then tried without
+    credentials, which suffices for a public repository. Its repr never shows a secret."""
+
+    credentials: GitCredentials | None
+    source: str  # "tenant", "github-app" or "none"
+    app_problem: GitHubAppError | None = None
+
+    def secrets(self) -> dict[str, str]:
+        """The secret strings to mask in build lines, by name."""
+        found = self.credentials.secrets() if self.credentials is not None else []
+        return {f"git-credential-{i}" if i else "git-credential": v for i, v in enumerate(found)}
+
+    def explain(self, url: GitUrl, error: GitError) -> str:
+        """The message for a clone that failed with `error` (GitAuthError or RepoNotFound): when the app could
+        not give a token, that first (it is the cause), with both fixes; when the app's token was refused, so."""
+        if self.source == "github-app":
+            return (
+                f"{url.netloc} refused the GitHub App's installation token for {url.repo_path}: check that the app's "
+                f"installation on {url.repo_path.split('/')[0]} covers the repository with 'Contents: read', or "
+                f"give a token for {url.host} with {CREDENTIALS_TOOL} ({error})"
+            )
+        if self.app_problem is None:
+            return str(error)
+        cause = str(self.app_problem)
+        if isinstance(self.app_problem, GitHubAppAuthError):
+            cause = f"the platform's GitHub App cannot get tokens ({cause}): tell the operator"
+        kind = "refused to serve it" if isinstance(error, GitAuthError) else "did not show it"
+        return (
+            f"{cause}; or give a token for {url.host} with {CREDENTIALS_TOOL} (without a token, {url.netloc} {kind})"
+        )
+
+
+async def credentials_for(url: GitUrl, stored: GitCredentials | None, app: GitHubApp | None) -> ChosenCredentials:
+    """The credentials for cloning `url`: `stored` (the tenant's, from set_git_credentials) when they fit the
+    URL's transport; else an installation token of `app` when the app covers the URL; else none.
+
+    GitHubUnavailable propagates (retryable); any other app error becomes `app_problem`, with no credentials."""
+    if stored is not None and stored.fits(url):
+        return ChosenCredentials(stored, "tenant")
+    repository = app.repository(url) if app is not None else None
+    if app is None or repository is None:
+        return ChosenCredentials(None, "none")
+    try:
+        token = await app.installation_token(*repository)
+    except GitHubUnavailable:
+        raise
+    except GitHubAppError as e:
+        return ChosenCredentials(None, "none", app_problem=e)
+    return ChosenCredentials(token.git_credentials(), "github-app")
