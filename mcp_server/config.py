@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         "https://api.github.com",
         description="GitHub's REST API the app talks to: https://<host>/api/v3 for GitHub Enterprise Server.",
     )
+    github_app_owners: dict[str, list[str]] | None = Field(
+        None,
+        description="Tenant -> the GitHub accounts whose App installation it may clone with. Unset: every tenant "
+        "may use every installation (fine when one team runs the platform); set it when tenants are strangers.",
+    )
     github_hosts: list[str] = Field(
         default_factory=lambda: ["github.com"],
         description="Git hosts (`host` or `host:port`) served by that GitHub: their https://<host>/<owner>/<repo> "

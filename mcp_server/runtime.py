@@ -60,7 +60,8 @@ def open_github_app(settings: Settings) -> GitHubApp | None:
     except OSError as e:
         raise SystemExit(f"deploy-mcp: cannot read github_app_private_key_file: {e.strerror}") from None
     assert pem is not None
-    app = GitHubApp(settings.github_app_id, pem, settings.github_api_url, hosts=settings.github_hosts)
+    app = GitHubApp(settings.github_app_id, pem, settings.github_api_url, hosts=settings.github_hosts,
+                    tenant_owners=settings.github_app_owners)
     try:
         app.app_jwt()
     except GitHubAppError as e:

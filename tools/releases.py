@@ -25,7 +25,12 @@ from workflows.adapters.git import (
     check_host_allowed,
     resolve_ref,
 )
-from workflows.adapters.github_app import ChosenCredentials, GitHubUnavailable, credentials_for
+from workflows.adapters.github_app import (
+    ChosenCredentials,
+    GitHubAppNotForTenant,
+    GitHubUnavailable,
+    credentials_for,
+)
 from workflows.adapters.registry import ImageNotFound, RegistryAuthError, RegistryError
 from workflows.contracts import TERMINAL_PHASES, BuildInput, DeployInput
 from workflows.deploy import deploy_workflow_id
@@ -151,7 +156,8 @@ async def git_credentials(c: CallContext, url: GitUrl) -> ChosenCredentials:
     """What the ref is resolved with, by the rule the build follows too (`credentials_for`): the tenant's
     credentials for the host, else the platform's GitHub App token for a repository it covers, else none."""
     try:
-        return await credentials_for(url, await stored_git_credentials(c, url.host), c.github_app)
+        stored = await stored_git_credentials(c, url.host)
+        return await credentials_for(url, stored, c.github_app, c.principal.tenant)
     except GitHubUnavailable as e:
         raise Unavailable(f"GitHub could not be asked for a token to read {url.repo_path}: {e}",
                           hint="Try again in a moment.") from e
@@ -176,9 +182,11 @@ async def _resolve_git(c: CallContext, git: GitSource, app: str) -> ResolvedSour
             raise InvalidInput("source.git.url", chosen.explain(url, e)) from e
         if chosen is not None and chosen.app_problem is not None:
             owner = url.repo_path.split("/")[0]
+            fix = (f"ask the operator to bind the GitHub account {owner} to your tenant"
+                   if isinstance(chosen.app_problem, GitHubAppNotForTenant)
+                   else f"install the platform's GitHub App on the GitHub account {owner}")
             raise InvalidInput("source.git.url", chosen.explain(url, e),
-                               f"install the platform's GitHub App on the GitHub account {owner}, or call "
-                               f"`set_git_credentials` for {url.host}") from e
+                               f"{fix}, or call `set_git_credentials` for {url.host}") from e
         if isinstance(e, GitAuthError):
             raise InvalidInput("source.git.url", str(e), f"call `set_git_credentials` for {url.host} first") from e
         raise InvalidInput("source.git.url", str(e), "check the URL (and credentials for a private repo)") from e

@@ -125,7 +125,8 @@ class BuildActivities:
         """The tenant's credentials for the host when they fit the URL, else a GitHub App installation token
         (minted now) when the app covers the URL, else none. GitHubUnavailable propagates."""
         git_url = parse_git_url(url)
-        return await credentials_for(git_url, await self._stored_credentials(tenant, git_url.host), self.github_app)
+        stored = await self._stored_credentials(tenant, git_url.host)
+        return await credentials_for(git_url, stored, self.github_app, tenant)
 
     async def _checkout(self, started: BuildStarted, chosen: ChosenCredentials, src: Path,
                         sink: BuildLineSink) -> BuildDone | None:

@@ -149,7 +149,7 @@ class Env:
 
 @asynccontextmanager
 async def platform(database_url: str, temporal_address: str, tls: tuple[Path, Path], github_api_url: str,
-                   registry: str = "127.0.0.1:5000") -> AsyncIterator[Env]:
+                   registry: str = "127.0.0.1:5000", **overrides: Any) -> AsyncIterator[Env]:
     """The MCP server on real Postgres and Temporal, its GitHub App talking to the fake. No deploy worker runs:
     a started deploy workflow waits; the build runs on `build_worker`."""
     settings = load_settings(
@@ -158,7 +158,7 @@ async def platform(database_url: str, temporal_address: str, tls: tuple[Path, Pa
         git_allowed_hosts=["127.0.0.1"], git_ca_file=tls[0],
         build_dir=Path(tempfile.mkdtemp(prefix="gh-builds-")), progress_wait_seconds=0,
         github_app_id=APP_ID, github_app_private_key=KEYS[0], github_api_url=github_api_url,
-        github_hosts=["127.0.0.1"],
+        github_hosts=["127.0.0.1"], **overrides,
     )
     async with server_deps(settings, database_url) as deps:
         yield Env(settings, deps, f"t{uuid.uuid4().hex[:6]}")
@@ -332,6 +332,26 @@ async def test_app_not_installed_on_the_owner(
             assert logs["build"]["status"] == "failed" and logs["build"]["failed_step"] == "checkout"
             assert any("not installed on" in x["line"] for x in logs["lines"])
         await terminate(env, created["workflow_id"])
+
+
+async def test_an_account_bound_to_other_tenants_gives_this_tenant_no_token(
+    database_url: str, temporal_address: str, tls: tuple[Path, Path], fake: FakeGitHub, git_server: GitHttpsServer,
+) -> None:
+    repo = f"shop-{uuid.uuid4().hex[:6]}"
+    make_repo(git_server, OWNER, repo)
+    fake.install(OWNER, repo, installation_id=93)
+    async with fake_github_running(fake) as api, platform(database_url, temporal_address, tls, api,
+                                                          github_app_owners={"another-tenant": [OWNER]}) as env:
+        async with env.client() as c:
+            refused = await c.call_tool("create_app", {
+                "project": "gh", "name": "web", "port": 8080,
+                "source": {"git": {"url": git_server.url(f"{OWNER}/{repo}.git")}}})
+        message = text(refused)
+        assert refused.is_error and "Invalid `source.git.url`" in message
+        assert f"does not serve the GitHub account {OWNER} to your tenant" in message and env.tenant in message
+        assert "github_app_owners" in message and "set_git_credentials" in message
+        assert not [r for r in fake.requests if r.url.path.endswith("/access_tokens")], "no token was minted"
+        assert await env.deps.store.get_app(env.tenant, "gh", "web") is None
 
 
 async def test_github_unavailable_is_retryable(

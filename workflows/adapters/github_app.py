@@ -55,6 +55,10 @@ class GitHubAppNotInstalled(GitHubAppError):
     """The app is not installed on the repository's account, or the installation does not cover the repo."""
 
 
+class GitHubAppNotForTenant(GitHubAppError):
+    """The operator binds GitHub accounts to tenants (`github_app_owners`) and this account is not the tenant's."""
+
+
 class GitHubAppAuthError(GitHubAppError):
     """GitHub refused the app's JWT: wrong app ID or key, or a clock far off."""
 
@@ -103,8 +107,12 @@ class GitHubApp:
         timeout: float = 15.0,
         clock: Callable[[], float] = time.time,
         hosts: Iterable[str] = ("github.com",),
+        tenant_owners: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.app_id = str(app_id)
+        # None: every tenant may use the app's installations (one team's platform); else tenant -> its accounts
+        self.tenant_owners = None if tenant_owners is None else {
+            tenant: frozenset(o.lower() for o in owners) for tenant, owners in tenant_owners.items()}
         self.hosts = tuple(h.strip().lower() for h in hosts if h.strip())
         self._key = private_key_pem
         self._api = api_url.rstrip("/")
@@ -130,6 +138,10 @@ class GitHubApp:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    def allows(self, tenant: str, owner: str) -> bool:
+        """Whether `tenant` may clone with tokens of the installation on GitHub account `owner`."""
+        return self.tenant_owners is None or owner.lower() in self.tenant_owners.get(tenant, frozenset())
 
     def repository(self, url: GitUrl) -> tuple[str, str] | None:
         """(owner, repo) when the app can give a token for `url`: https, on one of `hosts`, /owner/repo."""
@@ -272,9 +284,11 @@ class ChosenCredentials:
         )
 
 
-async def credentials_for(url: GitUrl, stored: GitCredentials | None, app: GitHubApp | None) -> ChosenCredentials:
-    """The credentials for cloning `url`: `stored` (the tenant's, from set_git_credentials) when they fit the
-    URL's transport; else an installation token of `app` when the app covers the URL; else none.
+async def credentials_for(url: GitUrl, stored: GitCredentials | None, app: GitHubApp | None,
+                          tenant: str) -> ChosenCredentials:
+    """The credentials `tenant` clones `url` with: `stored` (the tenant's, from set_git_credentials) when they
+    fit the URL's transport; else an installation token of `app` when the app covers the URL and the operator
+    lets this tenant use that account's installation; else none.
 
     GitHubUnavailable propagates (retryable); any other app error becomes `app_problem`, with no credentials."""
     if stored is not None and stored.fits(url):
@@ -282,6 +296,10 @@ async def credentials_for(url: GitUrl, stored: GitCredentials | None, app: GitHu
     repository = app.repository(url) if app is not None else None
     if app is None or repository is None:
         return ChosenCredentials(None, "none")
+    if not app.allows(tenant, repository[0]):
+        return ChosenCredentials(None, "none", app_problem=GitHubAppNotForTenant(
+            f"the platform's GitHub App does not serve the GitHub account {repository[0]} to your tenant: ask the "
+            f"operator to add it to github_app_owners for tenant {tenant}"))
     try:
         token = await app.installation_token(*repository)
     except GitHubUnavailable:
