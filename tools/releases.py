@@ -289,7 +289,8 @@ def _build_input(claim: ReleaseClaim) -> BuildInput:
     git = d.source["git"]
     return BuildInput(tenant=a.tenant, project=a.project, app=a.name, app_id=a.id, deployment_id=d.id,
                       git_url=git["url"], commit_sha=d.commit_sha or git["commit"], subdir=git.get("subdir", ""),
-                      builder=git.get("builder", "auto"), image_repo=d.image or "")
+                      builder=git.get("builder", "auto"), image_repo=d.image or "",
+                      secrets_version=d.secrets_version)
 
 
 def wait_bound(c: CallContext, wait_seconds: int | None) -> float:

@@ -40,7 +40,7 @@ from workflows.job_builder import JobBuilder
 from workflows.logs import LogStoreUnavailable
 from workflows.logtext import SecretMasker
 from workflows.ports import BuildStore
-from workflows.render_build import RobotCredentials
+from workflows.render_build import RobotCredentials, reserved_build_secret
 from workflows.secretbox import SecretBox
 
 
@@ -168,11 +168,12 @@ class BuildActivities:
                 await sink(f"deploy-mcp: no GitHub App token for the checkout: {e}")
                 await sink.flush()
                 raise ApplicationError(str(e), type="GitHubUnavailable") from e
-            sink.masker = SecretMasker(chosen.secrets())
+            build_secrets = await self._build_secrets(inp)
+            sink.masker = SecretMasker(chosen.secrets() | {f"secret:{k}": v for k, v in build_secrets.items()})
             if chosen.source == "github-app":
                 await sink(f"deploy-mcp: using a GitHub App installation token for {git_url.repo_path}")
             if self.jobs is not None:
-                return await self._build_on_cluster(started, chosen, sink, work)
+                return await self._build_on_cluster(started, chosen, sink, work, build_secrets)
             failed = await self._checkout(started, chosen, work / "src", sink)
             if failed is not None:
                 return failed
@@ -181,7 +182,7 @@ class BuildActivities:
             try:
                 result = await build_and_push(
                     work / "src", inp.subdir, image, registry_insecure=self.settings.registry_insecure,
-                    storage_root=self.settings.storage_root, on_line=sink, builder=inp.builder,
+                    storage_root=self.settings.storage_root, on_line=sink, builder=inp.builder, secrets=build_secrets,
                     timeout=inp.timeout_seconds,
                 )
             except (BuildFailed, BuilderMissing) as e:
@@ -203,8 +204,18 @@ class BuildActivities:
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
 
+    async def _build_secrets(self, inp: BuildInput) -> dict[str, str]:
+        """The app's secrets (the version its deployment pinned), which the build may read by name."""
+        if inp.secrets_version <= 0:
+            return {}
+        sealed = await self.store.secret_ciphertext(inp.app_id, inp.secrets_version)
+        if sealed is None:
+            raise ApplicationError(f"secrets version {inp.secrets_version} of the app is missing",
+                                   type="SecretsMissing", non_retryable=True)
+        return {str(k): str(v) for k, v in self.secretbox.open(sealed).items()}
+
     async def _build_on_cluster(self, started: BuildStarted, chosen: ChosenCredentials, sink: BuildLineSink,
-                                work: Path) -> BuildDone:
+                                work: Path, build_secrets: dict[str, str]) -> BuildDone:
         """The production path: a build Job on the build pool (see workflows/job_builder.py)."""
         assert self.jobs is not None
         inp = started.request
@@ -222,10 +233,13 @@ class BuildActivities:
             await sink(f"deploy-mcp: {'a Dockerfile' if found else 'no Dockerfile'}: building with {builder}")
         creds = chosen.credentials
         robot = await self.robots.robot_credentials(inp.tenant) if self.robots is not None else None
-        spec = self.jobs.spec(inp, started.build_id.hex, builder, creds, robot)
+        names = tuple(sorted(n for n in build_secrets if not reserved_build_secret(n)))
+        for name in sorted(set(build_secrets) - set(names)):
+            await sink(f"deploy-mcp: secret {name} is not given to the build (the build Job reserves the name)")
+        spec = self.jobs.spec(inp, started.build_id.hex, builder, creds, robot, names)
         try:
             outcome = await self.jobs.build(spec, creds, sink, heartbeat=lambda: activity.heartbeat(sink.seq),
-                                            robot=robot)
+                                            robot=robot, build_secrets=build_secrets)
         except KubeError as e:
             await sink.flush()
             if e.failure.retryable:

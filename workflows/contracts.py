@@ -203,6 +203,7 @@ class BuildInput(Msg):
     builder: Literal["auto", "dockerfile", "railpack"] = "auto"
     image_repo: str  # <registry>/<tenant>/<app>
     timeout_seconds: int = 1800
+    secrets_version: int = 0  # the app's secrets the build may read (RUN --mount=type=secret / Railpack)
 
 
 class BuildOutput(Msg):

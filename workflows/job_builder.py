@@ -11,9 +11,10 @@ should the worker die first.
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -71,7 +72,8 @@ class JobBuilder:
         self.settings = settings
 
     def spec(self, inp: BuildInput, build_id: str, builder: Literal["railpack", "dockerfile"],
-             credentials: GitCredentials | None, robot: RobotCredentials | None = None) -> BuildSpec:
+             credentials: GitCredentials | None, robot: RobotCredentials | None = None,
+             build_secret_names: tuple[str, ...] = ()) -> BuildSpec:
         """The Job's spec. With `robot` (the tenant's Harbor robot), the build pushes with it through a per-build
         Secret; without, through the operator's `registry_secret`, if any."""
         s = self.settings
@@ -84,18 +86,23 @@ class JobBuilder:
             git_secret=f"build-{build_id}-git" if credentials else None,
             git_auth="ssh" if credentials and credentials.ssh_private_key else "token",
             registry_secret=f"build-{build_id}-registry" if robot else s.registry_secret,
+            build_secrets_secret=f"build-{build_id}-secrets" if build_secret_names else None,
+            build_secret_names=build_secret_names,
             cpu_millicores=s.cpu_millicores, memory_mib=s.memory_mib,
             deadline_seconds=max(60, min(inp.timeout_seconds, 6 * 3600)), images=s.images,
         )
 
     async def build(self, spec: BuildSpec, credentials: GitCredentials | None, on_line: LineSink,
-                    heartbeat: Heartbeat = lambda: None, robot: RobotCredentials | None = None) -> JobOutcome:
+                    heartbeat: Heartbeat = lambda: None, robot: RobotCredentials | None = None,
+                    build_secrets: Mapping[str, str] | None = None) -> JobOutcome:
         """Run (or, on a retry, rejoin) the build Job of `spec`, streaming its containers' lines to `on_line`."""
         await self.kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {
             "name": spec.namespace, "labels": {LABEL_MANAGED_BY: MANAGED_BY}}})
         secrets = []
         if credentials and spec.git_secret:
             secrets.append(git_secret_body(spec, credentials))
+        if spec.build_secrets_secret and build_secrets:
+            secrets.append(build_secrets_body(spec, build_secrets))
         if robot is not None and spec.registry_secret:
             secrets.append(imagepull_secret(self.settings.registry, robot, name=spec.registry_secret,
                                             namespace=spec.namespace, labels=build_labels(spec)))
@@ -179,6 +186,14 @@ class JobBuilder:
                 heartbeat()
         except KubeError as e:  # the pod went away (deadline) or its log is gone: the Job status still tells
             await on_line(f"deploy-mcp: log of step {container} cut short: {e}")
+
+
+def build_secrets_body(spec: BuildSpec, values: Mapping[str, str]) -> dict[str, Any]:
+    """The Secret the build steps read the app's build secrets from (by name, through secretKeyRef)."""
+    assert spec.build_secrets_secret is not None
+    data = {name: base64.b64encode(values[name].encode()).decode("ascii") for name in spec.build_secret_names}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True, "data": data,
+            "metadata": {"name": spec.build_secrets_secret, "namespace": spec.namespace, "labels": build_labels(spec)}}
 
 
 def _container_statuses(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:

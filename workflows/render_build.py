@@ -142,6 +142,12 @@ class BuildImages(Spec):
         return value
 
 
+def reserved_build_secret(name: str) -> bool:
+    """Names the build Job's own environment uses, so an app secret cannot be passed under them."""
+    return name.startswith(("GIT_", "DEPLOY_MCP_", "BUILDKIT_")) or name in (
+        "HOME", "PATH", "DOCKER_CONFIG", "BUILD_SECRET_NAMES", "RAILPACK", "METADATA_FILE", "SOURCE_DIR", "TMPDIR")
+
+
 def _rel_path_problem(value: str) -> str | None:
     if value == "":
         return None
@@ -254,7 +260,7 @@ class BuildSpec(Spec):
             problem = env_name_problem(name)
             if problem:
                 raise ValueError(f"build secret name {name[:64]!r} {problem}")
-            if name.startswith(("GIT_", "DEPLOY_MCP_", "BUILDKIT_")) or name in ("HOME", "PATH", "DOCKER_CONFIG"):
+            if reserved_build_secret(name):
                 raise ValueError(f"build secret name {name!r} is reserved by the build Job")
         if len(set(value)) != len(value):
             raise ValueError("build secret names must be unique")

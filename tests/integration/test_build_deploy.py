@@ -13,6 +13,7 @@ before the build, the deployment fails with a message naming the fix."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ pytestmark = [
 ]
 REGISTRY = "127.0.0.1:5000"
 TOKEN = "glpat-Test0nly0Token0For0Builds0xyz"
+API_KEY = "sk-build-secret-read-by-a-run-mount"
 APP_ID = 272727
 APP_KEYS = fake_app_key()
 
@@ -78,13 +80,16 @@ def ok(r: CallToolResult) -> dict[str, Any]:
     return content
 
 
-def make_repo(repos: Path, name: str, base: str) -> str:
-    """A repo with `main` (a Dockerfile app serving "built one") and `broken` (a failing RUN step)."""
+def make_repo(repos: Path, name: str, base: str, *, reads_secret: bool = False) -> str:
+    """A repo with `main` (a Dockerfile app serving "built one"; with `reads_secret`, a RUN step printing the
+    sha256 of the build secret API_KEY) and `broken` (a failing RUN step)."""
     work = Path(tempfile.mkdtemp(prefix="git-work-"))
     git_cmd("init", "-q", "--bare", "-b", "main", str(repos / f"{name}.git"), cwd=repos)  # name may be owner/repo
     git_cmd("init", "-q", "-b", "main", str(work), cwd=work)
     (work / "index.html").write_text("built one")
-    (work / "Dockerfile").write_text(f"FROM {base}\nCOPY index.html /www/index.html\n"
+    read_secret = 'RUN --mount=type=secret,id=API_KEY ["/busybox", "sha256sum", "/run/secrets/API_KEY"]\n' \
+        if reads_secret else ""
+    (work / "Dockerfile").write_text(f"FROM {base}\nCOPY index.html /www/index.html\n{read_secret}"
                                      'CMD ["/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]\n')
     git_cmd("add", ".", cwd=work)
     git_cmd("commit", "-q", "-m", "one", cwd=work)
@@ -106,7 +111,7 @@ async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, g
     p = platform
     await push_image(REGISTRY, f"{p.tenant}/base", "v1", busybox_web_files(""), cmd=BUSYBOX_HTTPD)
     repo = f"app-{p.tenant}"
-    sha = make_repo(repos, repo, f"{REGISTRY}/{p.tenant}/base:v1")
+    sha = make_repo(repos, repo, f"{REGISTRY}/{p.tenant}/base:v1", reads_secret=True)
     url = git_server.url(f"{repo}.git")
     async with p.client() as c:
         no_creds = await c.call_tool("create_app", {"project": "git", "name": "web", "port": 8080,
@@ -114,7 +119,8 @@ async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, g
         assert no_creds.is_error and "set_git_credentials" in no_creds.content[0].text  # type: ignore[union-attr]
         ok(await c.call_tool("set_git_credentials", {"host": "127.0.0.1", "token": TOKEN}))
         first = ok(await c.call_tool("create_app", {"project": "git", "name": "web", "port": 8080,
-                                                    "source": {"git": {"url": url}}, "wait_seconds": 300}))
+                                                    "source": {"git": {"url": url}}, "wait_seconds": 300,
+                                                    "secrets": {"API_KEY": API_KEY}}))
         assert first["phase"] == "succeeded", first
         app = await p.deps.store.get_app(p.tenant, "git", "web")
         assert app is not None
@@ -130,6 +136,7 @@ async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, g
                                                        "deployment_id": first["deployment_id"]}))
         text = "\n".join(x["line"] for x in logs["lines"])
         assert "STEP" in text and "pushed" in text and logs["build"]["status"] == "succeeded"
+        assert f"{hashlib.sha256(API_KEY.encode()).hexdigest()}  /run/secrets/API_KEY" in text  # a build secret
 
         again = ok(await c.call_tool("deploy", {"project": "git", "app": "web", "env": {"MODE": "again"}}))
         assert again["phase"] == "succeeded" and again["image_digest"] == first["image_digest"]
@@ -152,6 +159,7 @@ async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, g
         rows = await (await conn.execute("SELECT arguments::text AS a FROM audit_events")).fetchall()
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()
     assert TOKEN not in str(rows) and TOKEN not in str(lines)
+    assert API_KEY not in outputs and API_KEY not in str(rows) and API_KEY not in str(lines)
     assert '"token": "[redacted]"' in str([r["a"] for r in rows]).replace("'", '"') or "[redacted]" in str(rows)
     for kind in ("Secret", "ConfigMap"):
         objs = await p.kube.list_objects("v1", kind, app.namespace)

@@ -33,6 +33,7 @@ from workflows.render_build import BuildImages
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(900)]
 REGISTRY = "127.0.0.1:5000"
 TOKEN = "glpat-J0b0Builds0Token0Only0In0Secrets"
+API_KEY = "sk-build-secret-0nly-by-reference"
 BUILD_NODE = "node2"
 APP_FILES = busybox_web_files("built by a job")
 
@@ -125,7 +126,8 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
     async with p.client() as c:
         ok(await c.call_tool("set_git_credentials", {"host": "127.0.0.1", "token": TOKEN}))
         web = ok(await c.call_tool("create_app", {"project": "jobs", "name": "web", "port": 8080,
-                                                  "source": {"git": {"url": url}}, "wait_seconds": 300}))
+                                                  "source": {"git": {"url": url}}, "wait_seconds": 300,
+                                                  "secrets": {"API_KEY": API_KEY}}))
         assert web["phase"] == "succeeded", web
         app = await p.deps.store.get_app(p.tenant, "jobs", "web")
         assert app is not None
@@ -136,6 +138,7 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
         header = "Authorization: Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
         assert f"authorization sha256 {hashlib.sha256(header.encode()).hexdigest()}" in text  # the token arrived
         assert f"fake buildctl: pushing as robot${p.tenant}+deploy-mcp" in text  # the tenant's Harbor robot
+        assert f"fake buildctl: secret API_KEY sha256 {hashlib.sha256(API_KEY.encode()).hexdigest()}" in text
         assert web["image_digest"] == build_image(APP_FILES, cmd=BUSYBOX_HTTPD).digest
 
         jobs = await p.kube.list_objects("batch/v1", "Job", ns_builds)
@@ -168,10 +171,10 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
 
     assert await p.kube.list_objects("v1", "Secret", ns_builds, label_selector="deploy-mcp/build-id") == []
     jobs = await p.kube.list_objects("batch/v1", "Job", ns_builds)
-    assert len(jobs) == 3 and TOKEN not in json.dumps(jobs) and robot_secret not in json.dumps(jobs)
-    assert TOKEN not in outputs and robot_secret not in outputs
+    assert len(jobs) == 3 and all(x not in json.dumps(jobs) for x in (TOKEN, robot_secret, API_KEY))
+    assert all(x not in outputs for x in (TOKEN, robot_secret, API_KEY))
     async with p.deps.store.pool.connection() as conn:
         rows = await (await conn.execute("SELECT arguments::text AS a FROM audit_events")).fetchall()
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()
     assert TOKEN not in str(rows) and TOKEN not in str(lines)
-    assert robot_secret not in str(rows) and robot_secret not in str(lines)
+    assert all(x not in str(rows) and x not in str(lines) for x in (robot_secret, API_KEY))

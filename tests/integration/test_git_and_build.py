@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 import logging
 import os
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mcp_server.processes import free_port
@@ -589,3 +591,35 @@ async def test_without_a_dockerfile_the_local_builder_says_what_is_missing(
             source, "../x", "127.0.0.1:1/acme/web:v1", registry_insecure=True, storage_root=workdir / "b",
             on_line=on_line,
         )
+
+
+@needs_buildah
+async def test_build_secrets_reach_run_mounts_but_no_log_layer_or_argv(
+    base_image: str, registry_host: str, workdir: Path, recorder: ExecRecorder,
+) -> None:
+    source = workdir / "secret-src"
+    source.mkdir()
+    (source / "Dockerfile").write_text(
+        f"FROM {base_image}\n"
+        'RUN --mount=type=secret,id=API_KEY ["/bin/busybox", "sha256sum", "/run/secrets/API_KEY"]\n')
+    lines: list[str] = []
+
+    async def on_line(line: str) -> None:
+        lines.append(line)
+
+    value = "sk-live-0nly0for0the0build0step"
+    result = await build_and_push(source, "", f"{registry_host}/acme/secret:v1", registry_insecure=True,
+                                  storage_root=workdir / "buildah-secrets", on_line=on_line,
+                                  secrets={"API_KEY": value})
+    expected = hashlib.sha256(value.encode()).hexdigest()
+    assert f"{expected}  /run/secrets/API_KEY" in lines, lines  # the RUN step read the value
+    assert value not in "\n".join(lines)
+    assert all(value not in " ".join(argv) for argv, _ in recorder.calls), "never on a command line"
+    assert not list((workdir / "buildah-secrets" / "tmp").glob("secrets-*")), "the files are gone"
+    async with httpx.AsyncClient() as h:  # and not in the pushed image's layers
+        manifest = (await h.get(f"http://{registry_host}/v2/acme/secret/manifests/v1",
+                                headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})).json()
+        for layer in manifest["layers"]:
+            blob = await h.get(f"http://{registry_host}/v2/acme/secret/blobs/{layer['digest']}")
+            assert value.encode() not in gzip.decompress(blob.content)
+    assert result.digest.startswith("sha256:")

@@ -57,6 +57,10 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --metadata-file) meta=$2; shift ;;
     --frontend) frontend=$2; shift ;;
+    --secret)  # id=NAME,env=NAME: the value is in the environment; show that it arrived, by hash only
+      id=$(echo "$2" | sed -n 's/^id=\([A-Za-z0-9_]*\),.*/\1/p')
+      echo "fake buildctl: secret $id sha256 $(eval "printf '%s' \"\${$id}\"" | sha256sum | cut -d' ' -f1)"
+      shift ;;
     --output) name=$(echo "$2" | sed -n 's/.*name=\([^,]*\).*/\1/p'); shift ;;
   esac
   shift

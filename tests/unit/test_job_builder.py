@@ -3,14 +3,24 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections import deque
 from typing import Any
 
 from workflows.contracts import BuildInput
 from workflows.git import GitCredentials
-from workflows.job_builder import JobBuilder, JobBuilderSettings, _failure, _finished, _stuck, _unschedulable
-from workflows.render_build import BuildImages
+from workflows.job_builder import (
+    JobBuilder,
+    JobBuilderSettings,
+    _failure,
+    _finished,
+    _stuck,
+    _unschedulable,
+    build_secrets_body,
+)
+from workflows.render_build import BuildImages, build_job, reserved_build_secret
 
 IMAGES = BuildImages(clone="r/git:1", railpack="r/railpack:1", buildctl="r/buildctl:1")
 SETTINGS = JobBuilderSettings(namespace="deploy-mcp-builds", buildkit_addr="tcp://buildkitd:1234", images=IMAGES,
@@ -88,3 +98,17 @@ def test_an_unschedulable_pod_gives_the_schedulers_reason() -> None:
     assert _unschedulable(pod([], [], [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                         "message": message}])) == message
     assert _unschedulable(pod([], [], [{"type": "PodScheduled", "status": "True"}])) is None
+
+
+def test_build_secrets_go_by_name_into_a_secret_of_their_own() -> None:
+    jobs = JobBuilder(None, SETTINGS)  # type: ignore[arg-type]
+    spec = jobs.spec(build_input(), "abc123", "railpack", None, build_secret_names=("API_KEY", "NPM_TOKEN"))
+    assert spec.build_secrets_secret == "build-abc123-secrets"
+    body = build_secrets_body(spec, {"API_KEY": "k3y-value", "NPM_TOKEN": "npm-t0ken", "NOT_ASKED": "x"})
+    assert body["metadata"]["name"] == "build-abc123-secrets" and body["immutable"] is True
+    assert {k: base64.b64decode(v).decode() for k, v in body["data"].items()} == {
+        "API_KEY": "k3y-value", "NPM_TOKEN": "npm-t0ken"}
+    job = json.dumps(build_job(spec))
+    assert "k3y-value" not in job and "--secret" in job and "id=API_KEY,env=API_KEY" in job
+    assert [reserved_build_secret(n) for n in ("GIT_TOKEN", "PATH", "DEPLOY_MCP_X", "API_KEY")] == [
+        True, True, True, False]

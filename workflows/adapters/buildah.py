@@ -23,7 +23,7 @@ import shutil
 import signal
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -271,6 +271,7 @@ async def build_and_push(
     on_line: LineSink,
     builder: Literal["auto", "dockerfile", "railpack"] = "auto",
     registry_auth: tuple[str, str] | None = None,
+    secrets: Mapping[str, str] | None = None,
     timeout: float = 1800.0,
     buildah: str = "buildah",
     tail_lines: int = 40,
@@ -280,6 +281,8 @@ async def build_and_push(
     A Dockerfile (or Containerfile) in the directory is built with buildah. Without one the repository needs
     Railpack, which builds through BuildKit: this local builder raises BuilderMissing. A failing step raises
     BuildFailed naming it, with the last lines of its output; a failing push raises PushFailed.
+    `secrets` (name -> value) are build secrets: `RUN --mount=type=secret,id=NAME` reads one, as with BuildKit;
+    they are in 0600 files only while buildah runs, never on its command line or in a layer.
     """
     ref = parse_image(image)
     if ref.digest is not None or ref.tag is None:
@@ -290,8 +293,17 @@ async def build_and_push(
     env = _configure(storage_root, ref.registry, registry_insecure, registry_auth)
     base = [buildah, "--storage-driver", "vfs", "--root", str(storage_root / "root")]
     base += ["--runroot", str(storage_root / "run")]
-    bud = [*base, "bud", "--isolation", "chroot", "--layers", "-f", str(dockerfile), "-t", image, str(directory)]
-    built = await _stream(bud, env, on_line, tail=tail_lines, timeout=timeout)
+    bud = [*base, "bud", "--isolation", "chroot", "--layers", "-f", str(dockerfile), "-t", image]
+    secret_dir = storage_root / "tmp" / f"secrets-{uuid.uuid4().hex}"
+    try:
+        if secrets:
+            secret_dir.mkdir(mode=0o700)
+            for i, (name, value) in enumerate(sorted(secrets.items())):
+                _write_private(secret_dir / str(i), value)
+                bud += ["--secret", f"id={name},src={secret_dir / str(i)}"]
+        built = await _stream([*bud, str(directory)], env, on_line, tail=tail_lines, timeout=timeout)
+    finally:
+        shutil.rmtree(secret_dir, ignore_errors=True)
     if built.returncode != 0:
         step = built.step
         for line in reversed(built.tail):
