@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     harbor_username: str | None = Field(None, description="Harbor user (or system robot) that may create projects, "
                                                           "project robots and retention policies.")
     harbor_password: SecretStr | None = Field(None, description="Its password; never logged or shown.")
+    harbor_ca_file: Path | None = Field(
+        None, description="CA bundle (PEM) of Harbor's certificate when a private CA signed it. Unset: system CAs."
+    )
     harbor_retention_keep_last: int = Field(
         10, ge=1, le=10000, description="Harbor's retention rule keeps this many last-pushed images per repository."
     )

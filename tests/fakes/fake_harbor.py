@@ -29,9 +29,11 @@ import base64
 import json
 import re
 import secrets
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -314,8 +316,10 @@ _HOP_HEADERS = {"content-length", "content-encoding", "transfer-encoding", "conn
 
 
 @asynccontextmanager
-async def fake_harbor_running(fake: FakeHarbor | None = None) -> AsyncIterator[tuple[FakeHarbor, str]]:
-    """`fake` (a new one by default) answering on a free loopback port: yields (fake, its URL)."""
+async def fake_harbor_running(fake: FakeHarbor | None = None, *, tls: tuple[Path, Path] | None = None
+                              ) -> AsyncIterator[tuple[FakeHarbor, str]]:
+    """`fake` (a new one by default) answering on a free loopback port, over https with `tls` (cert, key):
+    yields (fake, its URL)."""
     harbor = fake or FakeHarbor()
 
     async def handle(request: web.Request) -> web.Response:
@@ -329,9 +333,13 @@ async def fake_harbor_running(fake: FakeHarbor | None = None) -> AsyncIterator[t
     app.router.add_route("*", "/{tail:.*}", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    context = None
+    if tls is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*tls)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
     try:
-        yield harbor, f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield harbor, f"{'https' if tls else 'http'}://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()

@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.fakes.fake_harbor import FAKE_ADMIN, FAKE_HARBOR_URL, FakeHarbor
+from mcp_server.config import load_settings
+from mcp_server.worker import harbor_client
+from tests.fakes.fake_harbor import FAKE_ADMIN, FAKE_HARBOR_URL, FakeHarbor, fake_harbor_running
+from tests.support.git_server import self_signed_tls
 from workflows.adapters.harbor import (
     HarborAuthError,
     HarborClient,
@@ -214,3 +218,18 @@ async def test_timeouts_are_retryable() -> None:
         with pytest.raises(HarborUnavailable, match="did not answer in time") as info:
             await harbor.ensure_project("acme")
     assert info.value.retryable is True and FAKE_ADMIN[1] not in str(info.value)
+
+
+async def test_a_harbor_behind_a_private_ca_is_reached_with_harbor_ca_file(tmp_path: Path) -> None:
+    cert, key = self_signed_tls(tmp_path)
+    async with fake_harbor_running(tls=(cert, key)) as (fake, url):
+        settings = load_settings(harbor_url=url, harbor_username=FAKE_ADMIN[0], harbor_password=FAKE_ADMIN[1],
+                                 harbor_ca_file=cert)
+        trusted = harbor_client(settings)
+        assert trusted is not None
+        async with trusted:
+            assert (await trusted.ensure_project("acme")).name == "acme"
+        async with HarborClient(url, *FAKE_ADMIN) as untrusted:  # system CAs only
+            with pytest.raises(HarborError, match="set harbor_ca_file") as info:
+                await untrusted.ensure_project("acme2")
+        assert not info.value.retryable and "acme2" not in fake.projects

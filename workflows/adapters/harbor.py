@@ -19,6 +19,7 @@ Admin (or sufficiently privileged robot) credentials go by HTTP Basic. Failures 
 from __future__ import annotations
 
 import secrets
+import ssl
 import string
 from dataclasses import dataclass
 from types import TracebackType
@@ -143,7 +144,7 @@ class HarborClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 15.0,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
     ) -> None:
         self._url = url.rstrip("/")
         self._client = httpx.AsyncClient(
@@ -309,6 +310,9 @@ class HarborClient:
         except httpx.TimeoutException as e:
             raise HarborUnavailable(f"Harbor ({self._url}) did not answer in time ({type(e).__name__})") from None
         except httpx.TransportError as e:
+            if "CERTIFICATE_VERIFY_FAILED" in str(e):  # retrying will not help: the CA is the operator's to give
+                raise HarborError(f"Harbor ({self._url}) presented a certificate this worker does not trust: set "
+                                  "harbor_ca_file to the CA bundle that signed it") from None
             raise HarborUnavailable(f"Harbor ({self._url}) could not be reached: {type(e).__name__}") from None
 
     def _check(self, response: httpx.Response, what: str) -> None:
