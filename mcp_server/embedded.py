@@ -262,6 +262,21 @@ class Testbed:
     def down(self) -> None:
         self.run("down.sh", check=False)
 
+    def leftovers(self) -> list[int]:
+        """PIDs of processes still working inside the state dir (container shims, container processes): after
+        `down()` there must be none."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cwd = os.readlink(proc / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(f"{self.state}/"):
+                found.append(int(proc.name))
+        return found
+
     def running(self) -> dict[str, bool]:
         names = ("etcd", "apiserver", "kcm", "registry", "containerd", "scheduler", "kubelet", "kube-proxy",
                  "containerd2", "kubelet2")

@@ -119,6 +119,8 @@ def testbed() -> Iterator[Testbed]:
         yield tb
     finally:
         tb.down()
+    left = tb.leftovers()  # a down that leaves container shims behind leaks processes on every run
+    assert not left, f"testbed down left processes working in {tb.state}: {left}"
 
 
 @pytest.fixture

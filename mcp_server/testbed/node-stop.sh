@@ -13,4 +13,5 @@ for f in "$D"/state/io.containerd.runtime.v2.task/*/*/init.pid "$D"/state/io.con
   [ -f "$f" ] || continue; p=$(cat "$f"); [ -n "$p" ] && [ -d /proc/$p ] && kill -9 "$p" 2>/dev/null
 done
 stop $C 20
+kill_under "$D/state"
 echo "$1 stopped"
