@@ -55,21 +55,27 @@ def self_signed_wildcard(apps_domain: str, cert: Path, key: Path) -> None:
                                  serialization.NoEncryption()))
 
 
+def endpoint_urls(endpoints: dict[str, Any] | None, port_name: str | None = None) -> list[str]:
+    """http://<pod ip>:<target port> of each ready address of an Endpoints object, on the endpoint port named
+    `port_name` (None: each subset's first port, as for a Service with one unnamed port)."""
+    urls = []
+    for subset in (endpoints or {}).get("subsets") or []:
+        ports = subset.get("ports") or []
+        target = next((p["port"] for p in ports if port_name is None or p.get("name") == port_name), None)
+        if target is not None:
+            urls += [f"http://{a['ip']}:{target}" for a in subset.get("addresses") or []]
+    return urls
+
+
 def _servers(svc: dict[str, Any], port_name: str | None, port_number: int | None,
              endpoints: dict[str, Any] | None) -> list[dict[str, str]]:
     """The backend URLs Traefik's Kubernetes provider would use: the ready endpoint addresses (pod IPs) and
     target port of the Service port the Ingress names."""
     port = next((p for p in svc["spec"].get("ports", [])
                  if p.get("name") == port_name or p.get("port") == port_number), None)
-    if port is None or endpoints is None:
+    if port is None:
         return []
-    urls = []
-    for subset in endpoints.get("subsets") or []:
-        target = next((p["port"] for p in subset.get("ports") or [] if p.get("name") == port.get("name")), None)
-        if target is None:
-            continue
-        urls += [{"url": f"http://{a['ip']}:{target}"} for a in subset.get("addresses") or []]
-    return urls
+    return [{"url": url} for url in endpoint_urls(endpoints, port.get("name"))]
 
 
 def traefik_dynamic_config(ingresses: list[dict[str, Any]], services: dict[tuple[str, str], dict[str, Any]],

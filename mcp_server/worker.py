@@ -38,8 +38,7 @@ def build_activities(settings: Settings, store: PgStore, *, loki: LokiClient | N
     build_root = settings.build_dir or settings.state_dir / "builds"
     return BuildActivities(store, load_secretbox(settings), BuildSettings(
         storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git_ca_file,
-        registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries,
-        builder="buildkit-job" if settings.builder == "buildkit" else "local-buildah"), loki=loki,
+        registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries), loki=loki,
         github_app=github_app, jobs=job_builder(kube, settings) if kube is not None else None, robots=robots)
 
 
@@ -58,9 +57,10 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
         log.info("cluster: Kubernetes 1.%s, PDB %s", caps.minor, caps.pdb_api)
         if github_app is not None:
             log.info("GitHub App %s mints clone tokens for %s", github_app.app_id, ", ".join(github_app.hosts))
-        activities = DeployActivities(kube, store, load_secretbox(settings), temporal=client)
+        secretbox = load_secretbox(settings)
+        activities = DeployActivities(kube, store, secretbox, temporal=client)
         volumes = VolumeActivities(kube, store)
-        registry = RegistryActivities(kube, store, load_secretbox(settings), harbor, settings.registry,
+        registry = RegistryActivities(kube, store, secretbox, harbor, settings.registry,
                                       settings.harbor_retention_keep_last)
         builds = build_activities(settings, store, loki=loki, github_app=github_app, kube=kube,
                                   robots=registry if harbor is not None else None)

@@ -147,9 +147,7 @@ async def stored_git_credentials(c: CallContext, host: str) -> GitCredentials | 
     if found is None:
         return None
     kind, username, ciphertext = found
-    secret = c.require_secretbox().open(ciphertext)["secret"]
-    return GitCredentials(ssh_private_key=secret) if kind == "ssh_key" else GitCredentials(token=secret,
-                                                                                             username=username)
+    return GitCredentials.stored(kind, username, c.require_secretbox().open(ciphertext)["secret"])
 
 
 async def git_credentials(c: CallContext, url: GitUrl) -> ChosenCredentials:

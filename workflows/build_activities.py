@@ -50,7 +50,6 @@ class BuildSettings:
     storage_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "deploy-mcp-buildah")
     work_root: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "deploy-mcp-builds")
     ca_file: Path | None = None
-    builder: str = "local-buildah"
 
 
 class RobotSource(Protocol):
@@ -109,17 +108,15 @@ class BuildActivities:
 
     @activity.defn
     async def build_start(self, inp: BuildInput) -> BuildStarted:
-        return await self.store.start_build(inp, activity.info().workflow_id or "", self.settings.builder)
+        builder = "buildkit-job" if self.jobs is not None else "local-buildah"  # recorded on the build's row
+        return await self.store.start_build(inp, activity.info().workflow_id or "", builder)
 
     async def _stored_credentials(self, tenant: str, host: str) -> GitCredentials | None:
         found = await self.store.git_credentials(tenant, host)
         if found is None:
             return None
-        kind, username, token = found
-        secret = self.secretbox.open(token)["secret"]
-        if kind == "ssh_key":
-            return GitCredentials(ssh_private_key=secret)
-        return GitCredentials(token=secret, username=username)
+        kind, username, ciphertext = found
+        return GitCredentials.stored(kind, username, self.secretbox.open(ciphertext)["secret"])
 
     async def _credentials(self, tenant: str, url: str) -> ChosenCredentials:
         """The tenant's credentials for the host when they fit the URL, else a GitHub App installation token

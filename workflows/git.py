@@ -345,6 +345,11 @@ class GitCredentials:
         kinds = [k for k, v in (("token", self.token), ("ssh_private_key", self.ssh_private_key)) if v]
         return f"GitCredentials({', '.join(kinds) or 'anonymous'})"
 
+    @classmethod
+    def stored(cls, kind: str, username: str, secret: str) -> GitCredentials:
+        """The credentials a `git_credentials` row holds, opened: kind `ssh_key` (a deploy key) or `token`."""
+        return cls(ssh_private_key=secret) if kind == "ssh_key" else cls(token=secret, username=username)
+
     def fits(self, url: GitUrl) -> bool:
         """Whether these credentials can be used with `url`'s transport: a token over https, a key over ssh."""
         return bool(self.token if url.scheme == "https" else self.ssh_private_key)

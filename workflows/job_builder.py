@@ -11,7 +11,6 @@ should the worker die first.
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,6 +27,7 @@ from workflows.render_build import (
     RobotCredentials,
     build_job,
     build_labels,
+    build_secrets_body,
     digest_from_log,
     git_secret_body,
     imagepull_secret,
@@ -165,12 +165,7 @@ class JobBuilder:
                                       error="the build finished without printing the pushed image's digest")
                 return JobOutcome("succeeded", digest=digest)
             if done == "Failed" and (pod is None or not _running(pod)):
-                for name in order:  # lines of a step that ended before we saw it run
-                    if name not in streamed and pod is not None and "terminated" in (
-                            (_container_statuses(pod).get(name) or {}).get("state") or {}):
-                        streamed.add(name)
-                        await self._stream(spec, pod["metadata"]["name"], name, tails[name], None, on_line, heartbeat)
-                return _failure(job, pod, order, tails)
+                return _failure(job, pod, order, tails)  # every step that ran was streamed above
             await asyncio.sleep(self.settings.poll_seconds)
 
     async def _stream(self, spec: BuildSpec, pod: str, container: str, tail: deque[str], keep: list[str] | None,
@@ -186,14 +181,6 @@ class JobBuilder:
                 heartbeat()
         except KubeError as e:  # the pod went away (deadline) or its log is gone: the Job status still tells
             await on_line(f"deploy-mcp: log of step {container} cut short: {e}")
-
-
-def build_secrets_body(spec: BuildSpec, values: Mapping[str, str]) -> dict[str, Any]:
-    """The Secret the build steps read the app's build secrets from (by name, through secretKeyRef)."""
-    assert spec.build_secrets_secret is not None
-    data = {name: base64.b64encode(values[name].encode()).decode("ascii") for name in spec.build_secret_names}
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True, "data": data,
-            "metadata": {"name": spec.build_secrets_secret, "namespace": spec.namespace, "labels": build_labels(spec)}}
 
 
 def _container_statuses(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -333,6 +333,15 @@ def git_secret_body(spec: BuildSpec, credentials: GitCredentials) -> dict[str, A
     }
 
 
+def build_secrets_body(spec: BuildSpec, values: Mapping[str, str]) -> dict[str, Any]:
+    """The Secret `spec.build_secrets_secret` names: the app's build secrets the build steps read by name
+    (through secretKeyRef). Delete it when the build is over."""
+    assert spec.build_secrets_secret is not None
+    data = {name: base64.b64encode(values[name].encode()).decode("ascii") for name in spec.build_secret_names}
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "immutable": True, "data": data,
+            "metadata": {"name": spec.build_secrets_secret, "namespace": spec.namespace, "labels": build_labels(spec)}}
+
+
 # --- the Job --------------------------------------------------------------------------------------------------
 
 CLONE_SCRIPT = r"""set -eu

@@ -18,6 +18,7 @@ from mcp.client import Client
 from temporalio.worker import Worker
 
 from mcp_server.config import Settings, load_settings
+from mcp_server.edge import endpoint_urls
 from mcp_server.embedded import Testbed
 from mcp_server.fake_longhorn import FakeLonghorn, install_storage
 from mcp_server.runtime import server_deps
@@ -86,14 +87,8 @@ class Platform:
 
 
 async def service_urls(kube: Kube, namespace: str, service: str) -> list[str]:
-    """http://pod-ip:target-port for each ready endpoint of the Service's first port."""
-    ep = await kube.get("v1", "Endpoints", namespace, service)
-    urls = []
-    for subset in (ep or {}).get("subsets") or []:
-        ports = subset.get("ports") or []
-        if ports:
-            urls += [f"http://{a['ip']}:{ports[0]['port']}" for a in subset.get("addresses") or []]
-    return urls
+    """http://pod-ip:target-port for each ready endpoint of the Service (its first port)."""
+    return endpoint_urls(await kube.get("v1", "Endpoints", namespace, service))
 
 
 def platform_settings(database_url: str, temporal_address: str, testbed: Testbed, **overrides: Any) -> Settings:

@@ -18,9 +18,8 @@ from workflows.job_builder import (
     _finished,
     _stuck,
     _unschedulable,
-    build_secrets_body,
 )
-from workflows.render_build import BuildImages, build_job, reserved_build_secret
+from workflows.render_build import BuildImages, build_job, build_secrets_body, reserved_build_secret
 
 IMAGES = BuildImages(clone="r/git:1", railpack="r/railpack:1", buildctl="r/buildctl:1")
 SETTINGS = JobBuilderSettings(namespace="deploy-mcp-builds", buildkit_addr="tcp://buildkitd:1234", images=IMAGES,
