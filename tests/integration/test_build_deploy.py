@@ -19,17 +19,15 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from mcp.types import CallToolResult
 
 from mcp_server.embedded import Testbed
 from tests.fakes.fake_github import FakeGitHub, fake_app_key, fake_github_running
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
+from tests.support.platform import Platform, ok, platform_settings, running_platform
 
 pytestmark = [
     pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(900),
@@ -71,13 +69,6 @@ async def platform(database_url: str, temporal_address: str, needs_node: Testbed
                                  git_ca_file=tls[0], build_dir=workdir / "builds")
     async with running_platform(settings) as p:
         yield p
-
-
-def ok(r: CallToolResult) -> dict[str, Any]:
-    assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
-    content: dict[str, Any] | None = r.structured_content
-    assert content is not None
-    return content
 
 
 def make_repo(repos: Path, name: str, base: str, *, reads_secret: bool = False) -> str:

@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp.types import CallToolResult
 
 from mcp_server.embedded import Testbed
 from tests.fakes.fake_harbor import FAKE_ADMIN, fake_harbor_running
 from tests.support.fake_buildkit import push_fake_build_images
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
+from tests.support.platform import Platform, ok, platform_settings, running_platform
 from workflows.adapters.kube import Kube
 from workflows.render_build import BuildImages
 
@@ -88,13 +87,6 @@ async def platform(database_url: str, temporal_address: str, needs_node: Testbed
                 yield p
             finally:
                 await p.kube.delete("v1", "Namespace", None, settings.build_namespace)
-
-
-def ok(r: CallToolResult) -> dict[str, Any]:
-    assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
-    content: dict[str, Any] | None = r.structured_content
-    assert content is not None
-    return content
 
 
 def make_repo(repos: Path, name: str) -> str:

@@ -10,16 +10,14 @@ import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
-from mcp.types import CallToolResult
 
 from mcp_server.embedded import Testbed
 from tests.conftest import Edge
 from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_built_image, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
+from tests.support.platform import Platform, ok, platform_settings, running_platform
 from workflows.specs import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -37,13 +35,6 @@ async def web_image(p: Platform, tag: str, text: str) -> str:
     repo = f"{p.tenant}/web"
     await push_image(REGISTRY, repo, tag, busybox_web_files(text), cmd=BUSYBOX_HTTPD)
     return f"{REGISTRY}/{repo}:{tag}"
-
-
-def ok(r: CallToolResult) -> dict[str, Any]:
-    assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
-    content: dict[str, Any] | None = r.structured_content
-    assert content is not None
-    return content
 
 
 async def selected_release(p: Platform, namespace: str, app: str) -> str:

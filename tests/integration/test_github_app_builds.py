@@ -54,6 +54,7 @@ from mcp_server.worker import build_activities
 from tests.fakes.fake_github import FakeGitHub, fake_app_key, fake_github_running
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import busybox_web_files, docker_registry, push_image
+from tests.support.platform import ok
 from tools._runtime import Principal
 from workflows.build import BuildWorkflow
 from workflows.contracts import BuildInput, BuildOutput
@@ -179,13 +180,6 @@ async def build_worker(env: Env) -> AsyncIterator[str]:
         if app is not None:
             await app.aclose()
         await store.close()
-
-
-def ok(r: CallToolResult) -> dict[str, Any]:
-    assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
-    content: dict[str, Any] | None = r.structured_content
-    assert content is not None
-    return content
 
 
 def text(r: CallToolResult) -> str:

@@ -20,7 +20,7 @@ from mcp_server.embedded import Testbed
 from mcp_server.temporal import TemporalWorkflows
 from tests.fakes.fake_harbor import FAKE_ADMIN, FakeHarbor, fake_harbor_running
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
+from tests.support.platform import Platform, ok, platform_settings, running_platform
 from workflows.specs import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -37,13 +37,6 @@ async def harbor_platform(database_url: str, temporal_address: str, needs_node: 
                                      harbor_retention_keep_last=7)
         async with running_platform(settings) as p:
             yield p, fake
-
-
-def ok(r: CallToolResult) -> dict[str, Any]:
-    assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
-    content: dict[str, Any] | None = r.structured_content
-    assert content is not None
-    return content
 
 
 def seen(r: CallToolResult) -> str:

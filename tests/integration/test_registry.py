@@ -19,8 +19,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mcp_server.processes import ManagedProcess, free_port
-from tests.support.oci import BUSYBOX_HTTPD, OCI_MANIFEST, build_image, busybox_web_files, push_image
+from mcp_server.processes import free_port
+from tests.support.oci import (
+    BUSYBOX_HTTPD,
+    OCI_MANIFEST,
+    build_image,
+    busybox_web_files,
+    docker_registry,
+    push_image,
+)
 from workflows.adapters.registry import (
     ImageNotFound,
     OciRegistry,
@@ -30,40 +37,15 @@ from workflows.adapters.registry import (
 )
 from workflows.images import parse_image
 
-REGISTRY_BIN = "/usr/bin/docker-registry"
-
-
-def _v2_answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1.0).status_code == 200
-    except httpx.HTTPError:
-        return False
-
 
 @pytest.fixture(scope="module")
 def registry_host() -> Iterator[str]:
-    """A real docker-registry on 127.0.0.1:<free port>, storage in a temp dir, stopped by PID afterwards."""
+    """A real docker-registry that allows deletes, storage in a temp dir, stopped by PID afterwards."""
     run_dir = Path(tempfile.mkdtemp(prefix="deploy-mcp-registry-"))
-    port = free_port()
-    config = run_dir / "config.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {run_dir / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: test-only-not-a-secret\n"
-    )
-    proc = ManagedProcess(
-        "docker-registry",
-        [REGISTRY_BIN, "serve", str(config)],
-        run_dir,
-        install_hint="Install it with `apt install docker-registry`.",
-    )
-    proc.start()
     try:
-        proc.wait_ready(lambda: _v2_answers(f"http://127.0.0.1:{port}/v2/"), timeout=30, what="answering /v2/")
-        yield f"127.0.0.1:{port}"
+        with docker_registry(run_dir, delete=True) as host:
+            yield host
     finally:
-        proc.stop()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

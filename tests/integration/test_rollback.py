@@ -9,14 +9,12 @@ import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from mcp.types import CallToolResult
 
 from mcp_server.embedded import Testbed
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
+from tests.support.platform import Platform, ok, platform_settings, running_platform
 from workflows.specs import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -28,13 +26,6 @@ async def platform(database_url: str, temporal_address: str, needs_node: Testbed
     settings = platform_settings(database_url, temporal_address, needs_node, rollback_window_seconds=4)
     async with running_platform(settings) as p:
         yield p
-
-
-def ok(r: CallToolResult) -> dict[str, Any]:
-    assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
-    content: dict[str, Any] | None = r.structured_content
-    assert content is not None
-    return content
 
 
 async def image(p: Platform, tag: str) -> str:

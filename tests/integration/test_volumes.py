@@ -10,14 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from mcp.types import CallToolResult
 
 from mcp_server.embedded import Testbed
 from tests.support.oci import busybox_web_files, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
+from tests.support.platform import Platform, ok, platform_settings, running_platform
 from workflows.specs import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -32,13 +31,6 @@ async def platform(database_url: str, temporal_address: str, needs_node: Testbed
     settings = platform_settings(database_url, temporal_address, needs_node)
     async with running_platform(settings) as p:
         yield p
-
-
-def ok(r: CallToolResult) -> dict[str, Any]:
-    assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
-    content: dict[str, Any] | None = r.structured_content
-    assert content is not None
-    return content
 
 
 def err(r: CallToolResult) -> str:

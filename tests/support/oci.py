@@ -263,9 +263,9 @@ def _v2_answers(url: str) -> bool:
 
 
 @contextmanager
-def docker_registry(run_dir: Path) -> Iterator[str]:
+def docker_registry(run_dir: Path, *, delete: bool = False) -> Iterator[str]:
     """A real docker-registry (Debian's) on 127.0.0.1:<free port>, its data under `run_dir`, stopped by PID
-    afterwards; yields its host:port."""
+    afterwards; yields its host:port. `delete`: the registry accepts DELETE of manifests and blobs."""
     port = free_port()
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / "config.yml"
@@ -273,7 +273,8 @@ def docker_registry(run_dir: Path) -> Iterator[str]:
         "version: 0.1\n"
         "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
         f"storage:\n  filesystem:\n    rootdirectory: {run_dir / 'data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: test-only-not-a-secret\n"
+        + ("  delete:\n    enabled: true\n" if delete else "")
+        + f"http:\n  addr: 127.0.0.1:{port}\n  secret: test-only-not-a-secret\n"
     )
     proc = ManagedProcess(
         "docker-registry", [REGISTRY_BIN, "serve", str(config)], run_dir,

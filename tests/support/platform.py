@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from cryptography.fernet import Fernet
 from mcp.client import Client
+from mcp.types import CallToolResult
 from temporalio.worker import Worker
 
 from mcp_server.config import Settings, load_settings
@@ -27,6 +28,15 @@ from mcp_server.worker import worker
 from tools._runtime import Principal
 from workflows.adapters.kube import Kube
 from workflows.specs import LABEL_TENANT
+
+
+def ok(r: CallToolResult) -> dict[str, Any]:
+    """The structured result of a tool call that must have succeeded (else the tool's error text fails it)."""
+    assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
+    content: dict[str, Any] | None = r.structured_content
+    assert content is not None
+    return content
+
 
 ALL_SCOPES = frozenset({"apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read"})
 
