@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
+from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
 from mcp_server.store import migrate
 from tests.support.platform import Platform, platform_settings, running_platform
 

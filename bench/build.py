@@ -29,7 +29,7 @@ from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
 from tests.support.platform import Platform
 from workflows.adapters.kube import Kube
-from workflows.render_build import BuildImages
+from workflows.domain.build_spec import BuildImages
 
 REGISTRY = "127.0.0.1:5000"
 TOKEN = "bench-0nly-git-token-for-builds"

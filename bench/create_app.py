@@ -24,9 +24,10 @@ from temporalio.worker import Worker
 
 from bench._harness import pct, platform, quiet, services
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from workflows.names import namespace_name
-from workflows.render import app_ingress, app_service, namespace_objects, release_deployment, release_secret
-from workflows.specs import AppConfig, ClusterCaps, Guardrails, HealthCheck, ReleaseSpec, Resources
+from workflows.domain.names import namespace_name
+from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, HealthCheck, ReleaseSpec, Resources
+from workflows.render.namespace import namespace_objects
+from workflows.render.release import app_ingress, app_service, release_deployment, release_secret
 
 TINY = {"cpu_millicores": 10, "cpu_limit_millicores": 100, "memory_mib": 32}
 

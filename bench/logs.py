@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
-from mcp_server.processes import free_port
+from mcp_server.devenv.processes import free_port
 from tools.logs import MAX_PAGE_BYTES, Budget, read_capped
 from workflows.adapters.loki import LokiClient, LokiLogStore, LokiStream
-from workflows.logs import Direction, LogQuery
-from workflows.logtext import SecretMasker
+from workflows.domain.log_paging import Direction, LogQuery
+from workflows.domain.masking import SecretMasker
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk_live_7Qe9xLmN2pVb"

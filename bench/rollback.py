@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._harness import pct, platform, quiet, services
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
 from tests.support.platform import Platform
-from workflows.specs import LABEL_RELEASE
+from workflows.domain.labels import LABEL_RELEASE
 
 TINY = {"cpu_millicores": 10, "cpu_limit_millicores": 100, "memory_mib": 32}
 HC = {"type": "http", "path": "/index.html", "period_seconds": 1}

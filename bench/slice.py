@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import platform, quiet, services
-from mcp_server.edge import TraefikEdge, run_edge
+from mcp_server.devenv.edge import TraefikEdge, run_edge
 from tests.support.git_server import GitHttpsServer, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
 from tests.support.slice import Slice, make_slice_repo

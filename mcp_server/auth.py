@@ -13,7 +13,7 @@ from mcp.server.auth.provider import AccessToken
 
 from mcp_server.config import ALL_SCOPES, Settings
 from mcp_server.store import PgStore
-from tools._runtime import Principal
+from tools.context import Principal
 
 TOKEN_PREFIX = "dmcp_"  # noqa: S105 (a prefix, not a secret)
 

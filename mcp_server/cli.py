@@ -24,8 +24,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from mcp_server.runtime import require_database_url
     from mcp_server.store import migrate
+    from mcp_server.wiring import require_database_url
 
     settings = _settings(args)
     applied = asyncio.run(migrate(require_database_url(settings)))
@@ -34,7 +34,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mcp_server.runtime import http_server, make_server, require_database_url, server_deps
+    from mcp_server.wiring import http_server, make_server, require_database_url, server_deps
 
     settings = _settings(args)
     url = require_database_url(settings)
@@ -60,15 +60,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from mcp_server.dev import run_dev
+    from mcp_server.devenv.dev import run_dev
 
     return run_dev(_settings(args), cluster=args.cluster)
 
 
 def cmd_token(args: argparse.Namespace) -> int:
     from mcp_server.auth import check_scopes, create_token
-    from mcp_server.runtime import require_database_url
     from mcp_server.store import PgStore
+    from mcp_server.wiring import require_database_url
 
     settings = _settings(args)
     url = require_database_url(settings)
@@ -102,8 +102,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_testbed(args: argparse.Namespace) -> int:
-    from mcp_server.embedded import Testbed
-    from mcp_server.processes import ServiceError
+    from mcp_server.devenv.embedded import Testbed
+    from mcp_server.devenv.processes import ServiceError
 
     tb = Testbed()
     try:
@@ -116,7 +116,7 @@ def cmd_testbed(args: argparse.Namespace) -> int:
         elif args.testbed_cmd == "down":
             tb.down()
         elif args.testbed_cmd == "edge":
-            from mcp_server.edge import serve_edge
+            from mcp_server.devenv.edge import serve_edge
 
             settings = _settings(args)
             run_dir = args.run_dir or settings.state_dir / "edge"

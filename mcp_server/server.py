@@ -23,13 +23,13 @@ from mcp_server.auth import ApiTokenVerifier, principal_from_request
 from mcp_server.store import PgStore
 from prompts import PROMPTS
 from tools import all_tools
-from tools._runtime import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
+from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
 from tools.errors import Forbidden, InvalidInput, PlatformError
 from tools.ports import Images, LogStore, Workflows
 from tools.records import AuditEvent, Outcome
 from tools.redaction import redact
 from workflows.adapters.github_app import GitHubApp
-from workflows.secretbox import SecretBox
+from workflows.domain.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
 

@@ -33,8 +33,9 @@ from tools.records import (
     TenantRecord,
     VolumeRecord,
 )
-from workflows.contracts import TERMINAL_PHASES, BuildDone, BuildInput, BuildStarted
-from workflows.names import namespace_name
+from workflows.domain.build_contract import BuildDone, BuildInput, BuildStarted
+from workflows.domain.names import namespace_name
+from workflows.domain.phases import TERMINAL_PHASES
 
 MIGRATION_LOCK = 0x646D6370  # "dmcp": one migrator at a time across processes
 ROBOT_LOCK = 0x68617262  # "harb": one robot ensure per tenant and Harbor at a time across workers

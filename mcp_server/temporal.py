@@ -15,10 +15,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from mcp_server.config import Settings
 from workflows.build import BuildWorkflow
-from workflows.contracts import DeleteAppInput, DeployInput, DiagnoseInput, Diagnosis, VolumeOp, VolumeResult
 from workflows.delete import DeleteAppWorkflow
 from workflows.deploy import DeployWorkflow
 from workflows.diagnose import DiagnoseWorkflow
+from workflows.domain.delete_contract import DeleteAppInput
+from workflows.domain.deploy_contract import DeployInput
+from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
+from workflows.domain.volume_contract import VolumeOp, VolumeResult
 from workflows.volume import VolumeWorkflow
 
 

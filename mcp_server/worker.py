@@ -13,18 +13,18 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from mcp_server.config import Settings
-from mcp_server.runtime import load_secretbox, open_github_app, require_database_url
 from mcp_server.store import PgStore
 from mcp_server.temporal import WORKFLOWS, connect
-from workflows.activities import DeployActivities
+from mcp_server.wiring import load_secretbox, open_github_app, require_database_url
+from workflows.activities.build import BuildActivities, BuildSettings, RobotSource
+from workflows.activities.build_job import JobBuilder, JobBuilderSettings
+from workflows.activities.deploy import DeployActivities
+from workflows.activities.harbor import RegistryActivities
+from workflows.activities.volume import VolumeActivities
 from workflows.adapters.github_app import GitHubApp
 from workflows.adapters.harbor import HarborClient
 from workflows.adapters.kube import Kube
 from workflows.adapters.loki import LokiClient
-from workflows.build_activities import BuildActivities, BuildSettings, RobotSource
-from workflows.job_builder import JobBuilder, JobBuilderSettings
-from workflows.registry_activities import RegistryActivities
-from workflows.volume_activities import VolumeActivities
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
-from mcp_server.processes import ManagedProcess, free_port, port_open
+from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
+from mcp_server.devenv.processes import ManagedProcess, free_port, port_open
 from mcp_server.store import PgStore, migrate
 
 TEMPLATE_DB = "deploy_mcp_template"

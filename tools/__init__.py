@@ -17,7 +17,7 @@ from tools import (  # noqa: F401  (registration by import)
     secrets,
     volumes,
 )
-from tools._runtime import REGISTRY, ToolSpec
+from tools.context import REGISTRY, ToolSpec
 
 __all__ = ["REGISTRY", "ToolSpec", "all_tools"]
 

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
-from tools._args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
-from tools._runtime import call, tool
+from tools.args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
+from tools.context import call, tool
 from tools.errors import InvalidInput, NotFound
 from tools.releases import (
     ReleaseResult,
@@ -24,9 +24,9 @@ from tools.releases import (
 )
 from tools.views import AppSummary, AppView, app_summary, app_view
 from tools.volumes import VolumeRequest, check_volume_requests, mounts_config, volumes_for_new_app
-from workflows.contracts import DeleteAppInput
 from workflows.delete import delete_workflow_id
-from workflows.specs import AppConfig, HealthCheck, Resources
+from workflows.domain.delete_contract import DeleteAppInput
+from workflows.domain.specs import AppConfig, HealthCheck, Resources
 
 
 class AppList(BaseModel):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from tools._runtime import call, tool
+from tools.context import call, tool
 from tools.errors import InvalidInput
 
 

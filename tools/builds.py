@@ -9,10 +9,10 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from tools._args import AppName, ProjectName, check_name
-from tools._runtime import call, tool
+from tools.args import AppName, ProjectName, check_name
+from tools.context import call, tool
 from tools.errors import InvalidInput, NotFound
-from workflows.git import InvalidGitSource, parse_git_url
+from workflows.domain.git_urls import InvalidGitSource, parse_git_url
 
 LINE_CAP = 4096
 BYTES_CAP = 64 * 1024

@@ -7,8 +7,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from tools._args import AppName, ProjectName, check_name
-from tools._runtime import call, tool
+from tools.args import AppName, ProjectName, check_name
+from tools.context import call, tool
 from tools.errors import NotFound
 from tools.views import DeploymentView, app_url, deployment_view
 

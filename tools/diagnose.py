@@ -7,12 +7,12 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from tools._runtime import call, tool
+from tools.context import call, tool
 from tools.errors import NotFound
 from tools.logs import app_masker
 from tools.views import DeploymentError
-from workflows.contracts import DiagnoseInput
-from workflows.names import release_name
+from workflows.domain.diagnose_contract import DiagnoseInput
+from workflows.domain.names import release_name
 
 _NEXT = {
     "ImagePullFailed": "Check the image reference exists (push it, fix the tag) and deploy again, or `rollback`.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from tools._runtime import call, tool
+from tools.context import call, tool
 
 
 class WhoAmI(BaseModel):

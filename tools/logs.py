@@ -28,13 +28,12 @@ from uuid import UUID
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
-from tools._args import AppName, ProjectName, check_name
-from tools._runtime import CallContext, call, tool
+from tools.args import AppName, ProjectName, check_name
+from tools.context import CallContext, call, tool
 from tools.errors import InvalidInput, NotFound, Unavailable
 from tools.ports import LogStore
 from tools.records import AppRecord
-from workflows.logql import Level, LogQLError, check_regex, line_filter, quote
-from workflows.logs import (
+from workflows.domain.log_paging import (
     Cursor,
     CursorError,
     Direction,
@@ -46,8 +45,10 @@ from workflows.logs import (
     check_cursor,
     cursor_after,
 )
-from workflows.logtext import NS, SecretMasker, clip_line, format_rfc3339_ns, parse_rfc3339_ns, utf8_size
-from workflows.secretbox import SecretBoxError
+from workflows.domain.logql import Level, LogQLError, check_regex, line_filter, quote
+from workflows.domain.masking import SecretMasker, clip_line, utf8_size
+from workflows.domain.secretbox import SecretBoxError
+from workflows.domain.timestamps import NS, format_rfc3339_ns, parse_rfc3339_ns
 
 MAX_LIMIT = 1000
 MAX_LINE_BYTES = 4096

@@ -24,9 +24,12 @@ from tools.records import (
     VolumeRecord,
 )
 from workflows.adapters.registry import ResolvedImage
-from workflows.contracts import DeleteAppInput, DeployInput, DiagnoseInput, Diagnosis, VolumeOp, VolumeResult
-from workflows.images import ImageRef
-from workflows.logs import LogPage, LogQuery
+from workflows.domain.delete_contract import DeleteAppInput
+from workflows.domain.deploy_contract import DeployInput
+from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
+from workflows.domain.images import ImageRef
+from workflows.domain.log_paging import LogPage, LogQuery
+from workflows.domain.volume_contract import VolumeOp, VolumeResult
 
 
 class Store(Protocol):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from tools._runtime import call, tool
+from tools.context import call, tool
 
 
 class ProjectView(BaseModel):

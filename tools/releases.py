@@ -12,7 +12,7 @@ from uuid import UUID
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tools._runtime import CallContext
+from tools.context import CallContext
 from tools.errors import InvalidInput, Unavailable
 from tools.records import AppRecord, DeploymentRecord, NewRelease, ReleaseClaim
 from tools.views import DeploymentError, app_url
@@ -32,12 +32,15 @@ from workflows.adapters.github_app import (
     credentials_for,
 )
 from workflows.adapters.registry import ImageNotFound, RegistryAuthError, RegistryError
-from workflows.contracts import TERMINAL_PHASES, BuildInput, DeployInput
 from workflows.deploy import deploy_workflow_id
-from workflows.git import GitCredentials, GitUrl, InvalidGitSource, check_ref, parse_git_url
-from workflows.images import InvalidImageRef, parse_image
-from workflows.names import app_hostname, env_name_problem, release_name
-from workflows.specs import AppConfig
+from workflows.domain.build_contract import BuildInput
+from workflows.domain.credentials import GitCredentials
+from workflows.domain.deploy_contract import DeployInput
+from workflows.domain.git_urls import GitUrl, InvalidGitSource, check_ref, parse_git_url
+from workflows.domain.images import InvalidImageRef, parse_image
+from workflows.domain.names import app_hostname, env_name_problem, release_name
+from workflows.domain.phases import TERMINAL_PHASES
+from workflows.domain.specs import AppConfig
 
 PHASES = ["pending", "namespace", "release", "waiting", "switching", "succeeded"]
 

@@ -10,12 +10,12 @@ from uuid import UUID
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from tools._args import AppName, IdempotencyKey, ProjectName, Wait, check_name
-from tools._runtime import call, tool
+from tools.args import AppName, IdempotencyKey, ProjectName, Wait, check_name
+from tools.context import call, tool
 from tools.errors import Conflict, InvalidInput, NotFound
 from tools.records import DeploymentRecord, NewRelease
 from tools.releases import ReleaseResult, claim_and_start, wait_bound, wait_with_progress
-from workflows.names import app_hostname, release_name
+from workflows.domain.names import app_hostname, release_name
 
 
 def rollback_workflow_prefix(tenant: str, project: str, app: str) -> str:

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from tools._args import AppName, ProjectName, check_name
-from tools._runtime import call, tool
+from tools.args import AppName, ProjectName, check_name
+from tools.context import call, tool
 from tools.errors import InvalidInput, NotFound
 from tools.releases import check_env, seal_secrets
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from tools.records import AppRecord, DeploymentRecord
-from workflows.names import release_name
+from workflows.domain.names import release_name
 
 
 class DeploymentError(BaseModel):

@@ -17,15 +17,15 @@ from uuid import UUID
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools._args import AppName, ProjectName, Wait, check_name
-from tools._runtime import CallContext, call, tool
+from tools.args import AppName, ProjectName, Wait, check_name
+from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tools.records import AppRecord, NewRelease, VolumeRecord
 from tools.releases import ReleaseResult, claim_and_start, wait_bound, wait_with_progress
-from workflows.contracts import VolumeOp, VolumeResult
 from workflows.deploy import deploy_workflow_id
-from workflows.names import app_hostname
-from workflows.specs import AppConfig, Mount, VolumeSpec
+from workflows.domain.names import app_hostname
+from workflows.domain.specs import AppConfig, Mount, VolumeSpec
+from workflows.domain.volume_contract import VolumeOp, VolumeResult
 from workflows.volume import volume_workflow_id
 
 VolumeName = Annotated[str, Field(description="Volume name: lowercase DNS label, at most 20 characters.",

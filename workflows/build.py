@@ -15,8 +15,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import BuildDone, BuildInput, BuildOutput, BuildStarted
-    from workflows.diagnosis import Failure
+    from workflows.domain.build_contract import BuildDone, BuildInput, BuildOutput, BuildStarted
+    from workflows.domain.diagnosis import Failure
 
 
 def build_workflow_id(tenant: str, project: str, app: str, sha: str, subdir: str = "") -> str:

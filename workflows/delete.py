@@ -13,7 +13,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import DeleteAppInput
+    from workflows.domain.delete_contract import DeleteAppInput
 
 
 def delete_workflow_id(tenant: str, project: str, app: str, app_id: UUID) -> str:

@@ -25,9 +25,9 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import (
+    from workflows.domain.build_contract import BuildOutput
+    from workflows.domain.deploy_contract import (
         ApplyRelease,
-        BuildOutput,
         DeployInput,
         DeployResult,
         EnsureNamespace,
@@ -45,8 +45,8 @@ with workflow.unsafe.imports_passed_through():
         WaitClosed,
         WaitReady,
     )
-    from workflows.diagnosis import Failure
-    from workflows.specs import ReleaseSpec
+    from workflows.domain.diagnosis import Failure
+    from workflows.domain.specs import ReleaseSpec
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=20), maximum_attempts=8)

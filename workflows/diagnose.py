@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import DiagnoseInput, Diagnosis
+    from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
 
 
 @workflow.defn(name="diagnose-release")

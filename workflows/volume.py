@@ -13,7 +13,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.contracts import EnsureNamespace, VolumeOp, VolumeOutcome, VolumeResult
+    from workflows.domain.deploy_contract import EnsureNamespace
+    from workflows.domain.volume_contract import VolumeOp, VolumeOutcome, VolumeResult
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
                     maximum_attempts=8)

@@ -20,7 +20,7 @@ from mcp import StdioServerParameters
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_server.processes import free_port, process_starttime
+from mcp_server.devenv.processes import free_port, process_starttime
 
 
 def _children(pid: int) -> set[int]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 from tests.conftest import Edge
 from tests.support.git_server import GitHttpsServer, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image

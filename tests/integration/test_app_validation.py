@@ -10,7 +10,7 @@ from mcp.client import Client
 
 from mcp_server.server import ServerDeps, build_server
 from mcp_server.store import PgStore
-from tools._runtime import PlatformConfig, Principal
+from tools.context import PlatformConfig, Principal
 
 ALL = frozenset({"apps:read", "apps:write", "secrets:write", "audit:read"})
 BASE = {"project": "shop", "name": "web", "source": {"image": "127.0.0.1:5000/a/web:v1"}, "port": 8080}

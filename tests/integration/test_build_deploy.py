@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 from tests.fakes.fake_github import FakeGitHub, fake_app_key, fake_github_running
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 from workflows.adapters.kube import Kube
-from workflows.git import GitCredentials
-from workflows.render_build import BuildImages, BuildSpec, build_job, git_secret_body
+from workflows.domain.build_spec import BuildImages, BuildSpec
+from workflows.domain.credentials import GitCredentials
+from workflows.render.build_job import build_job, git_secret_body
 
 pytestmark = pytest.mark.cluster
 TOKEN = "ghs_0nly0in0the0secret0never0in0the0job"

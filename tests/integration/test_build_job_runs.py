@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 from tests.fakes.fake_harbor import FAKE_ADMIN, fake_harbor_running
 from tests.support.fake_buildkit import push_fake_build_images
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
 from tests.support.platform import Platform, ok, platform_settings, running_platform
 from workflows.adapters.kube import Kube
-from workflows.render_build import BuildImages
+from workflows.domain.build_spec import BuildImages
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(900)]
 REGISTRY = "127.0.0.1:5000"

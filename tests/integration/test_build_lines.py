@@ -8,11 +8,11 @@ import time
 
 from mcp_server.store import PgStore
 from tests.fakes.fake_loki import fake_loki_running
+from workflows.activities.build import BuildLineSink
 from workflows.adapters.loki import LokiClient
-from workflows.build_activities import BuildLineSink
-from workflows.contracts import BuildInput
-from workflows.logtext import SecretMasker
-from workflows.names import app_hostname
+from workflows.domain.build_contract import BuildInput
+from workflows.domain.masking import SecretMasker
+from workflows.domain.names import app_hostname
 
 
 async def test_build_lines_go_to_the_store_and_to_loki(store: PgStore) -> None:

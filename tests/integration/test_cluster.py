@@ -7,7 +7,7 @@ import httpx
 import pytest
 from kubernetes_asyncio import client, config
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 
 pytestmark = pytest.mark.cluster
 

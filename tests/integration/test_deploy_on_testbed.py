@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 from tests.conftest import Edge
 from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_built_image, push_image
 from tests.support.platform import Platform, ok, platform_settings, running_platform
-from workflows.specs import LABEL_RELEASE
+from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
 REGISTRY = "127.0.0.1:5000"

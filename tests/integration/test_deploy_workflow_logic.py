@@ -17,10 +17,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from mcp_server.embedded import temporal_test_server
-from workflows.contracts import DeployInput, DeployResult, RetiredRelease, Switched
+from mcp_server.devenv.embedded import temporal_test_server
 from workflows.deploy import DeployWorkflow
-from workflows.specs import AppConfig
+from workflows.domain.deploy_contract import DeployInput, DeployResult, RetiredRelease, Switched
+from workflows.domain.specs import AppConfig
 
 
 @pytest.fixture

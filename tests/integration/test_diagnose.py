@@ -14,7 +14,7 @@ import httpx
 import pytest
 from mcp.client import Client
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_built_image, push_image
 from tests.support.platform import Platform, platform_settings, running_platform
 

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mcp_server.processes import free_port
+from mcp_server.devenv.processes import free_port
 from tests.support.git_server import GIT_HOST_NAME, GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import busybox_web_files, docker_registry, push_image
 from workflows.adapters import git as git_adapter
@@ -51,9 +51,11 @@ from workflows.adapters.git import (
     resolve_ref,
 )
 from workflows.adapters.registry import OciRegistry
-from workflows.git import GitCredentials, InvalidGitSource
-from workflows.images import parse_image
-from workflows.render_build import BUILD_SCRIPT, CLONE_SCRIPT, BuildImages, BuildSpec, buildctl_args, digest_from_log
+from workflows.domain.build_spec import BuildImages, BuildSpec
+from workflows.domain.credentials import GitCredentials
+from workflows.domain.git_urls import InvalidGitSource
+from workflows.domain.images import parse_image
+from workflows.render.build_job import BUILD_SCRIPT, CLONE_SCRIPT, buildctl_args, digest_from_log
 
 TOKEN = "ghs_test0nly0Secret0Token0abcdef123456"
 WRONG_TOKEN = "ghs_wrong0Token0abcdef0000000000000000"

@@ -46,18 +46,18 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from mcp_server.config import Settings, load_settings
-from mcp_server.runtime import open_github_app, server_deps
 from mcp_server.server import ServerDeps, build_server
 from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
+from mcp_server.wiring import open_github_app, server_deps
 from mcp_server.worker import build_activities
 from tests.fakes.fake_github import FakeGitHub, fake_app_key, fake_github_running
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import busybox_web_files, docker_registry, push_image
 from tests.support.platform import ok
-from tools._runtime import Principal
+from tools.context import Principal
 from workflows.build import BuildWorkflow
-from workflows.contracts import BuildInput, BuildOutput
+from workflows.domain.build_contract import BuildInput, BuildOutput
 
 APP_ID = 313131
 KEYS = fake_app_key()

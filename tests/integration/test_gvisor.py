@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 from tests.support.oci import busybox_web_files, push_image
 from tests.support.platform import Platform, platform_settings, running_platform
 

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from mcp.types import CallToolResult
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 from mcp_server.temporal import TemporalWorkflows
 from tests.fakes.fake_harbor import FAKE_ADMIN, FakeHarbor, fake_harbor_running
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
 from tests.support.platform import Platform, ok, platform_settings, running_platform
-from workflows.specs import LABEL_RELEASE
+from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
 REGISTRY = "127.0.0.1:5000"

@@ -18,10 +18,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mcp_server.auth import create_token
 from mcp_server.config import load_settings
-from mcp_server.processes import free_port
-from mcp_server.runtime import http_server, make_server, platform_config
+from mcp_server.devenv.processes import free_port
 from mcp_server.server import ServerDeps
 from mcp_server.store import PgStore
+from mcp_server.wiring import http_server, make_server, platform_config
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 

@@ -30,19 +30,19 @@ from mcp.client import Client
 from psycopg.types.json import Jsonb
 
 import tools.logs
-from mcp_server.processes import free_port
+from mcp_server.devenv.processes import free_port
 from mcp_server.server import DeployMCP, ServerDeps, build_server
 from mcp_server.store import PgStore
 from tests.fakes.fake_loki import FakeLoki, fake_loki_running
-from tools._runtime import PlatformConfig, Principal
+from tools.context import PlatformConfig, Principal
 from tools.ports import LogStore
 from tools.records import NewRelease
 from workflows.adapters.loki import LokiClient, LokiLogStore, LokiStream
-from workflows.logql import line_filter
-from workflows.logs import Direction, LogLine, LogQueryError, LogStoreUnavailable, in_order
-from workflows.logtext import utf8_size
-from workflows.names import app_hostname
-from workflows.secretbox import SecretBox
+from workflows.domain.log_paging import Direction, LogLine, LogQueryError, LogStoreUnavailable, in_order
+from workflows.domain.logql import line_filter
+from workflows.domain.masking import utf8_size
+from workflows.domain.names import app_hostname
+from workflows.domain.secretbox import SecretBox
 
 ALL = frozenset({"apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read"})
 SECRET = "sk_live_7Qe9xLmN2pVb"

@@ -7,7 +7,7 @@ from mcp.client import Client
 
 from mcp_server.server import ServerDeps, build_server
 from mcp_server.store import PgStore
-from tools._runtime import PlatformConfig, Principal
+from tools.context import PlatformConfig, Principal
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])

@@ -12,8 +12,8 @@ from psycopg.types.json import Jsonb
 
 from mcp_server.server import ServerDeps, build_server
 from mcp_server.store import PgStore
-from tools._runtime import PlatformConfig, Principal
-from workflows.names import app_hostname
+from tools.context import PlatformConfig, Principal
+from workflows.domain.names import app_hostname
 
 ALL = frozenset({"apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read"})
 pytestmark = pytest.mark.parametrize("mode", ["auto", "legacy"])

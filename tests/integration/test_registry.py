@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mcp_server.processes import free_port
+from mcp_server.devenv.processes import free_port
 from tests.support.oci import (
     BUSYBOX_HTTPD,
     OCI_MANIFEST,
@@ -35,7 +35,7 @@ from workflows.adapters.registry import (
     RegistryError,
     RegistryUnavailable,
 )
-from workflows.images import parse_image
+from workflows.domain.images import parse_image
 
 
 @pytest.fixture(scope="module")

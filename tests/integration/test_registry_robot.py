@@ -16,14 +16,14 @@ import httpx
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from mcp_server.processes import free_port
+from mcp_server.devenv.processes import free_port
 from mcp_server.store import PgStore
 from tests.fakes.fake_harbor import FAKE_ADMIN, FakeHarbor, fake_harbor_running
+from workflows.activities.harbor import RegistryActivities
 from workflows.adapters.harbor import HarborClient
 from workflows.adapters.kube import Kube
-from workflows.registry_activities import RegistryActivities
-from workflows.render_build import RobotCredentials
-from workflows.secretbox import SecretBox
+from workflows.domain.credentials import RobotCredentials
+from workflows.domain.secretbox import SecretBox
 
 REGISTRY = "127.0.0.1:5000"
 

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from temporalio.client import Client as TemporalClient
 
-from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
-from mcp_server.processes import ManagedProcess, ServiceError, process_starttime
+from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
+from mcp_server.devenv.processes import ManagedProcess, ServiceError, process_starttime
 from mcp_server.store import migrate, migration_files
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from mcp_server.config import Settings
-from mcp_server.embedded import Testbed
-from mcp_server.processes import ManagedProcess
+from mcp_server.devenv.embedded import Testbed
+from mcp_server.devenv.processes import ManagedProcess
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
 from tests.support.platform import Platform, platform_settings, running_platform
-from workflows.specs import LABEL_RELEASE
+from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
 

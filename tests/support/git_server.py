@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mcp_server.processes import free_port
+from mcp_server.devenv.processes import free_port
 
 GIT_HOST_NAME = "git.test"
 """A name in the certificate that no resolver knows: reached through `pin_address` only."""

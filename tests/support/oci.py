@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from mcp_server.processes import ManagedProcess, free_port
+from mcp_server.devenv.processes import ManagedProcess, free_port
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"

@@ -19,15 +19,15 @@ from mcp.types import CallToolResult
 from temporalio.worker import Worker
 
 from mcp_server.config import Settings, load_settings
-from mcp_server.edge import endpoint_urls
-from mcp_server.embedded import Testbed
-from mcp_server.fake_longhorn import FakeLonghorn, install_storage
-from mcp_server.runtime import server_deps
+from mcp_server.devenv.edge import endpoint_urls
+from mcp_server.devenv.embedded import Testbed
 from mcp_server.server import DeployMCP, ServerDeps, build_server
+from mcp_server.wiring import server_deps
 from mcp_server.worker import worker
-from tools._runtime import Principal
+from tests.fakes.fake_longhorn import FakeLonghorn, install_storage
+from tools.context import Principal
 from workflows.adapters.kube import Kube
-from workflows.specs import LABEL_TENANT
+from workflows.domain.labels import LABEL_TENANT
 
 
 def ok(r: CallToolResult) -> dict[str, Any]:

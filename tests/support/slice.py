@@ -16,7 +16,7 @@ import httpx
 from mcp.client import Client
 from mcp.types import CallToolResult
 
-from mcp_server.embedded import Testbed
+from mcp_server.devenv.embedded import Testbed
 from tests.support.git_server import git_cmd
 from tests.support.platform import Platform
 

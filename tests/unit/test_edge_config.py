@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mcp_server.edge import traefik_dynamic_config
+from mcp_server.devenv.edge import traefik_dynamic_config
 
 CERT, KEY = Path("/c.pem"), Path("/k.pem")
 

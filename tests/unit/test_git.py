@@ -26,21 +26,10 @@ from workflows.adapters.git import (
     allowed_addresses,
     check_host_allowed,
 )
-from workflows.git import (
-    AllowList,
-    GitCredentials,
-    GitUrl,
-    InvalidGitSource,
-    address_class,
-    branch_summary,
-    check_ref,
-    github_repository,
-    is_full_sha,
-    parse_address,
-    parse_git_url,
-    parse_ls_remote,
-    pick_ref,
-)
+from workflows.domain.addresses import AllowList, address_class, parse_address
+from workflows.domain.credentials import GitCredentials
+from workflows.domain.git_refs import branch_summary, parse_ls_remote, pick_ref
+from workflows.domain.git_urls import GitUrl, InvalidGitSource, check_ref, github_repository, is_full_sha, parse_git_url
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

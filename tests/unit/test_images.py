@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflows.images import EXAMPLE, ImageRef, InvalidImageRef, parse_image
+from workflows.domain.images import EXAMPLE, ImageRef, InvalidImageRef, parse_image
 
 D = "sha256:" + "0123456789abcdef" * 4
 

@@ -9,17 +9,11 @@ import uuid
 from collections import deque
 from typing import Any
 
-from workflows.contracts import BuildInput
-from workflows.git import GitCredentials
-from workflows.job_builder import (
-    JobBuilder,
-    JobBuilderSettings,
-    _failure,
-    _finished,
-    _stuck,
-    _unschedulable,
-)
-from workflows.render_build import BuildImages, build_job, build_secrets_body, reserved_build_secret
+from workflows.activities.build_job import JobBuilder, JobBuilderSettings, _failure, _finished, _stuck, _unschedulable
+from workflows.domain.build_contract import BuildInput
+from workflows.domain.build_spec import BuildImages, reserved_build_secret
+from workflows.domain.credentials import GitCredentials
+from workflows.render.build_job import build_job, build_secrets_body
 
 IMAGES = BuildImages(clone="r/git:1", railpack="r/railpack:1", buildctl="r/buildctl:1")
 SETTINGS = JobBuilderSettings(namespace="deploy-mcp-builds", buildkit_addr="tcp://buildkitd:1234", images=IMAGES,

@@ -17,10 +17,10 @@ import pytest
 
 from workflows.adapters.kube import KubeError
 from workflows.adapters.kube_logs import KubeLogStore, parse_pod_log
-from workflows.k8s_errors import classify_status
-from workflows.logs import Direction, LogLine, LogQuery, LogStoreUnavailable
-from workflows.logtext import NS, format_rfc3339_ns
-from workflows.names import namespace_name
+from workflows.domain.k8s_errors import classify_status
+from workflows.domain.log_paging import Direction, LogLine, LogQuery, LogStoreUnavailable
+from workflows.domain.names import namespace_name
+from workflows.domain.timestamps import NS, format_rfc3339_ns
 
 T0 = 1_714_567_890 * NS  # 2024-05-01T12:51:30Z
 NOW = T0 + 3600 * NS

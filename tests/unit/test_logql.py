@@ -21,8 +21,7 @@ from collections.abc import Sequence
 import pytest
 
 from tests.fakes.fake_loki import FakeLogQLError, _fake_read_string, fake_parse_logql
-from workflows.logql import LogQLError, build_query, check_regex, level_regex, line_filter, quote, selector
-from workflows.logs import (
+from workflows.domain.log_paging import (
     Cursor,
     CursorError,
     Direction,
@@ -34,7 +33,9 @@ from workflows.logs import (
     in_order,
     read_page,
 )
-from workflows.logtext import SecretMasker, clip_line, format_rfc3339_ns, parse_rfc3339_ns
+from workflows.domain.logql import LogQLError, build_query, check_regex, level_regex, line_filter, quote, selector
+from workflows.domain.masking import SecretMasker, clip_line
+from workflows.domain.timestamps import format_rfc3339_ns, parse_rfc3339_ns
 
 TRICKY = [
     "",

@@ -1,6 +1,6 @@
 """Names: validation messages, suggestions, and the Kubernetes names derived from platform names."""
 
-from workflows.names import (
+from workflows.domain.names import (
     NAME_MAX,
     app_hostname,
     env_name_problem,
@@ -50,7 +50,7 @@ def test_release_and_env_names() -> None:
 
 
 def test_storage_quantities_in_gib() -> None:
-    from workflows.quantities import gib
+    from workflows.domain.quantities import gib
 
     assert [gib(q) for q in ("3Gi", "1Ti", "512Mi", "2048Mi", str(5 * 2**30), None, "", "junk", "0")] == [
         3, 1024, 1, 2, 5, 0, 0, 0, 0]

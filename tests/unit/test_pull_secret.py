@@ -16,14 +16,16 @@ from kubernetes_validate.utils import all_versions, latest_version
 from pydantic import ValidationError
 
 from mcp_server.config import Settings, load_settings
-from mcp_server.runtime import platform_config
-from tools._runtime import CallContext, PlatformConfig, Principal
+from mcp_server.wiring import platform_config
+from tools.context import CallContext, PlatformConfig, Principal
 from tools.ports import Store
 from tools.records import AppRecord, DeploymentRecord, ReleaseClaim
 from tools.releases import deploy_input
 from workflows.deploy import release_spec
-from workflows.render import project_labels, release_deployment
-from workflows.render_build import PULL_SECRET_NAME, RobotCredentials, imagepull_secret
+from workflows.domain.credentials import RobotCredentials
+from workflows.render.namespace import project_labels
+from workflows.render.pull_secret import PULL_SECRET_NAME, imagepull_secret
+from workflows.render.release import release_deployment
 
 HARBOR = {"harbor_url": "https://harbor.example.com/", "harbor_username": "admin", "harbor_password": "Pa55-word-X"}
 DIGEST = "sha256:" + "b" * 64

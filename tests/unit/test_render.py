@@ -23,28 +23,17 @@ import kubernetes_validate
 import pytest
 from kubernetes_validate.utils import all_versions, latest_version
 
-from workflows.render import (
+from workflows.domain.labels import LABEL_APP, LABEL_COMMIT, LABEL_PROJECT, LABEL_RELEASE, LABEL_TENANT
+from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, HealthCheck, ReleaseSpec, Resources
+from workflows.render.namespace import namespace_objects
+from workflows.render.release import (
     app_ingress,
     app_service,
     labels_for,
-    namespace_objects,
     release_deployment,
     release_pdb,
     release_secret,
     selector_for,
-)
-from workflows.specs import (
-    LABEL_APP,
-    LABEL_COMMIT,
-    LABEL_PROJECT,
-    LABEL_RELEASE,
-    LABEL_TENANT,
-    AppConfig,
-    ClusterCaps,
-    Guardrails,
-    HealthCheck,
-    ReleaseSpec,
-    Resources,
 )
 
 LATEST = latest_version()

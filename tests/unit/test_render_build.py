@@ -23,23 +23,26 @@ import pytest
 from kubernetes_validate.utils import latest_version
 from pydantic import ValidationError
 
-from workflows.git import GitCredentials
-from workflows.render_build import (
+from workflows.domain.build_spec import BuildImages, BuildSpec
+from workflows.domain.credentials import GitCredentials, RobotCredentials
+from workflows.domain.labels import (
+    LABEL_APP,
+    LABEL_BUILD_ID,
+    LABEL_COMMIT,
+    LABEL_DEPLOYMENT_ID,
+    LABEL_PROJECT,
+    LABEL_STREAM,
+    LABEL_TENANT,
+)
+from workflows.render.build_job import (
     BUILD_SCRIPT,
     CLONE_SCRIPT,
-    LABEL_BUILD_ID,
-    LABEL_STREAM,
-    BuildImages,
-    BuildSpec,
-    RobotCredentials,
     build_job,
     buildctl_args,
     digest_from_log,
-    dockerconfigjson,
     git_secret_body,
-    imagepull_secret,
 )
-from workflows.specs import LABEL_APP, LABEL_COMMIT, LABEL_DEPLOYMENT_ID, LABEL_PROJECT, LABEL_TENANT
+from workflows.render.pull_secret import dockerconfigjson, imagepull_secret
 
 LATEST = latest_version()
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from workflows.images import digest_problem, parse_image
+from workflows.domain.images import digest_problem, parse_image
 
 logger = logging.getLogger(__name__)
 

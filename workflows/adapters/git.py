@@ -31,23 +31,17 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from workflows.git import (
+from workflows.domain.addresses import AllowList, parse_address, refused_address
+from workflows.domain.credentials import GitCredentials
+from workflows.domain.git_refs import RemoteRefs, branch_summary, parse_ls_remote, pick_ref, ref_candidates
+from workflows.domain.git_urls import (
     CREDENTIALS_TOOL,
-    AllowList,
-    GitCredentials,
     GitUrl,
     InvalidGitSource,
-    RemoteRefs,
-    branch_summary,
     check_ref,
     is_full_sha,
     looks_like_abbreviated_sha,
-    parse_address,
     parse_git_url,
-    parse_ls_remote,
-    pick_ref,
-    ref_candidates,
-    refused_address,
 )
 
 logger = logging.getLogger(__name__)

@@ -30,7 +30,8 @@ import httpx
 import jwt
 
 from workflows.adapters.git import GitAuthError, GitError
-from workflows.git import CREDENTIALS_TOOL, GitCredentials, GitUrl, github_repository
+from workflows.domain.credentials import GitCredentials
+from workflows.domain.git_urls import CREDENTIALS_TOOL, GitUrl, github_repository
 
 GITHUB_API = "https://api.github.com"
 API_VERSION = "2022-11-28"

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from workflows.render_build import RobotCredentials
+from workflows.domain.credentials import RobotCredentials
 
 API = "/api/v2.0"
 ROBOT_NAME = "deploy-mcp"

@@ -17,8 +17,8 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from workflows.k8s_errors import K8sFailure, classify_status, status_message
-from workflows.specs import ClusterCaps
+from workflows.domain.k8s_errors import K8sFailure, classify_status, status_message
+from workflows.domain.specs import ClusterCaps
 
 FIELD_MANAGER = "deploy-mcp"
 

@@ -23,12 +23,12 @@ import aiohttp
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from workflows.adapters.kube import Kube, KubeError
-from workflows.k8s_errors import classify_status, status_message
-from workflows.logql import line_filter
-from workflows.logs import Direction, LogLine, LogPage, LogQuery, LogStoreUnavailable, in_order, read_page
-from workflows.logtext import NS, parse_rfc3339_ns
-from workflows.names import namespace_name
-from workflows.specs import LABEL_APP, LABEL_COMMIT, LABEL_DEPLOYMENT_ID, LABEL_PROJECT, LABEL_TENANT
+from workflows.domain.k8s_errors import classify_status, status_message
+from workflows.domain.labels import LABEL_APP, LABEL_COMMIT, LABEL_DEPLOYMENT_ID, LABEL_PROJECT, LABEL_TENANT
+from workflows.domain.log_paging import Direction, LogLine, LogPage, LogQuery, LogStoreUnavailable, in_order, read_page
+from workflows.domain.logql import line_filter
+from workflows.domain.names import namespace_name
+from workflows.domain.timestamps import NS, parse_rfc3339_ns
 
 TAIL_LINES = 10_000
 LIMIT_BYTES = 8 * 1024 * 1024

@@ -25,8 +25,7 @@ from typing import Any
 
 import httpx
 
-from workflows.logql import LogQLError, build_query, selector
-from workflows.logs import (
+from workflows.domain.log_paging import (
     Direction,
     LogLine,
     LogPage,
@@ -35,6 +34,7 @@ from workflows.logs import (
     LogStoreUnavailable,
     read_page,
 )
+from workflows.domain.logql import LogQLError, build_query, selector
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 DAY_NS = 86_400 * 1_000_000_000

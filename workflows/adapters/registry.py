@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from workflows.images import ImageRef, digest_problem
+from workflows.domain.images import ImageRef, digest_problem
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

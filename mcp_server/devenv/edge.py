@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from mcp_server.embedded import _venv_bin
-from mcp_server.processes import ManagedProcess, ServiceError, free_port, port_open
+from mcp_server.devenv.embedded import _venv_bin
+from mcp_server.devenv.processes import ManagedProcess, ServiceError, free_port, port_open
 from workflows.adapters.kube import Kube, KubeError
 
 log = logging.getLogger(__name__)

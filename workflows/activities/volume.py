@@ -12,12 +12,12 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.activities import kube_call
+from workflows.activities.kube_call import kube_call
+from workflows.activities.stores import VolumeStore
 from workflows.adapters.kube import Kube, KubeError, ref
-from workflows.contracts import VolumeOp, VolumeOutcome, VolumeResult
-from workflows.ports import VolumeStore
-from workflows.quantities import gib
-from workflows.render import (
+from workflows.domain.quantities import gib
+from workflows.domain.volume_contract import VolumeOp, VolumeOutcome, VolumeResult
+from workflows.render.volume import (
     LONGHORN_NAMESPACE,
     recurring_job,
     recurring_job_labels,

@@ -18,21 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from workflows.adapters.kube import Kube, KubeError
-from workflows.contracts import BuildInput
-from workflows.git import GitCredentials
-from workflows.render_build import (
-    LABEL_MANAGED_BY,
-    BuildImages,
-    BuildSpec,
-    RobotCredentials,
-    build_job,
-    build_labels,
-    build_secrets_body,
-    digest_from_log,
-    git_secret_body,
-    imagepull_secret,
-)
-from workflows.specs import MANAGED_BY
+from workflows.domain.build_contract import BuildInput
+from workflows.domain.build_spec import BuildImages, BuildSpec
+from workflows.domain.credentials import GitCredentials, RobotCredentials
+from workflows.domain.labels import LABEL_MANAGED_BY, MANAGED_BY
+from workflows.render.build_job import build_job, build_labels, build_secrets_body, digest_from_log, git_secret_body
+from workflows.render.pull_secret import imagepull_secret
 
 LineSink = Callable[[str], Awaitable[None]]
 Heartbeat = Callable[[], None]

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from workflows.activities.build_job import JobBuilder
+from workflows.activities.stores import BuildStore
 from workflows.adapters.buildah import (
     BuilderMissing,
     BuildFailed,
@@ -34,14 +36,13 @@ from workflows.adapters.git import GitAuthError, GitError, RepoNotFound, checkou
 from workflows.adapters.github_app import ChosenCredentials, GitHubApp, GitHubUnavailable, credentials_for
 from workflows.adapters.kube import KubeError
 from workflows.adapters.loki import LokiClient, LokiStream
-from workflows.contracts import BuildDone, BuildInput, BuildStarted
-from workflows.git import GitCredentials, GitUrl, parse_git_url
-from workflows.job_builder import JobBuilder
-from workflows.logs import LogStoreUnavailable
-from workflows.logtext import SecretMasker
-from workflows.ports import BuildStore
-from workflows.render_build import RobotCredentials, reserved_build_secret
-from workflows.secretbox import SecretBox
+from workflows.domain.build_contract import BuildDone, BuildInput, BuildStarted
+from workflows.domain.build_spec import reserved_build_secret
+from workflows.domain.credentials import GitCredentials, RobotCredentials
+from workflows.domain.git_urls import GitUrl, parse_git_url
+from workflows.domain.log_paging import LogStoreUnavailable
+from workflows.domain.masking import SecretMasker
+from workflows.domain.secretbox import SecretBox
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from mcp.types import ToolAnnotations
 from tools.errors import Forbidden, Unavailable
 from tools.ports import Images, LogStore, Store, Workflows
 from workflows.adapters.github_app import GitHubApp
-from workflows.secretbox import SecretBox
+from workflows.domain.secretbox import SecretBox
 
 
 @dataclass(frozen=True)

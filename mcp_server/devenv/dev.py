@@ -17,8 +17,8 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from mcp_server.config import ALL_SCOPES, Settings
-from mcp_server.embedded import EmbeddedPostgres, TemporalDevServer, Testbed, temporal_cli
-from mcp_server.processes import ServiceError, free_port, port_open
+from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Testbed, temporal_cli
+from mcp_server.devenv.processes import ServiceError, free_port, port_open
 
 
 def say(msg: str) -> None:
@@ -126,8 +126,8 @@ EDGE_HTTP_PORT, EDGE_HTTPS_PORT = 8080, 8443
 
 async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> int:
     from mcp_server.auth import create_token
-    from mcp_server.runtime import http_server, make_server, server_deps
     from mcp_server.store import migrate
+    from mcp_server.wiring import http_server, make_server, server_deps
 
     url = settings.resolved_database_url()
     assert url
@@ -145,7 +145,7 @@ async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> i
             tasks.append(asyncio.create_task(run_worker(settings), name="worker"))
             say(f"worker: polling task queue {settings.task_queue!r}")
         if edge and settings.kubeconfig:
-            from mcp_server.edge import TraefikEdge, run_edge
+            from mcp_server.devenv.edge import TraefikEdge, run_edge
             from workflows.adapters.kube import Kube
 
             kube = await Kube.connect(settings.kubeconfig)

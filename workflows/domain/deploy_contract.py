@@ -6,16 +6,9 @@ from __future__ import annotations
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict
-
-from workflows.diagnosis import Failure
-from workflows.specs import AppConfig, ReleaseSpec, VolumeSpec
-
-TERMINAL_PHASES = frozenset({"succeeded", "failed", "cancelled", "superseded"})
-
-
-class Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from workflows.domain.build_contract import BuildInput
+from workflows.domain.diagnosis import Failure
+from workflows.domain.specs import AppConfig, Msg, ReleaseSpec
 
 
 class DeployInput(Msg):
@@ -151,92 +144,7 @@ class PruneReleases(Msg):
     retain_days: int
 
 
-class DiagnoseInput(Msg):
-    namespace: str
-    release: str
-
-
-class Diagnosis(Msg):
-    healthy: bool
-    failure: Failure | None = None
-    desired_replicas: int = 0
-    ready_replicas: int = 0
-    containers: list[str] = []  # "pod/container: state (exit code, restarts)"
-    events: list[str] = []  # "Reason: message", newest last
-    logs: list[str] = []  # last lines of the first failing pod
-
-
-class VolumeOp(Msg):
-    """One change to a volume, carried out by the volume workflow."""
-
-    op: Literal["create", "resize", "delete", "snapshot", "backup", "restore", "policy"]
-    volume_id: UUID
-    spec: VolumeSpec
-    snapshot: str | None = None  # snapshot/backup: the VolumeSnapshot to take; restore: the one to restore
-    cron: str | None = None
-    retain: int | None = None
-    timeout_seconds: int = 120
-
-
-class VolumeResult(Msg):
-    status: str
-    refs: list[str] = []
-    message: str | None = None
-
-
-class VolumeOutcome(Msg):
-    op: VolumeOp
-    result: VolumeResult
-
-
-class BuildInput(Msg):
-    """Build one commit of an app's repository into `<image_repo>:<sha>`."""
-
-    tenant: str
-    project: str
-    app: str
-    app_id: UUID
-    deployment_id: UUID | None = None
-    git_url: str
-    commit_sha: str
-    subdir: str = ""
-    builder: Literal["auto", "dockerfile", "railpack"] = "auto"
-    image_repo: str  # <registry>/<tenant>/<app>
-    timeout_seconds: int = 1800
-    secrets_version: int = 0  # the app's secrets the build may read (RUN --mount=type=secret / Railpack)
-
-
-class BuildOutput(Msg):
-    build_id: UUID | None = None
-    image: str | None = None  # <repo>@<digest>
-    digest: str | None = None
-    reused: bool = False
-    failure: Failure | None = None
-
-
-class BuildStarted(Msg):
-    build_id: UUID
-    reused_digest: str | None = None
-    request: BuildInput
-
-
-class BuildDone(Msg):
-    build_id: UUID
-    status: Literal["succeeded", "failed"]
-    digest: str | None = None
-    image: str | None = None
-    failed_step: str | None = None
-    error: str | None = None
-    last_lines: list[str] = []
-
-
 class ImageUpdate(Msg):
     deployment_id: UUID
     image: str  # repository
     digest: str
-
-
-class DeleteAppInput(Msg):
-    app_id: UUID
-    namespace: str
-    app: str

@@ -123,12 +123,5 @@ class ClusterCaps(Spec):
     ipv6_egress: bool = Field(False, description="Render the public IPv6 egress rule (dual-stack clusters only).")
 
 
-MANAGED_BY = "deploy-mcp"
-LABEL_TENANT = "deploy-mcp/tenant"
-LABEL_PROJECT = "deploy-mcp/project"
-LABEL_APP = "deploy-mcp/app"
-LABEL_RELEASE = "deploy-mcp/release"
-LABEL_DEPLOYMENT_ID = "deploy-mcp/deployment-id"
-LABEL_COMMIT = "deploy-mcp/commit-sha"
-LABEL_VOLUME = "deploy-mcp/volume"
-LABEL_SNAPSHOT_KIND = "deploy-mcp/snapshot-kind"
+class Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")

@@ -21,14 +21,15 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from workflows.activities import kube_call
+from workflows.activities.kube_call import kube_call
+from workflows.activities.stores import RobotStore
 from workflows.adapters.harbor import HarborAuthError, HarborClient, HarborError
 from workflows.adapters.kube import Kube, ref
-from workflows.contracts import EnsurePullSecret
-from workflows.ports import RobotStore
-from workflows.render import project_labels
-from workflows.render_build import RobotCredentials, imagepull_secret
-from workflows.secretbox import SecretBox, SecretBoxError
+from workflows.domain.credentials import RobotCredentials
+from workflows.domain.deploy_contract import EnsurePullSecret
+from workflows.domain.secretbox import SecretBox, SecretBoxError
+from workflows.render.namespace import project_labels
+from workflows.render.pull_secret import imagepull_secret
 
 CREDENTIAL_SETTINGS = "harbor_username and harbor_password (DEPLOY_MCP_HARBOR_USERNAME, DEPLOY_MCP_HARBOR_PASSWORD)"
 

@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.logql import Level
+from workflows.domain.logql import Level
 
 Direction = Literal["forward", "backward"]
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from mcp_server.processes import ManagedProcess, ServiceError, free_port, port_open
+from mcp_server.devenv.processes import ManagedProcess, ServiceError, free_port, port_open
 
 TESTBED_DIR = Path(__file__).parent / "testbed"
 POSTGRES_SYSTEM_USER = "deploy-mcp"
@@ -26,8 +26,9 @@ POSTGRES_SYSTEM_USER = "deploy-mcp"
 
 def manifests_dir() -> Path:
     """`manifests/` of the checkout, or the copy packaged into the wheel."""
-    packaged = Path(__file__).parent / "_manifests"
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "manifests"
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "_manifests"
+    return packaged if packaged.is_dir() else package.parent / "manifests"
 
 
 def _venv_bin(name: str) -> Path:

@@ -14,15 +14,15 @@ from mcp_server.config import Settings
 from mcp_server.server import DeployMCP, ServerDeps, build_server
 from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows, connect
-from tools._runtime import PlatformConfig
+from tools.context import PlatformConfig
 from tools.ports import LogStore
 from workflows.adapters.github_app import GitHubApp, GitHubAppError
 from workflows.adapters.kube import Kube
 from workflows.adapters.kube_logs import KubeLogStore, KubePodLogs
 from workflows.adapters.loki import LokiClient, LokiLogStore
 from workflows.adapters.registry import OciRegistry
-from workflows.render_build import PULL_SECRET_NAME
-from workflows.secretbox import SecretBox
+from workflows.domain.secretbox import SecretBox
+from workflows.render.pull_secret import PULL_SECRET_NAME
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from tools.errors import InvalidInput
-from workflows.names import NAME_MAX, name_problem, suggest_name
+from workflows.domain.names import NAME_MAX, name_problem, suggest_name
 
 ProjectName = Annotated[
     str, Field(description=f"Project name: lowercase DNS label, at most {NAME_MAX} characters.", max_length=200)

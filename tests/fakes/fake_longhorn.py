@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
-from mcp_server.embedded import manifests_dir
+from mcp_server.devenv.embedded import manifests_dir
 from workflows.adapters.kube import Kube, KubeError
-from workflows.quantities import gib
+from workflows.domain.quantities import gib
 
 log = logging.getLogger(__name__)
 

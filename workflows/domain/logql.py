@@ -1,4 +1,4 @@
-"""LogQL text from structured filters, and the same filters as a Python predicate.
+r"""LogQL text from structured filters, and the same filters as a Python predicate.
 
 Agents never write LogQL: the tools turn their arguments into a query here, so every value goes through one
 quoting function and the tenant matchers cannot be escaped out of. Strings are LogQL double-quoted strings,
@@ -7,7 +7,7 @@ everything else is passed through as UTF-8.
 
 Regular expressions: Loki uses Go's RE2. A pattern is accepted only if Python's `re` compiles it and it uses
 none of the constructs where the two dialects part (lookaround, backreferences, atomic groups, possessive
-quantifiers, conditionals, `\\Z`, comments, flags other than i/m/s, POSIX classes), so the Loki store, the
+quantifiers, conditionals, `\Z`, comments, flags other than i/m/s, POSIX classes), so the Loki store, the
 Kubernetes store and the tool's re-check all agree on what matches.
 
 The level filter is a line filter (`|~`) over the markers apps actually print, not `| json | level=...` or

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from temporalio import activity
@@ -19,15 +19,14 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
 
+from workflows.activities.kube_call import _k8s, kube_call
+from workflows.activities.stores import ReleaseStore
 from workflows.adapters.kube import Kube, KubeError, ref
 from workflows.build import build_workflow_id
-from workflows.contracts import (
+from workflows.domain.build_contract import BuildInput, BuildOutput
+from workflows.domain.delete_contract import DeleteAppInput
+from workflows.domain.deploy_contract import (
     ApplyRelease,
-    BuildInput,
-    BuildOutput,
-    DeleteAppInput,
-    DiagnoseInput,
-    Diagnosis,
     EnsureNamespace,
     ImageUpdate,
     PhaseUpdate,
@@ -42,7 +41,8 @@ from workflows.contracts import (
     WaitClosed,
     WaitReady,
 )
-from workflows.diagnosis import (
+from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
+from workflows.domain.diagnosis import (
     Failure,
     deployment_failure,
     diagnose,
@@ -51,41 +51,18 @@ from workflows.diagnosis import (
     refine_with_events,
     timeout_failure,
 )
-from workflows.logtext import SecretMasker
-from workflows.ports import ReleaseStore
-from workflows.render import (
-    app_ingress,
-    app_service,
-    namespace_objects,
-    release_deployment,
-    release_pdb,
-    release_secret,
-)
-from workflows.secretbox import SecretBox
-from workflows.specs import LABEL_APP, LABEL_RELEASE, Guardrails
-
-T = TypeVar("T")
+from workflows.domain.labels import LABEL_APP, LABEL_RELEASE
+from workflows.domain.masking import SecretMasker
+from workflows.domain.secretbox import SecretBox
+from workflows.domain.specs import Guardrails
+from workflows.render.namespace import namespace_objects
+from workflows.render.release import app_ingress, app_service, release_deployment, release_pdb, release_secret
 
 RELEASE_FAILED = "ReleaseFailed"
 
 
 def _epoch(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
-
-
-def _k8s(e: KubeError) -> ApplicationError:
-    f = e.failure
-    return ApplicationError(
-        str(e), type=f.type, non_retryable=not f.retryable,
-        next_retry_delay=timedelta(seconds=f.retry_after) if f.retry_after else None,
-    )
-
-
-async def kube_call(fn: Callable[[], Awaitable[T]]) -> T:
-    try:
-        return await fn()
-    except KubeError as e:
-        raise _k8s(e) from e
 
 
 class DeployActivities:
@@ -430,4 +407,3 @@ class DeployActivities:
                 self.scale_release, self.retire_releases, self.record_outcome, self.diagnose_release,
                 self.delete_app_objects,
                 self.mark_app_deleted]
-

@@ -7,7 +7,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 from uuid import UUID
 
-from workflows.contracts import BuildDone, BuildInput, BuildStarted
+from workflows.domain.build_contract import BuildDone, BuildInput, BuildStarted
 
 
 class ReleaseStore(Protocol):

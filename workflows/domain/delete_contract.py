@@ -1,0 +1,13 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from workflows.domain.specs import Msg
+
+
+class DeleteAppInput(Msg):
+    app_id: UUID
+    namespace: str
+    app: str

@@ -1,0 +1,18 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+MANAGED_BY = "deploy-mcp"
+LABEL_TENANT = "deploy-mcp/tenant"
+LABEL_PROJECT = "deploy-mcp/project"
+LABEL_APP = "deploy-mcp/app"
+LABEL_RELEASE = "deploy-mcp/release"
+LABEL_DEPLOYMENT_ID = "deploy-mcp/deployment-id"
+LABEL_COMMIT = "deploy-mcp/commit-sha"
+LABEL_VOLUME = "deploy-mcp/volume"
+LABEL_SNAPSHOT_KIND = "deploy-mcp/snapshot-kind"
+
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_BUILD_ID = "deploy-mcp/build-id"
+LABEL_STREAM = "deploy-mcp/stream"
+STREAM_BUILD = "build"

@@ -1,0 +1,194 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workflows.domain.labels import (
+    LABEL_MANAGED_BY,
+    LABEL_PROJECT,
+    LABEL_TENANT,
+    MANAGED_BY,
+)
+from workflows.domain.specs import ClusterCaps, Guardrails
+from workflows.render.objects import meta
+
+GUARDRAILS = "guardrails"
+INGRESS_POLICY = "ingress-from-edge-and-project"
+EGRESS_POLICY = "egress-public-only"
+
+SMTP_PORTS: tuple[int, ...] = (25, 465, 587)
+
+PRIVATE_IPV4: tuple[str, ...] = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",  # carrier-grade NAT; also where some clouds put internal services
+    "169.254.0.0/16",  # link-local, including the 169.254.169.254 cloud metadata endpoint
+    "127.0.0.0/8",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+)
+PRIVATE_IPV6: tuple[str, ...] = ("fc00::/7", "fe80::/10", "::1/128", "ff00::/8")
+
+FALLBACK_TCP_PORTS: tuple[int, ...] = (22, 80, 443, 3306, 5432, 6379, 8080, 8443, 9418, 27017)
+FALLBACK_UDP_PORTS: tuple[int, ...] = (443, 123)
+
+PSA_LABELS: dict[str, str] = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+    "pod-security.kubernetes.io/warn": "restricted",
+    "pod-security.kubernetes.io/audit": "restricted",
+}
+
+
+def project_labels(tenant: str, project: str) -> dict[str, str]:
+    """The labels of every object the platform creates for a project."""
+    return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_TENANT: tenant, LABEL_PROJECT: project}
+
+
+# --- Namespace and its guardrails -----------------------------------------------------------------------------
+
+
+def _port_ranges_excluding(blocked: tuple[int, ...], low: int = 1, high: int = 65535) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    start = low
+    for port in sorted(set(blocked)):
+        if start <= port - 1:
+            ranges.append((start, port - 1))
+        start = port + 1
+    if start <= high:
+        ranges.append((start, high))
+    return ranges
+
+
+def _port_entry(protocol: str, first: int, last: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {"protocol": protocol, "port": first}
+    if last != first:
+        entry["endPort"] = last
+    return entry
+
+
+def public_egress_ports(caps: ClusterCaps) -> list[dict[str, Any]]:
+    """The ports an app may reach on public addresses: everything but SMTP where the cluster can say so."""
+    if caps.network_policy_end_port:
+        tcp = [_port_entry("TCP", lo, hi) for lo, hi in _port_ranges_excluding(SMTP_PORTS)]
+        return [*tcp, _port_entry("UDP", 1, 65535)]
+    return [
+        *({"protocol": "TCP", "port": p} for p in FALLBACK_TCP_PORTS),
+        *({"protocol": "UDP", "port": p} for p in FALLBACK_UDP_PORTS),
+    ]
+
+
+def namespace_objects(
+    tenant: str, project: str, namespace: str, guard: Guardrails, caps: ClusterCaps
+) -> list[dict[str, Any]]:
+    """A project's namespace and its guardrails, in apply order (the namespace first).
+
+    - Pod Security `restricted` is enforced, so no pod in it can run privileged whatever creates it.
+    - ResourceQuota caps what the project may hold; LoadBalancer and NodePort Services are forbidden because
+      traffic enters only through the platform's edge.
+    - LimitRange gives containers that declare nothing a request and a limit (the quota would otherwise
+      refuse them) and caps any one container.
+    - Ingress is allowed only from the edge's namespace and from the project's own pods.
+    - Egress is allowed to DNS (any resolver: the cluster DNS sits on a private address), to the project's own
+      pods, and to public IPv4/IPv6 addresses only: private, link-local (cloud metadata), loopback, multicast
+      and reserved ranges are cut out, so an app cannot reach the node, the control plane or other tenants.
+
+    SMTP (25, 465, 587) is never allowed. NetworkPolicy can only allow, so "every port but SMTP" is written
+    as port ranges with `endPort`. A cluster without `endPort` (before 1.22) silently drops the field, which
+    would turn each range into its first port only; there the policy fails closed instead, to an explicit
+    list of common ports (`FALLBACK_TCP_PORTS`, `FALLBACK_UDP_PORTS`).
+    """
+    labels = project_labels(tenant, project)
+    ns: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": meta(namespace, None, {**labels, **PSA_LABELS}),
+    }
+    memory = f"{guard.quota_memory_mib}Mi"
+    quota: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": meta(GUARDRAILS, namespace, labels),
+        "spec": {
+            "hard": {
+                "requests.cpu": f"{guard.quota_cpu_millicores}m",
+                "requests.memory": memory,
+                # memory request = limit for platform pods; capping limits too stops a hand-made pod with a
+                # small request and a huge limit from overcommitting the node
+                "limits.memory": memory,
+                "pods": str(guard.quota_pods),
+                "services": str(guard.quota_services),
+                "persistentvolumeclaims": str(guard.quota_pvcs),
+                "requests.storage": f"{guard.quota_storage_gib}Gi",
+                "services.loadbalancers": "0",
+                "services.nodeports": "0",
+            }
+        },
+    }
+    limits: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": meta(GUARDRAILS, namespace, labels),
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "default": {
+                        # bursting to a few times the request is harmless for CPU (throttled, never killed);
+                        # memory is not compressible, so its limit is its request
+                        "cpu": f"{min(4 * guard.default_cpu_millicores, guard.max_cpu_millicores)}m",
+                        "memory": f"{guard.default_memory_mib}Mi",
+                    },
+                    "defaultRequest": {
+                        "cpu": f"{guard.default_cpu_millicores}m",
+                        "memory": f"{guard.default_memory_mib}Mi",
+                    },
+                    "max": {
+                        "cpu": f"{guard.max_cpu_millicores}m",
+                        "memory": f"{guard.max_memory_mib}Mi",
+                    },
+                }
+            ]
+        },
+    }
+    edge_key, edge_value = guard.edge_namespace_label
+    ingress: dict[str, Any] = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta(INGRESS_POLICY, namespace, labels),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [
+                        {"namespaceSelector": {"matchLabels": {edge_key: edge_value}}},
+                        {"podSelector": {}},
+                    ]
+                }
+            ],
+        },
+    }
+    ports = public_egress_ports(caps)
+    rules: list[dict[str, Any]] = [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [{"podSelector": {}}]},
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_IPV4)}}], "ports": ports},
+    ]
+    if caps.ipv6_egress:
+        # Only on dual-stack clusters: kube-router 1.x (k3s ~1.20-1.23) stops syncing every policy when it
+        # meets an IPv6 ipBlock on an IPv4-only node (cloudnativelabs/kube-router#1245).
+        rules.append({"to": [{"ipBlock": {"cidr": "::/0", "except": list(PRIVATE_IPV6)}}], "ports": ports})
+    egress: dict[str, Any] = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": meta(EGRESS_POLICY, namespace, labels),
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": rules,
+        },
+    }
+    return [ns, quota, limits, ingress, egress]

@@ -1,0 +1,12 @@
+"""TODO docstring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def meta(name: str, namespace: str | None, labels: dict[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "labels": dict(labels)}
+    if namespace is not None:
+        meta["namespace"] = namespace
+    return meta
