@@ -14,15 +14,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mcp_server.config import Settings
-from workflows.build import BuildWorkflow
-from workflows.delete import DeleteAppWorkflow
-from workflows.deploy import DeployWorkflow
-from workflows.diagnose import DiagnoseWorkflow
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
-from workflows.volume import VolumeWorkflow
 
 
 async def connect(settings: Settings) -> Client:
@@ -83,5 +78,3 @@ class TemporalWorkflows:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise
 
-
-WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow]

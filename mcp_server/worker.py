@@ -14,19 +14,28 @@ from temporalio.worker import Worker
 
 from mcp_server.config import Settings
 from mcp_server.store import PgStore
-from mcp_server.temporal import WORKFLOWS, connect
+from mcp_server.temporal import connect
 from mcp_server.wiring import load_secretbox, open_github_app, require_database_url
 from workflows.activities.build import BuildActivities, BuildSettings, RobotSource
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
 from workflows.activities.deploy import DeployActivities
-from workflows.activities.harbor import RegistryActivities
+from workflows.activities.harbor import HarborActivities
 from workflows.activities.volume import VolumeActivities
 from workflows.adapters.github_app import GitHubApp
 from workflows.adapters.harbor import HarborClient
 from workflows.adapters.kube import Kube
 from workflows.adapters.loki import LokiClient
+from workflows.build import BuildWorkflow
+from workflows.delete import DeleteAppWorkflow
+from workflows.deploy import DeployWorkflow
+from workflows.diagnose import DiagnoseWorkflow
+from workflows.volume import VolumeWorkflow
 
 log = logging.getLogger(__name__)
+
+# Here, not in `mcp_server.temporal`: the definitions import their activity classes, which only the worker
+# needs (the server starts workflows by name).
+WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow]
 
 
 def build_activities(settings: Settings, store: PgStore, *, loki: LokiClient | None = None,
@@ -60,8 +69,8 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
         secretbox = load_secretbox(settings)
         activities = DeployActivities(kube, store, secretbox, temporal=client)
         volumes = VolumeActivities(kube, store)
-        registry = RegistryActivities(kube, store, secretbox, harbor, settings.registry,
-                                      settings.harbor_retention_keep_last)
+        registry = HarborActivities(kube, store, secretbox, harbor, settings.registry,
+                                    settings.harbor_retention_keep_last)
         builds = build_activities(settings, store, loki=loki, github_app=github_app, kube=kube,
                                   robots=registry if harbor is not None else None)
         yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,

@@ -24,9 +24,9 @@ from tools.releases import (
 )
 from tools.views import AppSummary, AppView, app_summary, app_view
 from tools.volumes import VolumeRequest, check_volume_requests, mounts_config, volumes_for_new_app
-from workflows.delete import delete_workflow_id
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.specs import AppConfig, HealthCheck, Resources
+from workflows.domain.workflow_ids import delete_workflow_id
 
 
 class AppList(BaseModel):

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools.context import CallContext
 from tools.errors import InvalidInput, Unavailable
+from tools.progress import ReleaseProgress
 from tools.records import AppRecord, DeploymentRecord, NewRelease, ReleaseClaim
 from tools.views import DeploymentError, app_url
 from workflows.adapters.git import (
@@ -32,17 +33,15 @@ from workflows.adapters.github_app import (
     credentials_for,
 )
 from workflows.adapters.registry import ImageNotFound, RegistryAuthError, RegistryError
-from workflows.deploy import deploy_workflow_id
 from workflows.domain.build_contract import BuildInput
 from workflows.domain.credentials import GitCredentials
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.git_urls import GitUrl, InvalidGitSource, check_ref, parse_git_url
 from workflows.domain.images import InvalidImageRef, parse_image
 from workflows.domain.names import app_hostname, env_name_problem, release_name
-from workflows.domain.phases import TERMINAL_PHASES
+from workflows.domain.phases import TERMINAL_PHASES, Phase
 from workflows.domain.specs import AppConfig
-
-PHASES = ["pending", "namespace", "release", "waiting", "switching", "succeeded"]
+from workflows.domain.workflow_ids import deploy_workflow_id
 
 
 class GitSource(BaseModel):
@@ -301,16 +300,15 @@ def wait_bound(c: CallContext, wait_seconds: int | None) -> float:
 async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context | None, wait_seconds: float
                              ) -> ReleaseResult:
     """Poll the release's phase (the workflow records each one) until it is final or `wait_seconds` pass,
-    sending a progress notification at every phase change."""
+    sending a progress notification at every phase change that moves forward."""
     deadline = time.monotonic() + wait_seconds
     d: DeploymentRecord = claim.deployment
-    seen = None
+    progress = release_progress(d)
     while True:
-        if d.phase != seen and ctx is not None:
-            seen = d.phase
-            step = PHASES.index(d.phase) if d.phase in PHASES else len(PHASES) - 1
+        step = progress.advance(d.phase)
+        if step is not None and ctx is not None:
             release = release_name(claim.app.name, d.release_seq)
-            await ctx.report_progress(step, len(PHASES) - 1, f"{release}: {d.phase}")
+            await ctx.report_progress(step, progress.total, f"{release}: {d.phase}")
         if d.phase in TERMINAL_PHASES or time.monotonic() >= deadline:
             break
         await asyncio.sleep(0.25)
@@ -319,14 +317,20 @@ async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context |
     return release_result(app, d, c.config.apps_url_port)
 
 
+def release_progress(d: DeploymentRecord) -> ReleaseProgress:
+    """Counted along the steps the workflow takes for this record (the same facts `deploy_input` gives it)."""
+    return ReleaseProgress.of(rollback=d.kind == "rollback", builds=not d.image_digest and "git" in d.source,
+                              recreate=AppConfig.model_validate(d.config).strategy == "recreate")
+
+
 def release_result(app: AppRecord, d: DeploymentRecord, port: int | None = None) -> ReleaseResult:
     done = d.phase in TERMINAL_PHASES
     serving = app.serving_deployment_id == d.id
-    if d.phase == "succeeded":
+    if d.phase == Phase.SUCCEEDED:
         step = f"Serving at {app_url(app, port)}. Use `get_app` for details or `list_deployments` for history."
-    elif d.phase == "failed":
+    elif d.phase == Phase.FAILED:
         step = "The previous release (if any) keeps serving. Read `error`, fix the cause and `deploy` again."
-    elif d.phase == "cancelled":
+    elif d.phase == Phase.CANCELLED:
         step = "A newer release or a rollback superseded this one."
     else:
         step = f"Still {d.phase}: call `get_deployment` with deployment_id={d.id} to follow it."

@@ -22,11 +22,10 @@ from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tools.records import AppRecord, NewRelease, VolumeRecord
 from tools.releases import ReleaseResult, claim_and_start, wait_bound, wait_with_progress
-from workflows.deploy import deploy_workflow_id
 from workflows.domain.names import app_hostname
 from workflows.domain.specs import AppConfig, Mount, VolumeSpec
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
-from workflows.volume import volume_workflow_id
+from workflows.domain.workflow_ids import deploy_workflow_id, volume_workflow_id
 
 VolumeName = Annotated[str, Field(description="Volume name: lowercase DNS label, at most 20 characters.",
                                   max_length=200)]

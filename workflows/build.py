@@ -1,13 +1,13 @@
 """The build workflow: one commit of one app's repository into an image in the registry, pinned by digest.
 
-Workflow id `build/<tenant>/<project>/<app>/<sha>[/<subdir hash>]`, started with USE_EXISTING by the deploy
-workflow's `run_build` activity: the same commit never builds twice at once, and a commit that built before
-is not built again (its digest is reused). Deterministic; the I/O is in `workflows/build_activities.py`.
+Workflow id `build/<tenant>/<project>/<app>/<sha>[/<subdir hash>]` (`workflows.domain.workflow_ids`), started
+with USE_EXISTING by the deploy workflow's `run_build` activity: the same commit never builds twice at once,
+and a commit that built before is not built again (its digest is reused). Deterministic; the I/O is in
+`BuildActivities` (`workflows/activities/build.py`), called by method reference.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import timedelta
 
 from temporalio import workflow
@@ -15,13 +15,9 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows.domain.build_contract import BuildDone, BuildInput, BuildOutput, BuildStarted
+    from workflows.activities.build import BuildActivities
+    from workflows.domain.build_contract import BuildDone, BuildInput, BuildOutput
     from workflows.domain.diagnosis import Failure
-
-
-def build_workflow_id(tenant: str, project: str, app: str, sha: str, subdir: str = "") -> str:
-    base = f"build/{tenant}/{project}/{app}/{sha}"
-    return base + (f"/{hashlib.sha256(subdir.encode()).hexdigest()[:8]}" if subdir.strip("/") else "")
 
 
 @workflow.defn(name="build")
@@ -31,14 +27,14 @@ class BuildWorkflow:
         quick = timedelta(seconds=60)
         retry = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30),
                             maximum_attempts=6)
-        started: BuildStarted = await workflow.execute_activity(
-            "build_start", inp, result_type=BuildStarted, start_to_close_timeout=quick, retry_policy=retry)
+        started = await workflow.execute_activity_method(
+            BuildActivities.build_start, inp, start_to_close_timeout=quick, retry_policy=retry)
         if started.reused_digest:
             return BuildOutput(build_id=started.build_id, digest=started.reused_digest, reused=True,
                                image=f"{inp.image_repo}@{started.reused_digest}")
         try:
-            done: BuildDone = await workflow.execute_activity(
-                "build_image", started, result_type=BuildDone,
+            done = await workflow.execute_activity_method(
+                BuildActivities.build_image, started,
                 start_to_close_timeout=timedelta(seconds=inp.timeout_seconds + 300),
                 heartbeat_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=5)),
@@ -46,7 +42,8 @@ class BuildWorkflow:
         except ActivityError as err:
             message = getattr(err.cause, "message", None) or str(err.cause or err)
             done = BuildDone(build_id=started.build_id, status="failed", error=message)
-        await workflow.execute_activity("build_finish", done, start_to_close_timeout=quick, retry_policy=retry)
+        await workflow.execute_activity_method(BuildActivities.build_finish, done, start_to_close_timeout=quick,
+                                               retry_policy=retry)
         if done.status == "failed":
             return BuildOutput(build_id=started.build_id, failure=Failure(
                 reason="BuildFailed", message=done.error or "the build failed",

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from mcp_server.devenv.processes import free_port
 from mcp_server.store import PgStore
 from tests.fakes.fake_harbor import FAKE_ADMIN, FakeHarbor, fake_harbor_running
-from workflows.activities.harbor import RegistryActivities
+from workflows.activities.harbor import HarborActivities
 from workflows.adapters.harbor import HarborClient
 from workflows.adapters.kube import Kube
 from workflows.domain.credentials import RobotCredentials
@@ -35,13 +35,13 @@ async def harbor() -> AsyncIterator[tuple[FakeHarbor, str]]:
 
 
 def _activities(store: PgStore, box: SecretBox, url: str, password: str = FAKE_ADMIN[1],
-                keep_last: int = 5) -> RegistryActivities:
+                keep_last: int = 5) -> HarborActivities:
     client = HarborClient(url, FAKE_ADMIN[0], password)
     # robot_credentials never touches the cluster; the pull Secret itself is checked on the testbed
-    return RegistryActivities(cast(Kube, None), store, box, client, REGISTRY, keep_last)
+    return HarborActivities(cast(Kube, None), store, box, client, REGISTRY, keep_last)
 
 
-async def _close(acts: RegistryActivities) -> None:
+async def _close(acts: HarborActivities) -> None:
     assert acts.harbor is not None
     await acts.harbor.aclose()
 
@@ -187,7 +187,7 @@ async def test_harbor_failures_become_activity_errors(
         await _close(unreachable)
     assert gone.value.type == "HarborUnavailable" and not gone.value.non_retryable
 
-    unconfigured = RegistryActivities(cast(Kube, None), store, box, None, REGISTRY)
+    unconfigured = HarborActivities(cast(Kube, None), store, box, None, REGISTRY)
     with pytest.raises(ApplicationError) as missing:
         await unconfigured.robot_credentials("acme")
     assert missing.value.type == "HarborNotConfigured" and missing.value.non_retryable

@@ -54,7 +54,7 @@ class BuildSettings:
 
 
 class RobotSource(Protocol):
-    """The tenant's registry robot (Harbor), which build Jobs push with (`RegistryActivities`)."""
+    """The tenant's registry robot (Harbor), which build Jobs push with (`HarborActivities`)."""
 
     async def robot_credentials(self, tenant: str) -> RobotCredentials: ...
 

@@ -22,7 +22,6 @@ from temporalio.exceptions import ApplicationError
 from workflows.activities.kube_call import _k8s, kube_call
 from workflows.activities.stores import ReleaseStore
 from workflows.adapters.kube import Kube, KubeError, ref
-from workflows.build import build_workflow_id
 from workflows.domain.build_contract import BuildInput, BuildOutput
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import (
@@ -55,6 +54,7 @@ from workflows.domain.labels import LABEL_APP, LABEL_RELEASE
 from workflows.domain.masking import SecretMasker
 from workflows.domain.secretbox import SecretBox
 from workflows.domain.specs import Guardrails
+from workflows.domain.workflow_ids import build_workflow_id
 from workflows.render.namespace import namespace_objects
 from workflows.render.release import app_ingress, app_service, release_deployment, release_pdb, release_secret
 

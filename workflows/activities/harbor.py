@@ -53,7 +53,7 @@ def harbor_failure(e: HarborError) -> ApplicationError:
     return ApplicationError(str(e), type="HarborError", non_retryable=True)
 
 
-class RegistryActivities:
+class HarborActivities:
     """Bound to the worker's Kubernetes client, store, secrets key and (when configured) Harbor client."""
 
     def __init__(self, kube: Kube, store: RobotStore, secretbox: SecretBox, harbor: HarborClient | None,

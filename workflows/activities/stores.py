@@ -8,13 +8,14 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from workflows.domain.build_contract import BuildDone, BuildInput, BuildStarted
+from workflows.domain.phases import Phase
 
 
 class ReleaseStore(Protocol):
-    async def set_deployment_phase(self, deployment_id: UUID, phase: str) -> None: ...
+    async def set_deployment_phase(self, deployment_id: UUID, phase: Phase) -> None: ...
 
     async def finish_deployment(
-        self, deployment_id: UUID, app_id: UUID, phase: str, serving: bool, error: dict[str, Any] | None
+        self, deployment_id: UUID, app_id: UUID, phase: Phase, serving: bool, error: dict[str, Any] | None
     ) -> None: ...
 
     async def secret_ciphertext(self, app_id: UUID, version: int) -> bytes | None: ...

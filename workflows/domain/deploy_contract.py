@@ -8,6 +8,7 @@ from uuid import UUID
 
 from workflows.domain.build_contract import BuildInput
 from workflows.domain.diagnosis import Failure
+from workflows.domain.phases import Phase
 from workflows.domain.specs import AppConfig, Msg, ReleaseSpec
 
 
@@ -41,14 +42,14 @@ class DeployInput(Msg):
 
 class DeployResult(Msg):
     deployment_id: UUID
-    phase: str
+    phase: Phase
     release: str
     failure: Failure | None = None
 
 
 class PhaseUpdate(Msg):
     deployment_id: UUID
-    phase: str
+    phase: Phase
 
 
 class EnsureNamespace(Msg):
@@ -120,7 +121,7 @@ class RetiredRelease(Msg):
 class RecordOutcome(Msg):
     deployment_id: UUID
     app_id: UUID
-    phase: str
+    phase: Phase
     serving: bool
     failure: Failure | None = None
 
