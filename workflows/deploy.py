@@ -2,11 +2,14 @@
 
 Deterministic: activities are called by method reference (`DeployActivities.apply_release`), so their
 argument and result types come from the activity's own signature; the activity classes are imported passed
-through the sandbox, and this module imports no I/O library itself.
-Workflow id = `deploy/<tenant>/<project>/<app>/r<seq>` (a release number is the business key), started
-with USE_EXISTING, so a retried tool call never starts a second run. A rollback runs the same workflow
-(`kind="rollback"`) on an earlier release: just the Service switch when that release is still warm,
-otherwise scale it up again from its own digest, config and secrets version first; it never rebuilds.
+through the sandbox, and this module imports no I/O library itself. Each step it enters is recorded as the
+release's `Phase` (`workflows/domain/phases.py`, in this order), which the waiting tools report as progress.
+
+Workflow id = `deploy/<tenant>/<project>/<app>/r<seq>` (`workflows.domain.workflow_ids`; a release number is
+the business key), started with USE_EXISTING, so a retried tool call never starts a second run. A rollback
+runs the same workflow (`kind="rollback"`) on an earlier release: just the Service switch when that release
+is still warm, otherwise scale it up again from its own digest, config and secrets version first; it never
+rebuilds.
 
 Steps: namespace + guardrails -> (Harbor configured: the registry pull Secret) -> (recreate: stop the old
 release) -> Secret + Deployment (+PDB) -> wait Ready -> switch the Service -> record success -> scale down
