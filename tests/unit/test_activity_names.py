@@ -1,6 +1,7 @@
 """The activities' registered names are the wire contract with workflows already running (their histories
 name each activity they scheduled): every name stays as it was, each definition calls its activities by
-method reference to a registered method, and every volume operation has its activity."""
+method reference to a registered method whose annotations give the types results decode into, and every
+volume operation has its activity."""
 
 from __future__ import annotations
 
@@ -65,3 +66,29 @@ def test_every_volume_operation_has_its_activity_under_its_old_name() -> None:
     for op, method in OPERATIONS.items():
         defn = activity._Definition.from_callable(method)
         assert defn is not None and defn.name == f"volume_{op}"
+
+
+def test_results_round_trip_through_the_data_converter_as_the_annotated_types() -> None:
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    from workflows.domain.deploy_contract import RetiredRelease, Switched
+
+    deploy = registered(DeployActivities)
+    converter = pydantic_data_converter.payload_converter
+    for name, value in (("switch_service", Switched(previous_release="web-r1", refs=["Service/ns/web"])),
+                        ("retire_releases", [RetiredRelease(name="web-r1", replicas=2)]),
+                        ("release_ready", True), ("wait_ready", None)):
+        [back] = converter.from_payloads(converter.to_payloads([value]), [deploy[name].ret_type])
+        assert back == value and type(back) is type(value), name
+
+
+def test_definitions_name_no_activity_by_string() -> None:
+    import workflows.build
+    import workflows.delete
+    import workflows.deploy
+    import workflows.diagnose
+    import workflows.volume
+
+    for module in (workflows.build, workflows.delete, workflows.deploy, workflows.diagnose, workflows.volume):
+        source = inspect.getsource(module)
+        assert "execute_activity(" not in source and "start_activity(" not in source, module.__name__
