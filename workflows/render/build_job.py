@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import base64
 import re
-from importlib import resources
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any
 
 from workflows.domain.build_spec import WORKSPACE, BuildSpec
