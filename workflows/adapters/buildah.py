@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from workflows.adapters.errors import AdapterError
 from workflows.domain.images import digest_problem, parse_image
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,8 @@ _FAILED_AT = re.compile(r'building at STEP "(.*?)"')
 _LINE_LIMIT = 1 << 20
 
 
-class BuildError(Exception):
+class BuildError(AdapterError):
     """A build could not produce an image. `retryable` says whether the same build may succeed later."""
-
-    retryable: bool = False
 
 
 class BuilderMissing(BuildError):

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from workflows.adapters.errors import AdapterError, AuthRefused, ResourceNotFound, ServiceUnavailable
 from workflows.domain.credentials import RobotCredentials
 
 API = "/api/v2.0"
@@ -35,10 +36,8 @@ RETENTION_CRON = "0 0 * * * *"
 """Harbor's six-field cron (seconds first): hourly."""
 
 
-class HarborError(Exception):
+class HarborError(AdapterError):
     """A Harbor call failed. `retryable` says whether the same call may succeed later."""
-
-    retryable: bool = False
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -46,15 +45,15 @@ class HarborError(Exception):
         self.code = code
 
 
-class HarborAuthError(HarborError):
+class HarborAuthError(HarborError, AuthRefused):
     """401/403: the configured Harbor credentials are wrong or lack the permission."""
 
 
-class HarborNotFound(HarborError):
+class HarborNotFound(HarborError, ResourceNotFound):
     """The project or robot does not exist."""
 
 
-class HarborUnavailable(HarborError):
+class HarborUnavailable(HarborError, ServiceUnavailable):
     """5xx, 429, a timeout or a connection error."""
 
     retryable = True

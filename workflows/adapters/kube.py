@@ -17,6 +17,7 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from workflows.adapters.errors import AdapterError
 from workflows.domain.k8s_errors import K8sFailure, classify_status, status_message
 from workflows.domain.specs import ClusterCaps
 
@@ -58,9 +59,13 @@ def register_kind(api_version: str, kind: str, plural: str, namespaced: bool) ->
     KINDS[(api_version, kind)] = (plural, namespaced)
 
 
-class KubeError(Exception):
+class KubeError(AdapterError):
+    """A Kubernetes API call failed; `failure` classifies it by HTTP status (workflows.domain.k8s_errors), and
+    `retryable` is the classification's."""
+
     def __init__(self, failure: K8sFailure, what: str) -> None:
         self.failure = failure
+        self.retryable = failure.retryable
         super().__init__(f"{what}: {failure.message}" if failure.message else what)
 
 
