@@ -5,7 +5,6 @@ the process."""
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -94,8 +93,7 @@ def harbor_client(settings: Settings) -> HarborClient | None:
     assert settings.harbor_username and settings.harbor_password is not None  # Settings checks them together
     log.info("Harbor: %s (robot accounts and pull secrets per tenant)", settings.harbor_url)
     return HarborClient(settings.harbor_url, settings.harbor_username, settings.harbor_password.get_secret_value(),
-                        verify=ssl.create_default_context(cafile=settings.harbor_ca_file)
-                        if settings.harbor_ca_file else True)
+                        ca_file=settings.harbor_ca_file)
 
 
 async def run_worker(settings: Settings) -> None:

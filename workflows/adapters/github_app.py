@@ -31,6 +31,7 @@ import jwt
 
 from workflows.adapters.errors import AdapterError, AuthRefused, ResourceNotFound, ServiceUnavailable
 from workflows.adapters.git import GitAuthError, GitError
+from workflows.adapters.http import http_client
 from workflows.domain.credentials import GitCredentials
 from workflows.domain.git_urls import CREDENTIALS_TOOL, GitUrl, github_repository
 
@@ -117,11 +118,10 @@ class GitHubApp:
         self._key = private_key_pem
         self._api = api_url.rstrip("/")
         self._clock = clock
-        self._client = httpx.AsyncClient(
+        self._client = http_client(
             transport=transport,
             timeout=timeout,
-            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
-                     "User-Agent": "deploy-mcp"},
+            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION},
         )
         self._tokens: dict[tuple[str, str], InstallationToken] = {}
 

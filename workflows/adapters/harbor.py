@@ -19,15 +19,16 @@ Admin (or sufficiently privileged robot) credentials go by HTTP Basic. Failures 
 from __future__ import annotations
 
 import secrets
-import ssl
 import string
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 
 from workflows.adapters.errors import AdapterError, AuthRefused, ResourceNotFound, ServiceUnavailable
+from workflows.adapters.http import http_client
 from workflows.domain.credentials import RobotCredentials
 
 API = "/api/v2.0"
@@ -143,16 +144,16 @@ class HarborClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 15.0,
-        verify: bool | ssl.SSLContext = True,
+        ca_file: str | Path | None = None,
     ) -> None:
         self._url = url.rstrip("/")
-        self._client = httpx.AsyncClient(
+        self._client = http_client(
             base_url=self._url + API,
             transport=transport,
             timeout=timeout,
             auth=httpx.BasicAuth(username, password),
-            headers={"Accept": "application/json", "User-Agent": "deploy-mcp"},
-            verify=verify,
+            headers={"Accept": "application/json"},
+            ca_file=ca_file,
         )
 
     def __repr__(self) -> str:

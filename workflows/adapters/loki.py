@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from workflows.adapters.http import http_client
 from workflows.domain.log_paging import (
     Direction,
     LogLine,
@@ -58,8 +59,8 @@ class LokiClient:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         headers = {"X-Scope-OrgID": tenant} if tenant else {}
-        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, transport=transport,
-                                       timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)))
+        self._http = http_client(base_url=self.url, headers=headers, transport=transport, timeout=timeout,
+                                 connect_timeout=min(timeout, 3.0))
 
     async def aclose(self) -> None:
         await self._http.aclose()

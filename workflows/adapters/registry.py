@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from workflows.adapters.errors import AdapterError, AuthRefused, ResourceNotFound, ServiceUnavailable
+from workflows.adapters.http import http_client
 from workflows.domain.images import ImageRef, digest_problem
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -138,11 +139,10 @@ class OciRegistry:
         self._insecure = frozenset(_strip_port(h) for h in insecure_hosts)
         self._credentials = dict(credentials or {})
         self._timeout = timeout
-        self._client = httpx.AsyncClient(
+        self._client = http_client(
             transport=transport,
             timeout=timeout,
             follow_redirects=True,  # httpx drops Authorization when a redirect leaves the origin
-            headers={"User-Agent": "deploy-mcp"},
         )
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (host, scope) -> (token, expiry)
         self._basic_hosts: set[str] = set()  # hosts that asked for Basic: send it up front from then on
