@@ -2,7 +2,7 @@
 
 Caps: a page holds at most `limit` lines and MAX_PAGE_BYTES in all, each line cut at MAX_LINE_BYTES with an
 explicit `…[truncated N bytes]`; `truncated.reason` says which cap stopped the page and `next_cursor`
-continues exactly after the last line returned (workflows.logs has the cursor contract).
+continues exactly after the last line returned (workflows.domain.log_paging has the cursor contract).
 
 Tenancy: the stream selector's tenant, project and app come from the store's record of the app, never from
 the arguments, so no argument can reach another tenant's streams.

@@ -124,7 +124,8 @@ class LogStore(Protocol):
     """An app's logs (Loki, or the pod log API in dev): pages in a stable order with exact cursors.
 
     `selector` always holds the tenant, project and app labels of the app as the store records it; stores
-    raise `workflows.logs.LogStoreUnavailable` or `LogQueryError`, which the tools turn into agent errors."""
+    raise `workflows.domain.log_paging.LogStoreUnavailable` or `LogQueryError`, which the tools turn into agent
+    errors."""
 
     source: str
 

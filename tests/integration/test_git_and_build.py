@@ -356,7 +356,7 @@ async def test_checkout_of_an_unknown_commit_is_ref_not_found(
 async def test_build_job_clone_script_checks_out_with_the_token_from_the_environment(
     git_server: GitHttpsServer, repo: Repo, ca: Path, workdir: Path
 ) -> None:
-    """The clone init container's script (workflows.render_build), run here with sh against the same server."""
+    """The clone init container's script (render/scripts/clone.sh), run here with sh against the same server."""
     tmp = workdir / "clone-script"
     (tmp / "tmp").mkdir(parents=True)
     env = {
@@ -446,7 +446,7 @@ def _build_spec(**changes: Any) -> BuildSpec:
 
 
 async def test_build_job_build_script_prints_the_pushed_digest(workdir: Path) -> None:
-    """The build container's script (workflows.render_build), run here with sh and a stand-in buildctl."""
+    """The build container's script (workflows/render/scripts/build.sh), run here with sh and a stand-in buildctl."""
     digest = "sha256:" + "e" * 64
     spec = _build_spec()
     values = {"NPM_TOKEN": "npm-secret-value", "SENTRY_AUTH_TOKEN": "sentry-secret-value"}

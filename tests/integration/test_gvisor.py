@@ -20,7 +20,8 @@ KERNEL_CGI = "#!/busybox sh\necho 'Content-Type: text/plain'\necho\n/busybox cat
 @pytest.fixture
 async def platform(database_url: str, temporal_address: str, needs_node: Testbed) -> AsyncIterator[Platform]:
     if not (needs_node.cache / "bin" / "runsc").exists():
-        pytest.skip("runsc is not built (mcp_server/testbed/gvisor/runsc-build.sh); the gVisor handler is absent")
+        pytest.skip("runsc is not built (mcp_server/devenv/testbed/gvisor/runsc-build.sh); "
+                    "the gVisor handler is absent")
     settings = platform_settings(database_url, temporal_address, needs_node, runtime_class="gvisor")
     async with running_platform(settings) as p:
         if await p.kube.get("node.k8s.io/v1", "RuntimeClass", None, "gvisor") is None:

@@ -1,6 +1,6 @@
 """The local builder: build a checked-out repository's Dockerfile with buildah and push the image, for
 development and tests on a machine without BuildKit (production builds run as a Kubernetes Job, see
-`workflows.render_build`).
+`workflows.render.build_job`).
 
 `buildah --storage-driver vfs --root <storage>/root --runroot <storage>/run bud --isolation chroot --layers`
 then `buildah push --digestfile`. Storage lives under the caller's `storage_root` (vfs: no kernel overlay

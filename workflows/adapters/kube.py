@@ -1,9 +1,9 @@
 """The one place this project talks to the Kubernetes API: server-side apply under one field manager, reads,
 deletes, scaling, pod watches and logs, and discovery of what the cluster serves.
 
-Objects are plain dicts (the JSON the API speaks), rendered by `workflows.render`. Kinds are addressed
-through a small table of REST paths; CRD kinds (Longhorn, cert-manager) are added with `register_kind`.
-Every API failure surfaces as `KubeError`, classified by `workflows.k8s_errors`.
+Objects are plain dicts (the JSON the API speaks), rendered by the modules of `workflows.render`. Kinds are
+addressed through a small table of REST paths; CRD kinds (Longhorn, cert-manager) are added with `register_kind`.
+Every API failure surfaces as `KubeError`, classified by `workflows.domain.k8s_errors`.
 """
 
 from __future__ import annotations

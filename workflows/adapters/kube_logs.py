@@ -2,8 +2,8 @@
 
 Each read lists the app's pods by their platform labels in the project's namespace, fetches every container's
 log with `timestamps=true` (the kubelet prefixes each line with its RFC3339Nano time), merges the pods, applies
-the same filters LogQL would (workflows.logql.line_filter), and pages with the same cursor contract as Loki
-(workflows.logs.read_page over the lines in memory).
+the same filters LogQL would (workflows.domain.logql.line_filter), and pages with the same cursor contract as Loki
+(workflows.domain.log_paging.read_page over the lines in memory).
 
 Limits, acceptable for dev and said here because they are not Loki's: only what the kubelet still holds (the
 current and previous container of live pods: a deleted pod's logs are gone), the last TAIL_LINES lines and at
@@ -31,7 +31,7 @@ LIMIT_BYTES = 8 * 1024 * 1024
 
 POD_LABELS = {"tenant": LABEL_TENANT, "project": LABEL_PROJECT, "app": LABEL_APP,
               "deployment_id": LABEL_DEPLOYMENT_ID, "commit_sha": LABEL_COMMIT}
-"""Log label -> the pod label the renderer sets (workflows/render.py) and the Alloy pipeline copies."""
+"""Log label -> the pod label the renderer sets (workflows.render.release) and the Alloy pipeline copies."""
 
 _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 

@@ -11,7 +11,7 @@ auth enabled; platform tenants are kept apart by the `tenant` label, not by this
 
 Follow mode polls `query_range` forward from a cursor (`tail` below is one such poll) rather than using
 `/loki/api/v1/tail`: that endpoint is a WebSocket, httpx has no WebSocket client, and polling from an exact
-cursor (workflows.logs) neither loses nor repeats a line between polls, which a reconnecting tail could.
+cursor (workflows.domain.log_paging) neither loses nor repeats a line between polls, which a reconnecting tail could.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The phases of a deployment that end it: tools wait for one, the store never counts such a deployment as
+running. Pure, shared by the tools and the store."""
 
 from __future__ import annotations
 
