@@ -12,8 +12,8 @@ from mcp_server.store.apps import PgApps
 from mcp_server.store.audit import PgAudit
 from mcp_server.store.builds import PgBuilds
 from mcp_server.store.harbor_robots import PgHarborRobots, PgRobotSlot
-from mcp_server.store.migrate import migrate, migration_files
 from mcp_server.store.releases import PgReleases
+from mcp_server.store.schema import migrate, migration_files
 from mcp_server.store.secret_versions import PgSecretVersions
 from mcp_server.store.tokens import PgTokens, token_hash
 from mcp_server.store.volumes import PgVolumes

@@ -1,8 +1,9 @@
-"""The schema migrations runner: the plain SQL files of `migrations/` beside this module, applied in order,
-once each, recorded in `schema_migrations`.
+"""The schema: the migrations runner, which applies the plain SQL files of `migrations/` beside this module in
+order, once each, and records them in `schema_migrations`.
 
 It runs on its own connection rather than the store's pool: `deploy-mcp migrate` and the dev harness call it
-before any store is open.
+before any store is open. (Not named `migrate.py`: the package exports the function `migrate`, which would
+hide a submodule of that name.)
 """
 
 from __future__ import annotations
