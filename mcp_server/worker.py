@@ -19,6 +19,7 @@ from workflows.activities.build import BuildActivities, BuildSettings, RobotSour
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
 from workflows.activities.deploy import DeployActivities
 from workflows.activities.harbor import RegistryActivities
+from workflows.activities.stores import BuildStore
 from workflows.activities.volume import VolumeActivities
 from workflows.adapters.github_app import GitHubApp
 from workflows.adapters.harbor import HarborClient
@@ -28,7 +29,7 @@ from workflows.adapters.loki import LokiClient
 log = logging.getLogger(__name__)
 
 
-def build_activities(settings: Settings, store: PgStore, *, loki: LokiClient | None = None,
+def build_activities(settings: Settings, store: BuildStore, *, loki: LokiClient | None = None,
                      github_app: GitHubApp | None = None, kube: Kube | None = None,
                      robots: RobotSource | None = None) -> BuildActivities:
     """The build activities as `settings` configure them (the local builder's directories, or the build Jobs

@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.store import PgStore
 from tests.fakes.fake_github import FakeGitHub, fake_app_key, fake_github_running
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
@@ -146,6 +147,7 @@ async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, g
         audit = ok(await c.call_tool("get_audit_log", {"limit": 200}))
         outputs = str([first, detail, logs, again, builds, broken, failed_logs, audit])
     assert TOKEN not in outputs
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         rows = await (await conn.execute("SELECT arguments::text AS a FROM audit_events")).fetchall()
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()
@@ -218,6 +220,7 @@ async def _github_app_deploys(p: Platform, fake: FakeGitHub, server: GitHttpsSer
         audit = ok(await c.call_tool("get_audit_log", {"limit": 200}))
         assert "set_git_credentials" not in {e["tool"] for e in audit["entries"]}
         outputs = str([first, detail, logs, pending, failed, audit])
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         rows = await (await conn.execute("SELECT * FROM audit_events")).fetchall()
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()

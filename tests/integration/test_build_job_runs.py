@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.store import PgStore
 from tests.fakes.fake_harbor import FAKE_ADMIN, fake_harbor_running
 from tests.support.fake_buildkit import push_fake_build_images
 from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
@@ -165,6 +166,7 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
     jobs = await p.kube.list_objects("batch/v1", "Job", ns_builds)
     assert len(jobs) == 3 and all(x not in json.dumps(jobs) for x in (TOKEN, robot_secret, API_KEY))
     assert all(x not in outputs for x in (TOKEN, robot_secret, API_KEY))
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         rows = await (await conn.execute("SELECT arguments::text AS a FROM audit_events")).fetchall()
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.store import PgStore
 from tests.conftest import Edge
 from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_built_image, push_image
 from tests.support.platform import Platform, ok, platform_settings, running_platform
@@ -127,6 +128,7 @@ async def test_create_app_runs_a_sandboxed_release_behind_a_stable_service(platf
             ("get_audit_log", {}),
         )]
     assert not any("s3cr3t-value-123" in s for s in seen)
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         audit = await (await conn.execute("SELECT arguments, workflow_id, k8s_refs FROM audit_events "
                                           "WHERE tool = 'create_app'")).fetchall()

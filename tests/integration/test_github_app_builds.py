@@ -260,6 +260,7 @@ async def test_create_app_builds_a_github_repository_with_installation_tokens(
             assert "set_git_credentials" not in {e["tool"] for e in audit["entries"]}
             outputs = str([created, detail, logs, audit])
         await terminate(env, created["workflow_id"])
+        assert isinstance(env.deps.store, PgStore)
         everything = outputs + await stored_text(env.deps.store)
     for issued in fake.issued:
         assert issued["token"] not in everything

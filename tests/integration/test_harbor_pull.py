@@ -17,6 +17,7 @@ import pytest
 from mcp.types import CallToolResult
 
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
 from tests.fakes.fake_harbor import FAKE_ADMIN, FakeHarbor, fake_harbor_running
 from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
@@ -125,6 +126,7 @@ async def test_deploys_pull_with_the_tenants_harbor_robot(
 
     # the robot's secret: nowhere an agent or operator reads, nowhere in Temporal, sealed in Postgres
     assert all(robot_secret not in o for o in outputs) and len(outputs) == 6
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         audit = await (await conn.execute("SELECT * FROM audit_events")).fetchall()
         robots = await (await conn.execute("SELECT robot_name, ciphertext FROM harbor_robots")).fetchall()
