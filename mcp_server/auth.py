@@ -11,7 +11,7 @@ from datetime import datetime
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
-from mcp_server.config import ALL_SCOPES, Settings
+from mcp_server.settings import ALL_SCOPES, Settings
 from mcp_server.store import PgStore
 from tools.context import Principal
 
