@@ -78,12 +78,12 @@ CONVENTIONAL_NAMES: dict[str, tuple[str, str]] = {
 """Unprefixed env vars other tools also read; below every other source, as they were before grouping."""
 
 
-def _merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+def merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
     """`low` updated by `high`, tables merged key by key (a value in `high` wins)."""
     merged = dict(low)
     for key, value in high.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -101,7 +101,7 @@ def regroup(values: Mapping[str, Any]) -> dict[str, Any]:
         else:
             group, field = target
             flat.setdefault(group, {})[field] = value
-    return _merge(flat, grouped)
+    return merge(flat, grouped)
 
 
 class Regrouped(PydanticBaseSettingsSource):

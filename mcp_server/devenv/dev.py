@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from mcp_server.settings import ALL_SCOPES, Settings
 from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Testbed, temporal_cli
 from mcp_server.devenv.processes import ServiceError, free_port, port_open
+from mcp_server.settings import ALL_SCOPES, Settings
 
 
 def say(msg: str) -> None:
@@ -105,16 +105,16 @@ def run_dev(settings: Settings, cluster: str = "auto") -> int:
                 stack.callback(tb.down)
                 kubeconfig = tb.up(node=True)
             say(f"cluster: {what}")
-            cluster: dict[str, object] = {"kubeconfig": kubeconfig}
+            on_cluster: dict[str, object] = {"kubeconfig": kubeconfig}
             apps: dict[str, object] = {}
             if testbed:
                 # the testbed's node runs runc; its experimental gVisor is not for everyday use
-                cluster["runtime_class"] = "runc"
+                on_cluster["runtime_class"] = "runc"
                 apps["url_port"] = EDGE_HTTPS_PORT
             settings = settings.model_copy(update={
                 "database": settings.database.model_copy(update={"url": db_url}),
                 "temporal": settings.temporal.model_copy(update={"address": temporal}),
-                "cluster": settings.cluster.model_copy(update=cluster),
+                "cluster": settings.cluster.model_copy(update=on_cluster),
                 "apps": settings.apps.model_copy(update=apps)})
             return asyncio.run(_serve(settings, kubeconfig is not None, edge=testbed))
         except ServiceError as e:

@@ -45,12 +45,12 @@ def test_precedence_flag_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def test_grouped_precedence_flag_env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[http]\nport = 9000\nhost = "0.0.0.0"\n[apps]\nplatform_domain = "file.example"\n')
+    cfg.write_text('[http]\nport = 9000\nhost = "10.0.0.5"\n[apps]\nplatform_domain = "file.example"\n')
     monkeypatch.setenv("DEPLOY_MCP_CONFIG", str(cfg))
     monkeypatch.setenv("DEPLOY_MCP_APPS__PLATFORM_DOMAIN", "env.example")
     monkeypatch.setenv("DEPLOY_MCP_HTTP__PATH", "/agents")
     s = load_settings()
-    assert (s.http.host, s.http.port, s.http.path) == ("0.0.0.0", 9000, "/agents")  # groups merge across sources
+    assert (s.http.host, s.http.port, s.http.path) == ("10.0.0.5", 9000, "/agents")  # groups merge across sources
     assert s.apps.platform_domain == "env.example"
     assert load_settings(http={"port": 9100}).http == s.http.model_copy(update={"port": 9100})
 
