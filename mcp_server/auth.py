@@ -13,7 +13,7 @@ from uuid import UUID
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
-from mcp_server.config import ALL_SCOPES, Settings
+from mcp_server.settings import ALL_SCOPES, Settings
 from tools.context import Principal
 
 TOKEN_PREFIX = "dmcp_"  # noqa: S105 (a prefix, not a secret)

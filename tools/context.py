@@ -38,7 +38,7 @@ class Principal:
 
 @dataclass(frozen=True)
 class PlatformConfig:
-    """The settings tools need, handed down from `mcp_server.config.Settings`."""
+    """The settings tools need, handed down from `mcp_server.settings.Settings`."""
 
     apps_domain: str
     progress_wait_seconds: float = 60.0

@@ -6,7 +6,7 @@
   tag `v1` on the first commit, and `broken` whose Dockerfile has a failing `RUN` step. The server speaks
   protocol v2 (any commit can be fetched by SHA) or, for the fallback, v0 (only advertised tips).
 - A real registry: Debian's `docker-registry` on a free port, with a busybox base image pushed through the
-  distribution API (tests.support.oci).
+  distribution API (mcp_server.devenv.images).
 - buildah (vfs storage, chroot isolation) builds the repository's Dockerfile and pushes it; skipped unless
   root with buildah installed.
 
@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 import pytest
 
+from mcp_server.devenv.git_server import GIT_HOST_NAME, GitHttpsServer, git_cmd, self_signed_tls
+from mcp_server.devenv.images import busybox_web_files, docker_registry, push_image
 from mcp_server.devenv.processes import free_port
-from tests.support.git_server import GIT_HOST_NAME, GitHttpsServer, git_cmd, self_signed_tls
-from tests.support.oci import busybox_web_files, docker_registry, push_image
 from workflows.adapters import git as git_adapter
 from workflows.adapters.buildah import BuilderMissing, BuildFailed, build_and_push
 from workflows.adapters.git import (

@@ -13,7 +13,7 @@ The Job's own scripts (clone and build, workflows/render/scripts/) run unchanged
 
 from __future__ import annotations
 
-from tests.support.oci import BUSYBOX, FileSpec, Symlink, push_image
+from mcp_server.devenv.images import BUSYBOX, FileSpec, Symlink, push_image
 
 APPLETS = ("sh", "base64", "tr", "mkdir", "chmod", "cp", "cat", "echo", "printf", "sed", "head", "cut", "sha256sum")
 
