@@ -1,4 +1,5 @@
-"""Shared by the bench scripts: the platform on embedded services and the testbed, in one process."""
+"""Shared by the bench scripts: the platform on embedded services and the testbed, in one process, with the
+fake Longhorn beside it as in the tests (no storage controller runs on the testbed)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
+from mcp_server.devenv.platform import Platform, platform_settings, running_platform
 from mcp_server.store import migrate
-from tests.support.platform import Platform, platform_settings, running_platform
+from tests.fakes.fake_longhorn import fake_longhorn
 
 
 def quiet() -> None:
@@ -53,5 +55,6 @@ def services() -> Iterator[tuple[str, str, Testbed]]:
 async def platform(url: str, address: str, tb: Testbed, *, start_worker: bool = True,
                    **overrides: object) -> AsyncIterator[Platform]:
     await migrate(url)
-    async with running_platform(platform_settings(url, address, tb, **overrides), start_worker=start_worker) as p:
+    settings = platform_settings(url, address, tb, **overrides)
+    async with running_platform(settings, start_worker=start_worker, beside=[fake_longhorn]) as p:
         yield p

@@ -1,7 +1,7 @@
 """build: time from `deploy` of a new commit (git source) to the release succeeding, with each builder, beside
 floors measured in the same run:
 - local builder (buildah): the same shallow clone + `buildah bud` + `buildah push` run by hand;
-- build Job (`builder=buildkit`, with the fake step tools of tests/support/fake_buildkit.py, since no BuildKit
+- build Job (`builder=buildkit`, with the fake step tools of tests/fakes/fake_buildkit.py, since no BuildKit
   runs here, so this measures the platform's orchestration, not a real build): a bare one-container Job on
   the build node, applied and waited to completion through the API.
 
@@ -24,10 +24,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import pct, platform, quiet, services
-from tests.support.fake_buildkit import push_fake_build_images
-from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
-from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
-from tests.support.platform import Platform
+from mcp_server.devenv.git_server import GitHttpsServer, git_cmd, self_signed_tls
+from mcp_server.devenv.images import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform
+from tests.fakes.fake_buildkit import push_fake_build_images
 from workflows.adapters.kube import Kube
 from workflows.domain.build_spec import BuildImages
 
@@ -121,8 +121,8 @@ async def local_builder(url: str, address: str, tb: Any, server: GitHttpsServer,
     clone_url = server.url(f"{repo.bare.name}")
     builds = Path(tempfile.mkdtemp(prefix="bench-builds-"))
     deploys, floors = [], []
-    async with platform(url, address, tb, git_allowed_hosts=["127.0.0.1"], git_ca_file=ca,
-                        build_dir=builds) as p:
+    async with platform(url, address, tb, git={"allowed_hosts": ["127.0.0.1"], "ca_file": ca},
+                        build={"dir": builds}) as p:
         async with p.client() as c:
             await c.call_tool("set_git_credentials", {"host": "127.0.0.1", "token": TOKEN})
         await timed_deploy(p, clone_url, "local", first=True)  # warm: pulls the base image once
@@ -147,10 +147,10 @@ async def job_builder(url: str, address: str, tb: Any, server: GitHttpsServer, r
                             "spec": {"taints": [{"key": "pool", "value": "build", "effect": "NoSchedule"}]}})
     deploys, floors = [], []
     try:
-        async with platform(url, address, tb, git_allowed_hosts=["127.0.0.1"], git_ca_file=ca, builder="buildkit",
-                            build_namespace=namespace, build_images=BuildImages(**images),
-                            buildkit_addr="tcp://fake-buildkitd.invalid:1234", build_cpu_millicores=200,
-                            build_memory_mib=128) as p:
+        async with platform(url, address, tb, git={"allowed_hosts": ["127.0.0.1"], "ca_file": ca}, build={
+                "builder": "buildkit", "namespace": namespace, "images": BuildImages(**images),
+                "buildkit_addr": "tcp://fake-buildkitd.invalid:1234", "cpu_millicores": 200, "memory_mib": 128,
+        }) as p:
             async with p.client() as c:
                 await c.call_tool("set_git_credentials", {"host": "127.0.0.1", "token": TOKEN})
 

@@ -23,7 +23,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench._harness import pct, platform, quiet, services
-from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
+from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
 from workflows.domain.names import namespace_name
 from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, HealthCheck, ReleaseSpec, Resources
 from workflows.render.namespace import namespace_objects
@@ -95,7 +95,7 @@ async def main(accept: int, releases: int) -> None:
                     accept_times.append(time.perf_counter() - t)
                     assert not r.is_error, r.content
         # orchestration: call -> serving, with the worker running
-        async with platform(url, address, tb, progress_wait_seconds=180) as p:
+        async with platform(url, address, tb, progress={"wait_seconds": 180}) as p:
             orchestration = []
             async with p.client() as c:
                 for i in range(releases):

@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import pct, platform, quiet, services
-from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.platform import Platform
+from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform
 from workflows.domain.labels import LABEL_RELEASE
 
 TINY = {"cpu_millicores": 10, "cpu_limit_millicores": 100, "memory_mib": 32}
@@ -78,12 +78,12 @@ async def main(runs: int) -> None:
         await push_image("127.0.0.1:5000", "bench/rb", "v1", busybox_web_files("one"), cmd=BUSYBOX_HTTPD)
         await push_image("127.0.0.1:5000", "bench/rb", "v2", busybox_web_files("two"), cmd=BUSYBOX_HTTPD)
         images = ("127.0.0.1:5000/bench/rb:v1", "127.0.0.1:5000/bench/rb:v2")
-        async with platform(url, address, tb, rollback_window_seconds=3600) as p:
+        async with platform(url, address, tb, releases={"rollback_window_seconds": 3600}) as p:
             ns, d1, d2 = await setup(p, *images)
             warm = [await timed_rollback(p, ns, d1 if i % 2 == 0 else d2, "web-r1" if i % 2 == 0 else "web-r2")
                     for i in range(runs)]
             floor = await raw_patch_times(p, ns, runs)
-        async with platform(url, address, tb, rollback_window_seconds=2) as p:
+        async with platform(url, address, tb, releases={"rollback_window_seconds": 2}) as p:
             ns, d1, d2 = await setup(p, *images)
             cold = []
             for i in range(max(2, runs // 2)):

@@ -16,9 +16,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import platform, quiet, services
 from mcp_server.devenv.edge import TraefikEdge, run_edge
-from tests.support.git_server import GitHttpsServer, self_signed_tls
-from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.slice import Slice, make_slice_repo
+from mcp_server.devenv.git_server import GitHttpsServer, self_signed_tls
+from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
+from mcp_server.devenv.slice import Slice, make_slice_repo
 
 TOKEN = "ghs_benchSlice0Token0never0shown0123456"
 
@@ -29,8 +29,8 @@ async def main() -> None:
         tls = self_signed_tls(Path(tempfile.mkdtemp(prefix="slice-tls-")))
         repos, work = Path(tempfile.mkdtemp(prefix="slice-repos-")), Path(tempfile.mkdtemp(prefix="slice-work-"))
         build_dir = Path(tempfile.mkdtemp(prefix="slice-builds-"))
-        async with platform(url, address, tb, git_allowed_hosts=["127.0.0.1"], git_ca_file=tls[0],
-                            build_dir=build_dir, ready_timeout_seconds=180) as p:
+        async with platform(url, address, tb, git={"allowed_hosts": ["127.0.0.1"], "ca_file": tls[0]},
+                            build={"dir": build_dir}, releases={"ready_timeout_seconds": 180}) as p:
             edge = TraefikEdge(Path(tempfile.mkdtemp(prefix="slice-edge-")), "apps.localhost")
             ready = asyncio.Event()
             edge_task = asyncio.create_task(run_edge(p.kube, edge, ready))

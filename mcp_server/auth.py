@@ -7,15 +7,29 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
-from mcp_server.config import ALL_SCOPES, Settings
-from mcp_server.store import PgStore
+from mcp_server.settings import ALL_SCOPES, Settings
 from tools.context import Principal
 
 TOKEN_PREFIX = "dmcp_"  # noqa: S105 (a prefix, not a secret)
+
+
+class TokenStore(Protocol):
+    """The token queries the auth layer needs (`mcp_server.store.PgStore` implements them)."""
+
+    async def create_token(
+        self, tenant: str, subject: str, scopes: list[str], token: str, expires_at: datetime | None
+    ) -> UUID: ...
+
+    async def find_token(self, token: str) -> dict[str, Any] | None:
+        """The live token row (id, tenant, subject, scopes, expires_at) for `token`; None if unknown, revoked
+        or expired."""
+        ...
 
 
 def new_token() -> str:
@@ -31,7 +45,7 @@ def check_scopes(scopes: list[str]) -> list[str]:
 
 
 async def create_token(
-    store: PgStore, tenant: str, subject: str, scopes: list[str], expires_at: datetime | None = None
+    store: TokenStore, tenant: str, subject: str, scopes: list[str], expires_at: datetime | None = None
 ) -> str:
     token = new_token()
     await store.create_token(tenant, subject, check_scopes(scopes), token, expires_at)
@@ -41,7 +55,7 @@ async def create_token(
 class ApiTokenVerifier:
     """`mcp.server.auth.provider.TokenVerifier` over the `api_tokens` table."""
 
-    def __init__(self, store: PgStore) -> None:
+    def __init__(self, store: TokenStore) -> None:
         self.store = store
 
     async def verify_token(self, token: str) -> AccessToken | None:

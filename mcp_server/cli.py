@@ -11,16 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
 
-from mcp_server.config import ALL_SCOPES, Settings, load_settings
+from mcp_server.settings import ALL_SCOPES, Settings, load_settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {}
-    for name in ("state_dir", "http_host", "http_port"):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    return load_settings(**overrides)
+    """The settings with the flags given on top (a flag left out leaves env and file alone)."""
+    http = {field: value for field in ("host", "port") if (value := getattr(args, f"http_{field}", None)) is not None}
+    return load_settings(state_dir=getattr(args, "state_dir", None), http=http or None)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -45,7 +42,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 await make_server(settings, deps, "stdio").run_stdio_async()
             else:
                 server = make_server(settings, deps, "http")
-                print(f"deploy-mcp: serving MCP on {settings.mcp_url()} (bearer tokens required)", file=sys.stderr)
+                print(f"deploy-mcp: serving MCP on {settings.http.mcp_url()} (bearer tokens required)", file=sys.stderr)
                 await http_server(settings, server).serve()
 
     asyncio.run(run())
@@ -120,7 +117,7 @@ def cmd_testbed(args: argparse.Namespace) -> int:
 
             settings = _settings(args)
             run_dir = args.run_dir or settings.state_dir / "edge"
-            asyncio.run(serve_edge(tb.kubeconfig, run_dir, settings.apps_domain(), args.http_port_edge,
+            asyncio.run(serve_edge(tb.kubeconfig, run_dir, settings.apps.domain(), args.http_port_edge,
                                    args.https_port_edge))
         elif args.testbed_cmd == "status":
             state = tb.running()

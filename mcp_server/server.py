@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from mcp.server import MCPServer
 from mcp.server.auth.settings import AuthSettings
@@ -19,13 +19,12 @@ from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import AnyHttpUrl, ValidationError
 
-from mcp_server.auth import ApiTokenVerifier, principal_from_request
-from mcp_server.store import PgStore
+from mcp_server.auth import ApiTokenVerifier, TokenStore, principal_from_request
 from prompts import PROMPTS
 from tools import all_tools
 from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
 from tools.errors import Forbidden, InvalidInput, PlatformError
-from tools.ports import Images, LogStore, Workflows
+from tools.ports import Images, LogStore, Store, Workflows
 from tools.records import AuditEvent, Outcome
 from tools.redaction import redact
 from workflows.adapters.github_app import GitHubApp
@@ -42,9 +41,14 @@ Long operations return ids at once and report progress while you wait; query the
 """
 
 
+class ServerStore(Store, TokenStore, Protocol):
+    """What the server needs of the store: the tools' port (and the audit row), and the token lookup of HTTP
+    auth. `mcp_server.store.PgStore` is one; mypy checks the fit where `ServerDeps` is built."""
+
+
 @dataclass
 class ServerDeps:
-    store: PgStore
+    store: ServerStore
     config: PlatformConfig
     workflows: Workflows | None = None
     images: Images | None = None

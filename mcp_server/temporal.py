@@ -13,7 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from mcp_server.config import Settings
+from mcp_server.settings import Settings
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
@@ -21,9 +21,9 @@ from workflows.domain.volume_contract import VolumeOp, VolumeResult
 
 
 async def connect(settings: Settings) -> Client:
-    if not settings.temporal_address:
-        raise SystemExit("deploy-mcp: no Temporal. Set DEPLOY_MCP_TEMPORAL_ADDRESS, or run `deploy-mcp dev`.")
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace,
+    if not settings.temporal.address:
+        raise SystemExit("deploy-mcp: no Temporal. Set DEPLOY_MCP_TEMPORAL__ADDRESS, or run `deploy-mcp dev`.")
+    return await Client.connect(settings.temporal.address, namespace=settings.temporal.namespace,
                                 data_converter=pydantic_data_converter)
 
 

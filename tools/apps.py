@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 
 from tools.args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
 from tools.context import call, tool
-from tools.errors import InvalidInput, NotFound
+from tools.errors import InvalidInput
+from tools.lookups import require_app
 from tools.releases import (
     ReleaseResult,
     Source,
@@ -49,9 +50,7 @@ async def get_app(project: ProjectName, app: AppName) -> AppView:
     c = call()
     check_name("project", project)
     check_name("app", app)
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps` to see the apps you have.")
+    row = await require_app(c, project, app, hint="Call `list_apps` to see the apps you have.")
     return app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port)
 
 
@@ -139,9 +138,7 @@ async def deploy(
         c.require("secrets:write")
     check_env("env", env or {})
     check_env("secrets", secrets or {})
-    current = await c.store.get_app(c.principal.tenant, project, app)
-    if current is None:
-        raise NotFound("app", f"{project}/{app}", hint="Create it with `create_app`.")
+    current = await require_app(c, project, app, hint="Create it with `create_app`.")
     c.require_workflows()
     old = AppConfig.model_validate(current.spec)
     new_env = dict(old.env)
@@ -198,9 +195,7 @@ async def delete_app(
     if confirm != f"{project}/{app}":
         raise InvalidInput("confirm", f"must be exactly {project}/{app!s} to delete that app",
                            f"pass confirm={project}/{app!r}".replace("'", ""))
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    row = await require_app(c, project, app)
     workflows = c.require_workflows()
     await c.store.mark_app_deleting(row.id)
     for d in await c.store.in_flight(row.id):

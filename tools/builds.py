@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from tools.args import AppName, ProjectName, check_name
 from tools.context import call, tool
 from tools.errors import InvalidInput, NotFound
+from tools.lookups import require_app
 from workflows.domain.git_urls import InvalidGitSource, parse_git_url
 
 LINE_CAP = 4096
@@ -81,9 +82,7 @@ async def list_builds(project: ProjectName, app: AppName,
     c = call()
     check_name("project", project)
     check_name("app", app)
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    row = await require_app(c, project, app)
     return BuildList(builds=[build_view(b) for b in await c.store.list_builds(row.id, limit)])
 
 
@@ -131,9 +130,7 @@ async def get_build_logs(
     c = call()
     check_name("project", project)
     check_name("app", app)
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    row = await require_app(c, project, app)
     if (build_id is None) == (deployment_id is None):
         raise InvalidInput("build_id", "pass exactly one of `build_id` or `deployment_id`", "see `list_builds`")
     if build_id is not None:

@@ -8,6 +8,8 @@ arguments.
 from __future__ import annotations
 
 import contextvars
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +17,8 @@ from typing import Any
 
 from mcp.types import ToolAnnotations
 
-from tools.errors import Forbidden, Unavailable
-from tools.ports import Images, LogStore, Store, Workflows
+from tools.errors import Forbidden, Unavailable, from_store
+from tools.ports import Images, LogStore, Store, StoreError, Workflows
 from workflows.adapters.github_app import GitHubApp
 from workflows.domain.secretbox import SecretBox
 
@@ -36,7 +38,7 @@ class Principal:
 
 @dataclass(frozen=True)
 class PlatformConfig:
-    """The settings tools need, handed down from `mcp_server.config.Settings`."""
+    """The settings tools need, handed down from `mcp_server.settings.Settings`."""
 
     apps_domain: str
     progress_wait_seconds: float = 60.0
@@ -145,12 +147,23 @@ def tool(
     open_world: bool = False,
     secret_args: frozenset[str] = frozenset(),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a tool. `scope` is checked before the tool runs; `secret_args` are redacted whole in audit."""
+    """Register a tool. `scope` is checked before the tool runs; `secret_args` are redacted whole in audit.
+    The tool runs inside the translation of the store's errors into the agent's (`tools.errors.from_store`)."""
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        assert inspect.iscoroutinefunction(fn), f"tool {fn.__name__} must be async"
+
+        # functools.wraps keeps the signature and annotations the SDK reads the tool's schema from.
+        @functools.wraps(fn)
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except StoreError as e:
+                raise from_store(e) from e
+
         REGISTRY.append(
             ToolSpec(
-                fn=fn,
+                fn=run,
                 name=fn.__name__,
                 title=title,
                 scope=scope,
@@ -164,6 +177,6 @@ def tool(
                 secret_args=secret_args,
             )
         )
-        return fn
+        return run
 
     return register

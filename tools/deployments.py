@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from tools.args import AppName, ProjectName, check_name
 from tools.context import call, tool
 from tools.errors import NotFound
+from tools.lookups import require_app
 from tools.views import DeploymentView, app_url, deployment_view
 
 
@@ -53,9 +54,7 @@ async def list_deployments(
     c = call()
     check_name("project", project)
     check_name("app", app)
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    row = await require_app(c, project, app)
     ds = await c.store.list_deployments(row.id, limit)
     return DeploymentList(app=f"{project}/{app}", serving_deployment_id=row.serving_deployment_id,
                           deployments=[deployment_view(d, row) for d in ds])

@@ -2,7 +2,7 @@
 
 Caps: a page holds at most `limit` lines and MAX_PAGE_BYTES in all, each line cut at MAX_LINE_BYTES with an
 explicit `…[truncated N bytes]`; `truncated.reason` says which cap stopped the page and `next_cursor`
-continues exactly after the last line returned (workflows.logs has the cursor contract).
+continues exactly after the last line returned (workflows.domain.log_paging has the cursor contract).
 
 Tenancy: the stream selector's tenant, project and app come from the store's record of the app, never from
 the arguments, so no argument can reach another tenant's streams.
@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 from tools.args import AppName, ProjectName, check_name
 from tools.context import CallContext, call, tool
 from tools.errors import InvalidInput, NotFound, Unavailable
+from tools.lookups import require_app
 from tools.ports import LogStore
 from tools.records import AppRecord
 from workflows.domain.log_paging import (
@@ -193,10 +194,7 @@ def _store(c: CallContext) -> LogStore:
 async def _app(c: CallContext, project: str, app: str) -> AppRecord:
     check_name("project", project)
     check_name("app", app)
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
-    return row
+    return await require_app(c, project, app)
 
 
 def app_selector(row: AppRecord) -> dict[str, str]:

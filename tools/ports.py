@@ -1,14 +1,15 @@
-"""What the tools need from the layer above them, as protocols.
+"""What the tools need from the layer above them, as protocols, and the errors the store raises.
 
 The import direction is `mcp_server -> tools -> workflows`: the Postgres store lives in `mcp_server`, so the
 tools name what they need here and `mcp_server` hands in the implementation (see
-docs/decisions/0002-ports-for-the-store.md). mypy checks that the implementation fits.
+docs/decisions/0002-ports-for-the-store.md). mypy checks that the implementation fits. The store's errors sit
+beside its port for the same reason: the store raises them without importing the tools' agent-facing errors.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 from uuid import UUID
 
 from tools.records import (
@@ -32,7 +33,43 @@ from workflows.domain.log_paging import LogPage, LogQuery
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
 
 
+class StoreError(Exception):
+    """Base of the failures a `Store` reports on purpose. `str()` is for the log; the tools turn each kind into
+    what the agent reads (`tools.context.agent_error`). Anything else a store raises is a bug."""
+
+
+class RecordNotFound(StoreError):
+    """The record an operation builds on does not exist (or was deleted meanwhile); nothing was written.
+    Retrying the same call fails the same way: the caller must create the record first, or name another."""
+
+    def __init__(self, kind: str, key: str) -> None:
+        self.kind, self.key = kind, key  # e.g. ("project", "shop"), ("app", "shop/web")
+        super().__init__(f"no {kind} {key!r}")
+
+
+ConflictKind = Literal["app", "hostname", "secrets"]
+
+
+class RecordConflict(StoreError):
+    """The write contradicts what is stored, and nothing was written. `kind` says what collided: `app` (an app of
+    that name exists) and `hostname` (another app has it) stay so, and a retry fails the same way; `secrets`
+    (another writer recorded the next secrets version first) is a lost race: read the current version and retry."""
+
+    def __init__(self, kind: ConflictKind, key: str) -> None:
+        self.kind, self.key = kind, key
+        super().__init__(f"{kind} {key!r} conflicts with a stored record")
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached: no connection within the pool's timeout, or the connection broke. A
+    retry later may work. A write whose connection broke mid-way may have committed, so repeat only what is
+    safe to repeat (`create_release` is: a retry returns the release recorded first)."""
+
+
 class Store(Protocol):
+    """The platform's records as the tools read and write them (`mcp_server.store.PgStore`). Raises the
+    `StoreError`s above, nothing else on purpose."""
+
     async def ensure_tenant(self, name: str) -> TenantRecord: ...
 
     async def list_projects(self, tenant: str) -> list[ProjectRecord]: ...
@@ -124,7 +161,8 @@ class LogStore(Protocol):
     """An app's logs (Loki, or the pod log API in dev): pages in a stable order with exact cursors.
 
     `selector` always holds the tenant, project and app labels of the app as the store records it; stores
-    raise `workflows.logs.LogStoreUnavailable` or `LogQueryError`, which the tools turn into agent errors."""
+    raise `workflows.domain.log_paging.LogStoreUnavailable` or `LogQueryError`, which the tools turn into agent
+    errors."""
 
     source: str
 

@@ -12,7 +12,8 @@ from pydantic import Field
 
 from tools.args import AppName, IdempotencyKey, ProjectName, Wait, check_name
 from tools.context import call, tool
-from tools.errors import Conflict, InvalidInput, NotFound
+from tools.errors import Conflict, InvalidInput
+from tools.lookups import require_app
 from tools.records import DeploymentRecord, NewRelease
 from tools.releases import ReleaseResult, claim_and_start, wait_bound, wait_with_progress
 from workflows.domain.names import app_hostname, release_name
@@ -40,9 +41,7 @@ async def rollback(
     c = call()
     check_name("project", project)
     check_name("app", app)
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    row = await require_app(c, project, app)
     c.require_workflows()
     history = await c.store.list_deployments(row.id, limit=100)
     serving = next((d for d in history if d.id == row.serving_deployment_id), None)

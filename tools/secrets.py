@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from tools.args import AppName, ProjectName, check_name
 from tools.context import call, tool
-from tools.errors import InvalidInput, NotFound
+from tools.errors import InvalidInput
+from tools.lookups import require_app
 from tools.releases import check_env, seal_secrets
 
 
@@ -25,9 +26,7 @@ async def _change(project: str, app: str, changes: dict[str, str | None]) -> Sec
     c = call()
     check_name("project", project)
     check_name("app", app)
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    row = await require_app(c, project, app)
     base, names, sealed = await seal_secrets(c, row.id, changes)
     if sealed is None or names is None:
         current = await c.store.current_secrets(row.id)

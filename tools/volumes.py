@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.args import AppName, ProjectName, Wait, check_name
 from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound, Unavailable
+from tools.lookups import require_app
 from tools.records import AppRecord, NewRelease, VolumeRecord
 from tools.releases import ReleaseResult, claim_and_start, wait_bound, wait_with_progress
 from workflows.domain.names import app_hostname
@@ -346,9 +347,7 @@ async def attach_volume(
     check_name("app", app)
     v = await _volume(c, project, volume)
     path = check_mount_path("mount_path", mount_path)
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    row = await require_app(c, project, app)
     if v.status != "bound":
         raise Conflict(f"The volume is {v.status}.", hint="Wait until `list_volumes` shows it bound.")
     others = [a for a in v.attachments if a["app"] != app]
@@ -370,9 +369,7 @@ async def detach_volume(project: ProjectName, app: AppName, volume: VolumeName, 
     c = call()
     check_name("app", app)
     v = await _volume(c, project, volume)
-    row = await c.store.get_app(c.principal.tenant, project, app)
-    if row is None:
-        raise NotFound("app", f"{project}/{app}", hint="Call `list_apps`.")
+    row = await require_app(c, project, app)
     current = AppConfig.model_validate(row.spec)
     if not any(m.volume == v.name for m in current.mounts):
         raise InvalidInput("volume", f"{volume} is not attached to {project}/{app}", "see `get_app` or `list_volumes`")

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 
-from mcp_server.config import ALL_SCOPES, Settings
 from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Testbed, temporal_cli
 from mcp_server.devenv.processes import ServiceError, free_port, port_open
+from mcp_server.settings import ALL_SCOPES, Settings
 
 
 def say(msg: str) -> None:
@@ -37,7 +37,7 @@ def choose_cluster(settings: Settings, mode: str) -> tuple[str, Path | None]:
     """(description, kubeconfig) of the cluster dev will use; kubeconfig None means no cluster."""
     if mode == "none":
         return "none (--cluster none)", None
-    kc = settings.resolved_kubeconfig()
+    kc = settings.cluster.kubeconfig
     if kc and mode == "auto":
         return f"the cluster in KUBECONFIG ({kc})", kc
     if platform.system() != "Linux" or os.geteuid() != 0:
@@ -49,24 +49,24 @@ def choose_cluster(settings: Settings, mode: str) -> tuple[str, Path | None]:
 def client_configs(settings: Settings, token: str) -> str:
     exe = str(Path(sys.argv[0]).resolve()) if sys.argv[0].endswith("deploy-mcp") else "deploy-mcp"
     env = {"DEPLOY_MCP_STATE_DIR": str(settings.state_dir)}
-    if settings.resolved_database_url():
-        env["DATABASE_URL"] = settings.resolved_database_url() or ""
-    if settings.temporal_address:
-        env["DEPLOY_MCP_TEMPORAL_ADDRESS"] = settings.temporal_address
+    if settings.database.url:
+        env["DATABASE_URL"] = settings.database.url
+    if settings.temporal.address:
+        env["DEPLOY_MCP_TEMPORAL_ADDRESS"] = settings.temporal.address
     stdio = {"mcpServers": {"deploy-mcp": {"command": exe, "args": ["serve", "--transport", "stdio"], "env": env}}}
-    http = {"mcpServers": {"deploy-mcp": {"type": "http", "url": settings.mcp_url(),
+    http = {"mcpServers": {"deploy-mcp": {"type": "http", "url": settings.http.mcp_url(),
                                           "headers": {"Authorization": f"Bearer {token}"}}}}
     return "\n".join([
         "MCP client configuration",
         "  Claude Desktop / Claude Code (stdio):",
         "    " + json.dumps(stdio),
         "  Claude Code (HTTP):",
-        f"    claude mcp add --transport http deploy-mcp {settings.mcp_url()} "
+        f"    claude mcp add --transport http deploy-mcp {settings.http.mcp_url()} "
         f"--header 'Authorization: Bearer {token}'",
         "  Any HTTP client config:",
         "    " + json.dumps(http),
         "  MCP Inspector (CLI):",
-        f"    npx -y @modelcontextprotocol/inspector@2.12.0 --cli {settings.mcp_url()} --transport http "
+        f"    npx -y @modelcontextprotocol/inspector@2.12.0 --cli {settings.http.mcp_url()} --transport http "
         f"--header 'Authorization: Bearer {token}' --method tools/list",
     ])
 
@@ -77,22 +77,22 @@ def run_dev(settings: Settings, cluster: str = "auto") -> int:
     os.chmod(state, 0o755)  # noqa: S103 - the embedded Postgres runs as its own user and must traverse this directory
     with ExitStack() as stack:
         try:
-            db_url = settings.resolved_database_url()
+            db_url = settings.database.url
             if db_url:
                 say(f"Postgres: {db_url.split('@')[-1]} (DATABASE_URL)")
             else:
-                pg = EmbeddedPostgres(state / "postgres", port=_port_or_free(settings.dev_postgres_port, "Postgres"))
+                pg = EmbeddedPostgres(state / "postgres", port=_port_or_free(settings.dev.postgres_port, "Postgres"))
                 db_url = pg.start()
                 stack.callback(pg.stop)
                 say(f"Postgres: embedded, data in {pg.data_dir}, {db_url}")
-            temporal = settings.temporal_address
+            temporal = settings.temporal.address
             if temporal:
                 say(f"Temporal: {temporal} (DEPLOY_MCP_TEMPORAL_ADDRESS)")
             else:
                 cli, origin = temporal_cli()
                 (state / "temporal").mkdir(exist_ok=True)
                 tds = TemporalDevServer(state / "temporal", db_file=state / "temporal" / "temporal.db", cli=cli,
-                                        port=_port_or_free(settings.dev_temporal_port, "Temporal"))
+                                        port=_port_or_free(settings.dev.temporal_port, "Temporal"))
                 temporal = tds.start()
                 stack.callback(tds.stop)
                 say(f"Temporal: dev server {temporal} from {origin}, state in {tds.db_file}")
@@ -105,12 +105,17 @@ def run_dev(settings: Settings, cluster: str = "auto") -> int:
                 stack.callback(tb.down)
                 kubeconfig = tb.up(node=True)
             say(f"cluster: {what}")
-            update: dict[str, object] = {"database_url": db_url, "temporal_address": temporal,
-                                         "kubeconfig": kubeconfig}
+            on_cluster: dict[str, object] = {"kubeconfig": kubeconfig}
+            apps: dict[str, object] = {}
             if testbed:
                 # the testbed's node runs runc; its experimental gVisor is not for everyday use
-                update |= {"apps_url_port": EDGE_HTTPS_PORT, "runtime_class": "runc"}
-            settings = settings.model_copy(update=update)
+                on_cluster["runtime_class"] = "runc"
+                apps["url_port"] = EDGE_HTTPS_PORT
+            settings = settings.model_copy(update={
+                "database": settings.database.model_copy(update={"url": db_url}),
+                "temporal": settings.temporal.model_copy(update={"address": temporal}),
+                "cluster": settings.cluster.model_copy(update=on_cluster),
+                "apps": settings.apps.model_copy(update=apps)})
             return asyncio.run(_serve(settings, kubeconfig is not None, edge=testbed))
         except ServiceError as e:
             say(f"cannot start: {e}")
@@ -129,7 +134,7 @@ async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> i
     from mcp_server.store import migrate
     from mcp_server.wiring import http_server, make_server, server_deps
 
-    url = settings.resolved_database_url()
+    url = settings.database.url
     assert url
     applied = await migrate(url)
     say(f"schema: {'applied ' + ', '.join(applied) if applied else 'up to date'}")
@@ -143,23 +148,23 @@ async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> i
             from mcp_server.worker import run_worker
 
             tasks.append(asyncio.create_task(run_worker(settings), name="worker"))
-            say(f"worker: polling task queue {settings.task_queue!r}")
-        if edge and settings.kubeconfig:
+            say(f"worker: polling task queue {settings.temporal.task_queue!r}")
+        if edge and settings.cluster.kubeconfig:
             from mcp_server.devenv.edge import TraefikEdge, run_edge
             from workflows.adapters.kube import Kube
 
-            kube = await Kube.connect(settings.kubeconfig)
+            kube = await Kube.connect(settings.cluster.kubeconfig)
             closers.append(kube.close)
-            traefik = TraefikEdge(settings.state_dir / "edge", settings.apps_domain(), EDGE_HTTP_PORT, EDGE_HTTPS_PORT)
+            traefik = TraefikEdge(settings.state_dir / "edge", settings.apps.domain(), EDGE_HTTP_PORT, EDGE_HTTPS_PORT)
             ready = asyncio.Event()
             tasks.append(asyncio.create_task(run_edge(kube, traefik, ready), name="edge"))
             await ready.wait()
             say(f"edge: Traefik on http://127.0.0.1:{EDGE_HTTP_PORT} and https://127.0.0.1:{EDGE_HTTPS_PORT} "
-                f"(self-signed *.{settings.apps_domain()}); e.g. curl -k https://<app>-<project>-"
-                f"{settings.operator.tenant}.{settings.apps_domain()}:{EDGE_HTTPS_PORT}/")
+                f"(self-signed *.{settings.apps.domain()}); e.g. curl -k https://<app>-<project>-"
+                f"{settings.operator.tenant}.{settings.apps.domain()}:{EDGE_HTTPS_PORT}/")
         else:
             say("no cluster: read tools work; tools that change apps will report that no cluster is configured")
-        say(f"MCP over streamable HTTP at {settings.mcp_url()}")
+        say(f"MCP over streamable HTTP at {settings.http.mcp_url()}")
         print(client_configs(settings, token), flush=True)
         say("ready. Ctrl-C stops everything.")
         try:

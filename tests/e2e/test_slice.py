@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.devenv.git_server import GitHttpsServer, self_signed_tls
+from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from mcp_server.devenv.slice import Slice, make_slice_repo
 from tests.conftest import Edge
-from tests.support.git_server import GitHttpsServer, self_signed_tls
-from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
-from tests.support.slice import Slice, make_slice_repo
+from tests.support.platform import running_platform
 
 pytestmark = [
     pytest.mark.cluster, pytest.mark.node, pytest.mark.last, pytest.mark.timeout(900),
@@ -35,8 +36,9 @@ RESCHEDULE_BOUND = 120  # seconds; the platform's 30 s unreachable toleration + 
 async def platform(database_url: str, temporal_address: str, needs_node: Testbed, workdir: Path
                    ) -> AsyncIterator[tuple[Platform, Path]]:
     tls = self_signed_tls(Path(tempfile.mkdtemp(prefix="slice-tls-")))
-    settings = platform_settings(database_url, temporal_address, needs_node, git_allowed_hosts=["127.0.0.1"],
-                                 git_ca_file=tls[0], build_dir=workdir / "slice-builds", ready_timeout_seconds=180)
+    settings = platform_settings(database_url, temporal_address, needs_node,
+                                 git={"allowed_hosts": ["127.0.0.1"], "ca_file": tls[0]},
+                                 build={"dir": workdir / "slice-builds"}, releases={"ready_timeout_seconds": 180})
     async with running_platform(settings) as p:
         yield p, tls[0].parent
 

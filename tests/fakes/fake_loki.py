@@ -19,7 +19,7 @@ Endpoints and behaviours, as Loki documents them:
 
 LogQL subset: a stream selector with `=`, `!=`, `=~`, `!~` matchers (regex matchers fully anchored, as in
 Prometheus; at least one matcher must not match the empty string), then line filters `|=`, `!=`, `|~`, `!~`
-(regexes unanchored; the level filter of workflows.logql is one of these). Strings are Go double-quoted strings
+(regexes unanchored; the level filter of workflows.domain.logql is one of these). Strings are Go double-quoted strings
 (`\\ \" \n \r \t \a \b \f \v \xNN \NNN \uNNNN \UNNNNNNNN`) or backtick raw strings. Regexes run on Python's `re`.
 
 Unlike Loki on purpose: lines sharing a timestamp come back in an order of the fake's own (a hash of the stream

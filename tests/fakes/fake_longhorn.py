@@ -19,6 +19,9 @@ import asyncio
 import logging
 import os
 import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -176,3 +179,17 @@ async def install_storage(kube: Kube, timeout: float = 30.0) -> list[str]:
                         break
                     await asyncio.sleep(0.2)
     return applied
+
+
+@asynccontextmanager
+async def fake_longhorn(kube: Kube) -> AsyncIterator[FakeLonghorn]:
+    """manifests/storage installed and FakeLonghorn serving its claims until exit: what a platform on the
+    testbed runs beside it (`mcp_server.devenv.platform.running_platform(..., beside=[fake_longhorn])`)."""
+    await install_storage(kube)
+    fake = FakeLonghorn(kube, Path(tempfile.mkdtemp(prefix="fake-longhorn-")))
+    task = asyncio.create_task(fake.run())
+    try:
+        yield fake
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -24,10 +24,12 @@ import httpx
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.devenv.git_server import GitHttpsServer, git_cmd, self_signed_tls
+from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from mcp_server.store import PgStore
 from tests.fakes.fake_github import FakeGitHub, fake_app_key, fake_github_running
-from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
-from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.platform import Platform, ok, platform_settings, running_platform
+from tests.support.platform import ok, running_platform
 
 pytestmark = [
     pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(900),
@@ -65,8 +67,9 @@ def git_server(repos: Path, tls: tuple[Path, Path]) -> Iterator[GitHttpsServer]:
 @pytest.fixture
 async def platform(database_url: str, temporal_address: str, needs_node: Testbed, tls: tuple[Path, Path],
                    workdir: Path) -> AsyncIterator[Platform]:
-    settings = platform_settings(database_url, temporal_address, needs_node, git_allowed_hosts=["127.0.0.1"],
-                                 git_ca_file=tls[0], build_dir=workdir / "builds")
+    settings = platform_settings(database_url, temporal_address, needs_node,
+                                 git={"allowed_hosts": ["127.0.0.1"], "ca_file": tls[0]},
+                                 build={"dir": workdir / "builds"})
     async with running_platform(settings) as p:
         yield p
 
@@ -146,6 +149,7 @@ async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, g
         audit = ok(await c.call_tool("get_audit_log", {"limit": 200}))
         outputs = str([first, detail, logs, again, builds, broken, failed_logs, audit])
     assert TOKEN not in outputs
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         rows = await (await conn.execute("SELECT arguments::text AS a FROM audit_events")).fetchall()
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()
@@ -166,9 +170,9 @@ async def test_github_repository_deploys_with_app_tokens_and_no_stored_credentia
     try:
         async with fake_github_running(fake) as api:
             settings = platform_settings(
-                database_url, temporal_address, needs_node, git_allowed_hosts=["127.0.0.1"], git_ca_file=tls[0],
-                build_dir=workdir / "builds", github_app_id=APP_ID, github_app_private_key=APP_KEYS[0],
-                github_api_url=api, github_hosts=["127.0.0.1"])
+                database_url, temporal_address, needs_node, git={"allowed_hosts": ["127.0.0.1"], "ca_file": tls[0]},
+                build={"dir": workdir / "builds"},
+                github_app={"id": APP_ID, "private_key": APP_KEYS[0], "api_url": api, "hosts": ["127.0.0.1"]})
             async with running_platform(settings) as p:
                 await _github_app_deploys(p, fake, server, repos)
     finally:
@@ -218,6 +222,7 @@ async def _github_app_deploys(p: Platform, fake: FakeGitHub, server: GitHttpsSer
         audit = ok(await c.call_tool("get_audit_log", {"limit": 200}))
         assert "set_git_credentials" not in {e["tool"] for e in audit["entries"]}
         outputs = str([first, detail, logs, pending, failed, audit])
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         rows = await (await conn.execute("SELECT * FROM audit_events")).fetchall()
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()

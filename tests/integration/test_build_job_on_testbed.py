@@ -1,4 +1,4 @@
-"""The production build Job (BuildKit + Railpack on `pool=build` nodes) rendered by `workflows.render_build`
+"""The production build Job (BuildKit + Railpack on `pool=build` nodes) rendered by `workflows.render.build_job`
 is accepted by the testbed's real API server as rendered, and reads back with the pool, limits, deadline and
 no credential in its spec. (No BuildKit runs here, so the Job is not run: its node pool does not exist.)"""
 

@@ -3,7 +3,7 @@ with a git source -> the worker starts a build Job on the build-pool node (node2
 pool=build for this test) with the git token in a short-lived Secret -> the Job's steps run (the rendered
 clone and build scripts, unchanged, on busybox) -> the worker streams their lines into the build log, reads the
 pushed digest from the build step and releases it -> the app answers HTTP. BuildKit, git and Railpack cannot run
-here, so the steps' tools are fakes (tests/support/fake_buildkit.py); what is real is everything around them:
+here, so the steps' tools are fakes (tests/fakes/fake_buildkit.py); what is real is everything around them:
 the API server, the scheduler, the kubelet running the Job, the log API, the registry, the release. Harbor (a
 fake of its v2.0 API) gives the tenant's robot, which the build pushes with and the release pulls with."""
 
@@ -21,11 +21,13 @@ from typing import Any
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.devenv.git_server import GitHttpsServer, git_cmd, self_signed_tls
+from mcp_server.devenv.images import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from mcp_server.store import PgStore
+from tests.fakes.fake_buildkit import push_fake_build_images
 from tests.fakes.fake_harbor import FAKE_ADMIN, fake_harbor_running
-from tests.support.fake_buildkit import push_fake_build_images
-from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
-from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
-from tests.support.platform import Platform, ok, platform_settings, running_platform
+from tests.support.platform import ok, running_platform
 from workflows.adapters.kube import Kube
 from workflows.domain.build_spec import BuildImages
 
@@ -78,15 +80,16 @@ async def platform(database_url: str, temporal_address: str, needs_node: Testbed
     images = await push_fake_build_images(REGISTRY, "jobtest", digest)
     async with fake_harbor_running() as (_, harbor_url):
         settings = platform_settings(
-            database_url, temporal_address, needs_node, git_allowed_hosts=["127.0.0.1"], git_ca_file=tls[0],
-            builder="buildkit", build_namespace=f"builds-{uuid.uuid4().hex[:6]}", build_images=BuildImages(**images),
-            buildkit_addr="tcp://fake-buildkitd.invalid:1234", build_cpu_millicores=200, build_memory_mib=128,
-            harbor_url=harbor_url, harbor_username=FAKE_ADMIN[0], harbor_password=FAKE_ADMIN[1])
+            database_url, temporal_address, needs_node, git={"allowed_hosts": ["127.0.0.1"], "ca_file": tls[0]},
+            build={"builder": "buildkit", "namespace": f"builds-{uuid.uuid4().hex[:6]}",
+                   "images": BuildImages(**images), "buildkit_addr": "tcp://fake-buildkitd.invalid:1234",
+                   "cpu_millicores": 200, "memory_mib": 128},
+            harbor={"url": harbor_url, "username": FAKE_ADMIN[0], "password": FAKE_ADMIN[1]})
         async with running_platform(settings) as p:
             try:
                 yield p
             finally:
-                await p.kube.delete("v1", "Namespace", None, settings.build_namespace)
+                await p.kube.delete("v1", "Namespace", None, settings.build.namespace)
 
 
 def make_repo(repos: Path, name: str) -> str:
@@ -114,7 +117,7 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
     url = git_server.url(f"jobs-{p.tenant}.git")
     for name in ("web", "rp"):  # the fake buildctl "pushes" this image: put it where a real push would
         await push_image(REGISTRY, f"{p.tenant}/{name}", sha, APP_FILES, cmd=BUSYBOX_HTTPD)
-    ns_builds = p.settings.build_namespace
+    ns_builds = p.settings.build.namespace
     async with p.client() as c:
         ok(await c.call_tool("set_git_credentials", {"host": "127.0.0.1", "token": TOKEN}))
         web = ok(await c.call_tool("create_app", {"project": "jobs", "name": "web", "port": 8080,
@@ -165,6 +168,7 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
     jobs = await p.kube.list_objects("batch/v1", "Job", ns_builds)
     assert len(jobs) == 3 and all(x not in json.dumps(jobs) for x in (TOKEN, robot_secret, API_KEY))
     assert all(x not in outputs for x in (TOKEN, robot_secret, API_KEY))
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         rows = await (await conn.execute("SELECT arguments::text AS a FROM audit_events")).fetchall()
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()

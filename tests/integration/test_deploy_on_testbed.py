@@ -15,9 +15,11 @@ import httpx
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.devenv.images import BUSYBOX_HTTPD, build_image, busybox_web_files, push_built_image, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from mcp_server.store import PgStore
 from tests.conftest import Edge
-from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_built_image, push_image
-from tests.support.platform import Platform, ok, platform_settings, running_platform
+from tests.support.platform import ok, running_platform
 from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -127,6 +129,7 @@ async def test_create_app_runs_a_sandboxed_release_behind_a_stable_service(platf
             ("get_audit_log", {}),
         )]
     assert not any("s3cr3t-value-123" in s for s in seen)
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         audit = await (await conn.execute("SELECT arguments, workflow_id, k8s_refs FROM audit_events "
                                           "WHERE tool = 'create_app'")).fetchall()
@@ -211,7 +214,7 @@ async def test_concurrent_retries_yield_one_release(platform: Platform) -> None:
     from temporalio.client import Client as TemporalClient
     from temporalio.contrib.pydantic import pydantic_data_converter
 
-    tc = await TemporalClient.connect(p.settings.temporal_address or "", data_converter=pydantic_data_converter)
+    tc = await TemporalClient.connect(p.settings.temporal.address or "", data_converter=pydantic_data_converter)
     runs = [w async for w in tc.list_workflows(f"WorkflowId = 'deploy/{p.tenant}/idem/web/r1'")]
     assert len(runs) == 1
 

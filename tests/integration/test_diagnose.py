@@ -15,8 +15,9 @@ import pytest
 from mcp.client import Client
 
 from mcp_server.devenv.embedded import Testbed
-from tests.support.oci import BUSYBOX_HTTPD, build_image, busybox_web_files, push_built_image, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
+from mcp_server.devenv.images import BUSYBOX_HTTPD, build_image, busybox_web_files, push_built_image, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from tests.support.platform import running_platform
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
 REGISTRY = "127.0.0.1:5000"
@@ -24,7 +25,7 @@ REGISTRY = "127.0.0.1:5000"
 
 @pytest.fixture
 async def platform(database_url: str, temporal_address: str, needs_node: Testbed) -> AsyncIterator[Platform]:
-    settings = platform_settings(database_url, temporal_address, needs_node, ready_timeout_seconds=240)
+    settings = platform_settings(database_url, temporal_address, needs_node, releases={"ready_timeout_seconds": 240})
     async with running_platform(settings) as p:
         yield p
 

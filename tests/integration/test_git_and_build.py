@@ -6,7 +6,7 @@
   tag `v1` on the first commit, and `broken` whose Dockerfile has a failing `RUN` step. The server speaks
   protocol v2 (any commit can be fetched by SHA) or, for the fallback, v0 (only advertised tips).
 - A real registry: Debian's `docker-registry` on a free port, with a busybox base image pushed through the
-  distribution API (tests.support.oci).
+  distribution API (mcp_server.devenv.images).
 - buildah (vfs storage, chroot isolation) builds the repository's Dockerfile and pushes it; skipped unless
   root with buildah installed.
 
@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 import pytest
 
+from mcp_server.devenv.git_server import GIT_HOST_NAME, GitHttpsServer, git_cmd, self_signed_tls
+from mcp_server.devenv.images import busybox_web_files, docker_registry, push_image
 from mcp_server.devenv.processes import free_port
-from tests.support.git_server import GIT_HOST_NAME, GitHttpsServer, git_cmd, self_signed_tls
-from tests.support.oci import busybox_web_files, docker_registry, push_image
 from workflows.adapters import git as git_adapter
 from workflows.adapters.buildah import BuilderMissing, BuildFailed, build_and_push
 from workflows.adapters.git import (
@@ -356,7 +356,7 @@ async def test_checkout_of_an_unknown_commit_is_ref_not_found(
 async def test_build_job_clone_script_checks_out_with_the_token_from_the_environment(
     git_server: GitHttpsServer, repo: Repo, ca: Path, workdir: Path
 ) -> None:
-    """The clone init container's script (workflows.render_build), run here with sh against the same server."""
+    """The clone init container's script (render/scripts/clone.sh), run here with sh against the same server."""
     tmp = workdir / "clone-script"
     (tmp / "tmp").mkdir(parents=True)
     env = {
@@ -446,7 +446,7 @@ def _build_spec(**changes: Any) -> BuildSpec:
 
 
 async def test_build_job_build_script_prints_the_pushed_digest(workdir: Path) -> None:
-    """The build container's script (workflows.render_build), run here with sh and a stand-in buildctl."""
+    """The build container's script (workflows/render/scripts/build.sh), run here with sh and a stand-in buildctl."""
     digest = "sha256:" + "e" * 64
     spec = _build_spec()
     values = {"NPM_TOKEN": "npm-secret-value", "SENTRY_AUTH_TOKEN": "sentry-secret-value"}

@@ -2,7 +2,7 @@
 
 - A FAKE GitHub REST API (tests/fakes/fake_github.py, served over HTTP on loopback and named as
   `github_api_url`) verifies the app's JWT with the app's public key and issues installation tokens.
-- A real git server on loopback over HTTPS (`git http-backend`, tests/support/git_server.py) accepts exactly the
+- A real git server on loopback over HTTPS (`git http-backend`, mcp_server/devenv/git_server.py) accepts exactly the
   tokens that fake issued so far (HTTP Basic `x-access-token:<token>`), nothing else; the settings name
   127.0.0.1 as a GitHub host, so `https://127.0.0.1:<port>/<owner>/<repo>.git` is a GitHub repository.
 - Real Postgres and Temporal; the MCP server in process; the build workflow on a worker with the build
@@ -45,15 +45,16 @@ from temporalio.service import RPCError
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from mcp_server.config import Settings, load_settings
+from mcp_server.devenv.git_server import GitHttpsServer, git_cmd, self_signed_tls
+from mcp_server.devenv.images import busybox_web_files, docker_registry, push_image
+from mcp_server.flat_settings import merge
 from mcp_server.server import ServerDeps, build_server
+from mcp_server.settings import Settings, load_settings
 from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
 from mcp_server.wiring import open_github_app, server_deps
 from mcp_server.worker import build_activities
 from tests.fakes.fake_github import FakeGitHub, fake_app_key, fake_github_running
-from tests.support.git_server import GitHttpsServer, git_cmd, self_signed_tls
-from tests.support.oci import busybox_web_files, docker_registry, push_image
 from tests.support.platform import ok
 from tools.context import Principal
 from workflows.build import BuildWorkflow
@@ -153,14 +154,14 @@ async def platform(database_url: str, temporal_address: str, tls: tuple[Path, Pa
                    registry: str = "127.0.0.1:5000", **overrides: Any) -> AsyncIterator[Env]:
     """The MCP server on real Postgres and Temporal, its GitHub App talking to the fake. No deploy worker runs:
     a started deploy workflow waits; the build runs on `build_worker`."""
-    settings = load_settings(
-        database_url=database_url, temporal_address=temporal_address, secrets_key=Fernet.generate_key().decode(),
-        task_queue=f"tq-{uuid.uuid4().hex[:8]}", registry=registry, insecure_registries=["127.0.0.1"],
-        git_allowed_hosts=["127.0.0.1"], git_ca_file=tls[0],
-        build_dir=Path(tempfile.mkdtemp(prefix="gh-builds-")), progress_wait_seconds=0,
-        github_app_id=APP_ID, github_app_private_key=KEYS[0], github_api_url=github_api_url,
-        github_hosts=["127.0.0.1"], **overrides,
-    )
+    settings = load_settings(**merge({
+        "database": {"url": database_url}, "secrets_key": Fernet.generate_key().decode(),
+        "temporal": {"address": temporal_address, "task_queue": f"tq-{uuid.uuid4().hex[:8]}"},
+        "image_registry": {"host": registry, "insecure_hosts": ["127.0.0.1"]},
+        "git": {"allowed_hosts": ["127.0.0.1"], "ca_file": tls[0]},
+        "build": {"dir": Path(tempfile.mkdtemp(prefix="gh-builds-"))}, "progress": {"wait_seconds": 0},
+        "github_app": {"id": APP_ID, "private_key": KEYS[0], "api_url": github_api_url, "hosts": ["127.0.0.1"]},
+    }, overrides))
     async with server_deps(settings, database_url) as deps:
         yield Env(settings, deps, f"t{uuid.uuid4().hex[:6]}")
 
@@ -169,7 +170,7 @@ async def platform(database_url: str, temporal_address: str, tls: tuple[Path, Pa
 async def build_worker(env: Env) -> AsyncIterator[str]:
     """The build workflow and its activities, as `deploy-mcp worker` builds them (its own GitHub App client),
     on a task queue of their own; yields the queue."""
-    store = await PgStore.open(env.settings.resolved_database_url() or "", min_size=1, max_size=3)
+    store = await PgStore.open(env.settings.database.url or "", min_size=1, max_size=3)
     app = open_github_app(env.settings)
     queue = f"builds-{uuid.uuid4().hex[:8]}"
     try:
@@ -260,6 +261,7 @@ async def test_create_app_builds_a_github_repository_with_installation_tokens(
             assert "set_git_credentials" not in {e["tool"] for e in audit["entries"]}
             outputs = str([created, detail, logs, audit])
         await terminate(env, created["workflow_id"])
+        assert isinstance(env.deps.store, PgStore)
         everything = outputs + await stored_text(env.deps.store)
     for issued in fake.issued:
         assert issued["token"] not in everything
@@ -335,7 +337,7 @@ async def test_an_account_bound_to_other_tenants_gives_this_tenant_no_token(
     make_repo(git_server, OWNER, repo)
     fake.install(OWNER, repo, installation_id=93)
     async with fake_github_running(fake) as api, platform(database_url, temporal_address, tls, api,
-                                                          github_app_owners={"another-tenant": [OWNER]}) as env:
+                                                          github_app={"owners": {"another-tenant": [OWNER]}}) as env:
         async with env.client() as c:
             refused = await c.call_tool("create_app", {
                 "project": "gh", "name": "web", "port": 8080,
@@ -368,7 +370,7 @@ async def test_github_unavailable_is_retryable(
             assert "Try again in a moment" in text(down)
         await terminate(env, created["workflow_id"])
         inp = await build_input(env, "gh", "web", created["deployment_id"])
-        store = await PgStore.open(env.settings.resolved_database_url() or "", min_size=1, max_size=2)
+        store = await PgStore.open(env.settings.database.url or "", min_size=1, max_size=2)
         app = open_github_app(env.settings)  # a worker's: nothing cached
         try:
             activities = build_activities(env.settings, store, github_app=app)

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
-from tests.support.oci import busybox_web_files, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
+from mcp_server.devenv.images import busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from tests.support.platform import running_platform
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.last, pytest.mark.timeout(300)]
 KERNEL_CGI = "#!/busybox sh\necho 'Content-Type: text/plain'\necho\n/busybox cat /proc/version\n"
@@ -20,8 +21,9 @@ KERNEL_CGI = "#!/busybox sh\necho 'Content-Type: text/plain'\necho\n/busybox cat
 @pytest.fixture
 async def platform(database_url: str, temporal_address: str, needs_node: Testbed) -> AsyncIterator[Platform]:
     if not (needs_node.cache / "bin" / "runsc").exists():
-        pytest.skip("runsc is not built (mcp_server/testbed/gvisor/runsc-build.sh); the gVisor handler is absent")
-    settings = platform_settings(database_url, temporal_address, needs_node, runtime_class="gvisor")
+        pytest.skip("runsc is not built (mcp_server/devenv/testbed/gvisor/runsc-build.sh); "
+                    "the gVisor handler is absent")
+    settings = platform_settings(database_url, temporal_address, needs_node, cluster={"runtime_class": "gvisor"})
     async with running_platform(settings) as p:
         if await p.kube.get("node.k8s.io/v1", "RuntimeClass", None, "gvisor") is None:
             pytest.skip("the testbed registered no gvisor RuntimeClass (runsc was built after the nodes started)")

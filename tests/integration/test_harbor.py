@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mcp_server.config import load_settings
+from mcp_server.devenv.git_server import self_signed_tls
+from mcp_server.settings import load_settings
 from mcp_server.worker import harbor_client
 from tests.fakes.fake_harbor import FAKE_ADMIN, FAKE_HARBOR_URL, FakeHarbor, fake_harbor_running
-from tests.support.git_server import self_signed_tls
 from workflows.adapters.harbor import (
     HarborAuthError,
     HarborClient,
@@ -223,8 +223,8 @@ async def test_timeouts_are_retryable() -> None:
 async def test_a_harbor_behind_a_private_ca_is_reached_with_harbor_ca_file(tmp_path: Path) -> None:
     cert, key = self_signed_tls(tmp_path)
     async with fake_harbor_running(tls=(cert, key)) as (fake, url):
-        settings = load_settings(harbor_url=url, harbor_username=FAKE_ADMIN[0], harbor_password=FAKE_ADMIN[1],
-                                 harbor_ca_file=cert)
+        settings = load_settings(harbor={"url": url, "username": FAKE_ADMIN[0], "password": FAKE_ADMIN[1],
+                                         "ca_file": cert})
         trusted = harbor_client(settings)
         assert trusted is not None
         async with trusted:

@@ -17,10 +17,12 @@ import pytest
 from mcp.types import CallToolResult
 
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
 from tests.fakes.fake_harbor import FAKE_ADMIN, FakeHarbor, fake_harbor_running
-from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.platform import Platform, ok, platform_settings, running_platform
+from tests.support.platform import ok, running_platform
 from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -32,9 +34,8 @@ PULL_SECRET = "deploy-mcp-registry"
 async def harbor_platform(database_url: str, temporal_address: str, needs_node: Testbed
                           ) -> AsyncIterator[tuple[Platform, FakeHarbor]]:
     async with fake_harbor_running() as (fake, url):
-        settings = platform_settings(database_url, temporal_address, needs_node, harbor_url=url,
-                                     harbor_username=FAKE_ADMIN[0], harbor_password=FAKE_ADMIN[1],
-                                     harbor_retention_keep_last=7)
+        settings = platform_settings(database_url, temporal_address, needs_node, harbor={
+            "url": url, "username": FAKE_ADMIN[0], "password": FAKE_ADMIN[1], "retention_keep_last": 7})
         async with running_platform(settings) as p:
             yield p, fake
 
@@ -125,6 +126,7 @@ async def test_deploys_pull_with_the_tenants_harbor_robot(
 
     # the robot's secret: nowhere an agent or operator reads, nowhere in Temporal, sealed in Postgres
     assert all(robot_secret not in o for o in outputs) and len(outputs) == 6
+    assert isinstance(p.deps.store, PgStore)  # ServerDeps names the port; raw SQL needs the pool
     async with p.deps.store.pool.connection() as conn:
         audit = await (await conn.execute("SELECT * FROM audit_events")).fetchall()
         robots = await (await conn.execute("SELECT robot_name, ciphertext FROM harbor_robots")).fetchall()

@@ -17,9 +17,9 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_server.auth import create_token
-from mcp_server.config import load_settings
 from mcp_server.devenv.processes import free_port
 from mcp_server.server import ServerDeps
+from mcp_server.settings import load_settings
 from mcp_server.store import PgStore
 from mcp_server.wiring import http_server, make_server, platform_config
 
@@ -28,7 +28,7 @@ INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 
 @pytest.fixture
 async def http_url(store: PgStore) -> AsyncIterator[str]:
-    settings = load_settings(http_port=free_port())
+    settings = load_settings(http={"port": free_port()})
     deps = ServerDeps(store=store, config=platform_config(settings))
     server = http_server(settings, make_server(settings, deps, "http"))
     task = asyncio.create_task(server.serve())
@@ -37,7 +37,7 @@ async def http_url(store: PgStore) -> AsyncIterator[str]:
         if task.done():
             task.result()
     try:
-        yield settings.mcp_url()
+        yield settings.http.mcp_url()
     finally:
         server.should_exit = True
         await task

@@ -1,5 +1,5 @@
 """The OCI registry client against the real registry (Debian's docker-registry, distribution v2) on a free
-loopback port, with images pushed through the distribution API by tests.support.oci; token auth and error
+loopback port, with images pushed through the distribution API by mcp_server.devenv.images; token auth and error
 mapping against an in-process fake that plays a token-auth registry as the distribution spec documents it.
 """
 
@@ -19,8 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mcp_server.devenv.processes import free_port
-from tests.support.oci import (
+from mcp_server.devenv.images import (
     BUSYBOX_HTTPD,
     OCI_MANIFEST,
     build_image,
@@ -28,6 +27,7 @@ from tests.support.oci import (
     docker_registry,
     push_image,
 )
+from mcp_server.devenv.processes import free_port
 from workflows.adapters.registry import (
     ImageNotFound,
     OciRegistry,

@@ -1,4 +1,4 @@
-"""The deploy's registry robot (workflows/registry_activities.py) against the FAKE Harbor served over HTTP
+"""The deploy's registry robot (workflows/activities/harbor.py) against the FAKE Harbor served over HTTP
 (tests/fakes/fake_harbor.py) and a real Postgres store: the tenant's project, retention rule and robot are
 ensured on every deploy; Harbor shows the robot's secret once, so it is kept sealed in `harbor_robots` and
 reused; a lost or unreadable one, or a robot deleted in Harbor, is replaced; concurrent deploys of one tenant

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
-from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.platform import Platform, ok, platform_settings, running_platform
+from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from tests.support.platform import ok, running_platform
 from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -23,7 +24,7 @@ REGISTRY = "127.0.0.1:5000"
 
 @pytest.fixture
 async def platform(database_url: str, temporal_address: str, needs_node: Testbed) -> AsyncIterator[Platform]:
-    settings = platform_settings(database_url, temporal_address, needs_node, rollback_window_seconds=4)
+    settings = platform_settings(database_url, temporal_address, needs_node, releases={"rollback_window_seconds": 4})
     async with running_platform(settings) as p:
         yield p
 

@@ -15,8 +15,9 @@ import pytest
 from mcp.types import CallToolResult
 
 from mcp_server.devenv.embedded import Testbed
-from tests.support.oci import busybox_web_files, push_image
-from tests.support.platform import Platform, ok, platform_settings, running_platform
+from mcp_server.devenv.images import busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from tests.support.platform import ok, running_platform
 from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]

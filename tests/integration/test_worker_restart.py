@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from mcp_server.config import Settings
 from mcp_server.devenv.embedded import Testbed
+from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
 from mcp_server.devenv.processes import ManagedProcess
-from tests.support.oci import BUSYBOX_HTTPD, busybox_web_files, push_image
-from tests.support.platform import Platform, platform_settings, running_platform
+from mcp_server.settings import Settings
+from tests.support.platform import running_platform
 from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -32,10 +33,10 @@ async def platform(database_url: str, temporal_address: str, needs_node: Testbed
 
 def worker_process(settings: Settings, run_dir: Path, name: str) -> ManagedProcess:
     env = dict(os.environ) | {
-        "DATABASE_URL": settings.resolved_database_url() or "",
-        "DEPLOY_MCP_TEMPORAL_ADDRESS": settings.temporal_address or "",
-        "KUBECONFIG": str(settings.kubeconfig),
-        "DEPLOY_MCP_TASK_QUEUE": settings.task_queue,
+        "DATABASE_URL": settings.database.url or "",
+        "DEPLOY_MCP_TEMPORAL_ADDRESS": settings.temporal.address or "",
+        "KUBECONFIG": str(settings.cluster.kubeconfig),
+        "DEPLOY_MCP_TASK_QUEUE": settings.temporal.task_queue,
         "DEPLOY_MCP_SECRETS_KEY": settings.secrets_key.get_secret_value() if settings.secrets_key else "",
         "DEPLOY_MCP_STATE_DIR": str(run_dir),
     }

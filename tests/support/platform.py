@@ -1,33 +1,18 @@
-"""The whole platform in one test process: a fresh database, the session's Temporal dev server and testbed,
-an in-process worker on a task queue of its own, and the MCP server built on them."""
+"""The platform harness (`mcp_server.devenv.platform`) as the tests run it, and what only tests need: `ok()`
+for tool results, and the fake Longhorn beside every platform on the testbed (no storage controller runs
+there)."""
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
-from cryptography.fernet import Fernet
-from mcp.client import Client
 from mcp.types import CallToolResult
-from temporalio.worker import Worker
 
-from mcp_server.config import Settings, load_settings
-from mcp_server.devenv.edge import endpoint_urls
-from mcp_server.devenv.embedded import Testbed
-from mcp_server.server import DeployMCP, ServerDeps, build_server
-from mcp_server.wiring import server_deps
-from mcp_server.worker import worker
-from tests.fakes.fake_longhorn import FakeLonghorn, install_storage
-from tools.context import Principal
-from workflows.adapters.kube import Kube
-from workflows.domain.labels import LABEL_TENANT
+from mcp_server.devenv import platform
+from mcp_server.settings import Settings
+from tests.fakes.fake_longhorn import fake_longhorn
 
 
 def ok(r: CallToolResult) -> dict[str, Any]:
@@ -38,124 +23,8 @@ def ok(r: CallToolResult) -> dict[str, Any]:
     return content
 
 
-ALL_SCOPES = frozenset({"apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read"})
-
-
-@dataclass
-class Platform:
-    settings: Settings
-    deps: ServerDeps
-    kube: Kube
-    tenant: str
-    worker: Worker | None = None
-    worker_task: asyncio.Task[None] | None = None
-
-    def server(self, scopes: frozenset[str] = ALL_SCOPES, tenant: str | None = None) -> DeployMCP:
-        principal = Principal(tenant or self.tenant, "agent", scopes, "memory")
-        return build_server(self.deps, transport="memory", principal=principal)
-
-    def client(self, mode: str = "auto", **kw: Any) -> Client:
-        return Client(self.server(**kw), mode=mode)
-
-    async def start_worker(self) -> None:
-        assert self.worker_task is None
-        self._worker_cm = worker(self.settings)
-        self.worker = await self._worker_cm.__aenter__()
-        self.worker_task = asyncio.create_task(self.worker.run())
-
-    async def service_get(self, namespace: str, service: str, path: str = "/", expect: str | None = None,
-                          attempts: int = 300) -> str:
-        """GET `path` from the Service's ready endpoints (pod IP and target port), as the edge does, until it
-        answers 200 (and `expect`, when given); returns the body. Not through the ClusterIP: on this host a
-        ClusterIP kube-proxy has not programmed yet leaves by the default route, whose gateway answers an empty
-        404, so such a check would measure kube-proxy's lag, not the platform."""
-        last = ""
-        async with httpx.AsyncClient(timeout=5, trust_env=False) as h:
-            for _ in range(attempts):
-                urls = await service_urls(self.kube, namespace, service)
-                if not urls:
-                    last = "no ready endpoints"
-                for url in urls:
-                    try:
-                        r = await h.get(url + path)
-                        last = f"{url}: {r.status_code} {r.text[:100]}"
-                        if r.status_code == 200 and (expect is None or r.text.strip() == expect):
-                            return r.text.strip()
-                    except httpx.HTTPError as e:
-                        last = f"{url}: {e!r}"
-                await asyncio.sleep(0.2)
-        pods = await self.kube.list_objects("v1", "Pod", namespace)
-        raise AssertionError(f"Service {namespace}/{service} never answered {expect or 200} on {path}; last: {last}; "
-                             f"pods: {[(x['metadata']['name'], (x.get('status') or {}).get('phase')) for x in pods]}")
-
-    async def stop_worker(self) -> None:
-        if self.worker is not None and self.worker_task is not None:
-            await self.worker.shutdown()
-            await asyncio.gather(self.worker_task, return_exceptions=True)
-            await self._worker_cm.__aexit__(None, None, None)
-        self.worker, self.worker_task = None, None
-
-
-async def service_urls(kube: Kube, namespace: str, service: str) -> list[str]:
-    """http://pod-ip:target-port for each ready endpoint of the Service (its first port)."""
-    return endpoint_urls(await kube.get("v1", "Endpoints", namespace, service))
-
-
-def platform_settings(database_url: str, temporal_address: str, testbed: Testbed, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "temporal_address": temporal_address,
-        "kubeconfig": testbed.kubeconfig,
-        "runtime_class": "runc",  # the testbed node's handler; the gVisor test sets `gvisor`
-        "secrets_key": Fernet.generate_key().decode(),
-        "task_queue": f"tq-{uuid.uuid4().hex[:8]}",
-        "ready_timeout_seconds": 90,
-        "rollback_window_seconds": 600,
-        "progress_wait_seconds": 120,
-    }
-    return load_settings(**(values | overrides))
-
-
 @asynccontextmanager
-async def running_platform(settings: Settings, *, start_worker: bool = True) -> AsyncIterator[Platform]:
-    tenant = f"t{uuid.uuid4().hex[:6]}"
-    url = settings.resolved_database_url()
-    assert url
-    kube = await Kube.connect(settings.kubeconfig)
-    await install_storage(kube)
-    storage_root = Path(tempfile.mkdtemp(prefix="fake-longhorn-"))
-    storage = asyncio.create_task(FakeLonghorn(kube, storage_root).run())
-    async with server_deps(settings, url) as deps:
-        p = Platform(settings=settings, deps=deps, kube=kube, tenant=tenant)
-        try:
-            if start_worker:
-                await p.start_worker()
-            yield p
-        finally:
-            await p.stop_worker()
-            await remove_tenant_objects(kube, tenant)
-            storage.cancel()
-            await asyncio.gather(storage, return_exceptions=True)
-            await kube.close()
-
-
-async def remove_tenant_objects(kube: Kube, tenant: str, grace_wait: float = 20.0) -> None:
-    """Free the testbed's nodes for the next test: the tenant's workloads stop (1 s grace, not a forced
-    delete, so each pod's sandbox and IP are normally gone before a later pod can get that IP), then its
-    namespaces go. Pods still there after `grace_wait` (a gVisor sandbox hangs in Terminating, a known runsc
-    shim issue) are force-deleted."""
-    namespaces = [ns["metadata"]["name"] for ns in await kube.list_objects(
-        "v1", "Namespace", None, label_selector=f"{LABEL_TENANT}={tenant}")]
-    for name in namespaces:
-        for dep in await kube.list_objects("apps/v1", "Deployment", name):
-            await kube.delete("apps/v1", "Deployment", name, dep["metadata"]["name"])
-        for pod in await kube.list_objects("v1", "Pod", name):
-            await kube.delete("v1", "Pod", name, pod["metadata"]["name"], grace_seconds=1)
-    deadline = asyncio.get_running_loop().time() + grace_wait
-    for name in namespaces:
-        while (left := await kube.list_objects("v1", "Pod", name)) and (  # noqa: ASYNC110 - polling the API
-                asyncio.get_running_loop().time() < deadline):
-            await asyncio.sleep(0.5)
-        for pod in left:
-            await kube.delete("v1", "Pod", name, pod["metadata"]["name"], grace_seconds=0)
-        await kube.delete("v1", "Namespace", None, name)
+async def running_platform(settings: Settings, *, start_worker: bool = True) -> AsyncIterator[platform.Platform]:
+    """`mcp_server.devenv.platform.running_platform` with the fake Longhorn beside it."""
+    async with platform.running_platform(settings, start_worker=start_worker, beside=[fake_longhorn]) as p:
+        yield p

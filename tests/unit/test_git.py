@@ -1,4 +1,5 @@
-"""Git sources (workflows/git.py) and the host check of the git adapter, without a network.
+"""Git sources (workflows/domain/git_urls.py, git_refs.py) and the host check of the git adapter
+(workflows/adapters/git.py), without a network.
 
 - URLs: only https:// and SSH (ssh:// and scp-like) are accepted; http://, git://, file://, local paths, remote
   helpers (ext::), option injection, credentials in the URL, whitespace and control characters are refused

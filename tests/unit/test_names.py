@@ -47,10 +47,3 @@ def test_release_and_env_names() -> None:
     assert env_name_problem("DATABASE_URL") is None
     assert env_name_problem("1BAD") is not None
     assert env_name_problem("A-B") is not None
-
-
-def test_storage_quantities_in_gib() -> None:
-    from workflows.domain.quantities import gib
-
-    assert [gib(q) for q in ("3Gi", "1Ti", "512Mi", "2048Mi", str(5 * 2**30), None, "", "junk", "0")] == [
-        3, 1024, 1, 2, 5, 0, 0, 0, 0]

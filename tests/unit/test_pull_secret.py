@@ -15,7 +15,7 @@ import pytest
 from kubernetes_validate.utils import all_versions, latest_version
 from pydantic import ValidationError
 
-from mcp_server.config import Settings, load_settings
+from mcp_server.settings import Settings, load_settings
 from mcp_server.wiring import platform_config
 from tools.context import CallContext, PlatformConfig, Principal
 from tools.ports import Store
@@ -27,13 +27,13 @@ from workflows.render.namespace import project_labels
 from workflows.render.pull_secret import PULL_SECRET_NAME, imagepull_secret
 from workflows.render.release import release_deployment
 
-HARBOR = {"harbor_url": "https://harbor.example.com/", "harbor_username": "admin", "harbor_password": "Pa55-word-X"}
+HARBOR = {"url": "https://harbor.example.com/", "username": "admin", "password": "Pa55-word-X"}
 DIGEST = "sha256:" + "b" * 64
 SCHEMAS = (all_versions()[0], latest_version())  # the oldest shipped (the testbed's era) and the newest
 
 
 def _settings(**values: Any) -> Settings:
-    return load_settings(database_url="postgresql://u@db/x", **values)
+    return load_settings(database={"url": "postgresql://u@db/x"}, **values)
 
 
 def _claim() -> ReleaseClaim:
@@ -75,7 +75,7 @@ def test_without_harbor_the_pods_have_no_pull_secret() -> None:
 
 
 def test_with_harbor_the_pods_pull_with_the_namespace_secret() -> None:
-    config = platform_config(_settings(**HARBOR))
+    config = platform_config(_settings(harbor=HARBOR))
     assert config.image_pull_secret == PULL_SECRET_NAME == "deploy-mcp-registry"
     deployment = _deployment_for(config)
     assert _pod(deployment)["imagePullSecrets"] == [{"name": "deploy-mcp-registry"}]
@@ -99,16 +99,16 @@ def test_the_pull_secret_the_worker_writes_matches_the_name_and_host() -> None:
 
 
 def test_harbor_settings_need_credentials_and_never_show_the_password() -> None:
-    s = _settings(**HARBOR)
-    assert s.harbor_url == "https://harbor.example.com" and s.harbor_retention_keep_last == 10
-    assert s.harbor_password is not None and s.harbor_password.get_secret_value() == "Pa55-word-X"
+    s = _settings(harbor=HARBOR)
+    assert s.harbor.url == "https://harbor.example.com" and s.harbor.retention_keep_last == 10
+    assert s.harbor.password is not None and s.harbor.password.get_secret_value() == "Pa55-word-X"
     assert "Pa55-word-X" not in repr(s) and "Pa55-word-X" not in s.model_dump_json()
-    with pytest.raises(ValidationError, match="harbor_username and harbor_password"):
-        _settings(harbor_url="https://harbor.example.com")
-    with pytest.raises(ValidationError, match="harbor_url"):
-        _settings(**(HARBOR | {"harbor_url": "harbor.example.com"}))
-    with pytest.raises(ValidationError, match="harbor_retention_keep_last"):
-        _settings(**HARBOR, harbor_retention_keep_last=0)
+    with pytest.raises(ValidationError, match=r"harbor\.username and harbor\.password"):
+        _settings(harbor={"url": "https://harbor.example.com"})
+    with pytest.raises(ValidationError, match=r"harbor\.url"):
+        _settings(harbor=HARBOR | {"url": "harbor.example.com"})
+    with pytest.raises(ValidationError, match=r"harbor\.retention_keep_last"):
+        _settings(harbor=HARBOR | {"retention_keep_last": 0})
 
 
 def test_harbor_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,5 +117,5 @@ def test_harbor_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("DEPLOY_MCP_HARBOR_PASSWORD", "from-env-Secret1")
     monkeypatch.setenv("DEPLOY_MCP_HARBOR_RETENTION_KEEP_LAST", "3")
     s = _settings()
-    assert s.harbor_password is not None and s.harbor_password.get_secret_value() == "from-env-Secret1"
-    assert s.harbor_retention_keep_last == 3 and platform_config(s).image_pull_secret == PULL_SECRET_NAME
+    assert s.harbor.password is not None and s.harbor.password.get_secret_value() == "from-env-Secret1"
+    assert s.harbor.retention_keep_last == 3 and platform_config(s).image_pull_secret == PULL_SECRET_NAME

@@ -1,4 +1,4 @@
-"""Renderers of the deploy workflow's Kubernetes objects (workflows/render.py).
+"""Renderers of the deploy workflow's Kubernetes objects (workflows/render/release.py, namespace.py, volume.py).
 
 - Every rendered object validates (strict: no unknown fields) against the newest Kubernetes schemas
   kubernetes-validate ships, for a spread of release specs and both NetworkPolicy `endPort` variants; the

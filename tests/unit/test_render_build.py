@@ -1,4 +1,4 @@
-"""The production build Job and the build's Secrets (workflows/render_build.py).
+"""The production build Job and the build's Secrets (workflows/render/build_job.py).
 
 - Every rendered object validates (strict: no unknown fields) against the newest Kubernetes schemas
   kubernetes-validate ships, for Railpack and Dockerfile builds, token and SSH credentials, with and without

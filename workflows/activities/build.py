@@ -1,6 +1,6 @@
 """The build workflow's activities: record the build, check out the commit, build and push the image, stream
 its lines to the build log, record the outcome. The image is built by buildah here (the `local` builder) or,
-with `jobs` set (the `buildkit` builder), by a BuildKit Job on `pool=build` (`workflows/job_builder.py`).
+with `jobs` set (the `buildkit` builder), by a BuildKit Job on `pool=build` (`workflows.activities.build_job`).
 
 Credentials for the git host are read and decrypted here (or, for a repository on the GitHub the platform's
 GitHub App serves, an installation token is minted just before the checkout: `credentials_for` says which
@@ -214,7 +214,7 @@ class BuildActivities:
 
     async def _build_on_cluster(self, started: BuildStarted, chosen: ChosenCredentials, sink: BuildLineSink,
                                 work: Path, build_secrets: dict[str, str]) -> BuildDone:
-        """The production path: a build Job on the build pool (see workflows/job_builder.py)."""
+        """The production path: a build Job on the build pool (see workflows.activities.build_job)."""
         assert self.jobs is not None
         inp = started.request
         builder = inp.builder

@@ -1,5 +1,5 @@
 """The production builder: one commit built by a Kubernetes Job on the build pool against BuildKit (the Job is
-rendered by `workflows.render_build`); this module runs it and reads its outcome.
+rendered by `workflows.render.build_job`); this module runs it and reads its outcome.
 
 Safe to retry: the Job is named after the build id, so a retried activity finds the Job it started (applying
 the same spec again is a no-op) and follows it to the end instead of starting a second build. The git

@@ -1,7 +1,7 @@
 """The deploy workflow's activities: every side effect on the cluster and the store happens here.
 
 Each activity is idempotent (server-side apply, scale to a number, record a phase), so Temporal may retry
-it safely. Kubernetes failures become `ApplicationError`s typed by `workflows.k8s_errors`: non-retryable
+it safely. Kubernetes failures become `ApplicationError`s typed by `workflows.domain.k8s_errors`: non-retryable
 ones stop the step at once, retryable ones back off (honouring `Retry-After`).
 """
 

@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""How an activity calls Kubernetes: `kube_call` runs one adapter call and turns its `KubeError` into the
+Temporal `ApplicationError` of the failure's class (type `K8s...`, non-retryable unless retrying can help,
+`Retry-After` as the next retry delay), so every activity fails the same way for the same API answer."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from workflows.activities.kube_call import kube_call
 from workflows.activities.stores import VolumeStore
 from workflows.adapters.kube import Kube, KubeError, ref
-from workflows.domain.quantities import gib
+from workflows.domain.quantities import gib, holds_gib
 from workflows.domain.volume_contract import VolumeOp, VolumeOutcome, VolumeResult
 from workflows.render.volume import (
     LONGHORN_NAMESPACE,
@@ -78,7 +78,7 @@ class VolumeActivities:
 
         async def grown() -> bool:
             now = await self.kube.get("v1", "PersistentVolumeClaim", ns, claim)
-            return gib(((now or {}).get("status") or {}).get("capacity", {}).get("storage")) >= op.spec.size_gib
+            return holds_gib(((now or {}).get("status") or {}).get("capacity", {}).get("storage"), op.spec.size_gib)
 
         await self._wait(f"claim {ns}/{claim} not expanded to {op.spec.size_gib} GiB", grown, op.timeout_seconds)
         return VolumeResult(status="bound", refs=[f"PersistentVolumeClaim/{ns}/{claim}"])

@@ -1,6 +1,6 @@
 """The local builder: build a checked-out repository's Dockerfile with buildah and push the image, for
 development and tests on a machine without BuildKit (production builds run as a Kubernetes Job, see
-`workflows.render_build`).
+`workflows.render.build_job`).
 
 `buildah --storage-driver vfs --root <storage>/root --runroot <storage>/run bud --isolation chroot --layers`
 then `buildah push --digestfile`. Storage lives under the caller's `storage_root` (vfs: no kernel overlay
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from workflows.adapters.errors import AdapterError
 from workflows.domain.images import digest_problem, parse_image
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,8 @@ _FAILED_AT = re.compile(r'building at STEP "(.*?)"')
 _LINE_LIMIT = 1 << 20
 
 
-class BuildError(Exception):
+class BuildError(AdapterError):
     """A build could not produce an image. `retryable` says whether the same build may succeed later."""
-
-    retryable: bool = False
 
 
 class BuilderMissing(BuildError):

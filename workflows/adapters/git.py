@@ -31,6 +31,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from workflows.adapters.errors import AdapterError, AuthRefused, InvalidRequest, ResourceNotFound, ServiceUnavailable
 from workflows.domain.addresses import AllowList, parse_address, refused_address
 from workflows.domain.credentials import GitCredentials
 from workflows.domain.git_refs import RemoteRefs, branch_summary, parse_ls_remote, pick_ref, ref_candidates
@@ -64,25 +65,23 @@ CHECKOUT_TIMEOUT = 600.0
 _STDERR_TAIL = 6
 
 
-class GitError(Exception):
+class GitError(AdapterError):
     """A git operation failed. `retryable` says whether the same call may succeed later."""
-
-    retryable: bool = False
 
     def __init__(self, message: str, *, url: str = "") -> None:
         super().__init__(message)
         self.url = url
 
 
-class HostNotAllowed(GitError):
+class HostNotAllowed(GitError, InvalidRequest):
     """The git host resolves to an address builds must not reach (loopback, private, metadata, ...)."""
 
 
-class GitHostUnresolvable(GitError):
+class GitHostUnresolvable(GitError, ResourceNotFound):
     """The git host has no address (DNS answered that the name does not exist)."""
 
 
-class GitUnavailable(GitError):
+class GitUnavailable(GitError, ServiceUnavailable):
     """The server could not be reached or answered with a server error; trying later may help."""
 
     retryable = True
@@ -92,15 +91,15 @@ class GitTimeout(GitUnavailable):
     """git did not finish in time."""
 
 
-class GitAuthError(GitError):
+class GitAuthError(GitError, AuthRefused):
     """The server wants credentials, or refused the ones given."""
 
 
-class RepoNotFound(GitError):
+class RepoNotFound(GitError, ResourceNotFound):
     """The server has no such repository (or hides a private one from the credentials given)."""
 
 
-class RefNotFound(GitError):
+class RefNotFound(GitError, ResourceNotFound):
     """The repository has no such branch, tag or commit; `branches` lists some that exist."""
 
     def __init__(self, message: str, *, url: str = "", ref: str = "", branches: Sequence[str] = ()) -> None:

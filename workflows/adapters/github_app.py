@@ -29,7 +29,9 @@ from typing import Any
 import httpx
 import jwt
 
+from workflows.adapters.errors import AdapterError, AuthRefused, ResourceNotFound, ServiceUnavailable
 from workflows.adapters.git import GitAuthError, GitError
+from workflows.adapters.http import http_client
 from workflows.domain.credentials import GitCredentials
 from workflows.domain.git_urls import CREDENTIALS_TOOL, GitUrl, github_repository
 
@@ -42,29 +44,27 @@ GIT_USERNAME = "x-access-token"
 """The user name GitHub expects with an installation token over git's HTTP Basic auth."""
 
 
-class GitHubAppError(Exception):
+class GitHubAppError(AdapterError):
     """A GitHub App call failed. `retryable` says whether the same call may succeed later."""
-
-    retryable: bool = False
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
 
-class GitHubAppNotInstalled(GitHubAppError):
+class GitHubAppNotInstalled(GitHubAppError, ResourceNotFound):
     """The app is not installed on the repository's account, or the installation does not cover the repo."""
 
 
-class GitHubAppNotForTenant(GitHubAppError):
+class GitHubAppNotForTenant(GitHubAppError, AuthRefused):
     """The operator binds GitHub accounts to tenants (`github_app_owners`) and this account is not the tenant's."""
 
 
-class GitHubAppAuthError(GitHubAppError):
+class GitHubAppAuthError(GitHubAppError, AuthRefused):
     """GitHub refused the app's JWT: wrong app ID or key, or a clock far off."""
 
 
-class GitHubUnavailable(GitHubAppError):
+class GitHubUnavailable(GitHubAppError, ServiceUnavailable):
     """GitHub answered 5xx or a rate limit, or could not be reached."""
 
     retryable = True
@@ -118,11 +118,10 @@ class GitHubApp:
         self._key = private_key_pem
         self._api = api_url.rstrip("/")
         self._clock = clock
-        self._client = httpx.AsyncClient(
+        self._client = http_client(
             transport=transport,
             timeout=timeout,
-            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION,
-                     "User-Agent": "deploy-mcp"},
+            headers={"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": API_VERSION},
         )
         self._tokens: dict[tuple[str, str], InstallationToken] = {}
 

@@ -19,14 +19,16 @@ Admin (or sufficiently privileged robot) credentials go by HTTP Basic. Failures 
 from __future__ import annotations
 
 import secrets
-import ssl
 import string
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 
+from workflows.adapters.errors import AdapterError, AuthRefused, ResourceNotFound, ServiceUnavailable
+from workflows.adapters.http import http_client
 from workflows.domain.credentials import RobotCredentials
 
 API = "/api/v2.0"
@@ -35,10 +37,8 @@ RETENTION_CRON = "0 0 * * * *"
 """Harbor's six-field cron (seconds first): hourly."""
 
 
-class HarborError(Exception):
+class HarborError(AdapterError):
     """A Harbor call failed. `retryable` says whether the same call may succeed later."""
-
-    retryable: bool = False
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -46,15 +46,15 @@ class HarborError(Exception):
         self.code = code
 
 
-class HarborAuthError(HarborError):
+class HarborAuthError(HarborError, AuthRefused):
     """401/403: the configured Harbor credentials are wrong or lack the permission."""
 
 
-class HarborNotFound(HarborError):
+class HarborNotFound(HarborError, ResourceNotFound):
     """The project or robot does not exist."""
 
 
-class HarborUnavailable(HarborError):
+class HarborUnavailable(HarborError, ServiceUnavailable):
     """5xx, 429, a timeout or a connection error."""
 
     retryable = True
@@ -144,16 +144,16 @@ class HarborClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 15.0,
-        verify: bool | ssl.SSLContext = True,
+        ca_file: str | Path | None = None,
     ) -> None:
         self._url = url.rstrip("/")
-        self._client = httpx.AsyncClient(
+        self._client = http_client(
             base_url=self._url + API,
             transport=transport,
             timeout=timeout,
             auth=httpx.BasicAuth(username, password),
-            headers={"Accept": "application/json", "User-Agent": "deploy-mcp"},
-            verify=verify,
+            headers={"Accept": "application/json"},
+            ca_file=ca_file,
         )
 
     def __repr__(self) -> str:

@@ -1,9 +1,9 @@
 """The one place this project talks to the Kubernetes API: server-side apply under one field manager, reads,
 deletes, scaling, pod watches and logs, and discovery of what the cluster serves.
 
-Objects are plain dicts (the JSON the API speaks), rendered by `workflows.render`. Kinds are addressed
-through a small table of REST paths; CRD kinds (Longhorn, cert-manager) are added with `register_kind`.
-Every API failure surfaces as `KubeError`, classified by `workflows.k8s_errors`.
+Objects are plain dicts (the JSON the API speaks), rendered by the modules of `workflows.render`. Kinds are
+addressed through a small table of REST paths; CRD kinds (Longhorn, cert-manager) are added with `register_kind`.
+Every API failure surfaces as `KubeError`, classified by `workflows.domain.k8s_errors`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from workflows.adapters.errors import AdapterError
 from workflows.domain.k8s_errors import K8sFailure, classify_status, status_message
 from workflows.domain.specs import ClusterCaps
 
@@ -58,9 +59,13 @@ def register_kind(api_version: str, kind: str, plural: str, namespaced: bool) ->
     KINDS[(api_version, kind)] = (plural, namespaced)
 
 
-class KubeError(Exception):
+class KubeError(AdapterError):
+    """A Kubernetes API call failed; `failure` classifies it by HTTP status (workflows.domain.k8s_errors), and
+    `retryable` is the classification's."""
+
     def __init__(self, failure: K8sFailure, what: str) -> None:
         self.failure = failure
+        self.retryable = failure.retryable
         super().__init__(f"{what}: {failure.message}" if failure.message else what)
 
 
@@ -272,13 +277,25 @@ class Kube:
         finally:
             resp.release()
 
-    async def pod_logs(self, namespace: str, pod: str, *, container: str | None = None, tail_lines: int = 20,
-                       previous: bool = False) -> list[str]:
-        query: list[tuple[str, Any]] = [("tailLines", tail_lines)]
+    async def pod_log(self, namespace: str, pod: str, *, container: str | None = None, timestamps: bool = False,
+                      since_seconds: int | None = None, limit_bytes: int | None = None, tail_lines: int | None = None,
+                      previous: bool = False) -> str:
+        """`GET .../pods/<pod>/log`: the text of one container's log (of its previous instance with
+        `previous`), as much of it as the parameters ask; KubeError on any failure, reaching the API included."""
+        query: list[tuple[str, Any]] = []
         if container:
             query.append(("container", container))
+        if timestamps:
+            query.append(("timestamps", "true"))
+        if since_seconds is not None:
+            query.append(("sinceSeconds", since_seconds))
+        if limit_bytes is not None:
+            query.append(("limitBytes", limit_bytes))
+        if tail_lines is not None:
+            query.append(("tailLines", tail_lines))
         if previous:
             query.append(("previous", "true"))
+        what = f"logs of pod {pod}" + (f" container {container}" if container else "")
         try:
             resp = await self.api.call_api(
                 f"/api/v1/namespaces/{namespace}/pods/{pod}/log", "GET", query_params=query,
@@ -286,15 +303,23 @@ class Kube:
                 _request_timeout=self.timeout,
             )
         except ApiException as e:
-            raise KubeError(classify_status(e.status, status_message(e.body)), f"logs of pod {pod}") from e
+            raise KubeError(classify_status(e.status, status_message(e.body)), what) from e
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), what) from e
         try:
             raw: bytes = await resp.read()
             status = int(resp.status)
         finally:
             resp.release()
         if status >= 400:
-            raise KubeError(classify_status(status, status_message(raw)), f"logs of pod {pod}")
-        return raw.decode(errors="replace").splitlines()
+            raise KubeError(classify_status(status, status_message(raw)), what)
+        return raw.decode(errors="replace")
+
+    async def pod_logs(self, namespace: str, pod: str, *, container: str | None = None, tail_lines: int = 20,
+                       previous: bool = False) -> list[str]:
+        """The last `tail_lines` lines of a container's log."""
+        text = await self.pod_log(namespace, pod, container=container, tail_lines=tail_lines, previous=previous)
+        return text.splitlines()
 
     async def follow_pod_log(self, namespace: str, pod: str, container: str, *,
                              max_seconds: float = 3600) -> AsyncIterator[str]:

@@ -2,8 +2,8 @@
 
 Each read lists the app's pods by their platform labels in the project's namespace, fetches every container's
 log with `timestamps=true` (the kubelet prefixes each line with its RFC3339Nano time), merges the pods, applies
-the same filters LogQL would (workflows.logql.line_filter), and pages with the same cursor contract as Loki
-(workflows.logs.read_page over the lines in memory).
+the same filters LogQL would (workflows.domain.logql.line_filter), and pages with the same cursor contract as Loki
+(workflows.domain.log_paging.read_page over the lines in memory).
 
 Limits, acceptable for dev and said here because they are not Loki's: only what the kubelet still holds (the
 current and previous container of live pods: a deleted pod's logs are gone), the last TAIL_LINES lines and at
@@ -19,11 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-import aiohttp
-from kubernetes_asyncio.client.exceptions import ApiException
-
 from workflows.adapters.kube import Kube, KubeError
-from workflows.domain.k8s_errors import classify_status, status_message
 from workflows.domain.labels import LABEL_APP, LABEL_COMMIT, LABEL_DEPLOYMENT_ID, LABEL_PROJECT, LABEL_TENANT
 from workflows.domain.log_paging import Direction, LogLine, LogPage, LogQuery, LogStoreUnavailable, in_order, read_page
 from workflows.domain.logql import line_filter
@@ -35,47 +31,9 @@ LIMIT_BYTES = 8 * 1024 * 1024
 
 POD_LABELS = {"tenant": LABEL_TENANT, "project": LABEL_PROJECT, "app": LABEL_APP,
               "deployment_id": LABEL_DEPLOYMENT_ID, "commit_sha": LABEL_COMMIT}
-"""Log label -> the pod label the renderer sets (workflows/render.py) and the Alloy pipeline copies."""
+"""Log label -> the pod label the renderer sets (workflows.render.release) and the Alloy pipeline copies."""
 
 _LABEL_VALUE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
-
-
-async def read_pod_log(kube: Kube, namespace: str, pod: str, *, container: str | None = None,
-                       timestamps: bool = False, since_seconds: int | None = None, limit_bytes: int | None = None,
-                       tail_lines: int | None = None, previous: bool = False) -> str:
-    """`GET .../pods/<pod>/log` with the parameters `Kube.pod_logs` does not offer; KubeError on failure."""
-    query: list[tuple[str, Any]] = []
-    if container:
-        query.append(("container", container))
-    if timestamps:
-        query.append(("timestamps", "true"))
-    if since_seconds is not None:
-        query.append(("sinceSeconds", since_seconds))
-    if limit_bytes is not None:
-        query.append(("limitBytes", limit_bytes))
-    if tail_lines is not None:
-        query.append(("tailLines", tail_lines))
-    if previous:
-        query.append(("previous", "true"))
-    what = f"logs of pod {pod}" + (f" container {container}" if container else "")
-    try:
-        resp = await kube.api.call_api(
-            f"/api/v1/namespaces/{namespace}/pods/{pod}/log", "GET", query_params=query,
-            header_params={"Accept": "*/*"}, auth_settings=["BearerToken"], _preload_content=False,
-            _request_timeout=kube.timeout,
-        )
-    except ApiException as e:
-        raise KubeError(classify_status(e.status, status_message(e.body)), what) from e
-    except (TimeoutError, aiohttp.ClientError, OSError) as e:
-        raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), what) from e
-    try:
-        raw: bytes = await resp.read()
-        status = int(resp.status)
-    finally:
-        resp.release()
-    if status >= 400:
-        raise KubeError(classify_status(status, status_message(raw)), what)
-    return raw.decode(errors="replace")
 
 
 def parse_pod_log(text: str, labels: dict[str, str]) -> list[LogLine]:
@@ -113,9 +71,9 @@ class KubePodLogs:
         return await self.kube.list_objects("v1", "Pod", namespace, label_selector=label_selector)
 
     async def log(self, namespace: str, pod: str, container: str, *, since_seconds: int, previous: bool) -> str:
-        return await read_pod_log(self.kube, namespace, pod, container=container, timestamps=True,
-                                  since_seconds=since_seconds, limit_bytes=LIMIT_BYTES, tail_lines=TAIL_LINES,
-                                  previous=previous)
+        return await self.kube.pod_log(namespace, pod, container=container, timestamps=True,
+                                       since_seconds=since_seconds, limit_bytes=LIMIT_BYTES, tail_lines=TAIL_LINES,
+                                       previous=previous)
 
 
 class KubeLogStore:

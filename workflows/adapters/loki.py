@@ -11,7 +11,7 @@ auth enabled; platform tenants are kept apart by the `tenant` label, not by this
 
 Follow mode polls `query_range` forward from a cursor (`tail` below is one such poll) rather than using
 `/loki/api/v1/tail`: that endpoint is a WebSocket, httpx has no WebSocket client, and polling from an exact
-cursor (workflows.logs) neither loses nor repeats a line between polls, which a reconnecting tail could.
+cursor (workflows.domain.log_paging) neither loses nor repeats a line between polls, which a reconnecting tail could.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from workflows.adapters.http import http_client
 from workflows.domain.log_paging import (
     Direction,
     LogLine,
@@ -58,8 +59,8 @@ class LokiClient:
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.url = url.rstrip("/")
         headers = {"X-Scope-OrgID": tenant} if tenant else {}
-        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, transport=transport,
-                                       timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)))
+        self._http = http_client(base_url=self.url, headers=headers, transport=transport, timeout=timeout,
+                                 connect_timeout=min(timeout, 3.0))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from workflows.adapters.errors import AdapterError, AuthRefused, ResourceNotFound, ServiceUnavailable
+from workflows.adapters.http import http_client
 from workflows.domain.images import ImageRef, digest_problem
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -37,10 +39,8 @@ _TOKEN_DEFAULT_TTL = 60.0  # the token spec's default when the token endpoint gi
 _CHALLENGE_PARAM = re.compile(r'([A-Za-z_][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
 
 
-class RegistryError(Exception):
+class RegistryError(AdapterError):
     """A registry call failed. `retryable` says whether the same call may succeed later."""
-
-    retryable: bool = False
 
     def __init__(self, message: str, *, registry: str = "", status: int | None = None, code: str | None = None):
         super().__init__(message)
@@ -49,19 +49,19 @@ class RegistryError(Exception):
         self.code = code
 
 
-class ImageNotFound(RegistryError):
+class ImageNotFound(RegistryError, ResourceNotFound):
     """The repository or the tag/digest does not exist (404, MANIFEST_UNKNOWN, NAME_UNKNOWN)."""
 
     retryable = False
 
 
-class RegistryAuthError(RegistryError):
+class RegistryAuthError(RegistryError, AuthRefused):
     """Still 401/403 after authenticating: credentials are missing, wrong, or lack pull access."""
 
     retryable = False
 
 
-class RegistryUnavailable(RegistryError):
+class RegistryUnavailable(RegistryError, ServiceUnavailable):
     """The registry could not answer now: 5xx, 429, a timeout or a connection error."""
 
     retryable = True
@@ -139,11 +139,10 @@ class OciRegistry:
         self._insecure = frozenset(_strip_port(h) for h in insecure_hosts)
         self._credentials = dict(credentials or {})
         self._timeout = timeout
-        self._client = httpx.AsyncClient(
+        self._client = http_client(
             transport=transport,
             timeout=timeout,
             follow_redirects=True,  # httpx drops Authorization when a redirect leaves the origin
-            headers={"User-Agent": "deploy-mcp"},
         )
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (host, scope) -> (token, expiry)
         self._basic_hosts: set[str] = set()  # hosts that asked for Basic: send it up front from then on

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Which network addresses a build may fetch source from: the classes a build must not reach (loopback,
+private, link-local, cloud metadata, CGNAT, ...; IPv4 inside IPv6 judged as IPv4) and the operator's allow list.
+
+Pure: the git adapter resolves the host and asks `refused_address`; the tools and the build share the rule."""
 
 from __future__ import annotations
 

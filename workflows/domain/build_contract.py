@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The build workflow's input, result and the messages between its activities (`BuildInput`, `BuildOutput`,
+`BuildStarted`, `BuildDone`): explicit types, so fields can be added without breaking running workflows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""What the build Job of one commit needs (`BuildSpec`, `BuildImages`), validated when it is made: names,
+commit SHA, image tag, BuildKit address, build secret names, paths inside the repository.
+
+Pure, so the build activity, the Job renderer and the settings that name the build images check one model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Credentials the platform holds for the outside world: `RobotCredentials` (a registry account, e.g. a Harbor
+robot) and `GitCredentials` (a token or an SSH deploy key), checked when made and never shown in a repr.
+
+Pure, shared by the git and registry adapters, the build renderer and the tools that store credentials."""
 
 from __future__ import annotations
 

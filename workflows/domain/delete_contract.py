@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The delete workflow's input (`DeleteAppInput`): an explicit message type, shared by the workflow and the tool
+that starts it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The diagnose workflow's input and result (`DiagnoseInput`, `Diagnosis`): explicit message types, shared by
+the workflow, its activities and the tools that report why a release is unhealthy."""
 
 from __future__ import annotations
 

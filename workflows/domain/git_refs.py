@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""What `git ls-remote` answers, read: the refs and HEAD's target, the candidates a ref name may mean (branch,
+tag, full ref, SHA), the one picked, and a short list of branches for an error message.
+
+Pure, so ref resolution is tested without a git server; the git adapter runs the command."""
 
 from __future__ import annotations
 

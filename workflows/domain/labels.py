@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The label keys and values the platform puts on Kubernetes objects (tenant, project, app, release, build,
+volume ...): one table, read by the renderers that set them, the adapters that select by them and the log
+pipeline that copies them."""
 
 from __future__ import annotations
 

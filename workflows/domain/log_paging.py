@@ -26,6 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows.domain.adapter_errors import InvalidRequest, ServiceUnavailable
 from workflows.domain.logql import Level
 
 Direction = Literal["forward", "backward"]
@@ -34,11 +35,11 @@ MAX_FETCH = 5000
 """Most lines asked of a store in one request (Loki refuses more by default)."""
 
 
-class LogStoreUnavailable(Exception):
+class LogStoreUnavailable(ServiceUnavailable):
     """The log store cannot be reached or failed (connection, timeout, 5xx); retrying later may work."""
 
 
-class LogQueryError(Exception):
+class LogQueryError(InvalidRequest):
     """The log store refused the query (Loki: HTTP 400); the message is the store's."""
 
 

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Keeping secrets out of text the platform shows: `SecretMasker` replaces an app's secret values in build and
+runtime log lines and error details, and `clip_line` cuts an over-long line on a character boundary.
+
+Pure, shared by the activities (build logs, failure details) and the log tools."""
 
 from __future__ import annotations
 

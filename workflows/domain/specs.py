@@ -1,4 +1,4 @@
-"""The data contracts of the deploy workflow: what an app asks for, what a release pins, what the cluster
+"""The data types of the deploy workflow: what an app asks for, what a release pins, what the cluster
 can do. Pydantic models, so they cross Temporal (pydantic data converter) and MCP unchanged; no I/O here.
 
 Fields are only ever added with defaults, so running workflows keep decoding their history.

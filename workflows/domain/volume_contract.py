@@ -1,4 +1,6 @@
-"""TODO docstring."""
+"""The volume workflow's input and results (`VolumeOp`, `VolumeResult`, `VolumeOutcome`): explicit message types,
+so fields can be added without breaking running workflows. Pure, shared by the workflow, its activities and
+the volume tools."""
 
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Mapping
+from importlib import resources
 from typing import Any
 
 from workflows.domain.build_spec import WORKSPACE, BuildSpec
@@ -123,59 +124,17 @@ def build_secrets_body(spec: BuildSpec, values: Mapping[str, str]) -> dict[str, 
 
 # --- the Job --------------------------------------------------------------------------------------------------
 
-CLONE_SCRIPT = r"""set -eu
-src="${SOURCE_DIR:-/workspace/src}"
-creds="${GIT_CREDENTIALS_DIR:-/git-credentials}"
-tmp="${TMPDIR:-/tmp}"
-if [ -n "${GIT_TOKEN:-}" ]; then
-  auth=$(printf '%s:%s' "${GIT_USERNAME:-x-access-token}" "$GIT_TOKEN" | base64 | tr -d '\n')
-  export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=http.extraHeader
-  export GIT_CONFIG_VALUE_0="Authorization: Basic $auth"
-  unset GIT_TOKEN auth
-fi
-if [ -f "$creds/ssh-privatekey" ]; then
-  mkdir -p "$tmp/ssh" && chmod 700 "$tmp/ssh"
-  cp "$creds/ssh-privatekey" "$tmp/ssh/key" && chmod 600 "$tmp/ssh/key"
-  strict=accept-new
-  if [ -f "$creds/known_hosts" ]; then
-    cp "$creds/known_hosts" "$tmp/ssh/known_hosts"
-    strict=yes
-  fi
-  export GIT_SSH_COMMAND="ssh -F /dev/null -i $tmp/ssh/key -o IdentitiesOnly=yes -o BatchMode=yes \
--o StrictHostKeyChecking=$strict -o UserKnownHostsFile=$tmp/ssh/known_hosts"
-fi
-g() {
-  git -c protocol.allow=never -c protocol.https.allow=always -c protocol.ssh.allow=always \
-    -c http.followRedirects=false -c credential.helper= -c advice.detachedHead=false "$@"
-}
-g init -q --template= "$src"
-cd "$src"
-echo "fetching $GIT_SHA"
-if ! g fetch -q --depth=1 --no-tags "$GIT_URL" "$GIT_SHA"; then
-  echo "the server will not serve a commit by SHA; fetching all branches and tags"
-  g fetch -q --no-tags "$GIT_URL" '+refs/heads/*:refs/remotes/origin/*' '+refs/tags/*:refs/tags/*'
-fi
-g checkout -q --detach "$GIT_SHA"
-echo "checked out $(git rev-parse HEAD)"
-"""
+
+def _script(name: str) -> str:
+    """A shell script of `scripts/`, shipped beside this module as package data: kept as files so they can be
+    read, linted and run as shell, not as Python strings."""
+    return resources.files("workflows.render").joinpath("scripts", name).read_text(encoding="utf-8")
+
+
+CLONE_SCRIPT = _script("clone.sh")
 """The clone container's script. The URL and SHA arrive as environment variables, never spliced into it."""
 
-BUILD_SCRIPT = r"""set -eu
-if [ "${RAILPACK:-0}" = 1 ] && [ -n "${BUILD_SECRET_NAMES:-}" ]; then
-  hash=$(
-    for name in $BUILD_SECRET_NAMES; do
-      eval "value=\${$name}"
-      printf '%s=%s\n' "$name" "$value"
-    done | sha256sum | cut -d' ' -f1
-  )
-  set -- "$@" --opt "secrets-hash=$hash"
-fi
-buildctl "$@"
-pattern='s/.*"containerimage\.digest" *: *"\(sha256:[0-9a-f]\{64\}\)".*/\1/p'
-digest=$(sed -n "$pattern" "${METADATA_FILE:-/workspace/metadata.json}" | head -n 1)
-if [ -z "$digest" ]; then echo "the build metadata has no containerimage.digest" >&2; exit 1; fi
-echo "DEPLOY_MCP_DIGEST=$digest"
-"""
+BUILD_SCRIPT = _script("build.sh")
 """The build container's script: `sh -c BUILD_SCRIPT build <buildctl args>`. Secret names are environment
 variable names (checked), so `eval` only ever expands `${NAME}`; railpack gets a hash of the secret values
 (`secrets-hash`) so its layer cache is invalidated when a secret changes, as Railpack documents."""

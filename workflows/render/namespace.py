@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""A project's namespace and its guardrails as Kubernetes objects: Pod Security labels, ResourceQuota,
+LimitRange and the NetworkPolicies that keep ingress to the edge and egress to the public internet; and the labels
+every object of a project carries.
+
+Pure: the deploy activities apply these objects before any release of the project."""
 
 from __future__ import annotations
 

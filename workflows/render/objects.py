@@ -1,4 +1,5 @@
-"""TODO docstring."""
+"""The metadata block every rendered object shares (name, namespace, labels), so each renderer writes it the
+same way."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""Registry credentials as a `kubernetes.io/dockerconfigjson` Secret: a project namespace's image pull secret,
+or the build Job's push credentials (both from a Harbor robot account).
+
+Pure; the Harbor activity renders the pull secret of a project, the build Job activity the push credentials."""
 
 from __future__ import annotations
 

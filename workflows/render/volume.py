@@ -1,4 +1,8 @@
-"""TODO docstring."""
+"""A platform volume as Kubernetes objects: its PersistentVolumeClaim, CSI VolumeSnapshots (a Longhorn snapshot
+or backup by class) and the Longhorn RecurringJob of its backup schedule.
+
+Pure, like every renderer: the volume activities apply what these functions return, and a reader can print a
+volume's objects without a cluster."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 No buildah or docker: one gzip'ed tar layer (deterministic, so the same files give the same digest), an OCI
 image config and an OCI image manifest, uploaded with POST + monolithic PUT and a manifest PUT. With
 `busybox_web_files` the image runs `["/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]` and serves the
-given HTML. Test registries are on loopback, so this speaks plain http.
+given HTML. Test registries are on loopback, so this speaks plain http. Part of the dev and test harness
+(tests and bench/ push their apps with it), not the product.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ def build_image(
             "os": "linux",
             "config": run,
             "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "tests.support.oci"}],
+            "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "mcp_server.devenv.images"}],
         }
     )
     manifest = _json(

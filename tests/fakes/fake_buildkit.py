@@ -8,12 +8,12 @@ image ships, invoked exactly as the rendered Job invokes it:
 - `fake-buildctl` plays `buildctl ... build ... --output type=image,name=N,push=true --metadata-file F`: BuildKit
   progress lines, then the metadata file BuildKit writes (`containerimage.digest`), here the digest of an image
   the test pushed beforehand. An image name containing `broken` fails the way a failing RUN step does.
-The Job's own scripts (clone and build, from `workflows.render_build`) run unchanged on busybox's sh.
+The Job's own scripts (clone and build, workflows/render/scripts/) run unchanged on busybox's sh.
 """
 
 from __future__ import annotations
 
-from tests.support.oci import BUSYBOX, FileSpec, Symlink, push_image
+from mcp_server.devenv.images import BUSYBOX, FileSpec, Symlink, push_image
 
 APPLETS = ("sh", "base64", "tr", "mkdir", "chmod", "cp", "cat", "echo", "printf", "sed", "head", "cut", "sha256sum")
 

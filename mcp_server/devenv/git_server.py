@@ -1,5 +1,6 @@
-"""A real git server for tests: `git http-backend` (CGI) behind a threaded HTTPS server on 127.0.0.1 with a
-self-signed certificate, wanting HTTP Basic `x-access-token:<token>` as GitHub does for installation tokens."""
+"""A real git server for tests and bench/: `git http-backend` (CGI) behind a threaded HTTPS server on 127.0.0.1
+with a self-signed certificate, wanting HTTP Basic `x-access-token:<token>` as GitHub does for installation
+tokens. Part of the dev and test harness, not the product."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The seed's end-to-end slice — git push -> build -> deploy -> logs -> rollback -> node failure reschedule
 -> volume persists — through the MCP protocol only, as an agent would drive the platform. Shared by the e2e
 test (which asserts) and bench/slice.py (which times). Each step is timed and named, so a failure says
-which step broke and what it saw."""
+which step broke and what it saw. Part of the dev and test harness, not the product."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from mcp.client import Client
 from mcp.types import CallToolResult
 
 from mcp_server.devenv.embedded import Testbed
-from tests.support.git_server import git_cmd
-from tests.support.platform import Platform
+from mcp_server.devenv.git_server import git_cmd
+from mcp_server.devenv.platform import Platform
 
 CGI = """#!/busybox sh
 echo 'Content-Type: text/plain'

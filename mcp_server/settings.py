@@ -1,0 +1,347 @@
+"""One settings object for every command, in groups an operator thinks in (database, temporal, http, cluster,
+apps, releases, registry, Harbor, GitHub App, git, build, Loki ...), each field saying what it means, its unit
+and why its default.
+
+Read from environment variables (`DEPLOY_MCP_<GROUP>__<FIELD>`, e.g. `DEPLOY_MCP_HARBOR__URL`; top-level ones
+`DEPLOY_MCP_STATE_DIR`, `DEPLOY_MCP_SECRETS_KEY`) and the TOML file `DEPLOY_MCP_CONFIG` names (one table per
+group). Precedence, highest first: constructor arguments (the CLI's flags), environment variables, the TOML
+file, `DATABASE_URL` / `KUBECONFIG`, the defaults below. The flat names from before the grouping
+(`DEPLOY_MCP_HARBOR_URL`, `harbor_url = ...`) are aliases, see `mcp_server.flat_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from mcp_server.flat_settings import ENV_PREFIX, NESTED, Regrouped, RenamedEnv
+from workflows.domain.build_spec import BuildImages
+
+ALL_SCOPES = ("apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read")
+
+
+def default_state_dir() -> Path:
+    """Where `deploy-mcp dev` keeps its data: FHS for root (a system service), XDG for a user."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/deploy-mcp")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "deploy-mcp"
+
+
+class Group(BaseModel):
+    """A settings group: unknown keys are refused (a typo must not pass as a default), docstrings describe."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, use_attribute_docstrings=True)
+
+
+class DatabaseSettings(Group):
+    """The platform's Postgres: apps, releases, tokens, audit rows."""
+
+    url: str | None = None
+    """Postgres URL (`postgresql://user:password@host:5432/db`). Also read from the conventional `DATABASE_URL`.
+    Unset: `dev` starts an embedded Postgres; `serve`, `worker` and `migrate` refuse to start."""
+
+
+class TemporalSettings(Group):
+    """Where the workflows run."""
+
+    address: str | None = None
+    """host:port of Temporal's frontend. Unset: `dev` starts a Temporal dev server; the others refuse to start."""
+    namespace: str = "default"
+    """Temporal namespace of every workflow; `default` is the one every Temporal server has."""
+    task_queue: str = "deploy-mcp"
+    """Task queue the worker polls and the server starts workflows on; one per platform install."""
+
+
+class HttpSettings(Group):
+    """The streamable HTTP transport of `serve --transport http` and `dev`."""
+
+    host: str = "127.0.0.1"
+    """Bind address; loopback, so nothing is exposed until the operator says so (`--host 0.0.0.0`)."""
+    port: int = Field(8765, ge=1, le=65535)
+    """TCP port; 8765 is unprivileged and rarely taken."""
+    path: str = "/mcp"
+    """URL path of the MCP endpoint, the path MCP clients expect by convention."""
+    public_url: str | None = None
+    """URL clients use to reach the server, also the OAuth resource id (behind a proxy: the proxy's URL).
+    Unset: http://<host>:<port><path>."""
+
+    def mcp_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}{self.path}"
+
+
+class OperatorSettings(Group):
+    """The principal of a stdio session: whoever started the process on this machine."""
+
+    tenant: str = "local"
+    """Tenant the local operator acts in (DNS-1123 label)."""
+    subject: str = "operator"
+    """Name recorded in audit rows for stdio calls."""
+    scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
+    """Scopes granted; all of them, since whoever runs the process owns the machine anyway."""
+
+
+class DevSettings(Group):
+    """Ports of the services `deploy-mcp dev` embeds (a free port is used when one is taken)."""
+
+    postgres_port: int = Field(54329, ge=1, le=65535)
+    """The embedded Postgres's port; fixed (not 5432, which a system Postgres may hold), so client configs
+    keep working across restarts."""
+    temporal_port: int = Field(7233, ge=1, le=65535)
+    """The Temporal dev server's port; 7233 is Temporal's own default."""
+
+
+class ClusterSettings(Group):
+    """The Kubernetes cluster the worker reconciles, and the cluster-side classes customer objects use."""
+
+    kubeconfig: Path | None = None
+    """Kubeconfig of the cluster. Also read from `KUBECONFIG` (its first file). Unset: in-cluster config;
+    `dev` brings up the local testbed when it can."""
+    runtime_class: str = "gvisor"
+    """RuntimeClass of every customer pod: gVisor, since customer code is untrusted."""
+    ingress_class: str | None = None
+    """IngressClass of app Ingresses. Unset: the cluster's default class."""
+    storage_classes: dict[str, str] = Field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
+    """Platform volume class -> Kubernetes StorageClass; the defaults are the Longhorn classes in
+    manifests/storage."""
+
+
+class AppsSettings(Group):
+    """How customer apps are reached."""
+
+    platform_domain: str = "localhost"
+    """Apps get <app>-<project>-<tenant>.apps.<platform_domain>; `localhost` resolves to 127.0.0.1 in curl and
+    browsers, so dev URLs work with no DNS."""
+    url_port: int | None = Field(None, ge=1, le=65535)
+    """Port in app URLs when the edge does not listen on 443 (dev's testbed edge). Unset: no port (443)."""
+
+    def domain(self) -> str:
+        """The domain app hostnames end in."""
+        return f"apps.{self.platform_domain}"
+
+
+class ReleasesSettings(Group):
+    """The life of a release in the cluster: becoming Ready, staying warm for rollback, being pruned."""
+
+    ready_timeout_seconds: int = Field(300, ge=10, le=3600)
+    """Seconds a release may take to be Ready before the deploy fails; 5 minutes covers an image pull and a
+    slow start."""
+    rollback_window_seconds: int = Field(900, ge=0, le=86400)
+    """Seconds the previous release stays scaled after a switch, so a rollback is instant; 15 minutes covers
+    the usual "it broke right after the deploy"."""
+    retention_count: int = Field(10, ge=2, le=1000)
+    """Release objects kept per app in the cluster (the rows are kept forever); 2 at least: the serving and
+    the warm one."""
+    retention_days: int = Field(30, ge=1, le=3650)
+    """Release objects older than this many days are pruned (never the serving or warm ones)."""
+
+
+class ProgressSettings(Group):
+    """How long a tool call follows its workflow."""
+
+    wait_seconds: float = Field(60.0, ge=0, le=600)
+    """Seconds a tool waits for its workflow before returning the ids to poll with; a minute lets most
+    deploys finish inside one call without holding a client for long."""
+
+
+class ImageRegistrySettings(Group):
+    """The OCI registry built images are pushed to and pulled from."""
+
+    host: str = "127.0.0.1:5000"
+    """host[:port] of the registry (with Harbor: Harbor's registry host); the default is dev's testbed
+    registry."""
+    insecure_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
+    """Registry hosts (no port) reached over plain http: loopback only, where TLS protects nothing."""
+
+
+class HarborSettings(Group):
+    """Harbor holding a private project per tenant (docs/tools/apps.md#registry-harbor). All of url, username
+    and password, or none."""
+
+    url: str | None = None
+    """Harbor's URL (https://harbor.example.com). Set: every deploy ensures the tenant's project, a robot
+    account and a retention rule, writes a pull Secret for the image registry into the project's namespace
+    and lists it in the pods' imagePullSecrets. Unset: no pull secrets."""
+    username: str | None = None
+    """Harbor user (or system robot) that may create projects, project robots and retention policies."""
+    password: SecretStr | None = None
+    """Its password; never logged or shown (best given by the environment, from a secret store)."""
+    ca_file: Path | None = None
+    """CA bundle (PEM) of Harbor's certificate when a private CA signed it. Unset: the system CAs."""
+    retention_keep_last: int = Field(10, ge=1, le=10000)
+    """Harbor's retention rule keeps this many last-pushed images per repository; as many as the releases
+    kept in the cluster by default, so every kept release can still pull."""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("https://", "http://")) or "@" in value:
+            raise ValueError("must be an http(s) URL without credentials, e.g. https://harbor.example.com")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> HarborSettings:
+        if self.url and (not self.username or self.password is None):
+            raise ValueError(
+                "harbor.url is set, so harbor.username and harbor.password are needed too "
+                "(DEPLOY_MCP_HARBOR__USERNAME, DEPLOY_MCP_HARBOR__PASSWORD)"
+            )
+        return self
+
+
+class GitHubAppSettings(Group):
+    """The platform's GitHub App. Set (an id and one private key): builds of https repositories on `hosts`
+    clone with an installation token the app mints for the repository's owner, unless the tenant gave its own
+    credentials for the host with set_git_credentials."""
+
+    id: int | None = Field(None, ge=1)
+    """The app's ID (its settings page shows it)."""
+    private_key_file: Path | None = None
+    """PEM private key the app's settings page generated (or `private_key`)."""
+    private_key: SecretStr | None = None
+    """The same PEM as a value (an env var from a secret store); never logged."""
+    api_url: str = "https://api.github.com"
+    """GitHub's REST API the app talks to: https://<host>/api/v3 for GitHub Enterprise Server."""
+    owners: dict[str, list[str]] | None = None
+    """Tenant -> the GitHub accounts whose App installation it may clone with. Unset: every tenant may use
+    every installation (fine when one team runs the platform); set it when tenants are strangers."""
+    hosts: list[str] = Field(default_factory=lambda: ["github.com"])
+    """Git hosts (`host` or `host:port`) served by that GitHub: their https://<host>/<owner>/<repo> URLs get
+    installation tokens."""
+
+    @model_validator(mode="after")
+    def _one_key(self) -> GitHubAppSettings:
+        keys = [k for k in (self.private_key_file, self.private_key) if k is not None]
+        if self.id is not None and len(keys) != 1:
+            raise ValueError("github_app.id needs exactly one of github_app.private_key_file or "
+                             "github_app.private_key")
+        if self.id is None and keys:
+            raise ValueError("a GitHub App private key is set without github_app.id")
+        if not self.api_url.startswith(("https://", "http://")):
+            raise ValueError("github_app.api_url must be an http(s) URL, e.g. https://api.github.com")
+        return self
+
+    def private_key_pem(self) -> str | None:
+        """The private key (read from its file when configured so), or None without an app."""
+        if self.private_key is not None:
+            return self.private_key.get_secret_value()
+        if self.private_key_file is not None:
+            return self.private_key_file.read_text()
+        return None
+
+
+class GitSettings(Group):
+    """What builds may clone from."""
+
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Git hosts (or addresses) allowed although they resolve to loopback/private/link-local addresses; none by
+    default, so builds may only clone from public hosts (no reaching into the platform's own network)."""
+    ca_file: Path | None = None
+    """Extra CA bundle (PEM) for internal git servers. Unset: the system CAs."""
+
+
+class BuilderSettings(Group):
+    """How a commit becomes an image."""
+
+    builder: Literal["local", "buildkit"] = "local"
+    """`local`: buildah on the worker's host builds Dockerfile repos (dev, tests; needs nothing else).
+    `buildkit`: each commit is built by a Job on the nodes labelled pool=build against `buildkit_addr`
+    (production)."""
+    dir: Path | None = None
+    """The local builder's work and storage. Unset: <state_dir>/builds."""
+    namespace: str = "deploy-mcp-builds"
+    """Namespace of the build Jobs (`buildkit`), the one manifests/ creates."""
+    buildkit_addr: str = "tcp://buildkitd.deploy-mcp-builds:1234"
+    """buildkitd address for the Jobs; the default is the Service manifests/ installs."""
+    buildkit_tls_secret: str | None = None
+    """Secret in `namespace` with ca.pem/cert.pem/key.pem for buildkitd's mTLS. Unset: plain TCP."""
+    registry_secret: str | None = None
+    """dockerconfigjson Secret in `namespace` with push credentials for the image registry. Unset: pushes
+    without credentials."""
+    images: BuildImages = Field(
+        default_factory=lambda: BuildImages(clone="alpine/git:2.45.2", railpack="ghcr.io/railwayapp/railpack:0.2.2",
+                                            buildctl="moby/buildkit:v0.16.0-rootless"))
+    """Images of the build Job's steps; pinned versions known to work together (mirror them into your
+    registry)."""
+    cpu_millicores: int = Field(2000, ge=100, le=16000)
+    """CPU of each build step in millicores (request = limit, so builds cannot starve apps); 2 cores."""
+    memory_mib: int = Field(4096, ge=128, le=65536)
+    """Memory of each build step in MiB (request = limit); 4 GiB fits most language toolchains."""
+
+
+class LokiSettings(Group):
+    """The Loki the log tools read."""
+
+    url: str | None = None
+    """Base URL (e.g. http://loki-gateway.loki). Unset: the log tools read the Kubernetes pod log API when a
+    cluster is configured (live pods only, fine for dev), else nothing."""
+    tenant: str | None = None
+    """Sent as X-Scope-OrgID when Loki runs multi-tenant (auth_enabled). Platform tenants are kept apart by the
+    `tenant` label in every query, not by this."""
+
+
+class Settings(BaseSettings):
+    """Everything a command is configured with; see the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=NESTED, extra="forbid", validate_default=True,
+        use_attribute_docstrings=True,
+    )
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    """Data of the embedded services (Postgres, Temporal), the dev secrets key, builds and PID files."""
+    secrets_key: SecretStr | None = None
+    """Fernet key encrypting secret values at rest. Unset: generated once into <state_dir>/secrets.key (fine for
+    dev; set it explicitly in production, where the state directory is not backed up with the database)."""
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    operator: OperatorSettings = Field(default_factory=OperatorSettings)
+    dev: DevSettings = Field(default_factory=DevSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    apps: AppsSettings = Field(default_factory=AppsSettings)
+    releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
+    progress: ProgressSettings = Field(default_factory=ProgressSettings)
+    image_registry: ImageRegistrySettings = Field(default_factory=ImageRegistrySettings)
+    harbor: HarborSettings = Field(default_factory=HarborSettings)
+    github_app: GitHubAppSettings = Field(default_factory=GitHubAppSettings)
+    git: GitSettings = Field(default_factory=GitSettings)
+    build: BuilderSettings = Field(default_factory=BuilderSettings)
+    loki: LokiSettings = Field(default_factory=LokiSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # earlier sources win; each flat-name source sits right below its grouped counterpart
+        sources: list[PydanticBaseSettingsSource] = [
+            Regrouped(settings_cls, init_settings), env_settings, RenamedEnv.flat(settings_cls)]
+        config_file = os.environ.get("DEPLOY_MCP_CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"DEPLOY_MCP_CONFIG names {config_file}, which is not a file")
+            sources.append(Regrouped(settings_cls, TomlConfigSettingsSource(settings_cls, toml_file=config_file)))
+        sources.append(RenamedEnv.conventional(settings_cls))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The settings, with `overrides` (grouped, `http={"port": 9000}`, or flat, `http_port=9000`) on top;
+    None means not given."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

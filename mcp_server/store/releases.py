@@ -1,0 +1,149 @@
+"""Recording a release, and the release's life after that as the deploy workflow reports it.
+
+`create_release` is the one multi-statement write of the tools: app row, secrets version and deployment row
+in one transaction under the app's row lock, so a retried call finds the release it recorded first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from mcp_server.store.apps import APP_SELECT
+from mcp_server.store.pool import Connection
+from mcp_server.store.projects import PgProjects
+from tools.ports import RecordConflict, RecordNotFound
+from tools.records import AppRecord, DeploymentRecord, NewRelease, ReleaseClaim
+from workflows.domain.phases import TERMINAL_PHASES, Phase
+
+
+class PgReleases(PgProjects):
+    async def create_release(self, req: NewRelease) -> ReleaseClaim:
+        """Record a release atomically under the app's row lock: the same call retried (same idempotency key,
+        or the same digest + config + secrets as the latest live release) returns the release recorded first.
+        Raises RecordNotFound (project, app) and RecordConflict (app, hostname, secrets)."""
+        async with self._connection() as conn, conn.transaction():
+            project = await self.ensure_project(req.tenant, req.project) if req.create else \
+                await self.get_project(req.tenant, req.project)
+            if project is None:
+                raise RecordNotFound("project", req.project)
+            created_app = False
+            if req.create:
+                try:
+                    async with conn.transaction():
+                        cur = await conn.execute(
+                            "INSERT INTO apps (project_id, name, spec, hostname) VALUES (%s, %s, %s, %s) "
+                            "ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
+                            (project.id, req.app, Jsonb(req.config), req.hostname),
+                        )
+                        created_app = await cur.fetchone() is not None
+                except psycopg.errors.UniqueViolation as e:
+                    raise RecordConflict("hostname", req.hostname) from e
+            cur = await conn.execute(
+                "SELECT id FROM apps WHERE project_id = %s AND name = %s AND deleted_at IS NULL FOR UPDATE",
+                (project.id, req.app),
+            )
+            locked = await cur.fetchone()
+            if locked is None:
+                raise RecordNotFound("app", f"{req.project}/{req.app}")
+            app_id = locked["id"]
+            existing = await self._same_release(conn, app_id, req)
+            if existing is not None:
+                return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=existing, created=False)
+            if req.create and not created_app:
+                raise RecordConflict("app", f"{req.project}/{req.app}")
+            secrets_version = req.base_secrets_version
+            if req.new_secret_ciphertext is not None:
+                cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM secret_versions WHERE app_id = %s",
+                                         (app_id,))
+                current = (await cur.fetchone() or {"v": 0})["v"]
+                if current != req.base_secrets_version:
+                    raise RecordConflict("secrets", f"{app_id}@{current + 1}")
+                secrets_version = current + 1
+                await conn.execute(
+                    "INSERT INTO secret_versions (app_id, version, names, ciphertext, created_by) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    (app_id, secrets_version, sorted(req.new_secret_names or []), req.new_secret_ciphertext,
+                     req.created_by),
+                )
+            cur = await conn.execute("SELECT coalesce(max(seq), 0) + 1 AS seq FROM deployments WHERE app_id = %s",
+                                     (app_id,))
+            seq = (await cur.fetchone() or {"seq": 1})["seq"]
+            cur = await conn.execute(
+                "INSERT INTO deployments (app_id, seq, release_seq, kind, source, image, image_digest, commit_sha, "
+                "config, secrets_version, rollback_of, workflow_id, idempotency_key, created_by) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                (app_id, seq, req.release_seq or seq, req.kind, Jsonb(req.source), req.image, req.image_digest,
+                 req.commit_sha,
+                 Jsonb(req.config), secrets_version, req.rollback_of, f"{req.workflow_id_prefix}{seq}",
+                 req.idempotency_key, req.created_by),
+            )
+            row = await cur.fetchone()
+            assert row is not None
+            await conn.execute("UPDATE apps SET spec = %s, updated_at = now() WHERE id = %s",
+                               (Jsonb(req.config), app_id))
+            return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=DeploymentRecord.model_validate(row),
+                                created=True)
+
+    @staticmethod
+    async def _app_in(conn: Connection, app_id: UUID) -> AppRecord:
+        cur = await conn.execute(APP_SELECT + "WHERE a.id = %s", (app_id,))
+        row = await cur.fetchone()
+        assert row is not None
+        return AppRecord.model_validate(row)
+
+    @staticmethod
+    async def _same_release(conn: Connection, app_id: UUID, req: NewRelease) -> DeploymentRecord | None:
+        if req.idempotency_key:
+            cur = await conn.execute("SELECT * FROM deployments WHERE app_id = %s AND idempotency_key = %s",
+                                     (app_id, req.idempotency_key))
+            row = await cur.fetchone()
+            return DeploymentRecord.model_validate(row) if row else None
+        cur = await conn.execute("SELECT * FROM deployments WHERE app_id = %s ORDER BY seq DESC LIMIT 1", (app_id,))
+        row = await cur.fetchone()
+        if row is None or row["phase"] in (Phase.FAILED, Phase.CANCELLED) or row["kind"] != req.kind:
+            return None
+        latest = DeploymentRecord.model_validate(row)
+        same = (latest.image_digest == req.image_digest and latest.commit_sha == req.commit_sha
+                and latest.config == req.config
+                and req.new_secret_ciphertext is None and latest.secrets_version == req.base_secrets_version
+                and (req.release_seq is None or latest.release_seq == req.release_seq))
+        return latest if same else None
+
+    async def set_deployment_phase(self, deployment_id: UUID, phase: Phase) -> None:
+        # never move a finished release back (a retried activity may arrive late)
+        await self._one(
+            "UPDATE deployments SET phase = %s WHERE id = %s AND phase <> ALL(%s) RETURNING id",
+            phase, deployment_id, list(TERMINAL_PHASES),
+        )
+
+    async def finish_deployment(
+        self, deployment_id: UUID, app_id: UUID, phase: Phase, serving: bool, error: dict[str, Any] | None
+    ) -> None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE deployments SET phase = %s, error = %s, finished_at = coalesce(finished_at, now()), "
+                "healthy_at = CASE WHEN %s THEN coalesce(healthy_at, now()) ELSE healthy_at END "
+                "WHERE id = %s",
+                (phase, Jsonb(error) if error else None, phase == Phase.SUCCEEDED, deployment_id),
+            )
+            if serving:
+                await conn.execute(
+                    "UPDATE apps SET serving_deployment_id = %s, status = 'running', updated_at = now() "
+                    "WHERE id = %s AND deleted_at IS NULL",
+                    (deployment_id, app_id),
+                )
+            elif phase == Phase.FAILED:
+                await conn.execute(
+                    "UPDATE apps SET status = 'failed', updated_at = now() "
+                    "WHERE id = %s AND serving_deployment_id IS NULL AND deleted_at IS NULL",
+                    (app_id,),
+                )
+
+    async def set_deployment_image(self, deployment_id: UUID, image: str, digest: str) -> None:
+        await self._one("UPDATE deployments SET image = %s, image_digest = %s WHERE id = %s RETURNING id",
+                        image, digest, deployment_id)
+

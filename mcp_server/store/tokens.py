@@ -1,0 +1,54 @@
+"""API tokens: stored as their SHA-256 only (plus a short prefix to recognise them in a list), found by hash
+for each HTTP request, revoked by id. The auth layer's `TokenStore`."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from mcp_server.store.projects import PgProjects
+
+
+def token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class PgTokens(PgProjects):
+    async def create_token(
+        self, tenant: str, subject: str, scopes: list[str], token: str, expires_at: datetime | None
+    ) -> UUID:
+        t = await self.ensure_tenant(tenant)
+        row = await self._one(
+            "INSERT INTO api_tokens (tenant_id, subject, scopes, token_hash, prefix, expires_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+            t.id, subject, scopes, token_hash(token), token[:12], expires_at,
+        )
+        assert row is not None
+        return UUID(str(row["id"]))
+
+    async def find_token(self, token: str) -> dict[str, Any] | None:
+        """The live token row (tenant, subject, scopes) for `token`, touching `last_used_at`; None if unknown,
+        revoked or expired."""
+        return await self._one(
+            "UPDATE api_tokens k SET last_used_at = now() FROM tenants t "
+            "WHERE k.token_hash = %s AND t.id = k.tenant_id AND k.revoked_at IS NULL "
+            "AND (k.expires_at IS NULL OR k.expires_at > now()) "
+            "RETURNING k.id, t.name AS tenant, k.subject, k.scopes, k.expires_at",
+            token_hash(token),
+        )
+
+    async def revoke_token(self, token_id: UUID) -> bool:
+        row = await self._one(
+            "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING id", token_id
+        )
+        return row is not None
+
+    async def list_tokens(self, tenant: str | None) -> list[dict[str, Any]]:
+        return await self._all(
+            "SELECT k.id, t.name AS tenant, k.subject, k.scopes, k.prefix, k.created_at, k.expires_at, "
+            "k.last_used_at, k.revoked_at FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id "
+            "WHERE (%s::text IS NULL OR t.name = %s) ORDER BY k.created_at",
+            tenant, tenant,
+        )
