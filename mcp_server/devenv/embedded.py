@@ -1,5 +1,5 @@
 """The embedded services behind `deploy-mcp dev` and the test harness: Postgres, the Temporal dev server,
-the Temporal time-skipping test server, and the local Kubernetes testbed (see `mcp_server/testbed/`).
+the Temporal time-skipping test server, and the local Kubernetes testbed (see `mcp_server/devenv/testbed/`).
 
 Each binds to 127.0.0.1 (Postgres also to a private socket directory), is started and stopped by PID
 through `ManagedProcess`, and raises `ServiceError` naming the missing binary and the fix instead of hanging.
