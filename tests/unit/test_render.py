@@ -9,7 +9,8 @@
 - The env Secret round-trips through base64 and is immutable; the PDB exists only for several replicas and
   uses the cluster's API version.
 - Egress: the metadata address and private ranges are cut out of every allowed ipBlock, SMTP is never
-  allowed, 443 is; ingress admits only the edge's namespace and the project's own pods.
+  allowed, 443 is, DNS only to the cluster DNS (what traffic these allow, rule by rule, is
+  tests/unit/test_egress_semantics.py); ingress admits only the edge's namespace and the project's own pods.
 - The Ingress routes the hostname and covers it with TLS.
 """
 
@@ -25,7 +26,7 @@ from kubernetes_validate.utils import all_versions, latest_version
 
 from workflows.domain.labels import LABEL_APP, LABEL_COMMIT, LABEL_PROJECT, LABEL_RELEASE, LABEL_TENANT
 from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, HealthCheck, ReleaseSpec, Resources
-from workflows.render.namespace import namespace_objects
+from workflows.render.namespace import cluster_dns_peer, namespace_objects
 from workflows.render.release import (
     app_ingress,
     app_service,
@@ -349,8 +350,9 @@ def test_egress_never_reaches_metadata_or_private_ranges(caps: ClusterCaps) -> N
     private = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")]
     blocks = 0
     for rule in _egress(caps)["spec"]["egress"]:
-        if "to" not in rule:  # any destination: only DNS
-            assert _allowed_ports(rule["ports"], "TCP") == _allowed_ports(rule["ports"], "UDP") == {53}
+        assert "to" in rule, rule  # no rule is open to every destination, DNS included
+        if _allowed_ports(rule.get("ports"), "TCP") == _allowed_ports(rule.get("ports"), "UDP") == {53}:
+            assert rule["to"] == [cluster_dns_peer(Guardrails(), caps)]  # DNS: the cluster's resolver only
             continue
         for peer in rule["to"]:
             if "ipBlock" not in peer:

@@ -112,6 +112,8 @@ class Guardrails(Spec):
     max_cpu_millicores: int = 16000
     max_memory_mib: int = 65536
     edge_namespace_label: tuple[str, str] = ("deploy-mcp/role", "edge")
+    dns_namespace: str = "kube-system"
+    dns_pod_label: tuple[str, str] = ("k8s-app", "kube-dns")  # CoreDNS on k3s and kubeadm keeps this label
 
 
 class ClusterCaps(Spec):
@@ -121,6 +123,11 @@ class ClusterCaps(Spec):
     pdb_api: Literal["policy/v1", "policy/v1beta1"] = "policy/v1"
     network_policy_end_port: bool = Field(True, description="NetworkPolicy `endPort` (beta 1.22, GA 1.25).")
     ipv6_egress: bool = Field(False, description="Render the public IPv6 egress rule (dual-stack clusters only).")
+
+    @property
+    def namespace_name_label(self) -> bool:
+        """The API server labels namespaces `kubernetes.io/metadata.name` (beta, on by default, in 1.21)."""
+        return self.minor >= 21
 
 
 class Msg(BaseModel):

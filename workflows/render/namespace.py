@@ -30,10 +30,26 @@ PRIVATE_IPV4: tuple[str, ...] = (
     "100.64.0.0/10",  # carrier-grade NAT; also where some clouds put internal services
     "169.254.0.0/16",  # link-local, including the 169.254.169.254 cloud metadata endpoint
     "127.0.0.0/8",
+    "0.0.0.0/8",  # "this host": Linux connects 0.0.0.0 to the node's own loopback
     "224.0.0.0/4",
     "240.0.0.0/4",
 )
-PRIVATE_IPV6: tuple[str, ...] = ("fc00::/7", "fe80::/10", "::1/128", "ff00::/8")
+PRIVATE_IPV6: tuple[str, ...] = (
+    "fc00::/7",
+    "fe80::/10",
+    "::1/128",
+    "::/128",  # unspecified: connects to the node's own loopback, like 0.0.0.0
+    "ff00::/8",
+    # IPv4 written as IPv6: mapped addresses and the NAT64 prefixes reach the IPv4 ranges above (the metadata
+    # address among them) through a dual-stack socket or a NAT64 gateway; a dual-stack pod reaches public IPv4
+    # natively, so nothing legitimate needs them
+    "::ffff:0:0/96",
+    "64:ff9b::/96",
+    "64:ff9b:1::/48",
+)
+
+DNS_PORT = 53
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 
 FALLBACK_TCP_PORTS: tuple[int, ...] = (22, 80, 443, 3306, 5432, 6379, 8080, 8443, 9418, 27017)
 FALLBACK_UDP_PORTS: tuple[int, ...] = (443, 123)
@@ -74,14 +90,31 @@ def _port_entry(protocol: str, first: int, last: int) -> dict[str, Any]:
 
 
 def public_egress_ports(caps: ClusterCaps) -> list[dict[str, Any]]:
-    """The ports an app may reach on public addresses: everything but SMTP where the cluster can say so."""
+    """The ports an app may reach on public addresses: everything but SMTP and DNS where the cluster can say
+    so (DNS goes to the cluster's resolver only, see `cluster_dns_peer`)."""
     if caps.network_policy_end_port:
-        tcp = [_port_entry("TCP", lo, hi) for lo, hi in _port_ranges_excluding(SMTP_PORTS)]
-        return [*tcp, _port_entry("UDP", 1, 65535)]
+        tcp = [_port_entry("TCP", lo, hi) for lo, hi in _port_ranges_excluding((*SMTP_PORTS, DNS_PORT))]
+        udp = [_port_entry("UDP", lo, hi) for lo, hi in _port_ranges_excluding((DNS_PORT,))]
+        return [*tcp, *udp]
     return [
         *({"protocol": "TCP", "port": p} for p in FALLBACK_TCP_PORTS),
         *({"protocol": "UDP", "port": p} for p in FALLBACK_UDP_PORTS),
     ]
+
+
+def cluster_dns_peer(guard: Guardrails, caps: ClusterCaps) -> dict[str, Any]:
+    """The cluster DNS as a NetworkPolicy peer: its pods (`k8s-app=kube-dns` in `kube-system` on k3s and
+    kubeadm), selected by labels, so the rule holds whatever the cluster's IP families and the pods' addresses.
+
+    From 1.21 the API server labels every namespace with its name (`kubernetes.io/metadata.name`, immutable),
+    which selects exactly the DNS namespace. Before 1.21 nothing labels it, so the peer is the DNS pods of any
+    namespace: pod labels in a project namespace are the platform's own (tenants never choose them), and the
+    rule opens only the DNS port. See docs/decisions/0009-dns-egress.md."""
+    dns_key, dns_value = guard.dns_pod_label
+    namespaces: dict[str, Any] = {}
+    if caps.namespace_name_label:
+        namespaces = {"matchLabels": {NAMESPACE_NAME_LABEL: guard.dns_namespace}}
+    return {"namespaceSelector": namespaces, "podSelector": {"matchLabels": {dns_key: dns_value}}}
 
 
 def namespace_objects(
@@ -95,9 +128,10 @@ def namespace_objects(
     - LimitRange gives containers that declare nothing a request and a limit (the quota would otherwise
       refuse them) and caps any one container.
     - Ingress is allowed only from the edge's namespace and from the project's own pods.
-    - Egress is allowed to DNS (any resolver: the cluster DNS sits on a private address), to the project's own
-      pods, and to public IPv4/IPv6 addresses only: private, link-local (cloud metadata), loopback, multicast
-      and reserved ranges are cut out, so an app cannot reach the node, the control plane or other tenants.
+    - Egress is allowed to the cluster DNS (its pods, on port 53 only: no other resolver, so DNS cannot carry
+      data past the platform), to the project's own pods, and to public IPv4/IPv6 addresses only: private,
+      link-local (cloud metadata), loopback, multicast and reserved ranges are cut out, so an app cannot reach
+      the node, the control plane or other tenants.
 
     SMTP (25, 465, 587) is never allowed. NetworkPolicy can only allow, so "every port but SMTP" is written
     as port ranges with `endPort`. A cluster without `endPort` (before 1.22) silently drops the field, which
@@ -177,7 +211,8 @@ def namespace_objects(
     }
     ports = public_egress_ports(caps)
     rules: list[dict[str, Any]] = [
-        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [cluster_dns_peer(guard, caps)],
+         "ports": [{"protocol": "UDP", "port": DNS_PORT}, {"protocol": "TCP", "port": DNS_PORT}]},
         {"to": [{"podSelector": {}}]},
         {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": list(PRIVATE_IPV4)}}], "ports": ports},
     ]
