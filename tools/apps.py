@@ -17,6 +17,7 @@ from tools.releases import (
     ReleaseResult,
     Source,
     check_env,
+    check_environment,
     parse_source,
     record_and_start,
     resolve_source,
@@ -26,8 +27,12 @@ from tools.releases import (
 from tools.views import AppSummary, AppView, app_summary, app_view
 from tools.volumes import VolumeRequest, check_volume_requests, mounts_config, volumes_for_new_app
 from workflows.domain.delete_contract import DeleteAppInput
+from workflows.domain.env_limits import MAX_VARIABLES
 from workflows.domain.specs import AppConfig, HealthCheck, Resources
 from workflows.domain.workflow_ids import delete_workflow_id
+
+ENV_LIMITS = (f"With secrets, at most {MAX_VARIABLES} variables and 256 KiB of names and values (128 KiB for one "
+              "NAME=value); large values belong on a volume.")
 
 
 class AppList(BaseModel):
@@ -62,7 +67,7 @@ async def create_app(
     port: Annotated[int, Field(ge=1, le=65535, description="Port the app listens on in its container.")],
     ctx: Context,
     env: Annotated[dict[str, str] | None, Field(description="Plain environment variables (visible in get_app "
-                                                             "by name).")] = None,
+                                                             "by name). " + ENV_LIMITS)] = None,
     secrets: Annotated[dict[str, str] | None, Field(description="Secret environment variables: write-only, "
                                                                  "stored encrypted, never shown or logged.")] = None,
     replicas: Annotated[int, Field(ge=1, le=20, description="Replicas, spread across nodes.")] = 1,
@@ -88,6 +93,7 @@ async def create_app(
         c.require("secrets:write")
     check_env("env", env or {})
     check_env("secrets", secrets or {})
+    check_environment("env + secrets", env or {}, secrets or {})  # before any volume is made
     config = build_config(port=port, env=env or {}, replicas=replicas, resources=resources, health_check=health_check,
                           shutdown_grace_seconds=shutdown_grace_seconds)
     requests = check_volume_requests(volumes or [], replicas)
@@ -118,7 +124,7 @@ async def deploy(
     source: Annotated[Source | None, Field(description="New image or git ref; omitted: the app's current source "
                                                             "reference, resolved again (a moved tag deploys).")] = None,
     env: Annotated[dict[str, str | None] | None, Field(description="Changes to plain env vars; null removes "
-                                                                   "one.")] = None,
+                                                                   "one. " + ENV_LIMITS)] = None,
     secrets: Annotated[dict[str, str | None] | None, Field(description="Changes to secrets (write-only); null "
                                                                        "removes one.")] = None,
     replicas: Annotated[int | None, Field(ge=1, le=20)] = None,

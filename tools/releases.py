@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
@@ -36,6 +37,7 @@ from workflows.adapters.registry import ImageNotFound, RegistryAuthError, Regist
 from workflows.domain.build_contract import BuildInput
 from workflows.domain.credentials import GitCredentials
 from workflows.domain.deploy_contract import DeployInput
+from workflows.domain.env_limits import environment_problem, value_problem
 from workflows.domain.git_urls import GitUrl, InvalidGitSource, check_ref, parse_git_url
 from workflows.domain.images import InvalidImageRef, parse_image
 from workflows.domain.names import app_hostname, env_name_problem, release_name
@@ -98,11 +100,25 @@ class ReleaseResult(BaseModel):
     next_step: str
 
 
-def check_env(field: str, values: dict[str, Any]) -> None:
-    for name in values:
+def check_env(field: str, values: Mapping[str, str | None]) -> None:
+    """Each variable's name, and each value a process environment can carry (None: a removal)."""
+    for name, value in values.items():
         problem = env_name_problem(name)
         if problem:
             raise InvalidInput(f"{field}.{name}", f"the name {problem}", "rename it, e.g. DATABASE_URL")
+        problem = value_problem(name, value) if isinstance(value, str) else None
+        if problem:
+            raise InvalidInput(f"{field}.{name}", problem, "keep text values small; put files and binary data on "
+                                                           "a volume (base64 if it must be a variable)")
+
+
+def check_environment(field: str, env: Mapping[str, str], secrets: Mapping[str, str], whose: str = "") -> None:
+    """The environment a release would run with (env + secrets, after the call's changes) fits the caps of
+    `workflows.domain.env_limits`."""
+    problem = environment_problem(env, secrets)
+    if problem:
+        raise InvalidInput(field, f"{whose}{problem}", "move large values to a volume or a file the app reads "
+                           "(`attach_volume`), or fetch them at start; remove variables you no longer need")
 
 
 def parse_source(source: Source) -> None:
@@ -201,28 +217,35 @@ async def _resolve_git(c: CallContext, git: GitSource, app: str) -> ResolvedSour
     )
 
 
+@dataclass(frozen=True)
+class SecretsChange:
+    """Secrets after a change: a new sealed version on top of `base`, or none when nothing changes (so a
+    retried call stays idempotent). `values` is what the app's environment will hold; never logged."""
+
+    base: int
+    names: list[str] | None
+    sealed: bytes | None
+    values: dict[str, str]
+
+
 async def seal_secrets(c: CallContext, app_id: UUID | None, changes: dict[str, str | None] | None
-                       ) -> tuple[int, list[str] | None, bytes | None]:
-    """(base version, new names, new ciphertext) for `changes` applied on the app's current secrets; no new
-    version when nothing changes (so a retried call stays idempotent)."""
+                       ) -> SecretsChange:
+    """`changes` applied on the app's current secrets (none for a new app), sealed when they change them."""
     if app_id is None:
         base, current = 0, {}
     else:
         sv = await c.store.current_secrets(app_id)
         base = sv.version
         current = c.require_secretbox().open(sv.ciphertext) if sv.ciphertext else {}
-    if not changes:
-        return base, None, None
-    box = c.require_secretbox()
     merged = dict(current)
-    for k, v in changes.items():
+    for k, v in (changes or {}).items():
         if v is None:
             merged.pop(k, None)
         else:
             merged[k] = v
     if merged == current:
-        return base, None, None
-    return base, sorted(merged), box.seal(merged)
+        return SecretsChange(base, None, None, merged)
+    return SecretsChange(base, sorted(merged), c.require_secretbox().seal(merged), merged)
 
 
 async def record_and_start(
@@ -232,14 +255,15 @@ async def record_and_start(
 ) -> ReleaseClaim:
     tenant = c.principal.tenant
     c.require_workflows()
-    base, names, sealed = await seal_secrets(c, existing.id if existing else None, secret_changes)
+    secrets = await seal_secrets(c, existing.id if existing else None, secret_changes)
+    check_environment("env + secrets", config.env, secrets.values)
     return await claim_and_start(c, NewRelease(
         tenant=tenant, project=project, app=app,
         hostname=app_hostname(app, project, tenant, c.config.apps_domain), create=create,
         config=config.model_dump(mode="json"), source=resolved.stored, image=resolved.repository,
         image_digest=resolved.digest, commit_sha=resolved.commit_sha, idempotency_key=idempotency_key,
         created_by=c.principal.subject,
-        new_secret_names=names, new_secret_ciphertext=sealed, base_secrets_version=base,
+        new_secret_names=secrets.names, new_secret_ciphertext=secrets.sealed, base_secrets_version=secrets.base,
         workflow_id_prefix=deploy_workflow_id(tenant, project, app, 0)[:-1],
     ))
 

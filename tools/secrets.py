@@ -11,7 +11,9 @@ from tools.args import AppName, ProjectName, check_name
 from tools.context import call, tool
 from tools.errors import InvalidInput
 from tools.lookups import require_app
-from tools.releases import check_env, seal_secrets
+from tools.releases import check_env, check_environment, seal_secrets
+from workflows.domain.env_limits import MAX_VARIABLES
+from workflows.domain.specs import AppConfig
 
 
 class SecretsResult(BaseModel):
@@ -22,18 +24,22 @@ class SecretsResult(BaseModel):
     next_step: str
 
 
-async def _change(project: str, app: str, changes: dict[str, str | None]) -> SecretsResult:
+async def _change(project: str, app: str, changes: dict[str, str | None], grows: bool) -> SecretsResult:
     c = call()
     check_name("project", project)
     check_name("app", app)
     row = await require_app(c, project, app)
-    base, names, sealed = await seal_secrets(c, row.id, changes)
-    if sealed is None or names is None:
+    change = await seal_secrets(c, row.id, changes)
+    if change.sealed is None or change.names is None:
         current = await c.store.current_secrets(row.id)
         return SecretsResult(app=f"{project}/{app}", version=current.version, names=current.names, changed=False,
                              next_step="Nothing changed.")
-    version = await c.store.add_secret_version(row.id, base, names, sealed, c.principal.subject)
-    return SecretsResult(app=f"{project}/{app}", version=version, names=names, changed=True,
+    if grows:  # removing never makes it worse, so an app already over the caps can always shrink
+        check_environment("values", AppConfig.model_validate(row.spec).env, change.values,
+                          whose="with these values the app's env + secrets would hold ")
+    version = await c.store.add_secret_version(row.id, change.base, change.names, change.sealed,
+                                               c.principal.subject)
+    return SecretsResult(app=f"{project}/{app}", version=version, names=change.names, changed=True,
                          next_step="Takes effect with the next release: call `deploy` (no arguments needed).")
 
 
@@ -41,14 +47,16 @@ async def _change(project: str, app: str, changes: dict[str, str | None]) -> Sec
 async def set_secrets(
     project: ProjectName,
     app: AppName,
-    values: Annotated[dict[str, str], Field(description="NAME -> value; merged into the app's secrets. Write-only.")],
+    values: Annotated[dict[str, str], Field(
+        description="NAME -> value; merged into the app's secrets. Write-only. The app's env + secrets hold at "
+                    f"most {MAX_VARIABLES} variables and 256 KiB of names and values.")],
 ) -> SecretsResult:
     """Add or replace secret environment variables of an app (a new secrets version; the next `deploy` pins
     it). Values are never shown again."""
     if not values:
         raise InvalidInput("values", "is empty", "pass at least one NAME: value")
     check_env("values", values)
-    return await _change(project, app, dict(values))
+    return await _change(project, app, dict(values), grows=True)
 
 
 @tool(title="Unset secrets", scope="secrets:write", idempotent=True)
@@ -59,4 +67,4 @@ async def unset_secrets(
 ) -> SecretsResult:
     """Remove secret environment variables of an app (a new secrets version; the next `deploy` pins it)."""
     check_env("names", dict.fromkeys(names, ""))
-    return await _change(project, app, dict.fromkeys(names))
+    return await _change(project, app, dict.fromkeys(names), grows=False)

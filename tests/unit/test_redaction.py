@@ -28,3 +28,14 @@ def test_credential_looking_values_are_redacted() -> None:
     assert out["url"] == f"https://bob:{REDACTED}@git.example.com/repo.git"
     assert out["plain"] == "hello" and out["n"] == 3
     assert "s3cret" not in str(out)
+
+
+def test_large_values_redact_in_linear_time() -> None:
+    """A 1 MiB argument (under the MCP body cap) is redacted at once: the audit row is written for every call,
+    so a slow pattern here would stall the server for every tenant (it took minutes for 100 KiB)."""
+    import time
+
+    start = time.monotonic()
+    for value in ("v" * 2**20, "a://" + "v" * 2**20, ("x" * 40 + "://") * (2**20 // 43)):
+        assert redact({"env": {"A": value}}) == {"env": {"A": value}}
+    assert time.monotonic() - start < 5
