@@ -12,12 +12,14 @@ from pydantic import BaseModel, Field
 from tools.args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
 from tools.context import call, tool
 from tools.errors import InvalidInput
+from tools.idempotency import request_fingerprint
 from tools.lookups import require_app
 from tools.releases import (
     ReleaseResult,
     Source,
     check_env,
     check_environment,
+    check_release_key,
     parse_source,
     record_and_start,
     resolve_source,
@@ -101,6 +103,13 @@ async def create_app(
         c.require("volumes:write")
     parse_source(source)
     c.require_workflows()
+    fingerprint = request_fingerprint(c, "create_app", {
+        "project": project, "name": name, "source": source, "port": port, "env": env, "secrets": secrets,
+        "replicas": replicas, "resources": resources, "health_check": health_check, "volumes": volumes,
+        "shutdown_grace_seconds": shutdown_grace_seconds}, frozenset({"secrets"})) if idempotency_key else None
+    existing = await c.store.get_app(c.principal.tenant, project, name) if idempotency_key else None
+    if existing is not None:
+        await check_release_key(c, existing.id, idempotency_key, fingerprint)
     resolved = await resolve_source(c, source, name)
     if requests:
         mounts = await volumes_for_new_app(c, project, requests, wait_bound(c, wait_seconds))
@@ -108,6 +117,7 @@ async def create_app(
     claim = await record_and_start(
         c, project=project, app=name, create=True, resolved=resolved, config=config,
         secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=None,
+        fingerprint=fingerprint,
     )
     for m in config.mounts:
         vol = await c.store.get_volume(c.principal.tenant, project, m.volume)
@@ -146,6 +156,10 @@ async def deploy(
     check_env("secrets", secrets or {})
     current = await require_app(c, project, app, hint="Create it with `create_app`.")
     c.require_workflows()
+    fingerprint = request_fingerprint(c, "deploy", {
+        "project": project, "app": app, "source": source, "env": env, "secrets": secrets, "replicas": replicas,
+        "resources": resources, "health_check": health_check, "shutdown_grace_seconds": shutdown_grace_seconds},
+        frozenset({"secrets"})) if idempotency_key else None
     old = AppConfig.model_validate(current.spec)
     new_env = dict(old.env)
     for k, v in (env or {}).items():
@@ -172,6 +186,7 @@ async def deploy(
     claim = await record_and_start(
         c, project=project, app=app, create=False, resolved=resolved, config=config,
         secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=current,
+        fingerprint=fingerprint,
     )
     return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
 

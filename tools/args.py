@@ -22,8 +22,10 @@ Wait = Annotated[int | None, Field(ge=0, le=300, description="Seconds to wait fo
                                                              "progress (default 60); 0 returns at once.")]
 ShutdownGrace = Annotated[int | None, Field(ge=1, le=600, description="Seconds the app gets to stop after SIGTERM "
                                                                       "before it is killed (default 30).")]
-IdempotencyKey = Annotated[str | None, Field(description="Retrying with the same key returns the same release "
-                                                         "and starts nothing new.", max_length=128)]
+IdempotencyKey = Annotated[str | None, Field(description="Retrying with the same key returns the first call's "
+                                                         "result and starts nothing new; the same key with other "
+                                                         "arguments is refused (use a new key for a new request).",
+                                             max_length=128)]
 
 
 def check_name(field: str, value: str) -> str:

@@ -64,6 +64,7 @@ class DeploymentRecord(Record):
     created_at: datetime
     finished_at: datetime | None
     healthy_at: datetime | None
+    request_fingerprint: dict[str, Any] | None = None  # of the call that recorded it (`tools.idempotency`)
 
 
 class AuditEvent(Record):
@@ -96,6 +97,8 @@ class NewRelease(Record):
     image_digest: str | None = Field(description="None for a git source until its build pushed the image")
     commit_sha: str | None = None
     idempotency_key: str | None = None
+    request_fingerprint: dict[str, Any] | None = Field(
+        None, description="what the call asked (`tools.idempotency`), kept with the row its key recorded")
     created_by: str
     kind: Literal["deploy", "rollback"] = "deploy"
     rollback_of: UUID | None = None
@@ -136,6 +139,8 @@ class VolumeRecord(Record):
     attachments: list[dict[str, Any]] = Field(default_factory=list)  # {app, mount_path, read_only}
     last_snapshot_at: datetime | None = None
     last_backup_at: datetime | None = None
+    idempotency_key: str | None = None  # of the create_volume or restore_volume call that made it
+    request_fingerprint: dict[str, Any] | None = None
 
 
 class SnapshotRecord(Record):
@@ -147,3 +152,5 @@ class SnapshotRecord(Record):
     created_by: str
     created_at: datetime
     ready_at: datetime | None
+    idempotency_key: str | None = None
+    request_fingerprint: dict[str, Any] | None = None

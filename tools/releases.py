@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tools.context import CallContext
 from tools.errors import InvalidInput, Unavailable
+from tools.idempotency import check_same_request
 from tools.progress import ReleaseProgress
 from tools.records import AppRecord, DeploymentRecord, NewRelease, ReleaseClaim
 from tools.views import DeploymentError, app_url
@@ -251,7 +252,7 @@ async def seal_secrets(c: CallContext, app_id: UUID | None, changes: dict[str, s
 async def record_and_start(
     c: CallContext, *, project: str, app: str, create: bool, resolved: ResolvedSource,
     config: AppConfig, secret_changes: dict[str, str | None] | None, idempotency_key: str | None,
-    existing: AppRecord | None,
+    existing: AppRecord | None, fingerprint: dict[str, Any] | None = None,
 ) -> ReleaseClaim:
     tenant = c.principal.tenant
     c.require_workflows()
@@ -262,7 +263,7 @@ async def record_and_start(
         hostname=app_hostname(app, project, tenant, c.config.apps_domain), create=create,
         config=config.model_dump(mode="json"), source=resolved.stored, image=resolved.repository,
         image_digest=resolved.digest, commit_sha=resolved.commit_sha, idempotency_key=idempotency_key,
-        created_by=c.principal.subject,
+        request_fingerprint=fingerprint, created_by=c.principal.subject,
         new_secret_names=secrets.names, new_secret_ciphertext=secrets.sealed, base_secrets_version=secrets.base,
         workflow_id_prefix=deploy_workflow_id(tenant, project, app, 0)[:-1],
     ))
@@ -275,6 +276,9 @@ async def claim_and_start(c: CallContext, req: NewRelease) -> ReleaseClaim:
     workflows = c.require_workflows()
     claim = await c.store.create_release(req)
     d = claim.deployment
+    if not claim.created and req.idempotency_key and d.idempotency_key == req.idempotency_key \
+            and req.request_fingerprint is not None:  # before anything starts: the key made another request
+        check_same_request(req.idempotency_key, d.request_fingerprint, req.request_fingerprint)
     c.audit.workflow_id = d.workflow_id
     ns, app, release = claim.app.namespace, claim.app.name, release_name(claim.app.name, d.release_seq)
     c.audit.k8s_refs = [f"Namespace/{ns}", f"Deployment/{ns}/{release}", f"Service/{ns}/{app}",
@@ -291,6 +295,17 @@ async def claim_and_start(c: CallContext, req: NewRelease) -> ReleaseClaim:
         # Also for a retried call: the first attempt may have died between recording and starting.
         await workflows.start_deploy(d.workflow_id, deploy_input(c, claim, superseded))
     return claim
+
+
+async def check_release_key(c: CallContext, app_id: UUID, key: str | None, fingerprint: dict[str, Any] | None
+                            ) -> None:
+    """Refuse a key the app's releases used for another request before a call writes anything of its own
+    (a volume, an attachment); `claim_and_start` checks again under the app's lock."""
+    if key is None or fingerprint is None:
+        return
+    first = await c.store.release_by_key(app_id, key)
+    if first is not None:
+        check_same_request(key, first.request_fingerprint, fingerprint)
 
 
 def deploy_input(c: CallContext, claim: ReleaseClaim, wait_for: list[str] | None = None) -> DeployInput:

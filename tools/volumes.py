@@ -17,12 +17,13 @@ from uuid import UUID
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.args import AppName, ProjectName, Wait, check_name
+from tools.args import AppName, IdempotencyKey, ProjectName, Wait, check_name
 from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound, Unavailable
+from tools.idempotency import check_same_request, request_fingerprint
 from tools.lookups import require_app
 from tools.records import AppRecord, NewRelease, VolumeRecord
-from tools.releases import ReleaseResult, claim_and_start, wait_bound, wait_with_progress
+from tools.releases import ReleaseResult, check_release_key, claim_and_start, wait_bound, wait_with_progress
 from workflows.domain.names import app_hostname
 from workflows.domain.specs import AppConfig, Mount, VolumeSpec
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
@@ -150,9 +151,13 @@ def _result(v: VolumeRecord, r: VolumeResult | None, done_step: str) -> VolumeRe
 
 
 async def ensure_volume(c: CallContext, project: str, name: str, size_gib: int, class_: str, access: str,
-                        wait: float, restored_from: UUID | None = None) -> tuple[VolumeRecord, VolumeResult | None]:
+                        wait: float, restored_from: UUID | None = None, idempotency_key: str | None = None,
+                        fingerprint: dict[str, Any] | None = None) -> tuple[VolumeRecord, VolumeResult | None]:
     v, created = await c.store.create_volume(c.principal.tenant, project, name, size_gib, class_, access,
-                                             f"vol-{name}", restored_from)
+                                             f"vol-{name}", restored_from, idempotency_key, fingerprint)
+    if not created and idempotency_key is not None and fingerprint is not None \
+            and v.idempotency_key == idempotency_key:
+        check_same_request(idempotency_key, v.request_fingerprint, fingerprint)
     if not created and (v.size_gib, v.class_, v.access) != (size_gib, class_, access):
         raise Conflict(f"A volume {project}/{name} exists with {v.size_gib} GiB, {v.class_}, {v.access}.",
                        hint="Use that volume, `resize_volume` it, or choose another name.")
@@ -171,6 +176,7 @@ async def create_volume(
                             ] = "standard",
     access: Annotated[Access, Field(description="single_node: one writer, the app deploys with recreate; shared: "
                                                 "many pods may mount it (keeps blue/green).")] = "single_node",
+    idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> VolumeResultView:
     """Create a durable volume in a project (a Longhorn PVC the platform owns). Mount it with `attach_volume`.
@@ -179,7 +185,10 @@ async def create_volume(
     check_name("project", project)
     check_name("name", name)
     c.require_workflows()
-    v, r = await ensure_volume(c, project, name, size_gib, volume_class, access, wait_bound(c, wait_seconds))
+    fingerprint = request_fingerprint(c, "create_volume", {
+        "project": project, "name": name, "size_gib": size_gib, "volume_class": volume_class, "access": access})
+    v, r = await ensure_volume(c, project, name, size_gib, volume_class, access, wait_bound(c, wait_seconds),
+                               idempotency_key=idempotency_key, fingerprint=fingerprint)
     return _result(await _reread(c, v), r, "Attach it with `attach_volume`.")
 
 
@@ -209,11 +218,17 @@ async def resize_volume(project: ProjectName, volume: VolumeName,
     return _result(await _reread(c, v), r, "Resized; the filesystem grows on the pod's next mount.")
 
 
-async def _snapshot(project: str, volume: str, kind: str, wait_seconds: int | None) -> SnapshotView:
+async def _snapshot(project: str, volume: str, kind: str, wait_seconds: int | None,
+                    idempotency_key: str | None) -> SnapshotView:
     c = call()
     v = await _volume(c, project, volume)
+    fingerprint = request_fingerprint(c, f"{kind}_volume", {"project": project, "volume": volume})
     name = f"{v.name}-{'snap' if kind == 'snapshot' else 'bak'}-{uuid.uuid4().hex[:8]}"
-    snap = await c.store.record_snapshot(v.id, kind, name, c.principal.subject)
+    snap, created = await c.store.record_snapshot(v.id, kind, name, c.principal.subject, idempotency_key,
+                                                  fingerprint)
+    if not created and idempotency_key is not None:  # a retry: the first call's snapshot, if it asked the same
+        check_same_request(idempotency_key, snap.request_fingerprint, fingerprint)
+        name = snap.k8s_name
     await run_op(c, v, kind, name, wait_bound(c, wait_seconds), snapshot=name)
     for s in await c.store.list_snapshots(v.id):
         if s.id == snap.id:
@@ -224,17 +239,18 @@ async def _snapshot(project: str, volume: str, kind: str, wait_seconds: int | No
 
 @tool(title="Snapshot volume", scope="volumes:write", open_world=True)
 async def snapshot_volume(project: ProjectName, volume: VolumeName, ctx: Context,
-                          wait_seconds: Wait = None) -> SnapshotView:
+                          idempotency_key: IdempotencyKey = None, wait_seconds: Wait = None) -> SnapshotView:
     """Take a point-in-time snapshot of a volume, kept in the cluster (Longhorn snapshot). Restore it into a
-    new volume with `restore_volume`."""
-    return await _snapshot(project, volume, "snapshot", wait_seconds)
+    new volume with `restore_volume`. Each call takes a new one, unless it repeats an `idempotency_key`."""
+    return await _snapshot(project, volume, "snapshot", wait_seconds, idempotency_key)
 
 
 @tool(title="Back up volume", scope="volumes:write", open_world=True)
 async def backup_volume(project: ProjectName, volume: VolumeName, ctx: Context,
-                        wait_seconds: Wait = None) -> SnapshotView:
-    """Back up a volume to the platform's backup target (Longhorn backup, off the cluster)."""
-    return await _snapshot(project, volume, "backup", wait_seconds)
+                        idempotency_key: IdempotencyKey = None, wait_seconds: Wait = None) -> SnapshotView:
+    """Back up a volume to the platform's backup target (Longhorn backup, off the cluster). Each call takes a
+    new one, unless it repeats an `idempotency_key`."""
+    return await _snapshot(project, volume, "backup", wait_seconds, idempotency_key)
 
 
 @tool(title="Restore volume", scope="volumes:write", idempotent=True, open_world=True)
@@ -243,6 +259,7 @@ async def restore_volume(
     from_snapshot: Annotated[UUID, Field(description="Id of a snapshot or backup (snapshot_volume/backup_volume).")],
     name: Annotated[str, Field(description="Name of the NEW volume holding the restored data.", max_length=200)],
     ctx: Context,
+    idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> VolumeResultView:
     """Restore a snapshot or backup into a new volume (its claim's data source is the snapshot). The original
@@ -256,8 +273,13 @@ async def restore_volume(
     snap, source = found
     if snap.status != "ready":
         raise Conflict(f"The {snap.kind} {snap.k8s_name} is {snap.status}.", hint="Wait until it is ready.")
+    fingerprint = request_fingerprint(c, "restore_volume", {"project": project, "from_snapshot": from_snapshot,
+                                                            "name": name})
     v, created = await c.store.create_volume(c.principal.tenant, project, name, source.size_gib, source.class_,
-                                             source.access, f"vol-{name}", restored_from=snap.id)
+                                             source.access, f"vol-{name}", restored_from=snap.id,
+                                             idempotency_key=idempotency_key, request_fingerprint=fingerprint)
+    if not created and idempotency_key is not None and v.idempotency_key == idempotency_key:
+        check_same_request(idempotency_key, v.request_fingerprint, fingerprint)
     if not created and v.status == "bound":
         return _result(v, VolumeResult(status="bound"), "Already restored.")
     r = await run_op(c, v, "restore", str(snap.id), wait_bound(c, wait_seconds), snapshot=snap.k8s_name)
@@ -313,7 +335,8 @@ def mounts_config(config: AppConfig, mounts: list[Mount]) -> AppConfig:
 
 
 async def release_with_mounts(c: CallContext, app: AppRecord, mounts: list[Mount], ctx: Context | None,
-                              wait_seconds: int | None) -> ReleaseResult:
+                              wait_seconds: int | None, idempotency_key: str | None = None,
+                              fingerprint: dict[str, Any] | None = None) -> ReleaseResult:
     """A new release of the app's current image with `mounts` (never rebuilds, never resolves a tag)."""
     latest = await c.store.list_deployments(app.id, limit=1)
     if not latest or not latest[0].image_digest:
@@ -326,7 +349,7 @@ async def release_with_mounts(c: CallContext, app: AppRecord, mounts: list[Mount
         hostname=app_hostname(app.name, app.project, app.tenant, c.config.apps_domain), create=False,
         config=config.model_dump(mode="json"), source=base.source, image=base.image or "",
         image_digest=base.image_digest or "", commit_sha=base.commit_sha, created_by=c.principal.subject,
-        base_secrets_version=sv.version,
+        base_secrets_version=sv.version, idempotency_key=idempotency_key, request_fingerprint=fingerprint,
         workflow_id_prefix=deploy_workflow_id(app.tenant, app.project, app.name, 0)[:-1],
     ))
     return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
@@ -338,6 +361,7 @@ async def attach_volume(
     mount_path: Annotated[str, Field(description="Where the app sees it, e.g. /data.", max_length=200)],
     ctx: Context,
     read_only: bool = False,
+    idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> ReleaseResult:
     """Mount a volume into an app: a new release with the mount (same image). With a single_node volume the
@@ -358,8 +382,11 @@ async def attach_volume(
     mounts = [m for m in current.mounts if m.volume != v.name and m.mount_path != path]
     mounts.append(Mount(volume=v.name, claim=v.pvc_name, mount_path=path, read_only=read_only, access=v.access))
     mounts_config(current, mounts)  # refuse before recording anything
+    fingerprint = request_fingerprint(c, "attach_volume", {
+        "project": project, "app": app, "volume": volume, "mount_path": path, "read_only": read_only})
+    await check_release_key(c, row.id, idempotency_key, fingerprint)
     await c.store.set_attachment(v.id, row.id, path, read_only)
-    return await release_with_mounts(c, row, mounts, ctx, wait_seconds)
+    return await release_with_mounts(c, row, mounts, ctx, wait_seconds, idempotency_key, fingerprint)
 
 
 @tool(title="Detach volume", scope="volumes:write", open_world=True)

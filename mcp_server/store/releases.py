@@ -23,7 +23,8 @@ from workflows.domain.phases import TERMINAL_PHASES, Phase
 class PgReleases(PgProjects):
     async def create_release(self, req: NewRelease) -> ReleaseClaim:
         """Record a release atomically under the app's row lock: the same call retried (same idempotency key,
-        or the same digest + config + secrets as the latest live release) returns the release recorded first.
+        or the same digest + config + secrets as the latest live release) returns the release recorded first,
+        with the request fingerprint it was recorded with (the tools refuse a key reused for another request).
         Raises RecordNotFound (project, app) and RecordConflict (app, hostname, secrets)."""
         async with self._connection() as conn, conn.transaction():
             project = await self.ensure_project(req.tenant, req.project) if req.create else \
@@ -74,12 +75,13 @@ class PgReleases(PgProjects):
             seq = (await cur.fetchone() or {"seq": 1})["seq"]
             cur = await conn.execute(
                 "INSERT INTO deployments (app_id, seq, release_seq, kind, source, image, image_digest, commit_sha, "
-                "config, secrets_version, rollback_of, workflow_id, idempotency_key, created_by) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
+                "config, secrets_version, rollback_of, workflow_id, idempotency_key, request_fingerprint, created_by) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
                 (app_id, seq, req.release_seq or seq, req.kind, Jsonb(req.source), req.image, req.image_digest,
                  req.commit_sha,
                  Jsonb(req.config), secrets_version, req.rollback_of, f"{req.workflow_id_prefix}{seq}",
-                 req.idempotency_key, req.created_by),
+                 req.idempotency_key,
+                 Jsonb(req.request_fingerprint) if req.request_fingerprint is not None else None, req.created_by),
             )
             row = await cur.fetchone()
             assert row is not None
@@ -87,6 +89,13 @@ class PgReleases(PgProjects):
                                (Jsonb(req.config), app_id))
             return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=DeploymentRecord.model_validate(row),
                                 created=True)
+
+    async def release_by_key(self, app_id: UUID, idempotency_key: str) -> DeploymentRecord | None:
+        """The release an idempotency key recorded for the app, if any (a look before a call writes anything
+        else; `create_release` decides under the lock)."""
+        row = await self._one("SELECT * FROM deployments WHERE app_id = %s AND idempotency_key = %s",
+                              app_id, idempotency_key)
+        return DeploymentRecord.model_validate(row) if row else None
 
     @staticmethod
     async def _app_in(conn: Connection, app_id: UUID) -> AppRecord:

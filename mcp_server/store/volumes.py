@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import psycopg
+from psycopg.types.json import Jsonb
+
 from mcp_server.store.projects import PgProjects
 from tools.records import SnapshotRecord, VolumeRecord
 
@@ -25,18 +28,36 @@ class PgVolumes(PgProjects):
     """
 
     async def create_volume(self, tenant: str, project: str, name: str, size_gib: int, class_: str, access: str,
-                            pvc_name: str, restored_from: UUID | None = None) -> tuple[VolumeRecord, bool]:
-        """(volume, created). An existing live volume of that name is returned as is (created=False)."""
+                            pvc_name: str, restored_from: UUID | None = None, idempotency_key: str | None = None,
+                            request_fingerprint: dict[str, Any] | None = None) -> tuple[VolumeRecord, bool]:
+        """(volume, created). The live volume an idempotency key made in the project is returned as is, whatever
+        its name (the tools compare the request fingerprints); else an existing live volume of that name."""
         p = await self.ensure_project(tenant, project)
-        row = await self._one(
-            "INSERT INTO volumes (project_id, name, size_gib, class, access, pvc_name, restored_from) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (project_id, name) WHERE deleted_at IS NULL "
-            "DO NOTHING RETURNING id",
-            p.id, name, size_gib, class_, access, pvc_name, restored_from,
-        )
+        if idempotency_key is not None:
+            keyed = await self._volume_by_key(p.id, idempotency_key)
+            if keyed is not None:
+                return keyed, False
+        try:
+            row = await self._one(
+                "INSERT INTO volumes (project_id, name, size_gib, class, access, pvc_name, restored_from, "
+                "idempotency_key, request_fingerprint) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
+                p.id, name, size_gib, class_, access, pvc_name, restored_from, idempotency_key,
+                Jsonb(request_fingerprint) if request_fingerprint is not None else None,
+            )
+        except psycopg.errors.UniqueViolation:  # the same key, another name, recorded a moment ago
+            assert idempotency_key is not None
+            keyed = await self._volume_by_key(p.id, idempotency_key)
+            assert keyed is not None
+            return keyed, False
         found = await self.get_volume(tenant, project, name)
         assert found is not None
         return found, row is not None
+
+    async def _volume_by_key(self, project_id: UUID, idempotency_key: str) -> VolumeRecord | None:
+        row = await self._one(self._VOLUME_SELECT + "WHERE v.project_id = %s AND v.idempotency_key = %s "
+                              "AND v.deleted_at IS NULL", project_id, idempotency_key)
+        return VolumeRecord.model_validate(row) if row else None
 
     async def get_volume(self, tenant: str, project: str, name: str) -> VolumeRecord | None:
         row = await self._one(self._VOLUME_SELECT + "WHERE t.name = %s AND p.name = %s AND v.name = %s "
@@ -72,13 +93,30 @@ class PgVolumes(PgProjects):
             volume_id, app_id, mount_path, read_only,
         )
 
-    async def record_snapshot(self, volume_id: UUID, kind: str, k8s_name: str, created_by: str) -> SnapshotRecord:
-        row = await self._one(
-            "INSERT INTO volume_snapshots (volume_id, kind, k8s_name, created_by) VALUES (%s, %s, %s, %s) "
-            "ON CONFLICT (volume_id, k8s_name) DO UPDATE SET k8s_name = EXCLUDED.k8s_name RETURNING *",
-            volume_id, kind, k8s_name, created_by,
-        )
-        return SnapshotRecord.model_validate(row)
+    async def record_snapshot(self, volume_id: UUID, kind: str, k8s_name: str, created_by: str,
+                              idempotency_key: str | None = None, request_fingerprint: dict[str, Any] | None = None,
+                              ) -> tuple[SnapshotRecord, bool]:
+        """(snapshot, created). With an idempotency key already used on the volume: the snapshot it recorded."""
+        if idempotency_key is not None:
+            keyed = await self._one("SELECT * FROM volume_snapshots WHERE volume_id = %s AND idempotency_key = %s",
+                                    volume_id, idempotency_key)
+            if keyed is not None:
+                return SnapshotRecord.model_validate(keyed), False
+        try:
+            row = await self._one(
+                "INSERT INTO volume_snapshots (volume_id, kind, k8s_name, created_by, idempotency_key, "
+                "request_fingerprint) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (volume_id, k8s_name) DO UPDATE SET k8s_name = EXCLUDED.k8s_name RETURNING *",
+                volume_id, kind, k8s_name, created_by, idempotency_key,
+                Jsonb(request_fingerprint) if request_fingerprint is not None else None,
+            )
+        except psycopg.errors.UniqueViolation:  # the same key recorded a moment ago by a concurrent call
+            row = await self._one("SELECT * FROM volume_snapshots WHERE volume_id = %s AND idempotency_key = %s",
+                                  volume_id, idempotency_key)
+            assert row is not None
+            return SnapshotRecord.model_validate(row), False
+        assert row is not None
+        return SnapshotRecord.model_validate(row), True
 
     async def get_snapshot(self, tenant: str, snapshot_id: UUID) -> tuple[SnapshotRecord, VolumeRecord] | None:
         row = await self._one("SELECT s.* FROM volume_snapshots s JOIN volumes v ON v.id = s.volume_id "
