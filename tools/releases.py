@@ -276,9 +276,13 @@ async def claim_and_start(c: CallContext, req: NewRelease) -> ReleaseClaim:
     workflows = c.require_workflows()
     claim = await c.store.create_release(req)
     d = claim.deployment
-    if not claim.created and req.idempotency_key and d.idempotency_key == req.idempotency_key \
-            and req.request_fingerprint is not None:  # before anything starts: the key made another request
-        check_same_request(req.idempotency_key, d.request_fingerprint, req.request_fingerprint)
+    if not claim.created and req.idempotency_key and d.idempotency_key == req.idempotency_key:
+        # before anything starts: the key may have made another request
+        if req.request_fingerprint is not None:
+            check_same_request(req.idempotency_key, d.request_fingerprint, req.request_fingerprint)
+        elif d.kind != req.kind:  # a caller that keeps no fingerprint (rollback) still never gets a deploy back
+            raise InvalidInput("idempotency_key", f"{req.idempotency_key!r} was first used for a {d.kind}, not a "
+                               f"{req.kind}", "use a new key for a different request")
     c.audit.workflow_id = d.workflow_id
     ns, app, release = claim.app.namespace, claim.app.name, release_name(claim.app.name, d.release_seq)
     c.audit.k8s_refs = [f"Namespace/{ns}", f"Deployment/{ns}/{release}", f"Service/{ns}/{app}",

@@ -9,7 +9,8 @@ stand-in cluster activities.
   differ (secret arguments by name, never their values, neither in the error nor in the audit row), or the
   tool the key was first used with; nothing is written (no release, secrets version, volume, snapshot or
   attachment), even where the call would have made a volume before its release.
-- Omitted and explicit default arguments are the same request.
+- Omitted and explicit default arguments are the same request; a rollback never gets back the release a
+  deploy's key made.
 """
 
 from __future__ import annotations
@@ -172,3 +173,14 @@ async def test_volume_operation_keys(platform: Platform, mode: str) -> None:
         refused(await c.call_tool("attach_volume", attach | {"read_only": True}), "`read_only` differs")
     assert await platform.counts() == before
     assert [r["mount_path"] for r in await platform.rows("SELECT mount_path FROM volume_attachments")] == ["/data"]
+
+
+async def test_a_rollback_never_returns_the_release_a_deploy_key_made(platform: Platform, mode: str) -> None:
+    async with platform.client(mode) as c:
+        first = ok(await c.call_tool("create_app", WEB | {"idempotency_key": "k1", "wait_seconds": 20}))
+        ok(await c.call_tool("deploy", {"project": "shop", "app": "web", "env": {"LOG": "warn"},
+                                        "idempotency_key": "k2", "wait_seconds": 20}))
+        before = await platform.counts()
+        refused(await c.call_tool("rollback", {"project": "shop", "app": "web", "to": first["deployment_id"],
+                                               "idempotency_key": "k2"}), "first used for a deploy, not a rollback")
+    assert await platform.counts() == before
