@@ -39,6 +39,18 @@ class PgTokens(PgProjects):
             token_hash(token),
         )
 
+    async def token_refusal(self, token: str) -> tuple[str, str | None]:
+        """Why `token` is refused, and its tenant when it is known: `unknown`, `revoked` or `expired`
+        (`unknown` too for a live token, which only a revocation racing the request can refuse)."""
+        row = await self._one(
+            "SELECT t.name AS tenant, k.revoked_at IS NOT NULL AS revoked, "
+            "coalesce(k.expires_at <= now(), false) AS expired FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id "
+            "WHERE k.token_hash = %s", token_hash(token),
+        )
+        if row is None:
+            return "unknown", None
+        return ("revoked" if row["revoked"] else "expired" if row["expired"] else "unknown"), row["tenant"]
+
     async def revoke_token(self, token_id: UUID) -> bool:
         row = await self._one(
             "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL RETURNING id", token_id
