@@ -59,11 +59,14 @@ class CallLimits:
         self._buckets: dict[str, TokenBucket] = {}
         self._waits: dict[str, int] = {}
 
-    def admit(self, key: str) -> None:
-        """Count one call against the token's budget, or raise RateLimited (nothing counted) past it."""
+    def admit(self, key: str, per_minute: int | None = None) -> None:
+        """Count one call against the token's budget (`per_minute`: the token's own, over the settings'), or
+        raise RateLimited (nothing counted) past it."""
         now = self.clock()
-        per_minute = self.settings.calls_per_minute
+        per_minute = per_minute or self.settings.calls_per_minute
         bucket = self._buckets.get(key)
+        if bucket is not None and bucket.capacity != per_minute:  # the token's limit changed: start it afresh
+            bucket = None
         if bucket is None:
             if len(self._buckets) >= MAX_TRACKED:
                 self._forget_idle(now)
@@ -74,12 +77,13 @@ class CallLimits:
             raise RateLimited(f"rate limit: {per_minute} calls per minute for this token; retry after {seconds} s.",
                               retry_after=seconds,
                               hint="Calls over the budget are refused and not run; pace them, or ask the "
-                                   "operator for a higher `rate_limits.calls_per_minute`.")
+                                   "operator for a higher limit.")
 
     @contextmanager
-    def long_wait(self, key: str) -> Iterator[None]:
-        """Hold one of the token's concurrent waits for the body, or raise RateLimited if all are held."""
-        limit = self.settings.concurrent_waits
+    def long_wait(self, key: str, limit: int | None = None) -> Iterator[None]:
+        """Hold one of the token's concurrent waits (`limit`: the token's own, over the settings') for the
+        body, or raise RateLimited if all are held."""
+        limit = limit or self.settings.concurrent_waits
         held = self._waits.get(key, 0)
         if held >= limit:
             raise RateLimited(

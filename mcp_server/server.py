@@ -71,6 +71,13 @@ class ServerDeps:
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
 
 
+@dataclass(frozen=True)
+class Budget:
+    key: str
+    calls_per_minute: int | None = None
+    concurrent_waits: int | None = None
+
+
 class DeployMCP(MCPServer[Any]):
     """`MCPServer` whose `call_tool` adds principal, scope check, strict arguments and the audit row."""
 
@@ -123,14 +130,16 @@ class DeployMCP(MCPServer[Any]):
         return app
 
     @staticmethod
-    def _budget_key(principal: Principal) -> str:
-        """The token a budget belongs to: its id over HTTP; elsewhere the one principal of the process."""
+    def _budget(principal: Principal) -> Budget:
+        """The token a budget belongs to (its id over HTTP; elsewhere the one principal of the process) and the
+        token's own limits, if it has any."""
         token = get_access_token()
-        if token is not None:
-            return token.client_id
-        return f"{principal.via}:{principal.tenant}/{principal.subject}"
+        if token is None:
+            return Budget(f"{principal.via}:{principal.tenant}/{principal.subject}")
+        claims = token.claims or {}
+        return Budget(token.client_id, claims.get("calls_per_minute"), claims.get("concurrent_waits"))
 
-    def _long_wait(self, name: str, arguments: dict[str, Any], key: str) -> AbstractContextManager[None]:
+    def _long_wait(self, name: str, arguments: dict[str, Any], budget: Budget) -> AbstractContextManager[None]:
         params = self.arg_names[name]
         for arg in LONG_WAIT_ARGS:
             if arg in params:
@@ -138,7 +147,7 @@ class DeployMCP(MCPServer[Any]):
                 waits = value != 0 if value is not None else (
                     arg == "wait_seconds" and self.deps.config.progress_wait_seconds > 0)
                 if waits:
-                    return self.limits.long_wait(key)
+                    return self.limits.long_wait(budget.key, budget.concurrent_waits)
         return nullcontext()
 
     async def call_tool(
@@ -169,8 +178,8 @@ class DeployMCP(MCPServer[Any]):
         try:
             if principal is None:
                 raise Forbidden("This request carries no identity.", hint="Send `Authorization: Bearer <token>`.")
-            budget_key = self._budget_key(principal)
-            self.limits.admit(budget_key)
+            budget = self._budget(principal)
+            self.limits.admit(budget.key, budget.calls_per_minute)
             if spec is None:
                 raise InvalidInput("name", f"there is no tool {name!r}", "call tools/list for the tool names")
             unknown = sorted(set(arguments) - self.arg_names[name])
@@ -182,7 +191,7 @@ class DeployMCP(MCPServer[Any]):
             if spec.scope:
                 call.require(spec.scope)
             try:
-                with self._long_wait(name, arguments, budget_key):
+                with self._long_wait(name, arguments, budget):
                     result = await super().call_tool(name, arguments, context)
             except UnexpectedToolError:
                 raise

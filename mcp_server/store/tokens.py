@@ -29,13 +29,14 @@ class PgTokens(PgProjects):
         return UUID(str(row["id"]))
 
     async def find_token(self, token: str) -> dict[str, Any] | None:
-        """The live token row (tenant, subject, scopes) for `token`, touching `last_used_at`; None if unknown,
-        revoked or expired."""
+        """The live token row (tenant, subject, scopes, its own rate limits or None) for `token`, touching
+        `last_used_at`; None if unknown, revoked or expired."""
         return await self._one(
             "UPDATE api_tokens k SET last_used_at = now() FROM tenants t "
             "WHERE k.token_hash = %s AND t.id = k.tenant_id AND k.revoked_at IS NULL "
             "AND (k.expires_at IS NULL OR k.expires_at > now()) "
-            "RETURNING k.id, t.name AS tenant, k.subject, k.scopes, k.expires_at",
+            "RETURNING k.id, t.name AS tenant, k.subject, k.scopes, k.expires_at, k.calls_per_minute, "
+            "k.concurrent_waits",
             token_hash(token),
         )
 

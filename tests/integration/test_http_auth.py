@@ -185,3 +185,20 @@ async def test_a_flood_of_refusals_writes_a_bounded_number_of_rows(budget_url: s
     rows = await refusals(store)
     assert [(r["reason"], r["dropped"]) for r in rows] == [("unknown", 0)] * 3 + [("dropped", 5), ("missing", 0)]
     assert rows[3]["remote_addr"] == "127.0.0.1" and rows[3]["token_prefix"] is None
+
+
+async def test_a_token_of_its_own_budget_is_held_to_it(http_url: str, store: PgStore) -> None:
+    token = await create_token(store, "acme", "slow-agent", ["apps:read"])
+    other = await create_token(store, "acme", "agent", ["apps:read"])
+    async with store.pool.connection() as conn:  # the operator's override, as docs/operations.md shows it
+        await conn.execute("UPDATE api_tokens SET calls_per_minute = 2 WHERE prefix = %s", (token[:12],))
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as hc, \
+            Client(streamable_http_client(http_url, http_client=hc)) as c:
+        results = [await c.call_tool("whoami", {}) for _ in range(3)]
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {other}"}) as hc, \
+            Client(streamable_http_client(http_url, http_client=hc)) as c:
+        others = [await c.call_tool("whoami", {}) for _ in range(3)]
+    assert [r.is_error for r in results] == [False, False, True]
+    refused = results[2].content[0].text  # type: ignore[union-attr]
+    assert refused.startswith("rate limit: 2 calls per minute for this token; retry after "), refused
+    assert not any(r.is_error for r in others)  # the settings' budget (120 a minute) for the other token

@@ -14,3 +14,8 @@ CREATE TABLE auth_refusals (
 );
 CREATE INDEX auth_refusals_at ON auth_refusals (at);
 CREATE INDEX auth_refusals_remote ON auth_refusals (remote_addr, at);
+
+-- A token's own budgets, over the server's `rate_limits` settings; NULL: the settings' value.
+ALTER TABLE api_tokens
+    ADD COLUMN calls_per_minute integer CHECK (calls_per_minute >= 1),
+    ADD COLUMN concurrent_waits integer CHECK (concurrent_waits >= 1);
