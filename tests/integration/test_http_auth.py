@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import httpx2
@@ -78,11 +79,21 @@ async def budget_url(store: PgStore, clock: Clock) -> AsyncIterator[str]:
         await task
 
 
-async def refusals(store: PgStore) -> list[dict[str, object]]:
-    async with store.pool.connection() as conn:
-        cur = await conn.execute("SELECT remote_addr, reason, token_prefix, tenant, dropped FROM auth_refusals "
-                                 "ORDER BY id")
-        return list(await cur.fetchall())
+async def refusals(store: PgStore, expected: int) -> list[dict[str, Any]]:
+    """The rows, once there are `expected` of them (each is written just after its 401 is sent), and no more."""
+    for _ in range(100):
+        async with store.pool.connection() as conn:
+            cur = await conn.execute("SELECT remote_addr, reason, token_prefix, tenant, dropped FROM auth_refusals "
+                                     "ORDER BY id")
+            rows = list(await cur.fetchall())
+        if len(rows) >= expected:
+            await asyncio.sleep(0.2)  # and nothing more comes
+            async with store.pool.connection() as conn:
+                cur = await conn.execute("SELECT count(*) AS n FROM auth_refusals")
+                assert (await cur.fetchone()) == {"n": len(rows)}, rows
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{len(rows)} auth_refusals rows, expected {expected}: {rows}")
 
 
 async def test_missing_or_unknown_token_is_401_before_any_tool(http_url: str, store: PgStore) -> None:
@@ -162,11 +173,11 @@ async def test_every_refused_authentication_is_recorded_with_its_reason(http_url
         good = await create_token(store, "acme", "ok", ["apps:read"])
         accepted = await h.post(http_url, json=body, headers={"Authorization": f"Bearer {good}"})
     assert accepted.status_code != 401  # past authentication (the bare POST is no MCP session): no refusal row
-    rows = await refusals(store)
-    assert [(r["reason"], r["token_prefix"], r["tenant"]) for r in rows] == [
-        ("missing", None, None), ("malformed", None, None), ("malformed", None, None),
-        ("unknown", unknown[:12], None), ("expired", expired[:12], "acme"), ("revoked", revoked[:12], "acme"),
-    ]
+    rows = await refusals(store, 6)
+    assert sorted((r["reason"], r["token_prefix"] or "", r["tenant"] or "") for r in rows) == sorted([
+        ("missing", "", ""), ("malformed", "", ""), ("malformed", "", ""),
+        ("unknown", unknown[:12], ""), ("expired", expired[:12], "acme"), ("revoked", revoked[:12], "acme"),
+    ])
     assert {r["remote_addr"] for r in rows} == {"127.0.0.1"}
     for token in (unknown, expired, revoked):
         assert all(token not in str(r) for r in rows)  # never the token, only its prefix
@@ -179,10 +190,10 @@ async def test_a_flood_of_refusals_writes_a_bounded_number_of_rows(budget_url: s
     async with httpx.AsyncClient() as h:
         for _ in range(8):
             assert (await h.post(budget_url, json=body, headers=headers)).status_code == 401
-        assert [r["reason"] for r in await refusals(store)] == ["unknown"] * 3  # 5 counted, not written
+        assert [r["reason"] for r in await refusals(store, 3)] == ["unknown"] * 3  # 5 counted, not written
         clock.now += 60  # the window is over: its summary comes with the next refusal
         assert (await h.post(budget_url, json=body)).status_code == 401
-    rows = await refusals(store)
+    rows = await refusals(store, 5)
     assert [(r["reason"], r["dropped"]) for r in rows] == [("unknown", 0)] * 3 + [("dropped", 5), ("missing", 0)]
     assert rows[3]["remote_addr"] == "127.0.0.1" and rows[3]["token_prefix"] is None
 
