@@ -92,7 +92,9 @@ class DeployMCP(MCPServer[Any]):
         refusals: RefusalBudget | None = None,
     ) -> None:
         self.deps = deps
-        self.limits = limits or CallLimits(deps.rate_limits)
+        # Budgets are per token: over stdio (and in memory) the caller is the machine's operator, unlimited
+        # unless a test hands its own limits in.
+        self.limits = limits or (CallLimits(deps.rate_limits) if auth else None)
         self.refusals = refusals or RefusalBudget(deps.rate_limits.refused_auth_rows_per_minute)
         self.transport = transport
         self.fixed_principal = principal
@@ -146,7 +148,7 @@ class DeployMCP(MCPServer[Any]):
                 value = arguments.get(arg)
                 waits = value != 0 if value is not None else (
                     arg == "wait_seconds" and self.deps.config.progress_wait_seconds > 0)
-                if waits:
+                if waits and self.limits is not None:
                     return self.limits.long_wait(budget.key, budget.concurrent_waits)
         return nullcontext()
 
@@ -179,7 +181,8 @@ class DeployMCP(MCPServer[Any]):
             if principal is None:
                 raise Forbidden("This request carries no identity.", hint="Send `Authorization: Bearer <token>`.")
             budget = self._budget(principal)
-            self.limits.admit(budget.key, budget.calls_per_minute)
+            if self.limits is not None:
+                self.limits.admit(budget.key, budget.calls_per_minute)
             if spec is None:
                 raise InvalidInput("name", f"there is no tool {name!r}", "call tools/list for the tool names")
             unknown = sorted(set(arguments) - self.arg_names[name])
@@ -253,7 +256,8 @@ def build_server(
     limits: CallLimits | None = None, refusals: RefusalBudget | None = None,
 ) -> DeployMCP:
     """stdio and in-memory servers act for `principal`; HTTP servers authenticate each request by token.
-    `limits` and `refusals` default to budgets of `deps.rate_limits` (tests pass their own clocks)."""
+    `limits` and `refusals` default to budgets of `deps.rate_limits` (tests pass their own clocks); without
+    `limits`, only HTTP callers (tokens) have a budget."""
     auth = None
     if transport == "http":
         url = public_url or "http://127.0.0.1:8765/mcp"

@@ -154,9 +154,9 @@ class ProgressSettings(Group):
 
 
 class RateLimitSettings(Group):
-    """Per-token budgets the server enforces before a tool runs, and the cap on audit rows of refused
-    authentications. Each server process keeps its own budgets in memory (`mcp_server.rate_limits`): with
-    several replicas behind one address, a token gets each replica's budget."""
+    """Per-token budgets the server enforces before a tool runs (HTTP callers; the stdio operator has none),
+    and the cap on audit rows of refused authentications. Each server process keeps its own budgets in memory
+    (`mcp_server.rate_limits`): with several replicas behind one address, a token gets each replica's budget."""
 
     calls_per_minute: int = Field(120, ge=1, le=100_000)
     """Tool calls per minute per token (a token bucket that holds this many and refills at this rate, so a
