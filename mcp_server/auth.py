@@ -17,6 +17,8 @@ from mcp_server.settings import ALL_SCOPES, Settings
 from tools.context import Principal
 
 TOKEN_PREFIX = "dmcp_"  # noqa: S105 (a prefix, not a secret)
+# A token's own budgets (api_tokens columns, NULL: the settings'), carried in its claims to the rate limiter.
+TOKEN_LIMITS = ("calls_per_minute", "concurrent_waits")
 
 
 class TokenStore(Protocol):
@@ -27,8 +29,8 @@ class TokenStore(Protocol):
     ) -> UUID: ...
 
     async def find_token(self, token: str) -> dict[str, Any] | None:
-        """The live token row (id, tenant, subject, scopes, expires_at) for `token`; None if unknown, revoked
-        or expired."""
+        """The live token row (id, tenant, subject, scopes, expires_at, and `TOKEN_LIMITS`, None where the
+        settings apply) for `token`; None if unknown, revoked or expired."""
         ...
 
 
@@ -71,7 +73,7 @@ class ApiTokenVerifier:
             scopes=list(row["scopes"]),
             expires_at=int(expires.timestamp()) if expires else None,
             subject=row["subject"],
-            claims={"tenant": row["tenant"]},
+            claims={"tenant": row["tenant"], **{k: row[k] for k in TOKEN_LIMITS if row.get(k) is not None}},
         )
 
 

@@ -1,5 +1,7 @@
 """The MCP server assembly: every tool of `tools/` registered on one `MCPServer`, wrapped so that each call
-resolves its principal, is checked against the tool's scope and arguments, and leaves exactly one audit row.
+resolves its principal, is held to its token's budget (`rate_limits.py`), is checked against the tool's scope
+and arguments, and leaves exactly one audit row. Over HTTP, a refused authentication leaves its own row
+(`auth_audit.py`).
 
 Only the CLI (and the tests, through `build_server`) import this module.
 """
@@ -8,18 +10,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mcp.server import MCPServer
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import AnyHttpUrl, ValidationError
+from starlette.applications import Starlette
 
 from mcp_server.auth import ApiTokenVerifier, TokenStore, principal_from_request
+from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
+from mcp_server.rate_limits import CallLimits
+from mcp_server.settings import RateLimitSettings
 from prompts import PROMPTS
 from tools import all_tools
 from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
@@ -41,9 +49,14 @@ Long operations return ids at once and report progress while you wait; query the
 """
 
 
-class ServerStore(Store, TokenStore, Protocol):
+# A call with one of these arguments waits on a workflow (with progress) unless it is 0: a long wait.
+LONG_WAIT_ARGS = ("wait_seconds", "follow_seconds")
+
+
+class ServerStore(Store, TokenStore, RefusalStore, Protocol):
     """What the server needs of the store: the tools' port (and the audit row), and the token lookup of HTTP
-    auth. `mcp_server.store.PgStore` is one; mypy checks the fit where `ServerDeps` is built."""
+    auth (and the rows of refused authentications). `mcp_server.store.PgStore` is one; mypy checks the fit
+    where `ServerDeps` is built."""
 
 
 @dataclass
@@ -55,6 +68,14 @@ class ServerDeps:
     secretbox: SecretBox | None = None
     logs: LogStore | None = None
     github_app: GitHubApp | None = None
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+
+
+@dataclass(frozen=True)
+class Budget:
+    key: str
+    calls_per_minute: int | None = None
+    concurrent_waits: int | None = None
 
 
 class DeployMCP(MCPServer[Any]):
@@ -67,8 +88,14 @@ class DeployMCP(MCPServer[Any]):
         transport: str,
         principal: Principal | None,
         auth: AuthSettings | None = None,
+        limits: CallLimits | None = None,
+        refusals: RefusalBudget | None = None,
     ) -> None:
         self.deps = deps
+        # Budgets are per token: over stdio (and in memory) the caller is the machine's operator, unlimited
+        # unless a test hands its own limits in.
+        self.limits = limits or (CallLimits(deps.rate_limits) if auth else None)
+        self.refusals = refusals or RefusalBudget(deps.rate_limits.refused_auth_rows_per_minute)
         self.transport = transport
         self.fixed_principal = principal
         self.specs: dict[str, ToolSpec] = {}
@@ -98,6 +125,33 @@ class DeployMCP(MCPServer[Any]):
     def _principal(self) -> Principal | None:
         return self.fixed_principal or principal_from_request()
 
+    def streamable_http_app(self, **kwargs: Any) -> Starlette:
+        """The SDK's app, with the refused authentications recorded around its authentication."""
+        app = super().streamable_http_app(**kwargs)
+        app.add_middleware(RefusedAuthAudit, store=self.deps.store, budget=self.refusals)
+        return app
+
+    @staticmethod
+    def _budget(principal: Principal) -> Budget:
+        """The token a budget belongs to (its id over HTTP; elsewhere the one principal of the process) and the
+        token's own limits, if it has any."""
+        token = get_access_token()
+        if token is None:
+            return Budget(f"{principal.via}:{principal.tenant}/{principal.subject}")
+        claims = token.claims or {}
+        return Budget(token.client_id, claims.get("calls_per_minute"), claims.get("concurrent_waits"))
+
+    def _long_wait(self, name: str, arguments: dict[str, Any], budget: Budget) -> AbstractContextManager[None]:
+        params = self.arg_names[name]
+        for arg in LONG_WAIT_ARGS:
+            if arg in params:
+                value = arguments.get(arg)
+                waits = value != 0 if value is not None else (
+                    arg == "wait_seconds" and self.deps.config.progress_wait_seconds > 0)
+                if waits and self.limits is not None:
+                    return self.limits.long_wait(budget.key, budget.concurrent_waits)
+        return nullcontext()
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> Any:
@@ -126,6 +180,9 @@ class DeployMCP(MCPServer[Any]):
         try:
             if principal is None:
                 raise Forbidden("This request carries no identity.", hint="Send `Authorization: Bearer <token>`.")
+            budget = self._budget(principal)
+            if self.limits is not None:
+                self.limits.admit(budget.key, budget.calls_per_minute)
             if spec is None:
                 raise InvalidInput("name", f"there is no tool {name!r}", "call tools/list for the tool names")
             unknown = sorted(set(arguments) - self.arg_names[name])
@@ -137,7 +194,8 @@ class DeployMCP(MCPServer[Any]):
             if spec.scope:
                 call.require(spec.scope)
             try:
-                result = await super().call_tool(name, arguments, context)
+                with self._long_wait(name, arguments, budget):
+                    result = await super().call_tool(name, arguments, context)
             except UnexpectedToolError:
                 raise
             except ToolError as e:
@@ -194,9 +252,12 @@ def _rewrite_validation(e: ToolError) -> ToolError:
 
 
 def build_server(
-    deps: ServerDeps, *, transport: str, principal: Principal | None = None, public_url: str | None = None
+    deps: ServerDeps, *, transport: str, principal: Principal | None = None, public_url: str | None = None,
+    limits: CallLimits | None = None, refusals: RefusalBudget | None = None,
 ) -> DeployMCP:
-    """stdio and in-memory servers act for `principal`; HTTP servers authenticate each request by token."""
+    """stdio and in-memory servers act for `principal`; HTTP servers authenticate each request by token.
+    `limits` and `refusals` default to budgets of `deps.rate_limits` (tests pass their own clocks); without
+    `limits`, only HTTP callers (tokens) have a budget."""
     auth = None
     if transport == "http":
         url = public_url or "http://127.0.0.1:8765/mcp"
@@ -206,4 +267,4 @@ def build_server(
         principal = None
     elif principal is None:
         raise ValueError(f"transport {transport!r} needs the principal it acts for")
-    return DeployMCP(deps, transport=transport, principal=principal, auth=auth)
+    return DeployMCP(deps, transport=transport, principal=principal, auth=auth, limits=limits, refusals=refusals)

@@ -153,6 +153,25 @@ class ProgressSettings(Group):
     deploys finish inside one call without holding a client for long."""
 
 
+class RateLimitSettings(Group):
+    """Per-token budgets the server enforces before a tool runs (HTTP callers; the stdio operator has none),
+    and the cap on audit rows of refused authentications. Each server process keeps its own budgets in memory
+    (`mcp_server.rate_limits`): with several replicas behind one address, a token gets each replica's budget."""
+
+    calls_per_minute: int = Field(120, ge=1, le=100_000)
+    """Tool calls per minute per token (a token bucket that holds this many and refills at this rate, so a
+    burst of that size passes at once). 120: two calls a second, more than an agent's reasoning loop makes,
+    while one runaway loop cannot take the database and Temporal from the other tenants."""
+    concurrent_waits: int = Field(4, ge=1, le=1000)
+    """Tool calls per token waiting on a workflow at once (a `wait_seconds` wait with progress, a log
+    `follow_seconds`). Each holds a request open for up to a minute; 4 covers an agent deploying a few apps in
+    parallel, and more are better served by `wait_seconds=0` and polling."""
+    refused_auth_rows_per_minute: int = Field(10, ge=1, le=10_000)
+    """Audit rows of refused authentications (401) per remote address per minute; past it, the refusals are
+    counted and one summary row says how many were dropped. 10 shows a misconfigured client in full, while a
+    flood of bad tokens writes at most 11 rows a minute per address."""
+
+
 class ImageRegistrySettings(Group):
     """The OCI registry built images are pushed to and pulled from."""
 
@@ -313,6 +332,7 @@ class Settings(BaseSettings):
     apps: AppsSettings = Field(default_factory=AppsSettings)
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     progress: ProgressSettings = Field(default_factory=ProgressSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     image_registry: ImageRegistrySettings = Field(default_factory=ImageRegistrySettings)
     harbor: HarborSettings = Field(default_factory=HarborSettings)
     github_app: GitHubAppSettings = Field(default_factory=GitHubAppSettings)

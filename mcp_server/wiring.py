@@ -124,7 +124,8 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
             workflows = TemporalWorkflows(await connect(settings), settings.temporal.task_queue)
         async with open_log_store(settings, with_workflows=with_workflows) as logs:
             yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
-                             secretbox=load_secretbox(settings), logs=logs, github_app=github_app)
+                             secretbox=load_secretbox(settings), logs=logs, github_app=github_app,
+                             rate_limits=settings.rate_limits)
     finally:
         await registry.aclose()
         await store.close()

@@ -46,6 +46,17 @@ class Conflict(PlatformError):
     """The request contradicts the platform's current state (name taken, operation in flight)."""
 
 
+class RateLimited(PlatformError):
+    """The caller's token spent its budget (calls per minute, or concurrent waits): the call was refused before
+    anything ran. `retry_after` is the seconds until one more call may pass, when the budget can say."""
+
+    outcome = "denied"
+
+    def __init__(self, message: str, *, retry_after: int | None, hint: str | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, hint=hint)
+
+
 class Unavailable(PlatformError):
     """A dependency (Temporal, the cluster, the log store) cannot be reached now; retrying later may work."""
 

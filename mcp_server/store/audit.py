@@ -1,5 +1,5 @@
 """The audit trail: one row per tool call (arguments already redacted by the server), read back newest first
-by the tenant it belongs to."""
+by the tenant it belongs to; and the refused authentications, which name no tool (`auth_refusals`)."""
 
 from __future__ import annotations
 
@@ -31,3 +31,12 @@ class PgAudit(PgPool):
             tenant, tool, tool, since, since, before_id, before_id, limit,
         )
         return [AuditEvent.model_validate(r) for r in rows]
+
+    async def record_auth_refusal(self, remote_addr: str | None, reason: str, token_prefix: str | None = None,
+                                  tenant: str | None = None, dropped: int = 0) -> None:
+        """One refused authentication, or (reason `dropped`) how many of one address were not written."""
+        await self._one(
+            "INSERT INTO auth_refusals (remote_addr, reason, token_prefix, tenant, dropped) "
+            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+            remote_addr, reason, token_prefix, tenant, dropped,
+        )

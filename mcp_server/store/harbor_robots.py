@@ -53,7 +53,8 @@ class PgHarborRobots(PgPool):
                 row = await cur.fetchone()
                 if row is not None and row["locked"]:
                     try:
-                        yield PgRobotSlot(conn, tenant, harbor_url)
+                        async with self._holding(conn):  # a store query inside the slot runs on its connection
+                            yield PgRobotSlot(conn, tenant, harbor_url)
                     finally:
                         try:
                             await conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (ROBOT_LOCK, key))

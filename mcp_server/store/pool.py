@@ -3,12 +3,21 @@
 
 Each aggregate's queries are a class over `PgPool` (see `mcp_server/store/__init__.py`, which composes them
 into `PgStore`), so they share one psycopg async pool and the two query helpers below.
+
+No call path holds one pooled connection while waiting for another: once `max_size` callers did that, each
+would hold one and wait for a second forever (psycopg_pool's PoolTimeout after `timeout`). So a transaction
+(`_transaction`) or a held connection (the Harbor robot slot) is the task's *held* connection, in a context
+variable, and every query of the same store made meanwhile runs on it instead of checking out another one:
+a method called inside a transaction (`ensure_project` inside `create_release`) joins that transaction
+whichever module it lives in. Tasks started meanwhile inherit the variable, and psycopg serialises their
+statements on the one connection, so start none inside a transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import Any, Self
 
 import psycopg
@@ -31,6 +40,10 @@ def _unreachable(e: psycopg.OperationalError) -> bool:
     return e.sqlstate is None or e.sqlstate.startswith("08") or e.sqlstate in _GONE
 
 
+# (pool, connection) the current task holds; the pool tells two stores apart (tests open several in one task)
+_held: ContextVar[tuple[object, Connection] | None] = ContextVar("deploy_mcp_store_held", default=None)
+
+
 class PgPool:
     """The pool and the query helpers the aggregates' queries run on."""
 
@@ -38,9 +51,10 @@ class PgPool:
         self.pool = pool
 
     @classmethod
-    async def open(cls, url: str, min_size: int = 1, max_size: int = 10) -> Self:
+    async def open(cls, url: str, min_size: int = 1, max_size: int = 10, timeout: float = 30.0) -> Self:
+        """`timeout`: seconds a query waits for a free connection before the store reports itself unavailable."""
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            url, min_size=min_size, max_size=max_size, open=False,
+            url, min_size=min_size, max_size=max_size, open=False, timeout=timeout,
             kwargs={"row_factory": dict_row, "autocommit": True},
         )
         await pool.open(wait=True, timeout=30)
@@ -49,9 +63,18 @@ class PgPool:
     async def close(self) -> None:
         await self.pool.close()
 
+    def _held_connection(self) -> Connection | None:
+        held = _held.get()
+        return held[1] if held is not None and held[0] is self.pool else None
+
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection (autocommit; open `conn.transaction()` for more than one statement)."""
+        """The connection this task holds (inside `_transaction` or `_holding`), else a pooled one
+        (autocommit; use `_transaction` for more than one statement)."""
+        held = self._held_connection()
+        if held is not None:
+            yield held
+            return
         try:
             async with self.pool.connection() as conn:
                 yield conn
@@ -59,6 +82,27 @@ class PgPool:
             if _unreachable(e):
                 raise StoreUnavailable(f"the database cannot be reached: {type(e).__name__}: {e}") from e
             raise
+
+    @asynccontextmanager
+    async def _holding(self, conn: Connection) -> AsyncIterator[Connection]:
+        """Make `conn` this task's held connection: the store's queries meanwhile run on it."""
+        token = _held.set((self.pool, conn))
+        try:
+            yield conn
+        finally:
+            _held.reset(token)
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Connection]:
+        """One transaction on one connection, which every query of this store made meanwhile joins (nested:
+        a savepoint on the held connection)."""
+        held = self._held_connection()
+        if held is not None:
+            async with held.transaction():
+                yield held
+            return
+        async with self._connection() as conn, conn.transaction(), self._holding(conn):
+            yield conn
 
     async def _all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
         async with self._connection() as conn:

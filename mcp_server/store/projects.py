@@ -10,11 +10,11 @@ from workflows.domain.names import namespace_name
 
 class PgProjects(PgPool):
     async def ensure_tenant(self, name: str) -> TenantRecord:
-        row = await self._one(
-            "INSERT INTO tenants (name) VALUES (%s) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name "
-            "RETURNING id, name",
-            name,
-        )
+        # DO NOTHING, then read: an upsert would row-lock the tenant until the caller's transaction ends,
+        # serialising every release of the tenant behind it
+        row = await self._one("INSERT INTO tenants (name) VALUES (%s) ON CONFLICT (name) DO NOTHING "
+                              "RETURNING id, name", name) \
+            or await self._one("SELECT id, name FROM tenants WHERE name = %s", name)
         assert row is not None
         return TenantRecord(**row)
 

@@ -1,7 +1,8 @@
 """Recording a release, and the release's life after that as the deploy workflow reports it.
 
 `create_release` is the one multi-statement write of the tools: app row, secrets version and deployment row
-in one transaction under the app's row lock, so a retried call finds the release it recorded first.
+in one transaction under the app's row lock, so a retried call finds the release it recorded first. The
+project and tenant it ensures are written in that transaction too, on its connection (`PgPool._transaction`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class PgReleases(PgProjects):
         or the same digest + config + secrets as the latest live release) returns the release recorded first,
         with the request fingerprint it was recorded with (the tools refuse a key reused for another request).
         Raises RecordNotFound (project, app) and RecordConflict (app, hostname, secrets)."""
-        async with self._connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             project = await self.ensure_project(req.tenant, req.project) if req.create else \
                 await self.get_project(req.tenant, req.project)
             if project is None:
@@ -132,7 +133,7 @@ class PgReleases(PgProjects):
     async def finish_deployment(
         self, deployment_id: UUID, app_id: UUID, phase: Phase, serving: bool, error: dict[str, Any] | None
     ) -> None:
-        async with self._connection() as conn, conn.transaction():
+        async with self._transaction() as conn:
             await conn.execute(
                 "UPDATE deployments SET phase = %s, error = %s, finished_at = coalesce(finished_at, now()), "
                 "healthy_at = CASE WHEN %s THEN coalesce(healthy_at, now()) ELSE healthy_at END "

@@ -29,15 +29,28 @@ class PgTokens(PgProjects):
         return UUID(str(row["id"]))
 
     async def find_token(self, token: str) -> dict[str, Any] | None:
-        """The live token row (tenant, subject, scopes) for `token`, touching `last_used_at`; None if unknown,
-        revoked or expired."""
+        """The live token row (tenant, subject, scopes, its own rate limits or None) for `token`, touching
+        `last_used_at`; None if unknown, revoked or expired."""
         return await self._one(
             "UPDATE api_tokens k SET last_used_at = now() FROM tenants t "
             "WHERE k.token_hash = %s AND t.id = k.tenant_id AND k.revoked_at IS NULL "
             "AND (k.expires_at IS NULL OR k.expires_at > now()) "
-            "RETURNING k.id, t.name AS tenant, k.subject, k.scopes, k.expires_at",
+            "RETURNING k.id, t.name AS tenant, k.subject, k.scopes, k.expires_at, k.calls_per_minute, "
+            "k.concurrent_waits",
             token_hash(token),
         )
+
+    async def token_refusal(self, token: str) -> tuple[str, str | None]:
+        """Why `token` is refused, and its tenant when it is known: `unknown`, `revoked` or `expired`
+        (`unknown` too for a live token, which only a revocation racing the request can refuse)."""
+        row = await self._one(
+            "SELECT t.name AS tenant, k.revoked_at IS NOT NULL AS revoked, "
+            "coalesce(k.expires_at <= now(), false) AS expired FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id "
+            "WHERE k.token_hash = %s", token_hash(token),
+        )
+        if row is None:
+            return "unknown", None
+        return ("revoked" if row["revoked"] else "expired" if row["expired"] else "unknown"), row["tenant"]
 
     async def revoke_token(self, token_id: UUID) -> bool:
         row = await self._one(
