@@ -31,8 +31,8 @@ from mcp_server.settings import load_settings
 from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
 from mcp_server.wiring import http_server
-from tests.integration.test_progress_notifications import StandInImages
 from tests.support.platform import ok
+from tests.support.stand_ins import StandInImages
 from tools.context import PlatformConfig, Principal
 
 SCOPES = frozenset({"apps:read", "apps:write"})

@@ -25,8 +25,8 @@ from mcp_server.server import ServerDeps, build_server
 from mcp_server.settings import RateLimitSettings
 from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
-from tests.integration.test_progress_notifications import StandInImages
 from tests.support.platform import ok
+from tests.support.stand_ins import StandInImages
 from tools.context import PlatformConfig, Principal
 from tools.ports import Workflows
 
