@@ -278,11 +278,9 @@ async def claim_and_start(c: CallContext, req: NewRelease) -> ReleaseClaim:
     d = claim.deployment
     if not claim.created and req.idempotency_key and d.idempotency_key == req.idempotency_key:
         # before anything starts: the key may have made another request
+        check_release_kind(req.idempotency_key, d, req.kind)
         if req.request_fingerprint is not None:
             check_same_request(req.idempotency_key, d.request_fingerprint, req.request_fingerprint)
-        elif d.kind != req.kind:  # a caller that keeps no fingerprint (rollback) still never gets a deploy back
-            raise InvalidInput("idempotency_key", f"{req.idempotency_key!r} was first used for a {d.kind}, not a "
-                               f"{req.kind}", "use a new key for a different request")
     c.audit.workflow_id = d.workflow_id
     ns, app, release = claim.app.namespace, claim.app.name, release_name(claim.app.name, d.release_seq)
     c.audit.k8s_refs = [f"Namespace/{ns}", f"Deployment/{ns}/{release}", f"Service/{ns}/{app}",
@@ -299,6 +297,13 @@ async def claim_and_start(c: CallContext, req: NewRelease) -> ReleaseClaim:
         # Also for a retried call: the first attempt may have died between recording and starting.
         await workflows.start_deploy(d.workflow_id, deploy_input(c, claim, superseded))
     return claim
+
+
+def check_release_kind(key: str, first: DeploymentRecord, kind: str) -> None:
+    """A rollback never gets back the release a deploy's key made, nor a deploy a rollback's."""
+    if first.kind != kind:
+        raise InvalidInput("idempotency_key", f"{key!r} was first used for a {first.kind}, not a {kind}",
+                           "use a new key for a different request")
 
 
 async def check_release_key(c: CallContext, app_id: UUID, key: str | None, fingerprint: dict[str, Any] | None

@@ -13,9 +13,10 @@ from pydantic import Field
 from tools.args import AppName, IdempotencyKey, ProjectName, Wait, check_name
 from tools.context import call, tool
 from tools.errors import Conflict, InvalidInput
+from tools.idempotency import check_same_request, request_fingerprint
 from tools.lookups import require_app
 from tools.records import DeploymentRecord, NewRelease
-from tools.releases import ReleaseResult, claim_and_start, wait_bound, wait_with_progress
+from tools.releases import ReleaseResult, check_release_kind, claim_and_start, wait_bound, wait_with_progress
 from workflows.domain.names import app_hostname, release_name
 
 
@@ -46,18 +47,17 @@ async def rollback(
     history = await c.store.list_deployments(row.id, limit=100)
     serving = next((d for d in history if d.id == row.serving_deployment_id), None)
     rolling_out = await c.store.in_flight(row.id)
-    if to is None and rolling_out and serving is not None:
-        # Rolling back during a rollout means: stop it, keep what serves. The rollout is cancelled below.
-        target = serving
+    fingerprint = request_fingerprint(c, "rollback", {"project": project, "app": app, "to": to, "force": force}) \
+        if idempotency_key else None
+    first = await c.store.release_by_key(row.id, idempotency_key) if idempotency_key else None
+    if first is not None and idempotency_key and fingerprint:
+        # A retry answers with the first call's rollback (checked like every key), although its target may
+        # serve by now: the checks below are for new rollbacks only.
+        check_release_kind(idempotency_key, first, "rollback")
+        check_same_request(idempotency_key, first.request_fingerprint, fingerprint)
+        target = next((d for d in history if d.id == first.rollback_of), None) or first
     else:
-        target = await _target(history, serving, to)
-    if target.healthy_at is None and not force:
-        raise InvalidInput("to", f"release {release_name(app, target.release_seq)} never became healthy "
-                           f"({target.phase})", "pick a release that served (see `list_deployments`), or pass "
-                           "force=true")
-    if serving is not None and target.release_seq == serving.release_seq and not rolling_out:
-        raise Conflict(f"{release_name(app, target.release_seq)} is already serving.",
-                       hint="Pass `to` with another deployment id from `list_deployments`.")
+        target = await _new_target(app, history, serving, bool(rolling_out), to, force)
     claim = await claim_and_start(c, NewRelease(
         tenant=c.principal.tenant, project=project, app=app,
         hostname=app_hostname(app, project, c.principal.tenant, c.config.apps_domain), create=False,
@@ -66,8 +66,25 @@ async def rollback(
         kind="rollback", rollback_of=target.id, release_seq=target.release_seq,
         base_secrets_version=target.secrets_version,
         workflow_id_prefix=rollback_workflow_prefix(c.principal.tenant, project, app),
+        request_fingerprint=fingerprint,
     ))
     return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
+
+
+async def _new_target(app: str, history: list[DeploymentRecord], serving: DeploymentRecord | None,
+                      rolling_out: bool, to: UUID | None, force: bool) -> DeploymentRecord:
+    if to is None and rolling_out and serving is not None:
+        # Rolling back during a rollout means: stop it, keep what serves. The rollout is cancelled below.
+        return serving
+    target = await _target(history, serving, to)
+    if target.healthy_at is None and not force:
+        raise InvalidInput("to", f"release {release_name(app, target.release_seq)} never became healthy "
+                           f"({target.phase})", "pick a release that served (see `list_deployments`), or pass "
+                           "force=true")
+    if serving is not None and target.release_seq == serving.release_seq and not rolling_out:
+        raise Conflict(f"{release_name(app, target.release_seq)} is already serving.",
+                       hint="Pass `to` with another deployment id from `list_deployments`.")
+    return target
 
 
 async def _target(history: list[DeploymentRecord], serving: DeploymentRecord | None,

@@ -184,3 +184,21 @@ async def test_a_rollback_never_returns_the_release_a_deploy_key_made(platform: 
         refused(await c.call_tool("rollback", {"project": "shop", "app": "web", "to": first["deployment_id"],
                                                "idempotency_key": "k2"}), "first used for a deploy, not a rollback")
     assert await platform.counts() == before
+
+
+async def test_a_rollback_key_reused_for_another_target_is_refused(platform: Platform, mode: str) -> None:
+    async with platform.client(mode) as c:
+        first = ok(await c.call_tool("create_app", WEB | {"wait_seconds": 20}))
+        second = ok(await c.call_tool("deploy", {"project": "shop", "app": "web", "env": {"LOG": "warn"},
+                                                 "wait_seconds": 20}))
+        ok(await c.call_tool("deploy", {"project": "shop", "app": "web", "env": {"LOG": "debug"},
+                                        "wait_seconds": 20}))
+        back = ok(await c.call_tool("rollback", {"project": "shop", "app": "web", "to": first["deployment_id"],
+                                                 "idempotency_key": "rb", "wait_seconds": 20}))
+        before = await platform.counts()
+        again = ok(await c.call_tool("rollback", {"project": "shop", "app": "web", "to": first["deployment_id"],
+                                                  "idempotency_key": "rb", "wait_seconds": 0}))
+        assert again["deployment_id"] == back["deployment_id"]
+        refused(await c.call_tool("rollback", {"project": "shop", "app": "web", "to": second["deployment_id"],
+                                               "idempotency_key": "rb"}), "`to`")
+    assert await platform.counts() == before
