@@ -28,3 +28,24 @@ def test_credential_looking_values_are_redacted() -> None:
     assert out["url"] == f"https://bob:{REDACTED}@git.example.com/repo.git"
     assert out["plain"] == "hello" and out["n"] == 3
     assert "s3cret" not in str(out)
+
+
+def test_a_long_value_is_redacted_in_linear_time() -> None:
+    import time
+
+    started = time.monotonic()
+    out = redact({"a": "p" * (1 << 20), "b": "x://" + "u" * (1 << 20), "c": "https://bob:pw@h/" + "y" * (1 << 20)})
+    assert time.monotonic() - started < 2.0
+    assert out["a"] == "p" * (1 << 20) and out["c"].startswith(f"https://bob:{REDACTED}@h/")
+
+
+def test_storable_escapes_what_postgres_cannot_hold_and_clips() -> None:
+    from tools.redaction import CLIP_CHARS, storable, storable_text
+
+    assert storable({"k\x00": ["a\x00b", "\ud800", {"x": "\udfff"}], "n": 1}) == {
+        "k\\u0000": ["a\\u0000b", "\\ud800", {"x": "\\udfff"}], "n": 1}
+    assert storable_text("ok") == "ok"
+    clipped = storable_text("z" * (CLIP_CHARS + 5))
+    assert clipped == "z" * CLIP_CHARS + "…[5 more characters]"
+    assert storable_text("tool-name-" * 20, 64).startswith("tool-name-") and "more characters" in storable_text(
+        "tool-name-" * 20, 64)
