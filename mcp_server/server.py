@@ -170,8 +170,8 @@ class DeployMCP(MCPServer[Any]):
                 arguments=storable(redact(arguments, spec.secret_args if spec else frozenset())),
                 outcome=outcome,
                 error=storable_text(error, 2000) if error else None,
-                workflow_id=call.audit.workflow_id,
-                k8s_refs=call.audit.k8s_refs,
+                workflow_id=storable_text(call.audit.workflow_id, 1000) if call.audit.workflow_id else None,
+                k8s_refs=storable(call.audit.k8s_refs),
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
             try:
