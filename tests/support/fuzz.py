@@ -98,26 +98,28 @@ class EmptyLogs:
         return {}
 
 
-async def seed(client: Client, store: PgStore, registry: str, tenant: str) -> Seeded:
-    """An app with a release and a secret, a bound volume with a ready snapshot, a build: what the fuzz's
-    calls name, so they reach past the lookups."""
+async def seed(client: Client, store: PgStore, registry: str, tenant: str, project: str = "shop", app: str = "web",
+               volume: str = "data") -> Seeded:
+    """An app with a release and a secret, a bound volume with a ready snapshot, a build, in the client's
+    tenant (`tenant`): what the fuzz's calls name, so they reach past the lookups."""
     async with httpx.AsyncClient(timeout=30) as h:
-        await push_image(registry, f"{tenant}/web", "v1", {"index.html": b"hello"}, client=h)
-    image = f"{registry}/{tenant}/web:v1"
-    r = await client.call_tool("create_app", {"project": "shop", "name": "web", "source": {"image": image},
+        await push_image(registry, f"{tenant}/{app}", "v1", {"index.html": b"hello"}, client=h)
+    image = f"{registry}/{tenant}/{app}:v1"
+    r = await client.call_tool("create_app", {"project": project, "name": app, "source": {"image": image},
                                               "port": 8080, "secrets": {"API_KEY": "s3cr3t-value"},
                                               "env": {"MODE": "x"}, "wait_seconds": 0})
-    assert not r.is_error, _text(r)
+    assert not r.is_error, text_of(r)
     assert r.structured_content is not None
     deployment_id, app_id = r.structured_content["deployment_id"], r.structured_content["app_id"]
-    v = await client.call_tool("create_volume", {"project": "shop", "name": "data", "size_gib": 1, "wait_seconds": 0})
-    assert not v.is_error, _text(v)
+    v = await client.call_tool("create_volume", {"project": project, "name": volume, "size_gib": 1,
+                                                 "wait_seconds": 0})
+    assert not v.is_error, text_of(v)
+    found = await store.get_volume(tenant, project, volume)
+    assert found is not None
     async with store.pool.connection() as conn:
-        await conn.execute("UPDATE volumes SET status = 'bound'")
-        vol = await (await conn.execute("SELECT id FROM volumes")).fetchone()
-        assert vol is not None
-        snap = await store.record_snapshot(vol["id"], "snapshot", "data-snap-seed", "seed")
-        await conn.execute("UPDATE volume_snapshots SET status = 'ready', ready_at = now()")
+        await conn.execute("UPDATE volumes SET status = 'bound' WHERE id = %s", (found.id,))
+        snap = await store.record_snapshot(found.id, "snapshot", f"{volume}-snap-seed", "seed")
+        await conn.execute("UPDATE volume_snapshots SET status = 'ready', ready_at = now() WHERE id = %s", (snap.id,))
         build = await (await conn.execute(
             "INSERT INTO builds (app_id, deployment_id, commit_sha, builder, status, workflow_id) "
             "VALUES (%s, %s, %s, 'dockerfile', 'failed', 'build/seed') RETURNING id",
@@ -126,14 +128,14 @@ async def seed(client: Client, store: PgStore, registry: str, tenant: str) -> Se
         await conn.execute("INSERT INTO build_log_lines (build_id, seq, line) VALUES (%s, 0, 'step 1')",
                            (build["id"],))
     return Seeded(known={
-        "project": ["shop"], "app": ["web"], "name": ["web", "data", "fresh"], "volume": ["data"],
+        "project": [project], "app": [app], "name": [app, volume, "fresh"], "volume": [volume],
         "deployment_id": [deployment_id], "build_id": [str(build["id"])], "from_snapshot": [str(snap.id)],
-        "to": [deployment_id], "confirm": ["shop/web", "shop/data"], "mount_path": ["/data", "/srv/x"],
-        "image": [image], "tool": ["create_app", "whoami"],
+        "to": [deployment_id], "confirm": [f"{project}/{app}", f"{project}/{volume}"],
+        "mount_path": ["/data", "/srv/x"], "image": [image], "tool": ["create_app", "whoami"],
     })
 
 
-def _text(r: CallToolResult) -> str:
+def text_of(r: CallToolResult) -> str:
     return "\n".join(c.text for c in r.content if isinstance(c, TextContent))
 
 
@@ -223,8 +225,11 @@ class Tally:
 class Fuzzer:
     """Makes one call and checks what it left; `collect` keeps going after a broken property (the bench)."""
 
-    def __init__(self, client: Client, store: PgStore, workflows: RecordingWorkflows, collect: bool = False) -> None:
+    def __init__(self, client: Client, store: PgStore, workflows: RecordingWorkflows, collect: bool = False,
+                 bookkeeping: tuple[str, ...] = ()) -> None:
+        """`bookkeeping`: tables a request writes before any tool runs (over HTTP, the token's last use)."""
         self.client, self.store, self.workflows, self.collect = client, store, workflows, collect
+        self.bookkeeping = ("audit_events", "schema_migrations", *bookkeeping)
         self.tally = Tally()
         self._tables: list[str] = []
 
@@ -233,9 +238,8 @@ class Fuzzer:
             if not self._tables:
                 rows = await (await conn.execute(
                     "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
-                    "AND table_type = 'BASE TABLE' AND table_name NOT IN ('audit_events', 'schema_migrations') "
-                    "ORDER BY 1")).fetchall()
-                self._tables = [r["table_name"] for r in rows]
+                    "AND table_type = 'BASE TABLE' ORDER BY 1")).fetchall()
+                self._tables = [r["table_name"] for r in rows if r["table_name"] not in self.bookkeeping]
             sums = ", ".join(f"(SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {t} t) "
                              f"AS {t}" for t in self._tables)
             row = await (await conn.execute(f"SELECT (SELECT max(id) FROM audit_events) AS audit, "
@@ -250,7 +254,8 @@ class Fuzzer:
         if not self.collect:
             raise AssertionError(message)
 
-    async def check(self, tool: str, args: dict[str, Any]) -> None:
+    async def check(self, tool: str, args: dict[str, Any]) -> CallToolResult | None:
+        """The call's result (None when the client could not send it), after checking its properties."""
         audits, before = await self._state()
         started, cancelled = len(self.workflows.started), len(self.workflows.cancelled)
         self.tally.calls += 1
@@ -260,12 +265,12 @@ class Fuzzer:
             r = await self.client.call_tool(tool, args)
         except Exception as e:  # a protocol error, or the client could not even send it
             if isinstance(e, UnicodeEncodeError | ValueError) and _unsendable(args):
-                return  # JSON-RPC framing cannot carry a lone surrogate raw; over HTTP it arrives escaped
+                return None  # JSON-RPC framing cannot carry a lone surrogate raw; over HTTP it arrives escaped
             self._fail(tool, args, f"the client raised {type(e).__name__}: {e}"[:500])
-            return
+            return None
         took = time.monotonic() - t0
         self.tally.slowest = sorted([*self.tally.slowest, (took, f"{tool} {repr(args)[:150]}")], reverse=True)[:10]
-        text = _text(r)
+        text = text_of(r)
         if text.startswith("Error executing tool") or "internal error" in text.lower():
             self._fail(tool, args, f"internal error: {text[:300]}")
         after_audits, after = await self._state()
@@ -277,7 +282,7 @@ class Fuzzer:
         if last is not None and (last["error"] or "").startswith("internal error"):
             self._fail(tool, args, f"the audit row says {last['error']}")
         if not r.is_error:
-            return
+            return r
         self.tally.refused += 1
         changed = sorted(t for t in before if before[t] != after[t])
         if changed:
@@ -285,6 +290,7 @@ class Fuzzer:
         if len(self.workflows.started) != started or len(self.workflows.cancelled) != cancelled:
             self._fail(tool, args, f"refused ({text[:200]}) but started {self.workflows.started[started:]} / "
                                    f"cancelled {self.workflows.cancelled[cancelled:]}")
+        return r
 
 
 def _unsendable(value: Any) -> bool:
