@@ -34,7 +34,7 @@ from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, ente
 from tools.errors import Forbidden, InvalidInput, PlatformError
 from tools.ports import Images, LogStore, Store, Workflows
 from tools.records import AuditEvent, Outcome
-from tools.redaction import redact
+from tools.redaction import redact, storable, storable_text
 from workflows.adapters.github_app import GitHubApp
 from workflows.domain.secretbox import SecretBox
 
@@ -218,17 +218,18 @@ class DeployMCP(MCPServer[Any]):
             raise
         finally:
             exit_call(token)
+            # Redacted first, then made storable: the row must be written whatever the arguments held.
             event = AuditEvent(
                 tenant=principal.tenant if principal else None,
-                principal=principal.subject if principal else "anonymous",
+                principal=storable_text(principal.subject) if principal else "anonymous",
                 transport=self.transport,
-                tool=name[:64],
-                request_id=request_id,
-                arguments=redact(arguments, spec.secret_args if spec else frozenset()),
+                tool=storable_text(name, 64),
+                request_id=storable_text(request_id, 200) if request_id is not None else None,
+                arguments=storable(redact(arguments, spec.secret_args if spec else frozenset())),
                 outcome=outcome,
-                error=error[:2000] if error else None,
-                workflow_id=call.audit.workflow_id,
-                k8s_refs=call.audit.k8s_refs,
+                error=storable_text(error, 2000) if error else None,
+                workflow_id=storable_text(call.audit.workflow_id, 1000) if call.audit.workflow_id else None,
+                k8s_refs=storable(call.audit.k8s_refs),
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
             try:

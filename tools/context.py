@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mcp.types import ToolAnnotations
+from pydantic import BaseModel
 
-from tools.errors import Forbidden, Unavailable, from_store
+from tools.errors import Forbidden, InvalidInput, Unavailable, from_store
 from tools.ports import Images, LogStore, Store, StoreError, Workflows
 from workflows.adapters.github_app import GitHubApp
 from workflows.domain.secretbox import SecretBox
@@ -136,6 +138,30 @@ class ToolSpec:
 
 REGISTRY: list[ToolSpec] = []
 
+# U+0000 and lone surrogates: no name, value, environment variable, Postgres text or UTF-8 byte string holds them.
+_UNHOLDABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def check_text(field: str, value: Any) -> None:
+    """Refuse U+0000 and lone surrogates anywhere in an argument (map keys too), naming where. Checked for every
+    tool before it runs: otherwise they fail deep down (Postgres, Temporal, a container's environment) as
+    crashes instead of errors the agent can act on. The value is not echoed (it may be a secret)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, str):
+        m = _UNHOLDABLE.search(value)
+        if m:
+            what = "U+0000 (NUL)" if m[0] == "\x00" else f"a lone surrogate (U+{ord(m[0]):04X})"
+            raise InvalidInput(field, f"contains {what} at character {m.start()}, which the platform cannot store",
+                               "remove it; send text as valid UTF-8")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_text(f"{field} (a key)", k)
+            check_text(f"{field}.{k}", v)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            check_text(f"{field}[{i}]", v)
+
 
 def tool(
     *,
@@ -156,6 +182,8 @@ def tool(
         # functools.wraps keeps the signature and annotations the SDK reads the tool's schema from.
         @functools.wraps(fn)
         async def run(*args: Any, **kwargs: Any) -> Any:
+            for name, value in kwargs.items():
+                check_text(name, value)
             try:
                 return await fn(*args, **kwargs)
             except StoreError as e:

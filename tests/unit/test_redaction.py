@@ -39,3 +39,24 @@ def test_large_values_redact_in_linear_time() -> None:
     for value in ("v" * 2**20, "a://" + "v" * 2**20, ("x" * 40 + "://") * (2**20 // 43)):
         assert redact({"env": {"A": value}}) == {"env": {"A": value}}
     assert time.monotonic() - start < 5
+
+
+def test_a_long_value_is_redacted_in_linear_time() -> None:
+    import time
+
+    started = time.monotonic()
+    out = redact({"a": "p" * (1 << 20), "b": "x://" + "u" * (1 << 20), "c": "https://bob:pw@h/" + "y" * (1 << 20)})
+    assert time.monotonic() - started < 2.0
+    assert out["a"] == "p" * (1 << 20) and out["c"].startswith(f"https://bob:{REDACTED}@h/")
+
+
+def test_storable_escapes_what_postgres_cannot_hold_and_clips() -> None:
+    from tools.redaction import CLIP_CHARS, storable, storable_text
+
+    assert storable({"k\x00": ["a\x00b", "\ud800", {"x": "\udfff"}], "n": 1}) == {
+        "k\\u0000": ["a\\u0000b", "\\ud800", {"x": "\\udfff"}], "n": 1}
+    assert storable_text("ok") == "ok"
+    clipped = storable_text("z" * (CLIP_CHARS + 5))
+    assert clipped == "z" * CLIP_CHARS + "…[5 more characters]"
+    assert storable_text("tool-name-" * 20, 64).startswith("tool-name-") and "more characters" in storable_text(
+        "tool-name-" * 20, 64)
