@@ -180,6 +180,11 @@ class ImageRegistrySettings(Group):
     registry."""
     insecure_hosts: list[str] = Field(default_factory=lambda: ["127.0.0.1", "localhost"])
     """Registry hosts (no port) reached over plain http: loopback only, where TLS protects nothing."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Registries (host names, addresses or CIDR networks) the platform may ask about images although they
+    are not public: an internal registry. Every other non-public address (loopback, private, link-local,
+    cloud metadata) is refused, so an image reference cannot make the server call inside the network. `host`
+    and `insecure_hosts` are always allowed; empty by default because nothing else needs to be."""
 
 
 class HarborSettings(Group):

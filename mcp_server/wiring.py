@@ -115,7 +115,8 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
                       ) -> AsyncIterator[ServerDeps]:
     """The server's clients. Without workflows (no cluster) the read tools still work."""
     store = await PgStore.open(database_url)
-    registry = OciRegistry(insecure_hosts=settings.image_registry.insecure_hosts)
+    registry = OciRegistry(insecure_hosts=settings.image_registry.insecure_hosts,
+                           allowed_hosts=[settings.image_registry.host, *settings.image_registry.allowed_hosts])
     github_app = None
     try:
         github_app = open_github_app(settings)

@@ -11,10 +11,12 @@ hold credentials or tokens.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import re
+import socket
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -23,8 +25,9 @@ from typing import Any
 
 import httpx
 
-from workflows.adapters.errors import AdapterError, AuthRefused, ResourceNotFound, ServiceUnavailable
+from workflows.adapters.errors import AdapterError, AuthRefused, InvalidRequest, ResourceNotFound, ServiceUnavailable
 from workflows.adapters.http import http_client
+from workflows.domain.addresses import AllowList, refused_address
 from workflows.domain.images import ImageRef, digest_problem
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -59,6 +62,12 @@ class RegistryAuthError(RegistryError, AuthRefused):
     """Still 401/403 after authenticating: credentials are missing, wrong, or lack pull access."""
 
     retryable = False
+
+
+class RegistryNotAllowed(RegistryError, InvalidRequest):
+    """The registry's address is not public and not one the operator allows (`image_registry.allowed_hosts`):
+    the platform never calls it, so an image reference cannot make the server reach inside its network
+    (a cloud metadata endpoint, the cluster's API, a database)."""
 
 
 class RegistryUnavailable(RegistryError, ServiceUnavailable):
@@ -132,11 +141,13 @@ class OciRegistry:
         self,
         *,
         insecure_hosts: Collection[str] = ("127.0.0.1", "localhost"),
+        allowed_hosts: Collection[str] = (),
         credentials: Mapping[str, tuple[str, str]] | None = None,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._insecure = frozenset(_strip_port(h) for h in insecure_hosts)
+        self._allowed = AllowList.parse([*self._insecure, *(_strip_port(h) for h in allowed_hosts)])
         self._credentials = dict(credentials or {})
         self._timeout = timeout
         self._client = http_client(
@@ -144,6 +155,8 @@ class OciRegistry:
             timeout=timeout,
             follow_redirects=True,  # httpx drops Authorization when a redirect leaves the origin
         )
+        # Every request, a redirect's and a token service's included, goes to a public or allowed address.
+        self._client.event_hooks["request"] = [self._check_destination]
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (host, scope) -> (token, expiry)
         self._basic_hosts: set[str] = set()  # hosts that asked for Basic: send it up front from then on
 
@@ -263,6 +276,22 @@ class OciRegistry:
         if ref.api_host in self._basic_hosts and creds is not None:
             return _basic(*creds)
         return None
+
+    async def _check_destination(self, request: httpx.Request) -> None:
+        host = request.url.host
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, request.url.port or 443,
+                                                                  type=socket.SOCK_STREAM)
+        except OSError:
+            return  # unresolvable: the request itself fails, reported as an unreachable registry
+        refused = refused_address(host, [str(info[4][0]) for info in infos], self._allowed)
+        if refused is not None:
+            address, cls = refused
+            shown = host if host == address else f"{host} ({address})"
+            raise RegistryNotAllowed(
+                f"registry {shown} is a {cls} address: images come from public registries or those the operator "
+                f"allows; if this is the operator's own registry, add {host} to the image_registry.allowed_hosts "
+                "setting", registry=host)
 
     async def _send(self, method: str, url: httpx.URL | str, host: str, headers: Mapping[str, str]) -> httpx.Response:
         try:
