@@ -35,7 +35,10 @@ VolumeClass = Literal["fast", "standard"]
 Access = Literal["single_node", "shared"]
 FORBIDDEN_MOUNTS = ("/proc", "/sys", "/dev", "/etc", "/tmp", "/var/run/secrets", "/run/secrets")  # noqa: S108
 _PATH = re.compile(r"^/[A-Za-z0-9._/-]+$")
-_CRON = re.compile(r"^(\S+\s+){4}\S+$")
+# Five fields of the standard cron syntax Longhorn's RecurringJob parses (numbers, names, * / , - ?): nothing
+# else reaches the CRD or the workflow id built from it.
+_CRON_FIELD = r"[0-9A-Za-z*/,?-]+"
+_CRON = re.compile(rf"^({_CRON_FIELD}\s+){{4}}{_CRON_FIELD}$", re.ASCII)
 
 
 class VolumeRequest(BaseModel):
