@@ -12,7 +12,10 @@ call, not deploys.
 here), so it has no cluster client; `--serve-logs kube` gives it the kubeconfig instead, as `deploy-mcp dev` does
 (the pod log API: the Kubernetes client is loaded, ~38 MB more).
 
-Run: .venv/bin/python bench/concurrent_calls.py [--calls N] [--serve-logs loki|kube]
+`--rounds R` repeats the distinct-apps batch R-1 more times (new apps each time) and prints the RSS after each
+round: memory that keeps growing round after round is a leak, memory that levels off is caches and arenas.
+
+Run: .venv/bin/python bench/concurrent_calls.py [--calls N] [--serve-logs loki|kube] [--rounds R]
 """
 
 from __future__ import annotations
@@ -176,14 +179,15 @@ def error_text(result: Any) -> str | None:
     return None
 
 
-async def create_apps(url: str, token: str, image: str, calls: int, one_key: bool) -> list[tuple[float, Any]]:
+async def create_apps(url: str, token: str, image: str, calls: int, one_key: bool,
+                      project: str = "bench") -> list[tuple[float, Any]]:
     """`calls` concurrent create_app on one MCP session, as one agent fanning out would."""
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as h, \
             Client(streamable_http_client(url, http_client=h)) as c:
         await c.call_tool("whoami", {})  # the session is set up before the clock runs
 
         def args(i: int) -> dict[str, Any]:
-            a: dict[str, Any] = {"project": "bench", "name": "web" if one_key else f"web{i}", "port": 8080,
+            a: dict[str, Any] = {"project": project, "name": "web" if one_key else f"web{i}", "port": 8080,
                                  "source": {"image": image}, "wait_seconds": 0}
             if one_key:
                 a["idempotency_key"] = "bench-one-key"
@@ -228,7 +232,7 @@ def line(name: str, values: list[float], errors: int, extra: str = "") -> str:
     return f"{name:44} {len(ms):>4} {errors:>6} {pct(ms, 50):>9.1f} {pct(ms, 99):>9.1f} {max(ms):>9.1f} {extra}"
 
 
-async def main(calls: int, serve_logs: str) -> int:
+async def main(calls: int, serve_logs: str, rounds: int) -> int:
     quiet()
     work = Path(tempfile.mkdtemp(prefix="deploy-mcp-bench-calls-"))
     os.chmod(work, 0o755)  # noqa: S103 - the embedded Postgres runs as its own user
@@ -279,6 +283,10 @@ async def main(calls: int, serve_logs: str) -> int:
         if serve.running_pid() is None or worker.running_pid() is None:
             raise ServiceError(f"serve or worker exited during the run; logs in {work / 'run'}")
         rss_end = (rss_mb(serve_pid), rss_mb(worker_pid))
+        later = []
+        for r in range(1, rounds):
+            more = await create_apps(url, token_a, image, calls, one_key=False, project=f"bench{r}")
+            later.append((sum(1 for _, x in more if error_text(x) is not None), rss_mb(serve_pid), rss_mb(worker_pid)))
 
     errors: list[str] = []
     rows = []
@@ -304,6 +312,9 @@ async def main(calls: int, serve_logs: str) -> int:
         verdict = "ok" if end < RSS_GOAL_MB else "OVER GOAL"
         print(f"RSS {what:6} at start {start:6.1f} MB, after the run {end:6.1f} MB "
               f"(goal < {RSS_GOAL_MB} MB: {verdict})")
+    for r, (failed_r, serve_r, worker_r) in enumerate(later, start=2):
+        print(f"round {r}: {calls} more distinct apps, {failed_r} errors; RSS serve {serve_r:6.1f} MB, "
+              f"worker {worker_r:6.1f} MB")
     for e in sorted(set(errors))[:5]:
         print(f"error: {e[:300]}")
     return 0
@@ -313,9 +324,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=100)
     ap.add_argument("--serve-logs", choices=["loki", "kube"], default="loki")
+    ap.add_argument("--rounds", type=int, default=1)
     a = ap.parse_args()
     try:
-        sys.exit(asyncio.run(main(a.calls, a.serve_logs)))
+        sys.exit(asyncio.run(main(a.calls, a.serve_logs, a.rounds)))
     except ServiceError as e:
         print(f"bench: could not measure: {e}", file=sys.stderr)
         sys.exit(2)
