@@ -21,8 +21,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from mcp_server.startup import require_database_url
     from mcp_server.store import migrate
-    from mcp_server.wiring import require_database_url
 
     settings = _settings(args)
     applied = asyncio.run(migrate(require_database_url(settings)))
@@ -31,7 +31,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from mcp_server.wiring import http_server, make_server, require_database_url, server_deps
+    from mcp_server.startup import require_database_url
+    from mcp_server.wiring import http_server, make_server, server_deps
 
     settings = _settings(args)
     url = require_database_url(settings)
@@ -64,8 +65,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_token(args: argparse.Namespace) -> int:
     from mcp_server.auth import check_scopes, create_token
+    from mcp_server.startup import require_database_url
     from mcp_server.store import PgStore
-    from mcp_server.wiring import require_database_url
 
     settings = _settings(args)
     url = require_database_url(settings)

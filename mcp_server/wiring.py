@@ -12,29 +12,20 @@ import uvicorn
 from mcp_server.auth import operator_principal
 from mcp_server.server import DeployMCP, ServerDeps, build_server
 from mcp_server.settings import Settings
+
+# open_github_app and require_database_url are still importable from here, where callers found them before
+from mcp_server.startup import load_secretbox
+from mcp_server.startup import open_github_app as open_github_app
+from mcp_server.startup import require_database_url as require_database_url
 from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows, connect
 from tools.context import PlatformConfig
 from tools.ports import LogStore
-from workflows.adapters.github_app import GitHubApp, GitHubAppError
-from workflows.adapters.kube import Kube
-from workflows.adapters.kube_logs import KubeLogStore, KubePodLogs
 from workflows.adapters.loki import LokiClient, LokiLogStore
 from workflows.adapters.registry import OciRegistry
-from workflows.domain.secretbox import SecretBox
 from workflows.render.pull_secret import PULL_SECRET_NAME
 
 log = logging.getLogger(__name__)
-
-
-def require_database_url(settings: Settings) -> str:
-    url = settings.database.url
-    if not url:
-        raise SystemExit(
-            "deploy-mcp: no database. Set DATABASE_URL (or DEPLOY_MCP_DATABASE__URL), or run `deploy-mcp dev`, "
-            "which starts an embedded Postgres."
-        )
-    return url
 
 
 def platform_config(settings: Settings) -> PlatformConfig:
@@ -51,39 +42,6 @@ def platform_config(settings: Settings) -> PlatformConfig:
     )
 
 
-def open_github_app(settings: Settings) -> GitHubApp | None:
-    """The platform's GitHub App when configured; its key is checked now (it must sign a JWT), so a wrong key
-    stops the process at start rather than failing builds. Close it with `aclose()`."""
-    if settings.github_app.id is None:
-        return None
-    try:
-        pem = settings.github_app.private_key_pem()
-    except OSError as e:
-        raise SystemExit(f"deploy-mcp: cannot read github_app.private_key_file: {e.strerror}") from None
-    assert pem is not None
-    app = GitHubApp(settings.github_app.id, pem, settings.github_app.api_url, hosts=settings.github_app.hosts,
-                    tenant_owners=settings.github_app.owners)
-    try:
-        app.app_jwt()
-    except GitHubAppError as e:
-        raise SystemExit(f"deploy-mcp: {e}") from None
-    return app
-
-
-def load_secretbox(settings: Settings) -> SecretBox:
-    """The configured key, else one generated once into the state directory (0600), which suits `dev`."""
-    if settings.secrets_key is not None:
-        return SecretBox(settings.secrets_key.get_secret_value())
-    path = settings.state_dir / "secrets.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(SecretBox.generate_key())
-        log.warning("generated a secrets key in %s; set DEPLOY_MCP_SECRETS_KEY in production", path)
-    return SecretBox(path.read_text().strip())
-
-
 @asynccontextmanager
 async def open_log_store(settings: Settings, *, with_workflows: bool) -> AsyncIterator[LogStore | None]:
     """Loki when configured; else the pod log API of the cluster the platform reconciles (dev); else none,
@@ -97,6 +55,11 @@ async def open_log_store(settings: Settings, *, with_workflows: bool) -> AsyncIt
         return
     kubeconfig = settings.cluster.kubeconfig
     if with_workflows and (kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST")):
+        # Imported here, not at the top: kubernetes_asyncio loads ~960 generated modules (about 38 MB of a
+        # server's resident memory) that a server reading its logs from Loki never uses.
+        from workflows.adapters.kube import Kube
+        from workflows.adapters.kube_logs import KubeLogStore, KubePodLogs
+
         try:
             kube = await Kube.connect(kubeconfig)
         except Exception as e:

@@ -12,9 +12,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from mcp_server.settings import Settings
+from mcp_server.startup import load_secretbox, open_github_app, require_database_url
 from mcp_server.store import PgStore
 from mcp_server.temporal import connect
-from mcp_server.wiring import load_secretbox, open_github_app, require_database_url
 from workflows.activities.build import BuildActivities, BuildSettings, RobotSource
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
 from workflows.activities.deploy import DeployActivities
