@@ -30,23 +30,22 @@ def test_credential_looking_values_are_redacted() -> None:
     assert "s3cret" not in str(out)
 
 
-def test_large_values_redact_in_linear_time() -> None:
-    """A 1 MiB argument (under the MCP body cap) is redacted at once: the audit row is written for every call,
-    so a slow pattern here would stall the server for every tenant (it took minutes for 100 KiB)."""
-    import time
-
-    start = time.monotonic()
-    for value in ("v" * 2**20, "a://" + "v" * 2**20, ("x" * 40 + "://") * (2**20 // 43)):
-        assert redact({"env": {"A": value}}) == {"env": {"A": value}}
-    assert time.monotonic() - start < 5
-
-
 def test_a_long_value_is_redacted_in_linear_time() -> None:
+    """A 1 MiB argument (under the MCP body cap) redacts at once: the audit row is written for every call, so a
+    slow pattern here stalls the server for every tenant (it took minutes for 100 KiB). Time grows with the
+    size, not its square: 16x the input may take well under 16^2 = 256x the time (a
+    ratio measured in the same run, so a loaded machine slows both sides alike)."""
     import time
 
-    started = time.monotonic()
-    out = redact({"a": "p" * (1 << 20), "b": "x://" + "u" * (1 << 20), "c": "https://bob:pw@h/" + "y" * (1 << 20)})
-    assert time.monotonic() - started < 2.0
+    def timed(n: int) -> tuple[float, dict[str, str]]:
+        started = time.perf_counter()
+        out = redact({"a": "p" * n, "b": "x://" + "u" * n, "c": "https://bob:pw@h/" + "y" * n,
+                      "d": ("x" * 40 + "://") * (n // 43), "env": {"A": "a://" + "v" * n}})
+        return time.perf_counter() - started, out
+
+    small, _ = timed(1 << 16)
+    large, out = timed(1 << 20)
+    assert large < max(small, 0.001) * 64, (small, large)
     assert out["a"] == "p" * (1 << 20) and out["c"].startswith(f"https://bob:{REDACTED}@h/")
 
 
