@@ -1,0 +1,109 @@
+"""Postgres stopped under a running server and started again (same port, same data directory): while it is
+down every tool answers the agent-facing "database cannot be reached" error, never a crash, and once it is
+back the same server process (same store, same pool) answers normally, through a real MCP client in `auto`
+and `legacy` modes. A write cut by the outage leaves nothing half-written.
+
+The test owns its Postgres (the session's serves the other tests and must not stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from cryptography.fernet import Fernet
+from mcp.client import Client
+from mcp.types import CallToolResult
+
+from mcp_server.devenv.embedded import EmbeddedPostgres
+from mcp_server.server import ServerDeps, build_server
+from mcp_server.store import PgStore, migrate
+from mcp_server.temporal import TemporalWorkflows
+from tests.support.platform import ok
+from tests.support.stand_ins import Cluster, StandInImages, stand_in_worker
+from tools.context import PlatformConfig, Principal
+from workflows.domain.secretbox import SecretBox
+
+pytestmark = pytest.mark.parametrize("mode", ["auto", "legacy"])
+SCOPES = frozenset({"apps:read", "apps:write", "secrets:write", "audit:read"})
+UNAVAILABLE = "The platform's database cannot be reached now. Call again in a minute"
+
+
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
+    d = Path(tempfile.mkdtemp(prefix="deploy-mcp-faults-pg-"))
+    d.chmod(0o755)  # the embedded Postgres runs as its own user when the suite runs as root
+    pg = EmbeddedPostgres(d)
+    url = pg.start()
+    try:
+        await migrate(url)
+        yield pg
+    finally:
+        pg.stop()
+
+
+def text(r: CallToolResult) -> str:
+    return r.content[0].text  # type: ignore[union-attr]
+
+
+def unavailable(r: CallToolResult) -> None:
+    assert r.is_error, r
+    assert text(r).startswith(UNAVAILABLE), text(r)
+    assert "Error executing tool" not in text(r)
+
+
+def client(store: PgStore, workflows: TemporalWorkflows, box: SecretBox, mode: str) -> Client:
+    deps = ServerDeps(store=store, config=PlatformConfig(apps_domain="apps.test", progress_wait_seconds=0),
+                      workflows=workflows, images=StandInImages(), secretbox=box)
+    server = build_server(deps, transport="memory", principal=Principal("acme", "alice", SCOPES, "memory"))
+    return Client(server, mode=mode)
+
+
+async def test_tools_say_the_database_is_unreachable_and_recover_once_it_is_back(
+        own_postgres: EmbeddedPostgres, temporal_address: str, mode: str) -> None:
+    # a short pool timeout: the agent hears "call again" within seconds, not after the default 30 s
+    store = await PgStore.open(own_postgres.url, min_size=2, max_size=4, timeout=3)
+    box = SecretBox(Fernet.generate_key())
+    try:
+        async with stand_in_worker(store, temporal_address, Cluster(), box) as workflows, \
+                client(store, workflows, box, mode) as c:
+            app = {"project": "shop", "name": "web", "source": {"image": "registry.test/team/web:v1"},
+                   "port": 8080, "wait_seconds": 0}
+            created = await c.call_tool("create_app", app)
+            assert not created.is_error, text(created)
+            ok(await c.call_tool("list_apps", {}))
+
+            own_postgres.stop()
+            started = time.monotonic()
+            for name, args in [("list_apps", {}), ("get_app", {"project": "shop", "app": "web"}),
+                               ("set_secrets", {"project": "shop", "app": "web", "values": {"TOKEN": "s3cr3t"}}),
+                               ("create_app", {**app, "name": "api"})]:
+                r = await c.call_tool(name, args)
+                unavailable(r)
+                assert "s3cr3t" not in text(r)
+            assert time.monotonic() - started < 60  # each call gives up within the pool's timeout (plus its audit row)
+
+            own_postgres.start()  # same port, same data directory
+            # The pool reconnects with a growing backoff: until it has, the call says "call again", nothing else.
+            deadline = time.monotonic() + 90
+            while (r := await c.call_tool("list_apps", {})).is_error and time.monotonic() < deadline:
+                unavailable(r)
+                await asyncio.sleep(1)
+            apps = ok(r)
+            assert [a["name"] for a in apps["apps"]] == ["web"]  # the create_app cut by the outage wrote nothing
+            ok(await c.call_tool("get_app", {"project": "shop", "app": "web"}))
+            ok(await c.call_tool("set_secrets", {"project": "shop", "app": "web", "values": {"TOKEN": "s3cr3t"}}))
+
+            # A restart between two calls: the pool's idle connections are dead, and the next call must not
+            # get one of them (each is checked before use).
+            own_postgres.stop()
+            own_postgres.start()
+            ok(await c.call_tool("list_apps", {}))
+            ok(await c.call_tool("get_app", {"project": "shop", "app": "web"}))
+    finally:
+        await store.close()
