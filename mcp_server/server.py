@@ -235,7 +235,9 @@ class DeployMCP(MCPServer[Any]):
             try:
                 await self.deps.store.record_audit(event)
             except Exception:
-                log.exception("could not write the audit row of %s", name)
+                # The call still answers: its change may have committed, and an agent told "failed" would
+                # repeat it. The row (redacted already) goes to the log instead, so the operator can restore it.
+                log.exception("could not write the audit row of %s: %s", name, event.model_dump_json())
 
 
 def _rewrite_validation(e: ToolError) -> ToolError:

@@ -8,13 +8,13 @@ The test owns its Postgres (the session's serves the other tests and must not st
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from cryptography.fernet import Fernet
 from mcp.client import Client
@@ -37,7 +37,7 @@ UNAVAILABLE = "The platform's database cannot be reached now. Call again in a mi
 @pytest.fixture
 async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
     d = Path(tempfile.mkdtemp(prefix="deploy-mcp-faults-pg-"))
-    d.chmod(0o755)  # the embedded Postgres runs as its own user when the suite runs as root
+    os.chmod(d, 0o755)  # noqa: S103 (the embedded Postgres runs as its own user when the suite runs as root)
     pg = EmbeddedPostgres(d)
     url = pg.start()
     try:
@@ -65,7 +65,7 @@ def client(store: PgStore, workflows: TemporalWorkflows, box: SecretBox, mode: s
 
 
 async def test_tools_say_the_database_is_unreachable_and_recover_once_it_is_back(
-        own_postgres: EmbeddedPostgres, temporal_address: str, mode: str) -> None:
+        own_postgres: EmbeddedPostgres, temporal_address: str, mode: str, caplog: pytest.LogCaptureFixture) -> None:
     # a short pool timeout: the agent hears "call again" within seconds, not after the default 30 s
     store = await PgStore.open(own_postgres.url, min_size=2, max_size=4, timeout=3)
     box = SecretBox(Fernet.generate_key())
@@ -80,12 +80,17 @@ async def test_tools_say_the_database_is_unreachable_and_recover_once_it_is_back
 
             own_postgres.stop()
             started = time.monotonic()
-            for name, args in [("list_apps", {}), ("get_app", {"project": "shop", "app": "web"}),
-                               ("set_secrets", {"project": "shop", "app": "web", "values": {"TOKEN": "s3cr3t"}}),
-                               ("create_app", {**app, "name": "api"})]:
+            calls: list[tuple[str, dict[str, Any]]] = [
+                ("list_apps", {}), ("get_app", {"project": "shop", "app": "web"}),
+                ("set_secrets", {"project": "shop", "app": "web", "values": {"TOKEN": "s3cr3t"}}),
+                ("create_app", {**app, "name": "api"})]
+            for name, args in calls:
                 r = await c.call_tool(name, args)
                 unavailable(r)
                 assert "s3cr3t" not in text(r)
+            lost = [r.getMessage() for r in caplog.records if "could not write the audit row" in r.getMessage()]
+            assert any('"tool":"set_secrets"' in m and '"outcome":"error"' in m for m in lost), lost
+            assert not any("s3cr3t" in m for m in lost)  # the row in the log is the redacted one
             assert time.monotonic() - started < 60  # each call gives up within the pool's timeout (plus its audit row)
 
             own_postgres.start()  # same port, same data directory

@@ -12,7 +12,7 @@ import asyncio
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -63,7 +63,7 @@ class Gate:
 
 
 @pytest.fixture
-def own_temporal() -> AsyncIterator[TemporalDevServer] | Any:
+def own_temporal() -> Iterator[TemporalDevServer]:
     d = Path(tempfile.mkdtemp(prefix="deploy-mcp-faults-temporal-"))
     server = TemporalDevServer(d, db_file=d / "temporal.db")  # the state survives the restart
     server.start()
