@@ -8,6 +8,7 @@ The test owns its Postgres (the session's serves the other tests and must not st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import time
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from cryptography.fernet import Fernet
 from mcp.client import Client
@@ -110,5 +112,64 @@ async def test_tools_say_the_database_is_unreachable_and_recover_once_it_is_back
             own_postgres.start()
             ok(await c.call_tool("list_apps", {}))
             ok(await c.call_tool("get_app", {"project": "shop", "app": "web"}))
+    finally:
+        await store.close()
+
+
+async def test_a_write_cut_mid_way_by_the_outage_leaves_nothing_half_written(
+        own_postgres: EmbeddedPostgres, temporal_address: str, mode: str) -> None:
+    store = await PgStore.open(own_postgres.url, min_size=2, max_size=4, timeout=3)
+    box = SecretBox(Fernet.generate_key())
+    counts = ("SELECT (SELECT count(*) FROM apps) AS apps, (SELECT count(*) FROM secret_versions) AS secrets, "
+              "(SELECT count(*) FROM deployments) AS releases")
+    try:
+        async with stand_in_worker(store, temporal_address, Cluster(), box) as workflows, \
+                client(store, workflows, box, mode) as c:
+            web = ok(await c.call_tool("create_app", {"project": "shop", "name": "web", "port": 8080,
+                                                      "wait_seconds": 0,
+                                                      "source": {"image": "registry.test/team/web:v1"}}))
+            for _ in range(120):  # its workflow's own writes to deployments must not queue behind the lock below
+                got = ok(await c.call_tool("get_deployment", {"deployment_id": web["deployment_id"]}))
+                if got["phase"] == "succeeded":
+                    break
+                await asyncio.sleep(0.5)
+            async with await psycopg.AsyncConnection.connect(own_postgres.url, autocommit=True) as probe:
+                before = await (await probe.execute(counts)).fetchone()
+            # create_app with secrets writes the app, its first secrets version, then its release: hold the
+            # release's INSERT back so the outage cuts the transaction between them
+            blocker = await psycopg.AsyncConnection.connect(own_postgres.url)
+            await blocker.execute("LOCK TABLE deployments IN EXCLUSIVE MODE")
+            api = {"project": "shop", "name": "api", "port": 8080, "wait_seconds": 0, "idempotency_key": "api-1",
+                   "source": {"image": "registry.test/team/api:v1"}, "secrets": {"TOKEN": "s3cr3t"}}
+            call = asyncio.create_task(c.call_tool("create_app", api))
+            async with await psycopg.AsyncConnection.connect(own_postgres.url, autocommit=True) as probe:
+                for _ in range(200):
+                    row = await (await probe.execute(
+                        "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'INSERT INTO deployments%%'")).fetchone()
+                    if row and row[0]:
+                        break
+                    await asyncio.sleep(0.05)
+                else:
+                    seen = await (await probe.execute(
+                        "SELECT state, wait_event_type, left(query, 60) FROM pg_stat_activity")).fetchall()
+                    pytest.fail(f"create_app never reached its release INSERT: {seen}, {call.done()}")
+                written = await (await probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL "
+                    "AND query LIKE 'INSERT INTO deployments%%'")).fetchone()
+                assert written and written[0] == 1  # its app and secrets version are written, not yet committed
+            own_postgres.stop()
+            unavailable(await call)
+            with contextlib.suppress(psycopg.Error):
+                await blocker.close()
+            own_postgres.start()
+            async with await psycopg.AsyncConnection.connect(own_postgres.url, autocommit=True) as probe:
+                after = await (await probe.execute(counts)).fetchone()
+            assert after == before  # no app, secrets version or release: the cut transaction rolled back
+            deadline = time.monotonic() + 90  # and the same call, repeated, is made once the pool reconnects
+            while (r := await c.call_tool("create_app", api)).is_error and time.monotonic() < deadline:
+                unavailable(r)
+                await asyncio.sleep(1)
+            assert ok(r)["release"] == "api-r1"
     finally:
         await store.close()
