@@ -26,6 +26,7 @@ from starlette.applications import Starlette
 
 from mcp_server.auth import ApiTokenVerifier, TokenStore, principal_from_request
 from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
+from mcp_server.http_unavailable import StoreUnavailableResponse
 from mcp_server.rate_limits import CallLimits
 from mcp_server.settings import RateLimitSettings
 from prompts import PROMPTS
@@ -126,9 +127,11 @@ class DeployMCP(MCPServer[Any]):
         return self.fixed_principal or principal_from_request()
 
     def streamable_http_app(self, **kwargs: Any) -> Starlette:
-        """The SDK's app, with the refused authentications recorded around its authentication."""
+        """The SDK's app, with the refused authentications recorded around its authentication, and a 503 for a
+        database that cannot be reached."""
         app = super().streamable_http_app(**kwargs)
         app.add_middleware(RefusedAuthAudit, store=self.deps.store, budget=self.refusals)
+        app.add_middleware(StoreUnavailableResponse)  # outermost: the token lookup needs the database too
         return app
 
     @staticmethod
@@ -235,7 +238,9 @@ class DeployMCP(MCPServer[Any]):
             try:
                 await self.deps.store.record_audit(event)
             except Exception:
-                log.exception("could not write the audit row of %s", name)
+                # The call still answers: its change may have committed, and an agent told "failed" would
+                # repeat it. The row (redacted already) goes to the log instead, so the operator can restore it.
+                log.exception("could not write the audit row of %s: %s", name, event.model_dump_json())
 
 
 def _rewrite_validation(e: ToolError) -> ToolError:

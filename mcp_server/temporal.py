@@ -1,10 +1,12 @@
-"""Temporal for the server side: the client (pydantic data converter) and the tools' `Workflows` port."""
+"""Temporal for the server side: the client (pydantic data converter) and the tools' `Workflows` port, which
+reports a Temporal it cannot reach as `tools.ports.WorkflowsUnavailable` (the client has retried by then)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
@@ -14,6 +16,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from mcp_server.settings import Settings
+from tools.ports import WorkflowsUnavailable
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
@@ -27,6 +30,20 @@ async def connect(settings: Settings) -> Client:
                                 data_converter=pydantic_data_converter)
 
 
+# The server is down, restarting or too slow to answer: a retry later may work, unlike every other status.
+_UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+
+@contextlib.contextmanager
+def _reachable() -> Iterator[None]:
+    try:
+        yield
+    except RPCError as e:
+        if e.status in _UNREACHABLE:
+            raise WorkflowsUnavailable(f"Temporal cannot be reached: {e}") from e
+        raise
+
+
 class TemporalWorkflows:
     """Starts are idempotent: the workflow id is the business key, an existing run is reused, and a finished
     run is never started again (REJECT_DUPLICATE)."""
@@ -37,7 +54,7 @@ class TemporalWorkflows:
 
     async def _start(self, wf: str, arg: object, workflow_id: str) -> None:
         # A finished run with this id means it ran already: that is the point of a business-keyed id.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
+        with _reachable(), contextlib.suppress(WorkflowAlreadyStartedError):
             await self.client.start_workflow(
                 wf, arg, id=workflow_id, task_queue=self.task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -52,10 +69,11 @@ class TemporalWorkflows:
 
     async def diagnose(self, inp: DiagnoseInput) -> Diagnosis:
         """Runs to completion at once (a few API reads); a fresh id each time: it is a question, not a change."""
-        result: Diagnosis = await self.client.execute_workflow(
-            "diagnose-release", inp, id=f"diagnose/{inp.namespace}/{inp.release}/{uuid.uuid4().hex[:8]}",
-            task_queue=self.task_queue, result_type=Diagnosis, execution_timeout=timedelta(seconds=60),
-        )
+        with _reachable():
+            result: Diagnosis = await self.client.execute_workflow(
+                "diagnose-release", inp, id=f"diagnose/{inp.namespace}/{inp.release}/{uuid.uuid4().hex[:8]}",
+                task_queue=self.task_queue, result_type=Diagnosis, execution_timeout=timedelta(seconds=60),
+            )
         return result
 
     async def run_volume(self, workflow_id: str, op: VolumeOp, wait_seconds: float) -> VolumeResult | None:
@@ -64,16 +82,18 @@ class TemporalWorkflows:
         handle: WorkflowHandle[object, VolumeResult] = self.client.get_workflow_handle(
             workflow_id, result_type=VolumeResult)
         try:
-            return await asyncio.wait_for(handle.result(), timeout=wait_seconds)
+            with _reachable():
+                return await asyncio.wait_for(handle.result(), timeout=wait_seconds)
         except TimeoutError:
             return None
 
     async def cancel(self, workflow_id: str) -> None:
         handle: WorkflowHandle[object, object] = self.client.get_workflow_handle(workflow_id)
         try:
-            desc = await handle.describe()
-            if desc.status == WorkflowExecutionStatus.RUNNING:
-                await handle.cancel()
+            with _reachable():
+                desc = await handle.describe()
+                if desc.status == WorkflowExecutionStatus.RUNNING:
+                    await handle.cancel()
         except RPCError as e:
             if e.status != RPCStatusCode.NOT_FOUND:
                 raise

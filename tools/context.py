@@ -20,7 +20,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
 from tools.errors import Forbidden, InvalidInput, Unavailable, from_store
-from tools.ports import Images, LogStore, Store, StoreError, Workflows
+from tools.ports import Images, LogStore, Store, StoreError, Workflows, WorkflowsUnavailable
 from workflows.adapters.github_app import GitHubApp
 from workflows.domain.secretbox import SecretBox
 
@@ -188,6 +188,11 @@ def tool(
                 return await fn(*args, **kwargs)
             except StoreError as e:
                 raise from_store(e) from e
+            except WorkflowsUnavailable as e:
+                raise Unavailable(
+                    "The platform's workflow service cannot be reached now, so nothing was started or stopped.",
+                    hint="Call again in a minute with the same arguments (and the same `idempotency_key`, so a "
+                         "change is made once); if it persists, tell the operator.") from e
 
         REGISTRY.append(
             ToolSpec(

@@ -66,6 +66,12 @@ class StoreUnavailable(StoreError):
     safe to repeat (`create_release` is: a retry returns the release recorded first)."""
 
 
+class WorkflowsUnavailable(Exception):
+    """The workflow service (Temporal) cannot be reached now: the start, cancel or wait did not happen. What the
+    call recorded before stays recorded, and a retry with the same `idempotency_key` starts its workflow (the
+    workflow id is the business key, so nothing runs twice)."""
+
+
 class Store(Protocol):
     """The platform's records as the tools read and write them (`mcp_server.store.PgStore`). Raises the
     `StoreError`s above, nothing else on purpose."""
@@ -142,7 +148,8 @@ class Store(Protocol):
 
 
 class Workflows(Protocol):
-    """Starting and stopping the platform's durable workflows (Temporal in `mcp_server`)."""
+    """Starting and stopping the platform's durable workflows (Temporal in `mcp_server`). Raises
+    `WorkflowsUnavailable` when the service cannot be reached."""
 
     async def start_deploy(self, workflow_id: str, inp: DeployInput) -> None: ...
 

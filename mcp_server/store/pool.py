@@ -56,6 +56,9 @@ class PgPool:
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, timeout=timeout,
             kwargs={"row_factory": dict_row, "autocommit": True},
+            # Checked (one empty round trip) before each use: after a database restart the idle connections are
+            # dead, and without the check the first calls after the restart would each fail on one of them.
+            check=AsyncConnectionPool.check_connection,
         )
         await pool.open(wait=True, timeout=30)
         return cls(pool)
