@@ -103,7 +103,8 @@ def run_dev(settings: Settings, cluster: str = "auto") -> int:
                 say("testbed: building Kubernetes once if needed (about 5 minutes the first time), then starting")
                 tb.build()
                 stack.callback(tb.down)
-                kubeconfig = tb.up(node=True)
+                tb.up(node=True)
+                kubeconfig = tb.worker_kubeconfig  # the platform gets the install's rights, not the admin's
             say(f"cluster: {what}")
             on_cluster: dict[str, object] = {"kubeconfig": kubeconfig}
             apps: dict[str, object] = {}
@@ -153,7 +154,7 @@ async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> i
             from mcp_server.devenv.edge import TraefikEdge, run_edge
             from workflows.adapters.kube import Kube
 
-            kube = await Kube.connect(settings.cluster.kubeconfig)
+            kube = await Kube.connect(Testbed.admin_beside(settings.cluster.kubeconfig))
             closers.append(kube.close)
             traefik = TraefikEdge(settings.state_dir / "edge", settings.apps.domain(), EDGE_HTTP_PORT, EDGE_HTTPS_PORT)
             ready = asyncio.Event()

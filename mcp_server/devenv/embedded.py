@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from mcp_server.devenv.processes import ManagedProcess, ServiceError, free_port, port_open
+from mcp_server.devenv.service_accounts import service_account_kubeconfig
 
 TESTBED_DIR = Path(__file__).parent / "testbed"
 POSTGRES_SYSTEM_USER = "deploy-mcp"
@@ -217,6 +218,20 @@ class Testbed:
         return self.state / "kubeconfig"
 
     @property
+    def worker_kubeconfig(self) -> Path:
+        """The platform's own ServiceAccount bound to the install's ClusterRole, written by `up`: what the
+        worker (and the server's pod-log reader) use, never the admin token above."""
+        return self.state / "worker.kubeconfig"
+
+    @staticmethod
+    def admin_beside(kubeconfig: Path | None) -> Path | None:
+        """The testbed's admin kubeconfig when `kubeconfig` is its worker's: the harness itself (cleanup, fake
+        controllers, assertions) acts as the cluster's administrator, not as the platform."""
+        if kubeconfig is not None and kubeconfig.name == "worker.kubeconfig":
+            return kubeconfig.with_name("kubeconfig")
+        return kubeconfig
+
+    @property
     def registry(self) -> str:
         return "127.0.0.1:5000"
 
@@ -248,9 +263,11 @@ class Testbed:
             raise ServiceError(f"testbed: binaries missing in {self.cache / 'bin'}; run `deploy-mcp testbed build`")
         if node and os.geteuid() != 0:
             raise ServiceError("testbed: the kubelet node needs root; run as root or without the node")
+        self.worker_kubeconfig.unlink(missing_ok=True)  # its token died with the previous cluster
         self.run("up.sh", *(["--node"] if node else []))
         if node and nodes >= 2:
             self.run("node2-up.sh")
+        service_account_kubeconfig(self.cache / "bin" / "kubectl", self.kubeconfig, self.worker_kubeconfig)
         return self.kubeconfig
 
     def stop_node(self, name: str) -> None:
@@ -259,6 +276,14 @@ class Testbed:
 
     def start_node(self, name: str) -> None:
         self.run("node-start.sh", name)
+
+    def stop_apiserver(self) -> None:
+        """The API server goes away; etcd, controllers, kubelets and pods keep running (apiserver-stop.sh)."""
+        self.run("apiserver-stop.sh")
+
+    def start_apiserver(self) -> None:
+        """The API server comes back with the command it first ran with, and answers /readyz."""
+        self.run("apiserver-start.sh")
 
     def down(self) -> None:
         self.run("down.sh", check=False)

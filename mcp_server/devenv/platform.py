@@ -100,7 +100,7 @@ def platform_settings(database_url: str, temporal_address: str, testbed: Testbed
     values: dict[str, Any] = {
         "database": {"url": database_url},
         "temporal": {"address": temporal_address, "task_queue": f"tq-{uuid.uuid4().hex[:8]}"},
-        "cluster": {"kubeconfig": testbed.kubeconfig,
+        "cluster": {"kubeconfig": testbed.worker_kubeconfig,  # least privilege: the install's ClusterRole
                     "runtime_class": "runc"},  # the testbed node's handler; the gVisor test sets `gvisor`
         "secrets_key": Fernet.generate_key().decode(),
         "releases": {"ready_timeout_seconds": 90, "rollback_window_seconds": 600},
@@ -116,7 +116,7 @@ async def running_platform(settings: Settings, *, start_worker: bool = True,
     tenant = f"t{uuid.uuid4().hex[:6]}"
     url = settings.database.url
     assert url
-    kube = await Kube.connect(settings.cluster.kubeconfig)
+    kube = await Kube.connect(Testbed.admin_beside(settings.cluster.kubeconfig))
     async with AsyncExitStack() as services:
         services.push_async_callback(kube.close)
         for service in beside:
