@@ -187,7 +187,10 @@ class DeployWorkflow:
                               secrets_version=inp.secrets_version),
                     timeout=timedelta(seconds=inp.ready_timeout_seconds + 120),
                     heartbeat_timeout=timedelta(seconds=40),
-                    retry_policy=RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=2)),
+                    # the activity rides out an unreachable API server itself; these retries are for a lost
+                    # worker or a check that failed on its way (events, logs) while the API server restarted
+                    retry_policy=RetryPolicy(maximum_attempts=6, initial_interval=timedelta(seconds=2),
+                                             maximum_interval=timedelta(seconds=15)),
                 )
             await self._set_phase(inp, Phase.SWITCHING)
             # a cancellation waits for the switch to finish rather than abandoning it half-applied
@@ -212,7 +215,7 @@ class DeployWorkflow:
                 raise asyncio.CancelledError from err
             failure = failure_of(err)
             self._phase = Phase.FAILED
-            await self._cleanup(inp, release, switched, stopped)
+            await self._cleanup_best_effort(inp, release, switched, stopped)
             await self._act(DeployActivities.record_outcome, RecordOutcome(
                 deployment_id=inp.deployment_id, app_id=inp.app_id, phase=Phase.FAILED, serving=False,
                 failure=failure))
@@ -235,10 +238,20 @@ class DeployWorkflow:
         if finished or self._phase == Phase.CANCELLED:
             return
         self._phase = Phase.CANCELLED
-        await self._cleanup(inp, release, switched, stopped)
+        await self._cleanup_best_effort(inp, release, switched, stopped)
         await self._act(DeployActivities.record_outcome, RecordOutcome(
             deployment_id=inp.deployment_id, app_id=inp.app_id, phase=Phase.CANCELLED, serving=False,
             failure=Failure(reason="Cancelled", message="superseded by a newer deploy or a rollback")))
+
+    async def _cleanup_best_effort(self, inp: DeployInput, release: str, switched: Switched | None,
+                                   stopped: list[RetiredRelease]) -> None:
+        """Clean up as far as the cluster lets us: a cleanup that fails (the API server refusing or gone for
+        longer than the retries) must not keep the outcome from being recorded, or the release would say
+        `waiting` forever. What it left scaled up is the reconciler's to converge."""
+        try:
+            await self._cleanup(inp, release, switched, stopped)
+        except ActivityError as e:
+            workflow.logger.warning("cleanup of %s failed, recording the outcome anyway: %s", release, e.cause)
 
     async def _cleanup(self, inp: DeployInput, release: str, switched: Switched | None,
                        stopped: list[RetiredRelease]) -> None:

@@ -9,15 +9,18 @@ handed in by the caller (`beside`), so this harness never imports the tests.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 from cryptography.fernet import Fernet
 from mcp.client import Client
+from pydantic import BaseModel, SecretStr
 from temporalio.worker import Worker
 
 from mcp_server.devenv.edge import endpoint_urls
@@ -93,6 +96,30 @@ class Platform:
 async def service_urls(kube: Kube, namespace: str, service: str) -> list[str]:
     """http://pod-ip:target-port for each ready endpoint of the Service (its first port)."""
     return endpoint_urls(await kube.get("v1", "Endpoints", namespace, service))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, BaseModel):
+        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`settings` as the environment of a child process (a worker a test starts and kills): every group as the
+    JSON of `DEPLOY_MCP_<GROUP>`, secrets included, so the child loads exactly the same settings."""
+    env = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is not None:
+            plain = _plain(value)
+            env[f"DEPLOY_MCP_{name.upper()}"] = json.dumps(plain) if isinstance(value, BaseModel) else str(plain)
+    return env
 
 
 def platform_settings(database_url: str, temporal_address: str, testbed: Testbed, **overrides: Any) -> Settings:

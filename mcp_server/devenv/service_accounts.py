@@ -41,7 +41,7 @@ def service_account_kubeconfig(kubectl: Path, admin: Path, out: Path, account: s
     the testbed's 1.20) and write a kubeconfig at `out` with the admin's server and CA and that token only."""
     ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     docs = [ns, *service_account_objects(manifest)]
-    _kubectl(kubectl, admin, "apply", "-f", "-", stdin="\n---\n".join(json.dumps(d) for d in docs))
+    _kubectl(kubectl, admin, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
     deadline = time.monotonic() + timeout
     token = ""
     while not token:

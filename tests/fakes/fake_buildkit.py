@@ -7,7 +7,8 @@ image ships, invoked exactly as the rendered Job invokes it:
 - `fake-railpack` plays `railpack prepare <dir> --plan-out F --info-out F` (writes a plan file).
 - `fake-buildctl` plays `buildctl ... build ... --output type=image,name=N,push=true --metadata-file F`: BuildKit
   progress lines, then the metadata file BuildKit writes (`containerimage.digest`), here the digest of an image
-  the test pushed beforehand. An image name containing `broken` fails the way a failing RUN step does.
+  the test pushed beforehand. An image name containing `broken` fails the way a failing RUN step does; one
+  containing `slow` runs a RUN step of 20 s first.
 The Job's own scripts (clone and build, workflows/render/scripts/) run unchanged on busybox's sh.
 """
 
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 from mcp_server.devenv.images import BUSYBOX, FileSpec, Symlink, push_image
 
-APPLETS = ("sh", "base64", "tr", "mkdir", "chmod", "cp", "cat", "echo", "printf", "sed", "head", "cut", "sha256sum")
+APPLETS = ("sh", "base64", "tr", "mkdir", "chmod", "cp", "cat", "echo", "printf", "sed", "head", "cut", "sha256sum",
+           "sleep", "seq")
 
 FAKE_GIT = r"""#!/bin/sh
 # fake git (tests): the clone step's commands, without a network
@@ -70,6 +72,11 @@ if [ -n "${DOCKER_CONFIG:-}" ]; then  # the push credentials the Job mounted: na
 fi
 echo "#1 [internal] load build definition ($frontend)"
 echo "#1 DONE 0.0s"
+case "$name" in *slow*)  # a long RUN step, for a worker that dies while it runs
+  echo "#5 [2/2] RUN ./long-step"
+  for i in $(seq 1 "${FAKE_BUILD_SECONDS:-20}"); do echo "#5 $i.0 still working"; sleep 1; done
+  echo "#5 DONE ${FAKE_BUILD_SECONDS:-20}.0s" ;;
+esac
 case "$name" in *broken*)
   echo "#5 [2/2] RUN exit 7"
   echo "#5 ERROR: process \"/bin/sh -c exit 7\" did not complete successfully: exit code: 7"

@@ -9,12 +9,14 @@ fake of its v2.0 API) gives the tenant's robot, which the build pushes with and 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from mcp_server.devenv.platform import Platform, platform_settings
 from mcp_server.store import PgStore
 from tests.fakes.fake_buildkit import push_fake_build_images
 from tests.fakes.fake_harbor import FAKE_ADMIN, fake_harbor_running
-from tests.support.platform import ok, running_platform
+from tests.support.platform import ok, running_platform, worker_process
 from workflows.adapters.kube import Kube
 from workflows.domain.build_spec import BuildImages
 
@@ -73,23 +75,37 @@ async def build_pool(needs_node: Testbed) -> AsyncIterator[str]:
         await kube.close()
 
 
-@pytest.fixture
-async def platform(database_url: str, temporal_address: str, needs_node: Testbed, tls: tuple[Path, Path],
-                   build_pool: str) -> AsyncIterator[Platform]:
+@asynccontextmanager
+async def job_platform(database_url: str, temporal_address: str, testbed: Testbed, tls: tuple[Path, Path],
+                       *, start_worker: bool) -> AsyncIterator[Platform]:
     digest = build_image(APP_FILES, cmd=BUSYBOX_HTTPD).digest  # what the fake buildctl reports it pushed
     images = await push_fake_build_images(REGISTRY, "jobtest", digest)
     async with fake_harbor_running() as (_, harbor_url):
         settings = platform_settings(
-            database_url, temporal_address, needs_node, git={"allowed_hosts": ["127.0.0.1"], "ca_file": tls[0]},
+            database_url, temporal_address, testbed, git={"allowed_hosts": ["127.0.0.1"], "ca_file": tls[0]},
             build={"builder": "buildkit", "namespace": f"builds-{uuid.uuid4().hex[:6]}",
                    "images": BuildImages(**images), "buildkit_addr": "tcp://fake-buildkitd.invalid:1234",
                    "cpu_millicores": 200, "memory_mib": 128},
             harbor={"url": harbor_url, "username": FAKE_ADMIN[0], "password": FAKE_ADMIN[1]})
-        async with running_platform(settings) as p:
+        async with running_platform(settings, start_worker=start_worker) as p:
             try:
                 yield p
             finally:
                 await p.kube.delete("v1", "Namespace", None, settings.build.namespace)
+
+
+@pytest.fixture
+async def platform(database_url: str, temporal_address: str, needs_node: Testbed, tls: tuple[Path, Path],
+                   build_pool: str) -> AsyncIterator[Platform]:
+    async with job_platform(database_url, temporal_address, needs_node, tls, start_worker=True) as p:
+        yield p
+
+
+@pytest.fixture
+async def platform_without_worker(database_url: str, temporal_address: str, needs_node: Testbed,
+                                  tls: tuple[Path, Path], build_pool: str) -> AsyncIterator[Platform]:
+    async with job_platform(database_url, temporal_address, needs_node, tls, start_worker=False) as p:
+        yield p
 
 
 def make_repo(repos: Path, name: str) -> str:
@@ -174,3 +190,59 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
         lines = await (await conn.execute("SELECT line FROM build_log_lines")).fetchall()
     assert TOKEN not in str(rows) and TOKEN not in str(lines)
     assert all(x not in str(rows) and x not in str(lines) for x in (robot_secret, API_KEY))
+
+
+async def test_a_worker_killed_mid_build_rejoins_the_running_job(platform_without_worker: Platform,
+                                                                git_server: GitHttpsServer, repos: Path,
+                                                                workdir: Path) -> None:
+    """The worker dies (SIGKILL) while the build Job's long RUN step runs; another worker takes the build over
+    once the activity's heartbeat lapses: it rejoins the same Job (no second build), streams the rest of its
+    lines, and releases the image; the short-lived git Secret is gone afterwards."""
+    p = platform_without_worker
+    sha = make_repo(repos, f"slow-{p.tenant}")
+    await push_image(REGISTRY, f"{p.tenant}/slow", sha, APP_FILES, cmd=BUSYBOX_HTTPD)
+    ns_builds = p.settings.build.namespace
+    run_dir = workdir / f"build-workers-{p.tenant}"
+    first = worker_process(p.settings, run_dir, "build-worker-a")
+    first.start()
+    second = None
+    try:
+        async with p.client() as c:
+            ok(await c.call_tool("set_git_credentials", {"host": "127.0.0.1", "token": TOKEN}))
+            slow = ok(await c.call_tool("create_app", {
+                "project": "jobs", "name": "slow", "port": 8080, "wait_seconds": 0,
+                "source": {"git": {"url": git_server.url(f"slow-{p.tenant}.git")}}}))
+            deployment_id = uuid.UUID(slow["deployment_id"])
+            deadline = asyncio.get_running_loop().time() + 180
+            text = ""
+            while True:  # kill it once the long step is under way (the build's record comes first)
+                r = await c.call_tool("get_build_logs", {"project": "jobs", "app": "slow",
+                                                         "deployment_id": slow["deployment_id"], "limit": 1000})
+                if not r.is_error and r.structured_content is not None:
+                    text = "\n".join(x["line"] for x in r.structured_content["lines"])
+                    if "still working" in text:
+                        break
+                assert asyncio.get_running_loop().time() < deadline, f"the build never reached its RUN step: {text}"
+                await asyncio.sleep(0.5)
+            first.stop()
+            second = worker_process(p.settings, run_dir, "build-worker-b")
+            second.start()
+            deadline = asyncio.get_running_loop().time() + 300
+            while (d := await p.deps.store.get_deployment(p.tenant, deployment_id)) is not None and (
+                    d.phase not in ("succeeded", "failed")):
+                assert asyncio.get_running_loop().time() < deadline, f"deploy stuck in {d.phase} after the kill"
+                await asyncio.sleep(1)
+            assert d is not None and d.phase == "succeeded", d and d.error
+            text, logs = await build_log(c, "slow", slow["deployment_id"])
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert logs["build"]["status"] == "succeeded"
+    assert "#5 DONE 20.0s" in text and "#6 pushing manifest" in text
+    jobs = await p.kube.list_objects("batch/v1", "Job", ns_builds)
+    assert len(jobs) == 1, [j["metadata"]["name"] for j in jobs]  # rejoined, not built twice
+    assert await p.kube.list_objects("v1", "Secret", ns_builds, label_selector="deploy-mcp/build-id") == []
+    app = await p.deps.store.get_app(p.tenant, "jobs", "slow")
+    assert app is not None
+    assert await p.service_get(app.namespace, "slow", expect="built by a job") == "built by a job"

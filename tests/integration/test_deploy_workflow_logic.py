@@ -37,9 +37,9 @@ class FakeActivities:
     """Stand-ins for the cluster activities: record each call; `fail_wait` / `warm` steer the workflow."""
 
     def __init__(self, fail_wait: bool = False, warm: bool = False, previous: str | None = "web-r1",
-                 registry_errors: list[ApplicationError] | None = None) -> None:
+                 registry_errors: list[ApplicationError] | None = None, fail_scale: bool = False) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.fail_wait, self.warm, self.previous = fail_wait, warm, previous
+        self.fail_wait, self.warm, self.previous, self.fail_scale = fail_wait, warm, previous, fail_scale
         self.registry_errors = list(registry_errors or [])  # raised by ensure_pull_secret, one per attempt
         self.waiting = asyncio.Event()
 
@@ -97,6 +97,8 @@ class FakeActivities:
         @activity.defn(name="scale_release")
         async def scale_release(inp: Any) -> bool:
             fa._rec("scale_release", inp)
+            if fa.fail_scale:
+                raise ApplicationError("K8sForbidden: deployments/scale", type="K8sForbidden", non_retryable=True)
             return True
 
         @activity.defn(name="record_outcome")
@@ -201,6 +203,16 @@ async def test_failed_release_is_scaled_to_zero_and_never_switched(env: Workflow
     assert "switch_service" not in fa.names()
     assert fa.names()[-2:] == ["scale_release", "record_outcome"]
     assert dict(fa.calls)["scale_release"]["release"] == "web-r2"
+
+
+async def test_a_cleanup_the_cluster_refuses_still_records_the_failure(env: WorkflowEnvironment) -> None:
+    """Scaling the failed release down is refused: the outcome is recorded all the same (the release must not
+    stay `waiting` forever) and the workflow returns the release's own failure, not the cleanup's."""
+    fa = FakeActivities(fail_wait=True, fail_scale=True)
+    result = await run(env, fa, deploy_input())
+    assert result.phase == "failed" and result.failure is not None and result.failure.reason == "CrashLoop"
+    assert fa.names()[-2:] == ["scale_release", "record_outcome"]
+    assert dict(fa.calls)["record_outcome"]["phase"] == "failed"
 
 
 async def test_rollback_inside_the_window_is_only_the_switch(env: WorkflowEnvironment) -> None:

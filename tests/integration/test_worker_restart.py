@@ -4,9 +4,6 @@ deploy: the workflow resumes from history and the in-flight activity is retried 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +13,7 @@ import pytest
 from mcp_server.devenv.embedded import Testbed
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform, platform_settings
-from mcp_server.devenv.processes import ManagedProcess
-from mcp_server.settings import Settings
-from tests.support.platform import running_platform
+from tests.support.platform import running_platform, worker_process
 from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -29,19 +24,6 @@ async def platform(database_url: str, temporal_address: str, needs_node: Testbed
     settings = platform_settings(database_url, temporal_address, needs_node)
     async with running_platform(settings, start_worker=False) as p:
         yield p
-
-
-def worker_process(settings: Settings, run_dir: Path, name: str) -> ManagedProcess:
-    env = dict(os.environ) | {
-        "DATABASE_URL": settings.database.url or "",
-        "DEPLOY_MCP_TEMPORAL_ADDRESS": settings.temporal.address or "",
-        "KUBECONFIG": str(settings.cluster.kubeconfig),
-        "DEPLOY_MCP_TASK_QUEUE": settings.temporal.task_queue,
-        "DEPLOY_MCP_SECRETS_KEY": settings.secrets_key.get_secret_value() if settings.secrets_key else "",
-        "DEPLOY_MCP_STATE_DIR": str(run_dir),
-    }
-    exe = Path(sys.executable).parent / "deploy-mcp"
-    return ManagedProcess(name, [str(exe), "worker"], run_dir, env=env, stop_signal=signal.SIGKILL)
 
 
 async def phase_of(p: Platform, deployment_id: str) -> str:

@@ -4,13 +4,18 @@ there)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from mcp.types import CallToolResult
 
 from mcp_server.devenv import platform
+from mcp_server.devenv.processes import ManagedProcess
 from mcp_server.settings import Settings
 from tests.fakes.fake_longhorn import fake_longhorn
 
@@ -28,3 +33,11 @@ async def running_platform(settings: Settings, *, start_worker: bool = True) -> 
     """`mcp_server.devenv.platform.running_platform` with the fake Longhorn beside it."""
     async with platform.running_platform(settings, start_worker=start_worker, beside=[fake_longhorn]) as p:
         yield p
+
+
+def worker_process(settings: Settings, run_dir: Path, name: str) -> ManagedProcess:
+    """`deploy-mcp worker` as its own process on exactly these settings, stopped with SIGKILL (a worker that
+    dies: no graceful shutdown, its activities lost mid-flight)."""
+    env = dict(os.environ) | platform.settings_env(settings) | {"DEPLOY_MCP_STATE_DIR": str(run_dir)}
+    exe = Path(sys.executable).parent / "deploy-mcp"
+    return ManagedProcess(name, [str(exe), "worker"], run_dir, env=env, stop_signal=signal.SIGKILL)

@@ -71,3 +71,17 @@ def test_kube_errors_are_retryable_as_classified() -> None:
     invalid = KubeError(classify_status(422, "bad"), "apply Deployment/ns/web")
     assert isinstance(conflict, AdapterError) and conflict.retryable and not invalid.retryable
     assert str(conflict) == "apply Deployment/ns/web: changed"
+
+
+def test_a_403_right_after_the_api_server_was_unreachable_is_retryable() -> None:
+    """A restarting API server refuses everyone until its RBAC caches fill: that 403 is retried; any other
+    403 still fails at once."""
+    from workflows.adapters import kube as kube_mod
+
+    k = kube_mod.Kube(object())  # type: ignore[arg-type]
+    assert not k._classify(403, "forbidden").retryable
+    assert k._classify(None, "connection refused").type == "K8sUnreachable"
+    warm = k._classify(403, "forbidden")
+    assert warm.retryable and warm.type == "K8sForbidden" and "retried" in warm.message
+    k._unreachable_at -= kube_mod.UNREACHABLE_WINDOW + 1
+    assert not k._classify(403, "forbidden").retryable

@@ -193,6 +193,7 @@ class DeployActivities:
         deadline = time.monotonic() + inp.timeout_seconds
         pods: dict[str, dict[str, Any]] = {}
         rv: str | None = None
+        unreachable_backoff = 0.5
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -221,7 +222,16 @@ class DeployActivities:
                 if e.failure.status == 410:  # resourceVersion too old: list again
                     rv = None
                     continue
-                raise _k8s(e) from e
+                if not e.failure.retryable:
+                    raise _k8s(e) from e
+                # The API server is restarting or overloaded; the pods it was asked about go on without it,
+                # so the wait goes on within its own deadline instead of failing the release.
+                activity.heartbeat(f"{e.failure.type}: retrying")
+                rv = None
+                await asyncio.sleep(min(unreachable_backoff, max(deadline - time.monotonic(), 0)))
+                unreachable_backoff = min(unreachable_backoff * 2, 8.0)
+                continue
+            unreachable_backoff = 0.5
             activity.heartbeat("window")
             if await self._check(inp, pods, with_deployment=True):
                 return

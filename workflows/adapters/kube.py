@@ -9,6 +9,7 @@ Every API failure surfaces as `KubeError`, classified by `workflows.domain.k8s_e
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from workflows.adapters.errors import AdapterError
-from workflows.domain.k8s_errors import K8sFailure, classify_status, status_message
+from workflows.domain.k8s_errors import K8sFailure, classify_status, status_message, warming_up
 from workflows.domain.specs import ClusterCaps
 
 FIELD_MANAGER = "deploy-mcp"
@@ -87,6 +88,10 @@ def collection_path(api_version: str, kind: str, namespace: str | None) -> str:
     return f"{base}/{plural}"  # cluster-scoped kinds, or a namespaced kind across all namespaces (list/watch)
 
 
+UNREACHABLE_WINDOW = 60.0
+"""Seconds after a failed connection during which a 403 counts as the API server warming up (retryable)."""
+
+
 class Kube:
     """An async Kubernetes client for the platform's needs. One per process; `close()` when done."""
 
@@ -94,6 +99,7 @@ class Kube:
         self.api = api
         self.timeout = request_timeout
         self._caps: ClusterCaps | None = None
+        self._unreachable_at = -UNREACHABLE_WINDOW
 
     @classmethod
     async def connect(cls, kubeconfig: Path | None = None) -> Kube:
@@ -134,9 +140,18 @@ class Kube:
             retry_after = None
             if e.headers and e.headers.get("Retry-After", "").isdigit():
                 retry_after = float(e.headers["Retry-After"])
-            raise KubeError(classify_status(e.status, status_message(e.body), retry_after), what) from e
+            raise KubeError(self._classify(e.status, status_message(e.body), retry_after), what) from e
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), what) from e
+            raise KubeError(self._classify(None, f"{type(e).__name__}: {e}"), what) from e
+
+    def _classify(self, status: int | None, message: str, retry_after: float | None = None) -> K8sFailure:
+        failure = classify_status(status, message, retry_after)
+        now = time.monotonic()
+        if status is None:
+            self._unreachable_at = now
+        elif status == 403 and now - self._unreachable_at < UNREACHABLE_WINDOW:
+            return warming_up(failure)
+        return failure
 
     # discovery
 
@@ -260,9 +275,9 @@ class Kube:
                 _request_timeout=aiohttp.ClientTimeout(sock_read=timeout_seconds + 15, connect=10),
             )
         except ApiException as e:
-            raise KubeError(classify_status(e.status, status_message(e.body)), f"watch {kind}") from e
+            raise KubeError(self._classify(e.status, status_message(e.body)), f"watch {kind}") from e
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), f"watch {kind}") from e
+            raise KubeError(self._classify(None, f"{type(e).__name__}: {e}"), f"watch {kind}") from e
         try:
             async for line in resp.content:
                 if not line.strip():
@@ -273,7 +288,7 @@ class Kube:
                     raise KubeError(classify_status(status.get("code"), str(status.get("message"))), f"watch {kind}")
                 yield str(event.get("type")), event.get("object") or {}
         except (TimeoutError, aiohttp.ClientError) as e:
-            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), f"watch {kind}") from e
+            raise KubeError(self._classify(None, f"{type(e).__name__}: {e}"), f"watch {kind}") from e
         finally:
             resp.release()
 
@@ -303,9 +318,9 @@ class Kube:
                 _request_timeout=self.timeout,
             )
         except ApiException as e:
-            raise KubeError(classify_status(e.status, status_message(e.body)), what) from e
+            raise KubeError(self._classify(e.status, status_message(e.body)), what) from e
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), what) from e
+            raise KubeError(self._classify(None, f"{type(e).__name__}: {e}"), what) from e
         try:
             raw: bytes = await resp.read()
             status = int(resp.status)
@@ -334,9 +349,9 @@ class Kube:
                 _request_timeout=aiohttp.ClientTimeout(total=max_seconds, connect=10),
             )
         except ApiException as e:
-            raise KubeError(classify_status(e.status, status_message(e.body)), what) from e
+            raise KubeError(self._classify(e.status, status_message(e.body)), what) from e
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), what) from e
+            raise KubeError(self._classify(None, f"{type(e).__name__}: {e}"), what) from e
         try:
             if int(resp.status) >= 400:
                 raw = await resp.read()
@@ -350,7 +365,7 @@ class Kube:
             if pending:
                 yield pending.decode(errors="replace")
         except (TimeoutError, aiohttp.ClientError) as e:
-            raise KubeError(classify_status(None, f"{type(e).__name__}: {e}"), what) from e
+            raise KubeError(self._classify(None, f"{type(e).__name__}: {e}"), what) from e
         finally:
             resp.release()
 

@@ -45,6 +45,14 @@ def classify_status(status: int | None, message: str, retry_after: float | None 
     return K8sFailure(f"K8sHttp{status}", False, status, message)
 
 
+def warming_up(failure: K8sFailure) -> K8sFailure:
+    """A 403 from an API server that could not be reached moments before: a restarting API server serves
+    before its RBAC caches are filled (1.20 has no informer-sync readiness check) and refuses everyone for that
+    moment. Retryable, unlike any other 403; a real RBAC gap still fails once the retries run out."""
+    return K8sFailure("K8sForbidden", True, failure.status,
+                      failure.message + " (right after the API server was unreachable: retried)")
+
+
 def status_message(body: object, limit: int = 500) -> str:
     """The `message` of a Kubernetes `Status` body, truncated so a huge payload never floods a log or a
     tool result."""
