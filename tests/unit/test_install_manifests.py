@@ -9,7 +9,8 @@
   system namespace).
 - The server and worker pods: non-root, read-only root filesystem with an emptyDir on /tmp in every
   container, the migrate init step first, HTTP probes on /healthz and /readyz at 8765 / 8766, a grace
-  period for in-flight calls, config from the generated ConfigMap and the operator's Secret; the server has
+  period for in-flight calls, config from the generated ConfigMap and the operator's Secret (whose database
+  URL and secrets key they name, so a pod without them never starts); the server has
   no token (except with components/server-pod-logs), a Service 80 -> http and a TLS Ingress whose host is
   the public URL's; both have PDBs; the NetworkPolicies admit the server only from the edge.
 - Pod placement: every pod template of each overlay matches the table in manifests/README.md.
@@ -177,6 +178,10 @@ def test_platform_pods_are_locked_down_probed_and_migrate_first(name: str, workl
         config = next(r for r in refs if r.startswith("deploy-mcp-config"))
         assert _one(objs, "ConfigMap", config)  # the generated name, hash suffix and all
         assert any(r.startswith("deploy-mcp-secrets") for r in refs)
+        required = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"]}
+        for key in ("DATABASE_URL", "DEPLOY_MCP_SECRETS_KEY"):  # a pod without them never starts
+            assert required[key]["key"] == key and required[key]["name"].startswith("deploy-mcp-secrets")
+            assert not required[key].get("optional")
     assert [c["name"] for c in pod["initContainers"]] == ["migrate"]
     assert pod["initContainers"][0]["args"] == ["migrate"]
     main = pod["containers"][0]
@@ -401,5 +406,6 @@ def test_the_testbed_wrapper_renders_with_the_values_a_run_fills(tmp_path: Path)
             assert c["image"] == "127.0.0.1:5000/deploy-mcp:t2"
             assert {"secretRef": {"name": secret["metadata"]["name"]}} in c["envFrom"]
             assert {"configMapRef": {"name": config["metadata"]["name"]}} in c["envFrom"]
+            assert {e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"]} == {secret["metadata"]["name"]}
     for obj in objs:
         _validate(_as_policy_v1(obj), OLDEST)
