@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -295,8 +296,6 @@ def test_customer_pods_go_to_the_run_pool_and_builds_follow_the_overlay(name: st
 
 
 def _tmp_overlay(tmp_path: Path, components: list[str]) -> list[dict[str, Any]]:
-    import os
-
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [os.path.relpath(MANIFESTS / "base", tmp_path)],
@@ -364,8 +363,6 @@ def test_the_k3s_overlays_set_every_setting_the_example_does(name: str) -> None:
 
 @pytest.mark.parametrize("name", ALL_OVERLAYS)
 def test_each_overlays_config_loads(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
     config = next(o for o in _objects(name) if o["kind"] == "ConfigMap"
                   and o["metadata"]["name"].startswith("deploy-mcp-config"))["data"]
     for key in list(os.environ):
