@@ -302,6 +302,10 @@ class BuilderSettings(Group):
     """CPU of each build step in millicores (request = limit, so builds cannot starve apps); 2 cores."""
     memory_mib: int = Field(4096, ge=128, le=65536)
     """Memory of each build step in MiB (request = limit); 4 GiB fits most language toolchains."""
+    pool: str = Field("build", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Build Jobs run on the nodes labelled pool=<this> and tolerate the taint pool=<this>:NoSchedule. `build`:
+    a pool of its own, so builds cannot starve apps; `run` where one node carries every pool
+    (manifests/overlays/k3s-single-node)."""
 
 
 class LokiSettings(Group):

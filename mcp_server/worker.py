@@ -96,7 +96,7 @@ def job_builder(kube: Kube, settings: Settings) -> JobBuilder | None:
         images=settings.build.images, registry=settings.image_registry.host,
         buildkit_tls_secret=settings.build.buildkit_tls_secret,
         registry_secret=settings.build.registry_secret, cpu_millicores=settings.build.cpu_millicores,
-        memory_mib=settings.build.memory_mib))
+        memory_mib=settings.build.memory_mib, pool=settings.build.pool))
 
 
 def harbor_client(settings: Settings) -> HarborClient | None:

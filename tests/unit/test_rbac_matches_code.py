@@ -2,7 +2,8 @@
 
 - The ClusterRole in manifests/base/rbac.yaml grants every Permission of workflows/domain/permissions.py and
   nothing beyond (no wildcard, no extra verb or resource), and is bound to the worker's ServiceAccount only.
-- The server's ServiceAccount mounts no token and is bound to nothing.
+- The server's ServiceAccount mounts no token and is bound to nothing in base; the server-pod-logs component
+  (installs without Loki) grants exactly SERVER_POD_LOG_PERMISSIONS, what workflows/adapters/kube_logs.py calls.
 - The list itself follows the code, read from its source: every literal (apiVersion, kind) the activities
   read, list, watch or delete, and every object the renderers and activities build for apply, has its verb
   in the list; the scale, pod-log and event helpers have theirs.
@@ -17,12 +18,14 @@ from typing import Any
 import yaml
 
 from workflows.adapters.kube import KINDS
-from workflows.domain.permissions import WORKER_PERMISSIONS, Permission
+from workflows.domain.permissions import SERVER_POD_LOG_PERMISSIONS, WORKER_PERMISSIONS, Permission
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "manifests" / "base" / "rbac.yaml"
+SERVER_RBAC = ROOT / "manifests" / "components" / "server-pod-logs" / "rbac.yaml"
 ACTIVITIES = sorted((ROOT / "workflows" / "activities").glob("*.py"))
-CALLERS = [*ACTIVITIES, ROOT / "workflows" / "adapters" / "kube_logs.py"]
+CALLERS = ACTIVITIES
+SERVER_CALLERS = [ROOT / "workflows" / "adapters" / "kube_logs.py"]
 RENDERERS = [*sorted((ROOT / "workflows" / "render").glob("*.py")), *ACTIVITIES]
 # Kube methods taking (apiVersion, kind, ...) and the verb each is authorized as
 KIND_METHODS = {"get": "get", "list_objects": "list", "delete": "delete", "watch": "watch"}
@@ -38,13 +41,13 @@ FIXED = {
 Grant = tuple[str, str, str]  # (group, resource, verb)
 
 
-def _docs() -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(RBAC.read_text()) if d]
+def _docs(path: Path = RBAC) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
-def _one(kind: str, name: str) -> dict[str, Any]:
-    found = [d for d in _docs() if d["kind"] == kind and d["metadata"]["name"] == name]
-    assert len(found) == 1, f"{RBAC}: expected one {kind} {name}"
+def _one(kind: str, name: str, path: Path = RBAC) -> dict[str, Any]:
+    found = [d for d in _docs(path) if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{path}: expected one {kind} {name}"
     return found[0]
 
 
@@ -58,8 +61,8 @@ def _granted(role: dict[str, Any]) -> set[Grant]:
     return out
 
 
-def _needed() -> set[Grant]:
-    return {(p.group, p.resource, p.verb) for p in WORKER_PERMISSIONS}
+def _needed(permissions: tuple[Permission, ...] = WORKER_PERMISSIONS) -> set[Grant]:
+    return {(p.group, p.resource, p.verb) for p in permissions}
 
 
 def _resource(api_version: str, kind: str) -> tuple[str, str]:
@@ -87,10 +90,21 @@ def test_the_role_is_bound_to_the_worker_only_and_the_server_has_no_token() -> N
     assert bindings == [binding]
 
 
+def test_the_server_pod_logs_component_grants_exactly_what_the_log_adapter_uses() -> None:
+    granted = _granted(_one("ClusterRole", "deploy-mcp-server-pod-logs", SERVER_RBAC))
+    assert granted == _needed(SERVER_POD_LOG_PERMISSIONS)
+    binding = _one("ClusterRoleBinding", "deploy-mcp-server-pod-logs", SERVER_RBAC)
+    assert binding["roleRef"]["name"] == "deploy-mcp-server-pod-logs"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "deploy-mcp-server",
+                                    "namespace": "deploy-mcp-system"}]
+    used = _used_by_the_source(SERVER_CALLERS, renderers=[])
+    assert set(used) == _needed(SERVER_POD_LOG_PERMISSIONS), used
+
+
 def test_permissions_are_unique_and_their_scope_matches_the_api() -> None:
     assert len(_needed()) == len(WORKER_PERMISSIONS)
     scope = {_resource(av, k): namespaced for (av, k), (_, namespaced) in KINDS.items()}
-    for p in WORKER_PERMISSIONS:
+    for p in (*WORKER_PERMISSIONS, *SERVER_POD_LOG_PERMISSIONS):
         assert scope[(p.group, p.base_resource)] == p.namespaced, p
         assert p.used_by, f"{p} names no code"
     assert Permission("", "pods/log", "get", True).subresource == "log"
@@ -113,9 +127,9 @@ def _kube_calls(tree: ast.AST) -> list[ast.Call]:
     return calls
 
 
-def _used_by_the_source() -> dict[Grant, str]:
+def _used_by_the_source(callers: list[Path] = CALLERS, renderers: list[Path] = RENDERERS) -> dict[Grant, str]:
     used: dict[Grant, str] = {}
-    for path in CALLERS:
+    for path in callers:
         for call in _kube_calls(ast.parse(path.read_text())):
             method = call.func.attr  # type: ignore[attr-defined]
             where = f"{path.relative_to(ROOT)}:{call.lineno}"
@@ -125,7 +139,7 @@ def _used_by_the_source() -> dict[Grant, str]:
                 api_version, kind = _str(call.args[0]), _str(call.args[1])
                 if api_version and kind:
                     used[(*_resource(api_version, kind), KIND_METHODS[method])] = where
-    for path in RENDERERS:  # every object literal built here is applied (or created) by the worker
+    for path in renderers:  # every object literal built here is applied (or created) by the worker
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Dict):
                 continue

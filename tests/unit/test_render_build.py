@@ -134,6 +134,13 @@ def test_secrets_validate_strictly() -> None:
                                namespace="dm-acme-shop-abc123"))
 
 
+def test_job_runs_on_the_configured_pool() -> None:
+    """One node carrying every pool (manifests/overlays/k3s-single-node) labels it pool=run; builds follow."""
+    pod = build_job(_spec().model_copy(update={"pool": "run"}))["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "run"}
+    assert pod["tolerations"] == [{"key": "pool", "operator": "Equal", "value": "run", "effect": "NoSchedule"}]
+
+
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_job_runs_once_on_the_build_pool_within_its_limits(name: str) -> None:
     spec = SPECS[name]

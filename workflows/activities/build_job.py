@@ -43,6 +43,7 @@ class JobBuilderSettings:
     registry_secret: str | None = None
     cpu_millicores: int = 2000
     memory_mib: int = 4096
+    pool: str = "build"
     schedule_timeout_seconds: float = 300
     poll_seconds: float = 1.0
 
@@ -80,7 +81,7 @@ class JobBuilder:
             build_secrets_secret=f"build-{build_id}-secrets" if build_secret_names else None,
             build_secret_names=build_secret_names,
             cpu_millicores=s.cpu_millicores, memory_mib=s.memory_mib,
-            deadline_seconds=max(60, min(inp.timeout_seconds, 6 * 3600)), images=s.images,
+            deadline_seconds=max(60, min(inp.timeout_seconds, 6 * 3600)), images=s.images, pool=s.pool,
         )
 
     async def build(self, spec: BuildSpec, credentials: GitCredentials | None, on_line: LineSink,
@@ -147,7 +148,8 @@ class JobBuilder:
                     await self.kube.delete("batch/v1", "Job", spec.namespace, spec.job_name, propagation="Background")
                     return JobOutcome("failed", failed_step="schedule", error=(
                         f"no build node took the build in {self.settings.schedule_timeout_seconds:.0f} s: "
-                        f"{unschedulable}; the operator must add capacity to the nodes labelled pool=build"))
+                        f"{unschedulable}; the operator must add capacity to the nodes labelled "
+                        f"pool={self.settings.pool}"))
             done = _finished(job)
             if done == "Complete" and (pod is None or all(n in streamed for n in order)):
                 digest = digest_from_log("\n".join(build_log))

@@ -92,6 +92,7 @@ class BuildSpec(Spec):
     workspace_mib: int = Field(4096, ge=64, le=262144, description="Size limit of the source workspace.")
     deadline_seconds: int = Field(1800, ge=60, le=6 * 3600)
     ttl_seconds_after_finished: int = Field(3600, ge=60, le=7 * 86400)
+    pool: str = Field("build", description="`pool` label value of the nodes the Job runs on (and tolerates).")
     images: BuildImages
 
     @field_validator("tenant", "project", "app")

@@ -16,9 +16,9 @@ build_job}.py`, whose objects come from `workflows/render/`). The adapter's meth
 - `caps` reads `/version` and `/apis/policy`, non-resource URLs every authenticated client may read
   (the `system:discovery` and `system:public-info-viewer` roles): no rule here.
 
-The server needs none of these: it reads logs from Loki. Only without Loki configured (a developer's
-machine) does it read pod logs through the cluster's API (`mcp_server/wiring.py`, `open_log_store`); the
-install always configures Loki and gives the server no token.
+The server needs none of these: it reads logs from Loki. Only without Loki configured does it read pod logs
+through the cluster's API (`mcp_server/wiring.py`, `open_log_store`): `SERVER_POD_LOG_PERMISSIONS`, granted by
+`manifests/components/server-pod-logs` alone (an install with Loki gives the server no token).
 """
 
 from __future__ import annotations
@@ -90,4 +90,10 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
             "volume_snapshot, volume_backup"),
     # Longhorn's recurring snapshot/backup jobs, in longhorn-system (volume_policy, volume_delete)
     *_grant("longhorn.io", "recurringjobs", "create patch delete", True, "volume_policy, volume_delete"),
+)
+
+SERVER_POD_LOG_PERMISSIONS: tuple[Permission, ...] = (
+    # workflows/adapters/kube_logs.py KubePodLogs: a release's pods by label, then each container's log
+    *_grant("", "pods", "list", True, "KubePodLogs.pods (server log tools without Loki)"),
+    *_grant("", "pods/log", "get", True, "KubePodLogs.log (server log tools without Loki)"),
 )

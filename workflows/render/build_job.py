@@ -45,7 +45,8 @@ from workflows.domain.labels import (
 )
 from workflows.render.pull_secret import DOCKERCONFIG_KEY
 
-BUILD_POOL = ("pool", "build")
+POOL_LABEL = "pool"
+"""Node label key of the pools; the build pool's value is `BuildSpec.pool` (`build` unless configured)."""
 DIGEST_MARKER = "DEPLOY_MCP_DIGEST="
 """The build container's last log line is `DEPLOY_MCP_DIGEST=sha256:<64 hex>`."""
 PLAN_DIR = f"{WORKSPACE}/plan"
@@ -295,7 +296,7 @@ def build_job(spec: BuildSpec) -> dict[str, Any]:
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
-    key, value = BUILD_POOL
+    key, value = POOL_LABEL, spec.pool
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
