@@ -53,7 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from mcp_server.worker import run_worker
 
-    asyncio.run(run_worker(_settings(args)))
+    worker = {"health_port": args.health_port} if args.health_port is not None else None
+    settings = load_settings(state_dir=getattr(args, "state_dir", None), worker=worker)
+    asyncio.run(run_worker(settings))
     return 0
 
 
@@ -145,7 +147,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", dest="http_port", type=int)
     s.set_defaults(fn=cmd_serve)
 
-    sub.add_parser("worker", help="run the Temporal worker that reconciles the cluster").set_defaults(fn=cmd_worker)
+    add_worker_parser(sub)
     sub.add_parser("migrate", help="apply the Postgres schema migrations").set_defaults(fn=cmd_migrate)
 
     d = sub.add_parser("dev", help="everything on embedded defaults: Postgres, Temporal, testbed, worker, HTTP")
@@ -181,6 +183,12 @@ def parser() -> argparse.ArgumentParser:
     ed.add_argument("--run-dir", type=Path)
     tb.set_defaults(fn=cmd_testbed)
     return p
+
+
+def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    w = sub.add_parser("worker", help="run the Temporal worker that reconciles the cluster")
+    w.add_argument("--health-port", type=int, help="port of /healthz and /readyz (worker.health_port; 0: none)")
+    w.set_defaults(fn=cmd_worker)
 
 
 def main(argv: list[str] | None = None) -> int:
