@@ -1,4 +1,4 @@
-"""`deploy-mcp`: serve, worker, migrate, dev, token, testbed."""
+"""`deploy-mcp`: serve, worker, migrate, preflight, dev, token, testbed."""
 
 from __future__ import annotations
 
@@ -57,6 +57,43 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = load_settings(state_dir=getattr(args, "state_dir", None), worker=worker)
     asyncio.run(run_worker(settings))
     return 0
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    """Exit 1 when the platform cannot work on the cluster (a check is missing), else 0 (warnings pass)."""
+    from kubernetes_asyncio.config import ConfigException
+
+    from mcp_server.preflight import preflight
+    from workflows.adapters.kube import Kube
+    from workflows.domain.preflight import format_report
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        try:
+            kube = await Kube.connect(settings.cluster.kubeconfig)
+        except (ConfigException, OSError) as e:
+            print(f"deploy-mcp preflight: no cluster config ({e}); set KUBECONFIG or run in a pod", file=sys.stderr)
+            return 1
+        kube.timeout = settings.preflight.timeout_seconds
+        try:
+            report = await preflight(kube, settings)
+        finally:
+            await kube.close()
+        if args.json:
+            print(json.dumps({"ok": report.ok, "results": [r.model_dump() for r in report.results]}, indent=2))
+        else:
+            print("\n".join(format_report(report)))
+        return 0 if report.ok else 1
+
+    return asyncio.run(run())
+
+
+def add_preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pf = sub.add_parser("preflight", help="check the cluster for everything the platform relies on (exit 1: "
+                                          "something is missing)")
+    pf.add_argument("--json", action="store_true", help="one JSON document instead of lines")
+    pf.set_defaults(fn=cmd_preflight)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -148,6 +185,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_serve)
 
     add_worker_parser(sub)
+    add_preflight_parser(sub)
     sub.add_parser("migrate", help="apply the Postgres schema migrations").set_defaults(fn=cmd_migrate)
 
     d = sub.add_parser("dev", help="everything on embedded defaults: Postgres, Temporal, testbed, worker, HTTP")

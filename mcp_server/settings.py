@@ -27,6 +27,9 @@ from mcp_server.flat_settings import ENV_PREFIX, NESTED, Regrouped, RenamedEnv
 from workflows.domain.build_spec import BuildImages
 
 ALL_SCOPES = ("apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read")
+OPERATOR_SCOPES = ("platform:read",)
+"""Scopes about the platform itself (`whoami` shows the cluster preflight): the stdio operator has them; a token
+only when created with `--scope platform:read`, so tenants' agents never see cluster details by default."""
 
 
 def default_state_dir() -> Path:
@@ -95,8 +98,9 @@ class OperatorSettings(Group):
     """Tenant the local operator acts in (DNS-1123 label)."""
     subject: str = "operator"
     """Name recorded in audit rows for stdio calls."""
-    scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
-    """Scopes granted; all of them, since whoever runs the process owns the machine anyway."""
+    scopes: list[str] = Field(default_factory=lambda: [*ALL_SCOPES, *OPERATOR_SCOPES])
+    """Scopes granted; all of them (and the operator's `platform:read`), since whoever runs the process owns the
+    machine anyway."""
 
 
 class WorkerSettings(Group):

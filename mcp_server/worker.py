@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from mcp_server.health import Named, database_check, serve_health, temporal_check
+from mcp_server.preflight import preflight_at_start
 from mcp_server.settings import Settings
 from mcp_server.startup import load_secretbox, open_github_app, require_database_url
 from mcp_server.store import PgStore
@@ -167,4 +168,6 @@ async def run_until_signalled(w: Worker, store: PgStore, settings: Settings) -> 
 
 async def run_worker(settings: Settings) -> None:
     async with worker_clients(settings) as parts:
+        if settings.worker.preflight_at_start:
+            await preflight_at_start(parts.kube, settings, parts.store)
         await run_until_signalled(parts.worker, parts.store, settings)

@@ -110,8 +110,8 @@ async def test_progress_reaches_the_client_over_stateless_http(store: PgStore, h
     token = await create_token(store, f"t{uuid.uuid4().hex[:6]}", "agent", ["apps:read", "apps:write"])
     notes: list[tuple[float, float | None]] = []
 
-    async def progress(done: float, total: float | None, message: str | None) -> None:
-        notes.append((done, total))
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        notes.append((progress, total))
 
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as hc, \
             Client(streamable_http_client(http_url, http_client=hc), mode=mode) as c:

@@ -53,7 +53,7 @@ def wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"{proc.args} exited {proc.returncode} before {url} answered:\n{tail(log)}")
+            raise AssertionError(f"{proc.args!r} exited {proc.returncode} before {url} answered:\n{tail(log)}")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return

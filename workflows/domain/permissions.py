@@ -1,0 +1,99 @@
+"""Every Kubernetes API permission the worker's code uses, as data.
+
+One list, read by two checks: the unit test `tests/unit/test_rbac_matches_code.py` holds the worker's
+ClusterRole in `manifests/base/rbac.yaml` to exactly this list (nothing missing, nothing beyond), and
+`deploy-mcp preflight` asks the API server about each entry (SelfSubjectAccessReview). A change to what the
+code calls changes this list first; the test then names the ClusterRole rule to add or drop.
+
+Derived from `workflows/adapters/kube.py` and its callers (`workflows/activities/{deploy,volume,harbor,
+build_job}.py`, whose objects come from `workflows/render/`). The adapter's methods map to verbs so:
+
+- `apply` is server-side apply (PATCH, `application/apply-patch+yaml`): `patch`, and `create` as well,
+  because an apply that creates the object is authorized as a create too.
+- `patch` and `scale` are merge patches: `patch` (on the `deployments/scale` subresource for `scale`).
+- `get`, `list_objects`, `delete`, `create`: the verb of the same name; `watch`: `watch`; `pod_log` and
+  `follow_pod_log`: `get` on `pods/log`; `events_for`: `list` on events.
+- `caps` reads `/version` and `/apis/policy`, non-resource URLs every authenticated client may read
+  (the `system:discovery` and `system:public-info-viewer` roles): no rule here.
+
+The server needs none of these: it reads logs from Loki. Only without Loki configured does it read pod logs
+through the cluster's API (`mcp_server/wiring.py`, `open_log_store`): `SERVER_POD_LOG_PERMISSIONS`, granted by
+`manifests/components/server-pod-logs` alone (an install with Loki gives the server no token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Permission:
+    """One verb on one resource. `resource` is the RBAC spelling (`pods/log` for a subresource);
+    `namespaced` says whether the resource lives in namespaces (a SelfSubjectAccessReview without a
+    namespace then asks about all of them, which is what the worker's ClusterRoleBinding grants)."""
+
+    group: str  # "" is the core API group
+    resource: str
+    verb: str
+    namespaced: bool
+    used_by: str = field(default="", compare=False)  # the code that makes the call, for messages
+
+    @property
+    def base_resource(self) -> str:
+        return self.resource.split("/", 1)[0]
+
+    @property
+    def subresource(self) -> str:
+        return self.resource.split("/", 1)[1] if "/" in self.resource else ""
+
+
+def _grant(group: str, resource: str, verbs: str, namespaced: bool, used_by: str) -> tuple[Permission, ...]:
+    return tuple(Permission(group, resource, v, namespaced, used_by) for v in verbs.split())
+
+
+_APPLY = "create patch"  # server-side apply, which may create the object
+
+WORKER_PERMISSIONS: tuple[Permission, ...] = (
+    # project namespaces and their guardrails (activities/deploy.py ensure_namespace, render/namespace.py);
+    # the build namespace (activities/build_job.py JobBuilder.build)
+    *_grant("", "namespaces", _APPLY, False, "ensure_namespace, JobBuilder.build"),
+    *_grant("", "resourcequotas", _APPLY, True, "ensure_namespace"),
+    *_grant("", "limitranges", _APPLY, True, "ensure_namespace"),
+    *_grant("networking.k8s.io", "networkpolicies", _APPLY, True, "ensure_namespace"),
+    # release env Secrets (apply_release), pull Secrets (harbor.py ensure_pull_secret), build Secrets
+    # (JobBuilder.build: delete + create, then a merge patch of ownerReferences); listed and deleted by
+    # delete_app_objects, deleted by prune_releases
+    *_grant("", "secrets", "create patch delete list", True,
+            "apply_release, ensure_pull_secret, JobBuilder.build, prune_releases, delete_app_objects"),
+    # release Deployments: apply_release; read by release_ready, wait_ready, scale_release, diagnose_release;
+    # listed by prune_releases, retire_releases, delete_app_objects; deleted by prune and delete
+    *_grant("apps", "deployments", "get list create patch delete", True,
+            "apply_release, release_ready, prune_releases, retire_releases, diagnose_release, delete_app_objects"),
+    *_grant("apps", "deployments/scale", "patch", True, "scale_release, retire_releases"),
+    *_grant("policy", "poddisruptionbudgets", "create patch list delete", True,
+            "apply_release, delete_app_objects"),
+    # the app's stable Service and Ingress (switch_service), the Service read by scale_release
+    *_grant("", "services", "get create patch delete", True, "switch_service, scale_release, delete_app_objects"),
+    *_grant("networking.k8s.io", "ingresses", "create patch delete", True, "switch_service, delete_app_objects"),
+    *_grant("", "endpoints", "get", True, "switch_service (waits for the new release's endpoints)"),
+    # pods: wait_ready lists then watches; retire_releases, diagnose_release, JobBuilder._follow list;
+    # their logs: diagnose/wait_ready last lines, the build steps' streamed logs
+    *_grant("", "pods", "list watch", True, "wait_ready, retire_releases, diagnose_release, JobBuilder"),
+    *_grant("", "pods/log", "get", True, "wait_ready, diagnose_release, JobBuilder._stream"),
+    *_grant("", "events", "list", True, "wait_ready, diagnose_release (Kube.events_for)"),
+    # build Jobs (activities/build_job.py): read while followed, deleted when stuck or unschedulable
+    *_grant("batch", "jobs", "get create patch delete", True, "JobBuilder.build, JobBuilder._follow"),
+    # volumes (activities/volume.py)
+    *_grant("", "persistentvolumeclaims", "get create patch delete", True,
+            "volume_create, volume_restore, volume_resize, volume_policy, volume_delete"),
+    *_grant("snapshot.storage.k8s.io", "volumesnapshots", "get create patch", True,
+            "volume_snapshot, volume_backup"),
+    # Longhorn's recurring snapshot/backup jobs, in longhorn-system (volume_policy, volume_delete)
+    *_grant("longhorn.io", "recurringjobs", "create patch delete", True, "volume_policy, volume_delete"),
+)
+
+SERVER_POD_LOG_PERMISSIONS: tuple[Permission, ...] = (
+    # workflows/adapters/kube_logs.py KubePodLogs: a release's pods by label, then each container's log
+    *_grant("", "pods", "list", True, "KubePodLogs.pods (server log tools without Loki)"),
+    *_grant("", "pods/log", "get", True, "KubePodLogs.log (server log tools without Loki)"),
+)
