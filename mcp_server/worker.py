@@ -142,10 +142,14 @@ def worker_checks(w: Worker, store: PgStore) -> list[Named]:
     return [Named("worker", polling), temporal_check(w.client), database_check(store)]
 
 
-async def run_until_signalled(w: Worker, store: PgStore, settings: Settings) -> None:
+async def run_until_signalled(w: Worker, store: PgStore, settings: Settings, *, standalone: bool = True) -> None:
     """Run `w` with its health endpoints until SIGTERM or SIGINT, then shut it down: no new tasks are polled,
     running activities get `worker.shutdown_grace_seconds` to finish, then they are cancelled and Temporal
-    retries them on another worker (their heartbeat or start-to-close timeout)."""
+    retries them on another worker (their heartbeat or start-to-close timeout). Not `standalone` (inside
+    `deploy-mcp dev`, whose HTTP server owns the signals): no signal handlers, no health port; cancel it."""
+    if not standalone:
+        await w.run()
+        return
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
 
@@ -166,8 +170,9 @@ async def run_until_signalled(w: Worker, store: PgStore, settings: Settings) -> 
             loop.remove_signal_handler(sig)
 
 
-async def run_worker(settings: Settings) -> None:
+async def run_worker(settings: Settings, *, standalone: bool = True) -> None:
+    """`deploy-mcp worker` (standalone: signals and health endpoints its own), or the worker inside `dev`."""
     async with worker_clients(settings) as parts:
         if settings.worker.preflight_at_start:
             await preflight_at_start(parts.kube, settings, parts.store)
-        await run_until_signalled(parts.worker, parts.store, settings)
+        await run_until_signalled(parts.worker, parts.store, settings, standalone=standalone)
