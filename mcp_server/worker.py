@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -142,14 +143,26 @@ def worker_checks(w: Worker, store: PgStore) -> list[Named]:
     return [Named("worker", polling), temporal_check(w.client), database_check(store)]
 
 
-async def run_until_signalled(w: Worker, store: PgStore, settings: Settings, *, standalone: bool = True) -> None:
+async def run_until_signalled(w: Worker, store: PgStore, settings: Settings, *, standalone: bool = True,
+                              beside: Callable[[], Coroutine[Any, Any, object]] | None = None) -> None:
     """Run `w` with its health endpoints until SIGTERM or SIGINT, then shut it down: no new tasks are polled,
     running activities get `worker.shutdown_grace_seconds` to finish, then they are cancelled and Temporal
     retries them on another worker (their heartbeat or start-to-close timeout). Not `standalone` (inside
-    `deploy-mcp dev`, whose HTTP server owns the signals): no signal handlers, no health port; cancel it."""
-    if not standalone:
-        await w.run()
-        return
+    `deploy-mcp dev`, whose HTTP server owns the signals): no signal handlers, no health port; cancel it.
+    `beside` runs once beside the polling (the preflight: it must not delay the start, nor a SIGTERM)."""
+    extra = asyncio.create_task(beside(), name="beside-worker") if beside is not None else None
+    try:
+        if standalone:
+            await _run_signalled(w, store, settings)
+        else:
+            await w.run()
+    finally:
+        if extra is not None and not extra.done():
+            extra.cancel()
+            await asyncio.gather(extra, return_exceptions=True)
+
+
+async def _run_signalled(w: Worker, store: PgStore, settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
 
@@ -173,6 +186,8 @@ async def run_until_signalled(w: Worker, store: PgStore, settings: Settings, *, 
 async def run_worker(settings: Settings, *, standalone: bool = True) -> None:
     """`deploy-mcp worker` (standalone: signals and health endpoints its own), or the worker inside `dev`."""
     async with worker_clients(settings) as parts:
-        if settings.worker.preflight_at_start:
-            await preflight_at_start(parts.kube, settings, parts.store)
-        await run_until_signalled(parts.worker, parts.store, settings, standalone=standalone)
+        def check() -> Coroutine[Any, Any, object]:
+            return preflight_at_start(parts.kube, settings, parts.store)
+
+        await run_until_signalled(parts.worker, parts.store, settings, standalone=standalone,
+                                  beside=check if settings.worker.preflight_at_start else None)
