@@ -4,6 +4,7 @@ Temporal:
 - `deploy-mcp serve --transport http` with a tool call in flight (a `create_volume` waiting on its
   workflow, whose activity takes seconds): the call still answers with its real result, the server refuses
   new connections meanwhile, and the process exits 0 within `http.shutdown_grace_seconds`.
+- `deploy-mcp worker` on the testbed (cluster marker): health, its preflight stored, exit 0 on SIGTERM.
 - the worker loop (`mcp_server.worker.run_until_signalled`, with the real volume workflow and a slow
   activity): the activity running at SIGTERM finishes (once), the process exits 0 within
   `worker.shutdown_grace_seconds`, and a second worker completes the workflow without running it again.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -29,6 +31,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from mcp_server.auth import create_token
+from mcp_server.devenv.embedded import Testbed
 from mcp_server.devenv.processes import free_port
 from mcp_server.server import ServerDeps, build_server
 from mcp_server.store import PgStore
@@ -121,3 +124,27 @@ async def test_sigterm_drains_the_worker_and_a_second_worker_completes_the_workf
             assert time.monotonic() < deadline, v
             await asyncio.sleep(0.2)
     assert count(markers, "started") == 1
+
+
+@pytest.mark.cluster
+async def test_deploy_mcp_worker_serves_health_records_its_preflight_and_exits_0_on_sigterm(
+        store: PgStore, database_url: str, temporal_address: str, testbed: Testbed, tmp_path: Path) -> None:
+    """The `deploy-mcp worker` command itself (it needs a cluster: the testbed's API server, run by the lead):
+    /readyz once polling, its preflight at start stored for this host, exit 0 soon after SIGTERM."""
+    health = free_port()
+    env = platform_env(database_url, temporal_address, f"cmd-{uuid.uuid4().hex[:8]}", tmp_path / "state",
+                       WORKER__SHUTDOWN_GRACE_SECONDS="10")
+    env["KUBECONFIG"] = str(testbed.kubeconfig)
+    log = tmp_path / "worker.log"
+    with child([DEPLOY_MCP, "worker", "--health-port", str(health)], env, log) as proc:
+        await asyncio.to_thread(wait_healthy, proc, f"http://127.0.0.1:{health}/readyz", log)
+        deadline = time.monotonic() + 60
+        while (seen := await store.latest_preflight()) is None:
+            assert time.monotonic() < deadline, tail(log)
+            await asyncio.sleep(0.5)
+        assert seen.host == socket.gethostname()
+        proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        code = await asyncio.to_thread(proc.wait, 30)
+    assert code == 0, tail(log)
+    assert time.monotonic() - signalled < 10 + 5
