@@ -13,7 +13,7 @@ from uuid import UUID
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
-from mcp_server.settings import ALL_SCOPES, Settings
+from mcp_server.settings import ALL_SCOPES, OPERATOR_SCOPES, Settings
 from tools.context import Principal
 
 TOKEN_PREFIX = "dmcp_"  # noqa: S105 (a prefix, not a secret)
@@ -40,9 +40,10 @@ def new_token() -> str:
 
 
 def check_scopes(scopes: list[str]) -> list[str]:
-    unknown = sorted(set(scopes) - set(ALL_SCOPES))
+    known = (*ALL_SCOPES, *OPERATOR_SCOPES)
+    unknown = sorted(set(scopes) - set(known))
     if unknown:
-        raise ValueError(f"unknown scope(s) {unknown}; known scopes: {list(ALL_SCOPES)}")
+        raise ValueError(f"unknown scope(s) {unknown}; known scopes: {list(known)}")
     return sorted(set(scopes))
 
 

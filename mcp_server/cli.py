@@ -1,4 +1,4 @@
-"""`deploy-mcp`: serve, worker, migrate, dev, token, testbed."""
+"""`deploy-mcp`: serve, worker, migrate, preflight, dev, token, testbed."""
 
 from __future__ import annotations
 
@@ -53,8 +53,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from mcp_server.worker import run_worker
 
-    asyncio.run(run_worker(_settings(args)))
+    worker = {"health_port": args.health_port} if args.health_port is not None else None
+    settings = load_settings(state_dir=getattr(args, "state_dir", None), worker=worker)
+    asyncio.run(run_worker(settings))
     return 0
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    """Exit 1 when the platform cannot work on the cluster (a check is missing), else 0 (warnings pass)."""
+    from kubernetes_asyncio.config import ConfigException
+
+    from mcp_server.preflight import preflight
+    from workflows.adapters.kube import Kube
+    from workflows.domain.preflight import format_report
+
+    settings = _settings(args)
+
+    async def run() -> int:
+        try:
+            kube = await Kube.connect(settings.cluster.kubeconfig)
+        except (ConfigException, OSError) as e:
+            print(f"deploy-mcp preflight: no cluster config ({e}); set KUBECONFIG or run in a pod", file=sys.stderr)
+            return 1
+        kube.timeout = settings.preflight.timeout_seconds
+        try:
+            report = await preflight(kube, settings)
+        finally:
+            await kube.close()
+        if args.json:
+            print(json.dumps({"ok": report.ok, "results": [r.model_dump() for r in report.results]}, indent=2))
+        else:
+            print("\n".join(format_report(report)))
+        return 0 if report.ok else 1
+
+    return asyncio.run(run())
+
+
+def add_preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pf = sub.add_parser("preflight", help="check the cluster for everything the platform relies on (exit 1: "
+                                          "something is missing)")
+    pf.add_argument("--json", action="store_true", help="one JSON document instead of lines")
+    pf.set_defaults(fn=cmd_preflight)
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -145,7 +184,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", dest="http_port", type=int)
     s.set_defaults(fn=cmd_serve)
 
-    sub.add_parser("worker", help="run the Temporal worker that reconciles the cluster").set_defaults(fn=cmd_worker)
+    add_worker_parser(sub)
+    add_preflight_parser(sub)
     sub.add_parser("migrate", help="apply the Postgres schema migrations").set_defaults(fn=cmd_migrate)
 
     d = sub.add_parser("dev", help="everything on embedded defaults: Postgres, Temporal, testbed, worker, HTTP")
@@ -181,6 +221,12 @@ def parser() -> argparse.ArgumentParser:
     ed.add_argument("--run-dir", type=Path)
     tb.set_defaults(fn=cmd_testbed)
     return p
+
+
+def add_worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    w = sub.add_parser("worker", help="run the Temporal worker that reconciles the cluster")
+    w.add_argument("--health-port", type=int, help="port of /healthz and /readyz (worker.health_port; 0: none)")
+    w.set_defaults(fn=cmd_worker)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,6 +27,7 @@ from starlette.applications import Starlette
 
 from mcp_server.auth import ApiTokenVerifier, TokenStore, principal_from_request
 from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
+from mcp_server.health import HealthRoutes, Named
 from mcp_server.http_unavailable import StoreUnavailableResponse
 from mcp_server.rate_limits import CallLimits
 from mcp_server.settings import RateLimitSettings
@@ -70,6 +72,7 @@ class ServerDeps:
     logs: LogStore | None = None
     github_app: GitHubApp | None = None
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    health_checks: Sequence[Named] = ()  # what /readyz asks (`mcp_server.health`); none: ready once serving
 
 
 @dataclass(frozen=True)
@@ -127,11 +130,13 @@ class DeployMCP(MCPServer[Any]):
         return self.fixed_principal or principal_from_request()
 
     def streamable_http_app(self, **kwargs: Any) -> Starlette:
-        """The SDK's app, with the refused authentications recorded around its authentication, and a 503 for a
-        database that cannot be reached."""
+        """The SDK's app, with the refused authentications recorded around its authentication, a 503 for a
+        database that cannot be reached, and the health probes' paths in front of it all."""
         app = super().streamable_http_app(**kwargs)
         app.add_middleware(RefusedAuthAudit, store=self.deps.store, budget=self.refusals)
-        app.add_middleware(StoreUnavailableResponse)  # outermost: the token lookup needs the database too
+        app.add_middleware(StoreUnavailableResponse)  # around auth: the token lookup needs the database too
+        # outermost: probes pass no authentication, leave no audit row and spend no budget
+        app.add_middleware(HealthRoutes, checks=self.deps.health_checks)
         return app
 
     @staticmethod

@@ -27,6 +27,9 @@ from mcp_server.flat_settings import ENV_PREFIX, NESTED, Regrouped, RenamedEnv
 from workflows.domain.build_spec import BuildImages
 
 ALL_SCOPES = ("apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read")
+OPERATOR_SCOPES = ("platform:read",)
+"""Scopes about the platform itself (`whoami` shows the cluster preflight): the stdio operator has them; a token
+only when created with `--scope platform:read`, so tenants' agents never see cluster details by default."""
 
 
 def default_state_dir() -> Path:
@@ -74,6 +77,15 @@ class HttpSettings(Group):
     public_url: str | None = None
     """URL clients use to reach the server, also the OAuth resource id (behind a proxy: the proxy's URL).
     Unset: http://<host>:<port><path>."""
+    stateless: bool = True
+    """Serve each MCP request on its own (the SDK's stateless streamable HTTP: no session id, nothing kept
+    between requests), so any replica behind a Service answers any request of one client. Progress of a long
+    call still reaches the client: it goes out on that request's own SSE stream. False keeps sessions in the
+    process that opened them, which works only with one replica or session affinity."""
+    shutdown_grace_seconds: float = Field(25.0, ge=0, le=3600)
+    """Seconds SIGTERM lets in-flight requests (a tool call waiting on its workflow) finish before they are
+    cut; new connections are refused at once. 25 sits well below the pods' terminationGracePeriodSeconds (60),
+    so the process exits by itself before the kubelet kills it."""
 
     def mcp_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}{self.path}"
@@ -86,8 +98,39 @@ class OperatorSettings(Group):
     """Tenant the local operator acts in (DNS-1123 label)."""
     subject: str = "operator"
     """Name recorded in audit rows for stdio calls."""
-    scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
-    """Scopes granted; all of them, since whoever runs the process owns the machine anyway."""
+    scopes: list[str] = Field(default_factory=lambda: [*ALL_SCOPES, *OPERATOR_SCOPES])
+    """Scopes granted; all of them (and the operator's `platform:read`), since whoever runs the process owns the
+    machine anyway."""
+
+
+class WorkerSettings(Group):
+    """The `deploy-mcp worker` process: its health endpoints and how it stops."""
+
+    health_host: str = "0.0.0.0"  # noqa: S104 (the kubelet probes the pod's address)
+    """Bind address of `/healthz` and `/readyz`; all addresses, since the kubelet probes the pod's IP."""
+    health_port: int = Field(8766, ge=0, le=65535)
+    """Port of `/healthz` and `/readyz`; 8766 is beside the server's 8765. 0: no health endpoints."""
+    shutdown_grace_seconds: float = Field(25.0, ge=0, le=3600)
+    """Seconds SIGTERM lets running activities finish (Temporal's `graceful_shutdown_timeout`); past it they
+    are cancelled and Temporal hands them to another worker. 25: below the pods' terminationGracePeriodSeconds
+    (60)."""
+    preflight_at_start: bool = True
+    """Run the preflight checks (`deploy-mcp preflight`) when the worker starts, log each missing piece and
+    store the result for `whoami`; the worker starts either way."""
+
+
+class PreflightSettings(Group):
+    """What `deploy-mcp preflight` expects of the cluster beyond the cluster, build and http groups."""
+
+    timeout_seconds: float = Field(5.0, gt=0, le=120)
+    """Seconds each probe (an API call, the TCP connect to BuildKit) may take; 5 fails fast on a firewall that
+    drops packets."""
+    volumes: bool = True
+    """The volume tools are used, so Longhorn's CRDs (recurringjobs.longhorn.io) and the snapshot CRD must be
+    served. False: their absence is a warning."""
+    edge_pool: bool = False
+    """Ingress runs on nodes labelled pool=edge (the pooled overlay). False: no edge nodes is fine (single
+    node: Traefik runs anywhere)."""
 
 
 class DevSettings(Group):
@@ -337,6 +380,8 @@ class Settings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     operator: OperatorSettings = Field(default_factory=OperatorSettings)
     dev: DevSettings = Field(default_factory=DevSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    preflight: PreflightSettings = Field(default_factory=PreflightSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     apps: AppsSettings = Field(default_factory=AppsSettings)
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 
 import uvicorn
 
 from mcp_server.auth import operator_principal
+from mcp_server.health import database_check, temporal_check
 from mcp_server.server import DeployMCP, ServerDeps, build_server
 from mcp_server.settings import Settings
 
@@ -84,12 +88,14 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
     try:
         github_app = open_github_app(settings)
         workflows = None
+        checks = [database_check(store)]
         if with_workflows:
             workflows = TemporalWorkflows(await connect(settings), settings.temporal.task_queue)
+            checks.append(temporal_check(workflows.client))
         async with open_log_store(settings, with_workflows=with_workflows) as logs:
             yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
                              secretbox=load_secretbox(settings), logs=logs, github_app=github_app,
-                             rate_limits=settings.rate_limits)
+                             rate_limits=settings.rate_limits, health_checks=checks)
     finally:
         await registry.aclose()
         await store.close()
@@ -103,8 +109,39 @@ def make_server(settings: Settings, deps: ServerDeps, transport: str) -> DeployM
     return build_server(deps, transport=transport, principal=operator_principal(settings))
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn, stopped by SIGTERM or SIGINT through the event loop instead of its own signal handlers: those
+    raise the signal again once the graceful shutdown is done, so the process would die of SIGTERM (exit
+    143) instead of exiting 0 after letting its in-flight calls finish."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        try:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self._stop, sig)
+        except (RuntimeError, ValueError):  # not the main thread (tests serve from a task): no signals
+            yield
+            return
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _stop(self, sig: int) -> None:
+        if self.should_exit:  # a second signal: stop waiting for the in-flight calls
+            self.force_exit = True
+            return
+        log.info("%s: refusing new connections, letting in-flight calls finish (at most %g s)",
+                 signal.Signals(sig).name, self.config.timeout_graceful_shutdown)
+        self.should_exit = True
+
+
 def http_server(settings: Settings, server: DeployMCP) -> uvicorn.Server:
-    app = server.streamable_http_app(streamable_http_path=settings.http.path, host=settings.http.host)
+    """uvicorn serving the MCP app (stateless unless `http.stateless` is off) beside /healthz and /readyz."""
+    app = server.streamable_http_app(streamable_http_path=settings.http.path, host=settings.http.host,
+                                     stateless_http=settings.http.stateless)
     config = uvicorn.Config(app, host=settings.http.host, port=settings.http.port, log_level="warning",
-                            lifespan="on")
-    return uvicorn.Server(config)
+                            lifespan="on", timeout_graceful_shutdown=int(settings.http.shutdown_grace_seconds))
+    return GracefulServer(config)

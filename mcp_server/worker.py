@@ -4,13 +4,20 @@ the process."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from mcp_server.health import Named, database_check, serve_health, temporal_check
+from mcp_server.preflight import preflight_at_start
 from mcp_server.settings import Settings
 from mcp_server.startup import load_secretbox, open_github_app, require_database_url
 from mcp_server.store import PgStore
@@ -52,9 +59,25 @@ def build_activities(settings: Settings, store: BuildStore, *, loki: LokiClient 
         robots=robots)
 
 
+@dataclass
+class WorkerClients:
+    """A configured worker and the clients its process shares with the health checks and the preflight."""
+
+    worker: Worker
+    store: PgStore
+    kube: Kube
+
+
 @asynccontextmanager
 async def worker(settings: Settings, client: Client | None = None) -> AsyncIterator[Worker]:
     """A configured, not yet running worker with its clients; they close when the context exits."""
+    async with worker_clients(settings, client) as parts:
+        yield parts.worker
+
+
+@asynccontextmanager
+async def worker_clients(settings: Settings, client: Client | None = None) -> AsyncIterator[WorkerClients]:
+    """`worker`, with the store and the cluster client it opened."""
     client = client or await connect(settings)
     kube = await Kube.connect(settings.cluster.kubeconfig)
     store = await PgStore.open(require_database_url(settings), min_size=1, max_size=5)
@@ -74,9 +97,11 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
                                     settings.harbor.retention_keep_last)
         builds = build_activities(settings, store, loki=loki, github_app=github_app, kube=kube,
                                   robots=registry if harbor is not None else None)
-        yield Worker(client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
-                     activities=activities.all() + volumes.all() + builds.all() + registry.all(),
-                     max_concurrent_activities=50)
+        yield WorkerClients(Worker(
+            client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
+            activities=activities.all() + volumes.all() + builds.all() + registry.all(),
+            max_concurrent_activities=50,
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds)), store, kube)
     finally:
         if github_app is not None:
             await github_app.aclose()
@@ -108,6 +133,61 @@ def harbor_client(settings: Settings) -> HarborClient | None:
                         ca_file=settings.harbor.ca_file)
 
 
-async def run_worker(settings: Settings) -> None:
-    async with worker(settings) as w:
-        await w.run()
+def worker_checks(w: Worker, store: PgStore) -> list[Named]:
+    """Readiness of a worker: polling its task queue (running, not shutting down), Temporal answering, the
+    database answering (the store activities need it)."""
+
+    async def polling() -> str | None:
+        return None if w.is_running and not w.is_shutdown else "the worker is not polling its task queue"
+
+    return [Named("worker", polling), temporal_check(w.client), database_check(store)]
+
+
+async def run_until_signalled(w: Worker, store: PgStore, settings: Settings, *, standalone: bool = True,
+                              beside: Callable[[], Coroutine[Any, Any, object]] | None = None) -> None:
+    """Run `w` with its health endpoints until SIGTERM or SIGINT, then shut it down: no new tasks are polled,
+    running activities get `worker.shutdown_grace_seconds` to finish, then they are cancelled and Temporal
+    retries them on another worker (their heartbeat or start-to-close timeout). Not `standalone` (inside
+    `deploy-mcp dev`, whose HTTP server owns the signals): no signal handlers, no health port; cancel it.
+    `beside` runs once beside the polling (the preflight: it must not delay the start, nor a SIGTERM)."""
+    extra = asyncio.create_task(beside(), name="beside-worker") if beside is not None else None
+    try:
+        if standalone:
+            await _run_signalled(w, store, settings)
+        else:
+            await w.run()
+    finally:
+        if extra is not None and not extra.done():
+            extra.cancel()
+            await asyncio.gather(extra, return_exceptions=True)
+
+
+async def _run_signalled(w: Worker, store: PgStore, settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def stop(sig: signal.Signals) -> None:
+        if not stopping:
+            log.info("%s: draining (running activities get %g s)", sig.name, settings.worker.shutdown_grace_seconds)
+            stopping.append(asyncio.ensure_future(w.shutdown()))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        async with serve_health(settings.worker.health_host, settings.worker.health_port, worker_checks(w, store)):
+            await w.run()
+        if stopping:
+            await stopping[0]
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def run_worker(settings: Settings, *, standalone: bool = True) -> None:
+    """`deploy-mcp worker` (standalone: signals and health endpoints its own), or the worker inside `dev`."""
+    async with worker_clients(settings) as parts:
+        def check() -> Coroutine[Any, Any, object]:
+            return preflight_at_start(parts.kube, settings, parts.store)
+
+        await run_until_signalled(parts.worker, parts.store, settings, standalone=standalone,
+                                  beside=check if settings.worker.preflight_at_start else None)

@@ -17,6 +17,7 @@ from tools.records import (
     AuditEvent,
     DeploymentRecord,
     NewRelease,
+    PreflightSummary,
     ProjectRecord,
     ReleaseClaim,
     SecretVersion,
@@ -77,6 +78,10 @@ class Store(Protocol):
     `StoreError`s above, nothing else on purpose."""
 
     async def ensure_tenant(self, name: str) -> TenantRecord: ...
+
+    async def latest_preflight(self) -> PreflightSummary | None:
+        """The most recent cluster preflight of any worker (operators only: `whoami`)."""
+        ...
 
     async def list_projects(self, tenant: str) -> list[ProjectRecord]: ...
 

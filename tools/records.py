@@ -154,3 +154,14 @@ class SnapshotRecord(Record):
     ready_at: datetime | None
     idempotency_key: str | None = None
     request_fingerprint: dict[str, Any] | None = None
+
+
+class PreflightSummary(Record):
+    """The latest preflight a worker ran at start (`preflight_results`), as operators see it in `whoami`."""
+
+    host: str
+    checked_at: datetime
+    ok: bool = Field(description="The platform can work on this cluster (warnings aside).")
+    missing_count: int
+    warning_count: int
+    missing: list[str] = Field(description="Each missing piece with the command that fixes it.")

@@ -148,7 +148,7 @@ async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> i
         if has_cluster:
             from mcp_server.worker import run_worker
 
-            tasks.append(asyncio.create_task(run_worker(settings), name="worker"))
+            tasks.append(asyncio.create_task(run_worker(settings, standalone=False), name="worker"))
             say(f"worker: polling task queue {settings.temporal.task_queue!r}")
         if edge and settings.cluster.kubeconfig:
             from mcp_server.devenv.edge import TraefikEdge, run_edge

@@ -12,6 +12,7 @@ from mcp_server.store.apps import PgApps
 from mcp_server.store.audit import PgAudit
 from mcp_server.store.builds import PgBuilds
 from mcp_server.store.harbor_robots import PgHarborRobots, PgRobotSlot
+from mcp_server.store.preflight import PgPreflight
 from mcp_server.store.releases import PgReleases
 from mcp_server.store.schema import migrate, migration_files
 from mcp_server.store.secret_versions import PgSecretVersions
@@ -21,6 +22,7 @@ from mcp_server.store.volumes import PgVolumes
 __all__ = ["PgRobotSlot", "PgStore", "migrate", "migration_files", "token_hash"]
 
 
-class PgStore(PgApps, PgReleases, PgSecretVersions, PgVolumes, PgBuilds, PgHarborRobots, PgAudit, PgTokens):
+class PgStore(PgApps, PgReleases, PgSecretVersions, PgVolumes, PgBuilds, PgHarborRobots, PgAudit, PgTokens,
+              PgPreflight):
     """Implements `tools.ports.Store`, the activities' stores (`workflows.activities.stores`) and the auth
     layer's `TokenStore` on one psycopg async pool; `PgStore.open(url)` opens it."""

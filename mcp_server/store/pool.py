@@ -107,6 +107,15 @@ class PgPool:
         async with self._connection() as conn, conn.transaction(), self._holding(conn):
             yield conn
 
+    async def ping(self, timeout: float) -> None:
+        """`SELECT 1` on a pooled connection, waiting at most `timeout` seconds for one (readiness probes:
+        `mcp_server.health`). Raises `StoreUnavailable` when the database does not answer."""
+        try:
+            async with self.pool.connection(timeout=timeout) as conn:
+                await conn.execute("SELECT 1")
+        except psycopg.OperationalError as e:  # the pool's timeout is one
+            raise StoreUnavailable(f"the database does not answer: {type(e).__name__}") from e
+
     async def _all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
         async with self._connection() as conn:
             cur = await conn.execute(sql, params)

@@ -48,6 +48,8 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("node.k8s.io/v1", "RuntimeClass"): ("runtimeclasses", False),
     ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
+    ("networking.k8s.io/v1", "IngressClass"): ("ingressclasses", False),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): ("selfsubjectaccessreviews", False),
     # CRD kinds the platform writes (manifests/storage/crds)
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshot"): ("volumesnapshots", True),
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent"): ("volumesnapshotcontents", False),
@@ -167,6 +169,13 @@ class Kube:
                 network_policy_end_port=minor >= 22,
             )
         return self._caps
+
+    async def served_api_versions(self) -> set[str]:
+        """Every group/version the API server serves (`v1`, `apps/v1`, ...), as `kubectl api-versions`."""
+        core = await self._call("GET", "/api", "discover the core API")
+        groups = await self._call("GET", "/apis", "discover the API groups")
+        return {*core.get("versions", []),
+                *(v["groupVersion"] for g in groups.get("groups", []) for v in g.get("versions", []))}
 
     # objects
 
