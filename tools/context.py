@@ -37,6 +37,12 @@ class Principal:
     def has(self, scope: str) -> bool:
         return scope in self.scopes
 
+    @property
+    def is_operator(self) -> bool:
+        """The platform's operator (whoever started the stdio process on its machine), as opposed to a tenant's
+        agent holding an API token: only the operator is shown platform-wide state such as backups."""
+        return self.via == "stdio"
+
 
 @dataclass(frozen=True)
 class PlatformConfig:

@@ -1,10 +1,22 @@
-"""`whoami`: who the platform thinks is calling. The first tool an agent should call."""
+"""`whoami`: who the platform thinks is calling. The first tool an agent should call. The operator also sees
+how the platform's own backups stand (a failed or missing backup must be seen, not found out at restore time);
+a tenant's agent never does."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from pydantic import BaseModel, Field
 
 from tools.context import call, tool
+
+
+class BackupHealth(BaseModel):
+    last_success_at: datetime | None = Field(description="When the last successful backup started; null: none yet.")
+    last_success_name: str | None = Field(description="That archive's name at its target.")
+    last_failure_at: datetime | None = Field(description="When the last failed backup started; null: none.")
+    last_failure_error: str | None = Field(description="What that failure said.")
+    warning: str | None = Field(description="Set when no backup succeeded yet, or the last run failed.")
 
 
 class WhoAmI(BaseModel):
@@ -13,11 +25,26 @@ class WhoAmI(BaseModel):
     scopes: list[str] = Field(description="What this credential may do.")
     via: str = Field(description="How the caller was identified: stdio operator, HTTP bearer token, ...")
     apps_domain: str = Field(description="Apps get <app>-<project>-<tenant>.<apps_domain>.")
+    backups: BackupHealth | None = Field(None, description="The operator only: the platform's last backups.")
+
+
+async def _backup_health() -> BackupHealth:
+    ok, failed = await call().store.last_backup_runs()
+    warning = None
+    if ok is None:
+        warning = "no backup has succeeded yet: run `deploy-mcp backup create` (docs/operations.md#backups)"
+    elif failed is not None and failed.started_at > ok.started_at:
+        warning = "the last backup failed; see `deploy-mcp backup list`"
+    return BackupHealth(
+        last_success_at=ok.started_at if ok else None, last_success_name=ok.name if ok else None,
+        last_failure_at=failed.started_at if failed else None, last_failure_error=failed.error if failed else None,
+        warning=warning)
 
 
 @tool(title="Who am I", scope=None, read_only=True, idempotent=True)
 async def whoami() -> WhoAmI:
-    """Return the caller's tenant, subject and scopes, and the domain apps are served under."""
+    """Return the caller's tenant, subject and scopes, and the domain apps are served under (and, for the
+    platform's operator, how its backups stand)."""
     c = call()
     return WhoAmI(
         tenant=c.principal.tenant,
@@ -25,4 +52,5 @@ async def whoami() -> WhoAmI:
         scopes=sorted(c.principal.scopes),
         via=c.principal.via,
         apps_domain=c.config.apps_domain,
+        backups=await _backup_health() if c.principal.is_operator else None,
     )

@@ -15,6 +15,7 @@ from uuid import UUID
 from tools.records import (
     AppRecord,
     AuditEvent,
+    BackupRun,
     DeploymentRecord,
     NewRelease,
     ProjectRecord,
@@ -77,6 +78,10 @@ class Store(Protocol):
     `StoreError`s above, nothing else on purpose."""
 
     async def ensure_tenant(self, name: str) -> TenantRecord: ...
+
+    async def last_backup_runs(self) -> tuple[BackupRun | None, BackupRun | None]:
+        """(the last successful Plane A backup, the last failed one); for the operator's `whoami`."""
+        ...
 
     async def list_projects(self, tenant: str) -> list[ProjectRecord]: ...
 

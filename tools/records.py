@@ -154,3 +154,17 @@ class SnapshotRecord(Record):
     ready_at: datetime | None
     idempotency_key: str | None = None
     request_fingerprint: dict[str, Any] | None = None
+
+
+class BackupRun(Record):
+    """One Plane A backup run or restore (`backup_runs`)."""
+
+    id: int
+    kind: Literal["create", "restore"]
+    started_at: datetime
+    finished_at: datetime | None
+    target: str
+    name: str | None
+    status: Literal["running", "ok", "failed"]
+    size_bytes: int | None
+    error: str | None
