@@ -69,8 +69,7 @@ class Created:
 def _dump_and_seal(url: str, pg_bin: Path | None, key: BackupKey, secrets_keys: list[str], out: Path,
                    meta: dict[str, str | int]) -> tuple[int, Manifest]:
     dump_tool = postgres.tool("pg_dump", pg_bin)
-    with tempfile.TemporaryFile() as stderr, out.open("wb") as f:
-        proc = postgres.start_dump(url, pg_bin, stderr)
+    with tempfile.TemporaryFile() as stderr, out.open("wb") as f, postgres.start_dump(url, pg_bin, stderr) as proc:
         assert proc.stdout is not None
         try:
             writer = ArchiveWriter(key, f)
@@ -81,7 +80,6 @@ def _dump_and_seal(url: str, pg_bin: Path | None, key: BackupKey, secrets_keys: 
         finally:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
         if code != 0:
             raise BackupError(f"pg_dump failed (exit {code}): {postgres.tail(stderr)}")
         manifest = Manifest(**meta, pg_dump_version=postgres.version(dump_tool), dump_sha256=writer.dump_sha256,
@@ -179,8 +177,8 @@ async def verify(settings: Settings, source: str) -> tuple[str, Opened, int]:
 
 
 def _restore_into(keys: list[BackupKey], path: Path, url: str, pg_bin: Path | None) -> None:
-    with tempfile.TemporaryFile() as stderr, path.open("rb") as f:
-        proc = postgres.start_restore(url, pg_bin, stderr)
+    with tempfile.TemporaryFile() as stderr, path.open("rb") as f, \
+            postgres.start_restore(url, pg_bin, stderr) as proc:
         assert proc.stdin is not None
         try:
             read_archive(keys, f, sink=proc.stdin)
@@ -189,11 +187,10 @@ def _restore_into(keys: list[BackupKey], path: Path, url: str, pg_bin: Path | No
             pass  # pg_restore stopped reading: its exit code and stderr say why
         except BaseException:
             proc.kill()  # before its one transaction commits: the target stays as it was
-            proc.wait()
             raise
         code = proc.wait()
         if code != 0:
-            raise BackupError(f"pg_restore failed (exit {code}); the target database was left as it was: "
+            raise BackupError(f"pg_restore failed (exit {code}); its one transaction was rolled back: "
                               f"{postgres.tail(stderr)}")
 
 

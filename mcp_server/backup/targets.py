@@ -23,6 +23,7 @@ from mcp_server.backup.seal import BackupError
 from mcp_server.settings import BackupSettings
 
 SUFFIX = ".dmcpbak"
+S3_PART_SIZE = 64 * 1024 * 1024  # an archive above this goes up as a multipart upload, in parts of this size
 NAME = re.compile(r"^deploy-mcp-\d{8}T\d{6}\.\d{3}Z\.dmcpbak$")
 
 
@@ -109,10 +110,10 @@ class FileTarget:
 
 
 class S3Target:
-    """Parts of 64 MiB: a large dump goes up as a multipart upload (aborted by the client on failure)."""
+    """A large archive goes up as a multipart upload of `S3_PART_SIZE` parts (aborted by the client on failure)."""
 
     def __init__(self, bucket: str, prefix: str, settings: BackupSettings, work_dir: Path | None,
-                 part_size: int = 64 * 1024 * 1024) -> None:
+                 part_size: int | None = None) -> None:
         from minio import Minio  # imported here: only an s3:// target needs it
 
         endpoint = urlsplit(settings.endpoint_url or "https://s3.amazonaws.com")
@@ -125,7 +126,7 @@ class S3Target:
         )
         self.bucket, self.prefix = bucket, prefix
         self.display = f"s3://{bucket}/{prefix}" + (f" at {endpoint.netloc}" if settings.endpoint_url else "")
-        self._work_dir, self._part_size = work_dir, part_size
+        self._work_dir, self._part_size = work_dir, part_size or S3_PART_SIZE
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}{name}"
