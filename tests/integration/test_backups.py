@@ -21,7 +21,6 @@ from typing import Any
 import psycopg
 import pytest
 from mcp.client import Client
-from psycopg.types.json import Jsonb
 
 from mcp_server.backup import operations, targets
 from mcp_server.backup.seal import BackupDamaged, BackupError, BackupKeyError
@@ -32,6 +31,7 @@ from mcp_server.settings import Settings, load_settings
 from mcp_server.store import PgStore
 from tests.fakes.fake_s3 import fake_s3
 from tests.support.platform import ok
+from tests.support.records import ciphertexts, seed
 from tools.context import PlatformConfig, Principal
 from workflows.domain.secretbox import SecretBox
 
@@ -75,33 +75,9 @@ def marker(url: str) -> list[Any]:
         return [r[0] for r in conn.execute("SELECT note FROM marker").fetchall()]
 
 
-async def seed(store: PgStore, box: SecretBox) -> None:
-    p = await store.ensure_project("acme", "shop")
-    async with store.pool.connection() as conn:
-        cur = await conn.execute(
-            "INSERT INTO apps (project_id, name, spec, hostname, status) VALUES (%s, 'web', %s, "
-            "'web-shop-acme.apps.test', 'running') RETURNING id", (p.id, Jsonb({"port": 8080, "replicas": 2})))
-        row = await cur.fetchone()
-        assert row is not None
-        app_id = row["id"]
-    await store.add_secret_version(app_id, 0, ["DB_PASSWORD"], box.seal({"DB_PASSWORD": "hunter2"}), "alice")
-    await store.add_secret_version(app_id, 1, ["API_KEY", "DB_PASSWORD"],
-                                   box.seal({"DB_PASSWORD": "hunter3", "API_KEY": "sk-live-1"}), "alice")
-    await store.set_git_credentials("acme", "github.com", "token", "x-access-token",
-                                    box.seal({"secret": "ghp_secret"}), "alice")
-    async with store.robot_slot("acme", "https://harbor.test") as slot:
-        await slot.put("acme", "robot$acme+deploy-mcp", box.seal({"secret": "robot-password"}))
-
-
 def snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
     with psycopg.connect(url) as conn:
         return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in TABLES}
-
-
-def ciphertexts(url: str) -> list[bytes]:
-    with psycopg.connect(url) as conn:
-        return [bytes(r[0]) for t in ("secret_versions", "git_credentials", "harbor_robots")
-                for r in conn.execute(f"SELECT ciphertext FROM {t}").fetchall()]
 
 
 def runs(url: str) -> list[tuple[Any, ...]]:

@@ -155,7 +155,8 @@ async def test_mcp_inspector_cli_lists_tools_and_calls_whoami(http_url: str, sto
     assert {"whoami", "list_apps", "get_app", "get_audit_log"} <= names
     called = await asyncio.to_thread(run, "--method", "tools/call", "--tool-name", "whoami")
     assert called["structuredContent"] == {"tenant": "acme", "subject": "inspector", "scopes": ["apps:read"],
-                                           "via": "http-token", "apps_domain": "apps.localhost"}
+                                           "via": "http-token", "apps_domain": "apps.localhost",
+                                           "backups": None}  # a tenant's agent never sees the platform's backups
 
 
 async def test_every_refused_authentication_is_recorded_with_its_reason(http_url: str, store: PgStore) -> None:
