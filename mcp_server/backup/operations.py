@@ -27,7 +27,7 @@ from mcp_server.settings import Settings
 from mcp_server.startup import load_secretbox, require_database_url
 from mcp_server.store import PgStore, migrate, migration_files
 from tools.records import BackupRun
-from workflows.domain.secretbox import split_keys
+from workflows.domain.secretbox import SecretBoxError, split_keys
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,18 @@ def backup_keys(settings: Settings) -> list[BackupKey]:
     return parse_keys(text)
 
 
+def secrets_keys(settings: Settings) -> list[str]:
+    """The secrets keys the archive carries: the configured ones, or dev's generated key file. Never a key
+    generated now: a backup must carry the key its data was encrypted with."""
+    if settings.secrets_key is None and not (settings.state_dir / "secrets.key").exists():
+        raise BackupError("no secrets key to back up: set secrets_key (DEPLOY_MCP_SECRETS_KEY) as the server and "
+                          "worker have it, else the restored secrets cannot be decrypted")
+    try:
+        return load_secretbox(settings).keys
+    except SecretBoxError as e:
+        raise BackupError(str(e)) from e
+
+
 def configured_target(settings: Settings, url: str | None = None) -> Target:
     url = url or settings.backup.target
     if not url:
@@ -66,14 +78,14 @@ class Created:
     deleted: list[str]
 
 
-def _dump_and_seal(url: str, pg_bin: Path | None, key: BackupKey, secrets_keys: list[str], out: Path,
+def _dump_and_seal(url: str, pg_bin: Path | None, key: BackupKey, carried: list[str], out: Path,
                    meta: dict[str, str | int]) -> tuple[int, Manifest]:
     dump_tool = postgres.tool("pg_dump", pg_bin)
     with tempfile.TemporaryFile() as stderr, out.open("wb") as f, postgres.start_dump(url, pg_bin, stderr) as proc:
         assert proc.stdout is not None
         try:
             writer = ArchiveWriter(key, f)
-            writer.add_keys(secrets_keys)
+            writer.add_keys(carried)
             while chunk := proc.stdout.read(DUMP_PIECE):
                 writer.add_dump(chunk)
             code = proc.wait()
@@ -83,7 +95,7 @@ def _dump_and_seal(url: str, pg_bin: Path | None, key: BackupKey, secrets_keys: 
         if code != 0:
             raise BackupError(f"pg_dump failed (exit {code}): {postgres.tail(stderr)}")
         manifest = Manifest(**meta, pg_dump_version=postgres.version(dump_tool), dump_sha256=writer.dump_sha256,
-                            dump_size=writer.dump_size, secrets_key_count=len(secrets_keys))
+                            dump_size=writer.dump_size, secrets_key_count=len(carried))
         size = writer.finish(manifest)
     return size, manifest
 
@@ -126,7 +138,7 @@ async def create(settings: Settings, target_url: str | None = None, keep: int | 
         run_id = await store.start_backup_run(_label(target_url or settings.backup.target), name)
         try:
             keys = backup_keys(settings)
-            secrets_keys = load_secretbox(settings).keys
+            keys_in_archive = secrets_keys(settings)
             target = configured_target(settings, target_url)
             staged = target.staging(name)
             meta: dict[str, str | int] = {
@@ -135,7 +147,7 @@ async def create(settings: Settings, target_url: str | None = None, keep: int | 
                 "server_version": server_version}
             try:
                 size, manifest = await asyncio.to_thread(
-                    _dump_and_seal, url, settings.backup.pg_bin_dir, keys[0], secrets_keys, staged, meta)
+                    _dump_and_seal, url, settings.backup.pg_bin_dir, keys[0], keys_in_archive, staged, meta)
                 await asyncio.to_thread(target.commit, name, staged)
             except BaseException:
                 target.discard(staged)
@@ -217,11 +229,11 @@ def _keys_destination(settings: Settings, opened: Opened, keys_file: Path | None
     return path
 
 
-def _write_keys(path: Path, secrets_keys: list[str]) -> None:
+def _write_keys(path: Path, keys: list[str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(",".join(secrets_keys) + "\n")
+        f.write(",".join(keys) + "\n")
 
 
 @dataclass(frozen=True)
