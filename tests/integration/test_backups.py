@@ -94,8 +94,12 @@ def backups_dir(tmp_path: Path) -> Path:
 
 
 async def test_a_restored_database_is_identical_and_its_secrets_decrypt(
-        store: PgStore, database_url: str, pg_server_url: str, tmp_path: Path, backups_dir: Path) -> None:
-    await seed(store, SecretBox(SECRETS_KEY))
+        database_url: str, pg_server_url: str, tmp_path: Path, backups_dir: Path) -> None:
+    store = await PgStore.open(database_url)
+    try:
+        await seed(store, SecretBox(SECRETS_KEY))
+    finally:
+        await store.close()
     created = await operations.create(settings_for(database_url, f"file://{backups_dir}", tmp_path / "s"))
     archive = (backups_dir / created.name).read_bytes()
     assert created.size == len(archive) and created.manifest.schema_version >= 9
@@ -103,18 +107,27 @@ async def test_a_restored_database_is_identical_and_its_secrets_decrypt(
         assert clear not in archive
     before = snapshot(database_url)
 
+    # the disaster: the database is gone; a new, empty one of the same name takes its place
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    keys_file = tmp_path / "restored" / "secrets.key"
+    restored = await operations.restore(settings_for(database_url, f"file://{backups_dir}", tmp_path / "s2",
+                                                     secrets_key=None), "latest", secrets_key_file=keys_file)
+    assert restored.name == created.name and restored.keys_written_to == keys_file
+    assert snapshot(database_url) == before
+    assert oct(keys_file.stat().st_mode & 0o777) == "0o600"
+    box = SecretBox(keys_file.read_text())
+    opened = [box.open(c) for c in ciphertexts(database_url)]
+    assert {"DB_PASSWORD": "hunter2"} in opened and {"secret": "robot-password"} in opened
+    assert [(k, s, n) for k, s, n, *_ in runs(database_url)] == [("create", "ok", created.name),
+                                                                ("restore", "ok", created.name)]
+
+    # the same archive restores into another fresh database as well (a second drill leaves the first alone)
     with new_database(pg_server_url) as fresh:
-        keys_file = tmp_path / "restored" / "secrets.key"
-        restored = await operations.restore(settings_for(fresh, f"file://{backups_dir}", tmp_path / "s2",
-                                                         secrets_key=None), "latest", secrets_key_file=keys_file)
-        assert restored.name == created.name and restored.keys_written_to == keys_file
+        await operations.restore(settings_for(fresh, f"file://{backups_dir}", tmp_path / "s3"), created.name)
         assert snapshot(fresh) == before
-        assert oct(keys_file.stat().st_mode & 0o777) == "0o600"
-        box = SecretBox(keys_file.read_text())
-        opened = [box.open(c) for c in ciphertexts(fresh)]
-        assert {"DB_PASSWORD": "hunter2"} in opened and {"secret": "robot-password"} in opened
-        assert [(k, s, n) for k, s, n, *_ in runs(fresh)] == [("create", "ok", created.name),
-                                                             ("restore", "ok", created.name)]
 
 
 async def test_another_backup_key_is_refused_naming_the_setting_before_the_target_is_touched(
