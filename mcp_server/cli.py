@@ -104,6 +104,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     status shows it; `create` also records it in backup_runs when the database answers."""
     from mcp_server.backup import operations
     from mcp_server.backup.seal import BackupError
+    from tools.ports import StoreError
 
     settings = _settings(args)
     log = logging.getLogger("deploy-mcp.backup")
@@ -142,7 +143,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
             if restored.keys_written_to is not None:
                 print(f"secrets keys written to {restored.keys_written_to} (0600); the platform must run with "
                       "them (DEPLOY_MCP_SECRETS_KEY, or that file as <state_dir>/secrets.key)")
-    except BackupError as e:
+    except (BackupError, StoreError) as e:
         log.error("backup %s failed: %s", args.backup_cmd, e)
         return 1
     return 0

@@ -331,6 +331,9 @@ class BackupSettings(Group):
     keep: int | None = Field(None, ge=1, le=10_000)
     """Backups kept at the target: after a successful upload, the oldest beyond this many are deleted (never
     before, so a failing run deletes nothing). Unset: none deleted; `backup create --keep N` overrides."""
+    max_age_hours: float = Field(26.0, gt=0, le=24 * 365)
+    """The operator's `whoami` warns when the last successful backup is older than this many hours: a schedule
+    that stopped running shows as well as one that fails. 26: the daily CronJob with two hours of slack."""
     endpoint_url: str | None = None
     """S3 endpoint (https://s3.eu-central-1.amazonaws.com, or a MinIO/Ceph/Garage URL). Unset: AWS's."""
     region: str | None = None

@@ -4,7 +4,7 @@ a tenant's agent never does."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -29,12 +29,17 @@ class WhoAmI(BaseModel):
 
 
 async def _backup_health() -> BackupHealth:
-    ok, failed = await call().store.last_backup_runs()
+    c = call()
+    ok, failed = await c.store.last_backup_runs()
+    max_age = timedelta(hours=c.config.backup_max_age_hours)
     warning = None
     if ok is None:
         warning = "no backup has succeeded yet: run `deploy-mcp backup create` (docs/operations.md#backups)"
     elif failed is not None and failed.started_at > ok.started_at:
         warning = "the last backup failed; see `deploy-mcp backup list`"
+    elif datetime.now(UTC) - ok.started_at > max_age:
+        warning = (f"the last successful backup is older than {c.config.backup_max_age_hours:g} hours: is the "
+                   "backup CronJob running? (`kubectl get cronjob deploy-mcp-backup`)")
     return BackupHealth(
         last_success_at=ok.started_at if ok else None, last_success_name=ok.name if ok else None,
         last_failure_at=failed.started_at if failed else None, last_failure_error=failed.error if failed else None,

@@ -157,7 +157,12 @@ async def create(settings: Settings, target_url: str | None = None, keep: int | 
             await store.finish_backup_run(run_id, ok=False, error=error)
             raise BackupError(error) from e
         await store.finish_backup_run(run_id, ok=True, size_bytes=size)
-        deleted = await asyncio.to_thread(prune, target, keep, name) if keep else []
+        try:
+            deleted = await asyncio.to_thread(prune, target, keep, name) if keep else []
+        except BackupError as e:
+            # the backup is good; the target fills up unless someone looks, so the run says so and exits 1
+            await store.finish_backup_run(run_id, ok=True, size_bytes=size, error=f"retention failed: {e}")
+            raise BackupError(f"backup {name} is stored, but retention failed: {e}") from e
         return Created(target.display, name, size, manifest, deleted)
     finally:
         await store.close()

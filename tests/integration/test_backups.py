@@ -286,3 +286,22 @@ async def test_s3_target_uploads_multipart_lists_prunes_and_restores(
     failed = runs(database_url)[-1]
     assert failed[1] == "failed" and failed[3] == target and "nope-x" not in failed[4]
     assert s3.secret_key not in str(runs(database_url))
+
+
+async def test_the_operator_is_warned_of_a_missing_or_stale_backup(store: PgStore) -> None:
+    deps = ServerDeps(store=store, config=PlatformConfig(apps_domain="apps.test", backup_max_age_hours=26))
+    operator = build_server(deps, transport="memory", principal=Principal("local", "operator", frozenset(), "stdio"))
+
+    async def warning() -> str:
+        async with Client(operator) as c:
+            return str(ok(await c.call_tool("whoami", {}))["backups"]["warning"])
+
+    assert (await warning()).startswith("no backup has succeeded yet")
+    async with store.pool.connection() as conn:
+        await conn.execute("INSERT INTO backup_runs (started_at, finished_at, target, name, status) VALUES "
+                           "(now() - interval '3 days', now() - interval '3 days', 'file:///b', 'old', 'ok')")
+    assert "older than 26 hours: is the backup CronJob running?" in await warning()
+    async with store.pool.connection() as conn:
+        await conn.execute("INSERT INTO backup_runs (target, name, status, finished_at) "
+                           "VALUES ('file:///b', 'new', 'ok', now())")
+    assert await warning() == "None"
