@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from mcp_server.settings import BackupSettings
 SUFFIX = ".dmcpbak"
 S3_PART_SIZE = 64 * 1024 * 1024  # an archive above this goes up as a multipart upload, in parts of this size
 NAME = re.compile(r"^deploy-mcp-\d{8}T\d{6}\.\d{3}Z\.dmcpbak$")
+PARTIAL = re.compile(r"^\.deploy-mcp-\d{8}T\d{6}\.\d{3}Z\.dmcpbak\.partial$")
+STALE_PARTIAL_SECONDS = 6 * 3600  # a killed run's leftover (a run is cut at 2 h by the CronJob's deadline)
 
 
 def archive_name(at: datetime) -> str:
@@ -73,6 +76,10 @@ class FileTarget:
     def staging(self, name: str) -> Path:
         if not self.directory.is_dir():
             raise BackupError(f"backup target {self.display} is not a directory (create it, or mount the volume)")
+        now = time.time()
+        for p in self.directory.iterdir():  # else every killed run would leave a dump-sized file behind
+            if PARTIAL.match(p.name) and now - p.stat().st_mtime > STALE_PARTIAL_SECONDS:
+                p.unlink(missing_ok=True)
         return self.directory / f".{name}.partial"
 
     def commit(self, name: str, staged: Path) -> None:

@@ -2,7 +2,8 @@
 records (projects, apps, secrets versions, git credentials, Harbor robots) restored into a fresh database is
 identical and its secrets decrypt with the restored key; the archive shows nothing in clear; a wrong backup key,
 a flipped byte or a truncated file is refused before the target database is touched (even with --force, whose
-dropping comes after the check); a non-empty target is refused; retention keeps N and only its own names;
+dropping comes after the check); a non-empty target is refused; retention keeps N and only its own names
+(a killed run's stale `.partial` is swept);
 every run is recorded (ok, failed) and the operator's whoami shows the last success and failure, a tenant's
 agent nothing; an unreachable database fails the command with a non-zero exit; s3:// against the fake S3
 (signed requests, a multipart upload, listing, deletes)."""
@@ -12,9 +13,11 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from mcp.client import Client
 
 from mcp_server.backup import operations, targets
 from mcp_server.backup.seal import BackupDamaged, BackupError, BackupKeyError
+from mcp_server.backup.targets import archive_name
 from mcp_server.cli import main
 from mcp_server.devenv.processes import free_port
 from mcp_server.server import ServerDeps, build_server
@@ -184,11 +188,15 @@ async def test_retention_keeps_the_newest_n_and_only_touches_its_own_names(
         store: PgStore, database_url: str, tmp_path: Path, backups_dir: Path) -> None:
     (backups_dir / "notes.txt").write_text("mine")
     (backups_dir / "deploy-mcp-manual.dmcpbak").write_text("also mine")
+    killed, running = (backups_dir / f".{archive_name(datetime(2026, 1, d, tzinfo=UTC))}.partial" for d in (1, 2))
+    killed.write_text("a run killed a day ago")
+    os.utime(killed, (time.time() - 86400, time.time() - 86400))
+    running.write_text("a run in progress")
     s = settings_for(database_url, f"file://{backups_dir}", tmp_path / "s", keep=5)
     made = [(await operations.create(s, keep=2)) for _ in range(3)]
     assert made[0].deleted == [] and made[1].deleted == [] and made[2].deleted == [made[0].name]
     assert sorted(os.listdir(backups_dir)) == sorted(
-        ["notes.txt", "deploy-mcp-manual.dmcpbak", made[1].name, made[2].name])  # and no .partial left
+        ["notes.txt", "deploy-mcp-manual.dmcpbak", running.name, made[1].name, made[2].name])
 
 
 async def test_every_run_is_recorded_and_the_operator_sees_the_last_success_and_failure(
