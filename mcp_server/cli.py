@@ -1,4 +1,4 @@
-"""`deploy-mcp`: serve, worker, migrate, preflight, dev, token, testbed."""
+"""`deploy-mcp`: serve, worker, migrate, preflight, dev, token, backup, secrets, testbed."""
 
 from __future__ import annotations
 
@@ -138,6 +138,120 @@ def cmd_token(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """`backup create|list|restore|verify` (mcp_server.backup). A failure is logged and exits 1, so a CronJob's
+    status shows it; `create` also records it in backup_runs when the database answers."""
+    from mcp_server.backup import operations
+    from mcp_server.backup.seal import BackupError
+    from tools.ports import StoreError
+
+    settings = _settings(args)
+    log = logging.getLogger("deploy-mcp.backup")
+    try:
+        if args.backup_cmd == "create":
+            created = asyncio.run(operations.create(settings, args.target, args.keep))
+            print(f"backup {created.name}: {created.size} bytes (dump {created.manifest.dump_size} bytes, "
+                  f"schema {created.manifest.schema_version}) at {created.target}")
+            for name in created.deleted:
+                print(f"retention: deleted {name}")
+        elif args.backup_cmd == "list":
+            target, stored, runs = asyncio.run(operations.listing(settings, args.target, args.limit))
+            print(f"archives at {target}:")
+            if isinstance(stored, str):
+                print(f"  cannot list: {stored}")
+            for a in stored if not isinstance(stored, str) else []:
+                print(f"  {a.name}  {a.size} bytes")
+            print("runs (newest first):")
+            if isinstance(runs, str):
+                print(f"  cannot read backup_runs: {runs}")
+            for r in runs if not isinstance(runs, str) else []:
+                print(f"  {r.started_at:%Y-%m-%d %H:%M:%S%z}  {r.kind:7}  {r.status:7}  {r.name or '-'}  "
+                      f"{r.size_bytes if r.size_bytes is not None else '-'} bytes  {r.target}"
+                      + (f"  error: {r.error}" if r.error else ""))
+        elif args.backup_cmd == "verify":
+            name, opened, size = asyncio.run(operations.verify(settings, args.source))
+            print(f"backup {name}: {size} bytes, every chunk authentic, dump SHA-256 matches")
+            print(opened.manifest.model_dump_json(indent=2))
+        elif args.backup_cmd == "restore":
+            restored = asyncio.run(operations.restore(settings, args.source, force=args.force,
+                                                      secrets_key_file=args.secrets_key_file))
+            print(f"restored {restored.name} from {restored.source} (made {restored.manifest.created_at} by "
+                  f"deploy-mcp {restored.manifest.platform_version}, schema {restored.manifest.schema_version})")
+            if restored.migrated:
+                print(f"migrated: {', '.join(restored.migrated)}")
+            if restored.keys_written_to is not None:
+                print(f"secrets keys written to {restored.keys_written_to} (0600); the platform must run with "
+                      "them (DEPLOY_MCP_SECRETS_KEY, or that file as <state_dir>/secrets.key)")
+    except (BackupError, StoreError) as e:
+        log.error("backup %s failed: %s", args.backup_cmd, e)
+        return 1
+    return 0
+
+
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """`secrets rotate`: re-encrypt every stored ciphertext under the current (first) secrets key."""
+    from mcp_server.startup import load_secretbox, require_database_url
+    from mcp_server.store import PgStore
+    from workflows.domain.secretbox import SecretBoxError
+
+    settings = _settings(args)
+    url = require_database_url(settings)
+    box = load_secretbox(settings)
+
+    def rotate(token: bytes) -> bytes | None:
+        if box.is_current(token):
+            return None
+        try:
+            return box.rotate(token)
+        except SecretBoxError as e:
+            raise ValueError(str(e)) from e
+
+    async def run() -> int:
+        store = await PgStore.open(url, min_size=1, max_size=1)
+        try:
+            counts = await store.rotate_ciphertexts(rotate, batch_size=args.batch_size)
+        finally:
+            await store.close()
+        failed = 0
+        for table, c in counts.items():
+            print(f"{table}: {c.rotated} re-encrypted, {c.current} already under the current key"
+                  + (f", {len(c.unreadable)} unreadable with every configured key: {', '.join(c.unreadable)}"
+                     if c.unreadable else ""))
+            failed += len(c.unreadable)
+        if failed:
+            print("some ciphertext opens with no configured key: keep the old keys until it is found",
+                  file=sys.stderr)
+        return 1 if failed else 0
+
+    return asyncio.run(run())
+
+
+def _backup_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    b = sub.add_parser("backup", help="Plane A backups: the database and the secrets keys, sealed")
+    bsub = b.add_subparsers(dest="backup_cmd", required=True)
+    bc = bsub.add_parser("create", help="dump, seal and store one backup (then apply retention)")
+    bc.add_argument("--target", help="file:///dir or s3://bucket/prefix (default: backup.target)")
+    bc.add_argument("--keep", type=int, help="keep this many backups at the target (default: backup.keep)")
+    bl = bsub.add_parser("list", help="the backups at the target and the recorded runs")
+    bl.add_argument("--target")
+    bl.add_argument("--limit", type=int, default=20)
+    for name, what in (("verify", "check a backup whole (every chunk, the dump's SHA-256); touches no database"),
+                       ("restore", "verify a backup, then restore it into the configured, empty database")):
+        c = bsub.add_parser(name, help=what)
+        c.add_argument("source", nargs="?", default="latest",
+                       help="an archive's URL, its name in backup.target, or `latest` (default)")
+        if name == "restore":
+            c.add_argument("--force", action="store_true", help="replace everything in a non-empty database")
+            c.add_argument("--secrets-key-file", type=Path, help="write the backup's secrets keys here (0600)")
+    b.set_defaults(fn=cmd_backup)
+
+    s = sub.add_parser("secrets", help="the secrets encryption key")
+    ssub = s.add_subparsers(dest="secrets_cmd", required=True)
+    sr = ssub.add_parser("rotate", help="re-encrypt every stored secret under the first key of secrets_key")
+    sr.add_argument("--batch-size", type=int, default=200)
+    s.set_defaults(fn=cmd_secrets)
+
+
 def cmd_testbed(args: argparse.Namespace) -> int:
     from mcp_server.devenv.embedded import Testbed
     from mcp_server.devenv.processes import ServiceError
@@ -206,6 +320,8 @@ def parser() -> argparse.ArgumentParser:
     tr = tsub.add_parser("revoke", help="revoke a token by id")
     tr.add_argument("id")
     t.set_defaults(fn=cmd_token)
+
+    _backup_parser(sub)
 
     tb = sub.add_parser("testbed", help="the local Kubernetes testbed (real control plane + kubelet node)")
     tbsub = tb.add_subparsers(dest="testbed_cmd", required=True)

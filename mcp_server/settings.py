@@ -362,6 +362,68 @@ class LokiSettings(Group):
     `tenant` label in every query, not by this."""
 
 
+class BackupSettings(Group):
+    """Plane A backups (`deploy-mcp backup create|list|restore|verify`, docs/operations.md#backups): a Postgres
+    dump and the secrets key, sealed with a backup key of the operator's, to a directory or an S3 bucket."""
+
+    target: str | None = None
+    """Where backups go: `file:///path/dir` (a directory or a mounted volume) or `s3://bucket/prefix`. Unset:
+    `backup create` refuses to run (a default place would be a silent place nobody restores from)."""
+    key: SecretStr | None = None
+    """The backup key sealing every archive: 32 random bytes in base64 (`openssl rand -base64 32`). Several,
+    comma-separated: the first seals, any of them opens (to change keys without losing old backups). Separate
+    from `secrets_key` and kept outside the database and its backups, else a stolen backup opens itself."""
+    key_file: Path | None = None
+    """A file holding the backup key (a mounted Secret), instead of `key`."""
+    keep: int | None = Field(None, ge=1, le=10_000)
+    """Backups kept at the target: after a successful upload, the oldest beyond this many are deleted (never
+    before, so a failing run deletes nothing). Unset: none deleted; `backup create --keep N` overrides."""
+    max_age_hours: float = Field(26.0, gt=0, le=24 * 365)
+    """The operator's `whoami` warns when the last successful backup is older than this many hours: a schedule
+    that stopped running shows as well as one that fails. 26: the daily CronJob with two hours of slack."""
+    endpoint_url: str | None = None
+    """S3 endpoint (https://s3.eu-central-1.amazonaws.com, or a MinIO/Ceph/Garage URL). Unset: AWS's."""
+    region: str | None = None
+    """S3 region; set it for AWS (saves a location lookup) and for servers that check it."""
+    access_key_id: str | None = None
+    """S3 access key id; with `secret_access_key`. Unset: anonymous requests."""
+    secret_access_key: SecretStr | None = None
+    """S3 secret access key; never logged (best given by the environment, from a secret store)."""
+    pg_bin_dir: Path | None = None
+    """Directory holding `pg_dump` and `pg_restore` (as new as the server at least). Unset: the embedded
+    Postgres's when installed, else PATH."""
+    work_dir: Path | None = None
+    """Scratch space of a restore (the sealed archive is downloaded there to be verified before anything is
+    restored; nothing in clear is written). Unset: the system temp directory."""
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.startswith(("file:///", "s3://")):
+            raise ValueError("must be file:///absolute/dir or s3://bucket/prefix")
+        if value.startswith("s3://") and "@" in value.split("/", 3)[2]:
+            raise ValueError("must not carry credentials; set backup.access_key_id and backup.secret_access_key")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> BackupSettings:
+        if self.key is not None and self.key_file is not None:
+            raise ValueError("set one of backup.key and backup.key_file, not both")
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("backup.access_key_id and backup.secret_access_key go together")
+        return self
+
+    def key_text(self) -> str | None:
+        """The backup key setting's value (read from its file when configured so), or None."""
+        if self.key is not None:
+            return self.key.get_secret_value()
+        if self.key_file is not None:
+            return self.key_file.read_text()
+        return None
+
+
 class Settings(BaseSettings):
     """Everything a command is configured with; see the module docstring for where values come from."""
 
@@ -373,8 +435,9 @@ class Settings(BaseSettings):
     state_dir: Path = Field(default_factory=default_state_dir)
     """Data of the embedded services (Postgres, Temporal), the dev secrets key, builds and PID files."""
     secrets_key: SecretStr | None = None
-    """Fernet key encrypting secret values at rest. Unset: generated once into <state_dir>/secrets.key (fine for
-    dev; set it explicitly in production, where the state directory is not backed up with the database)."""
+    """Fernet key encrypting secret values at rest; several, comma-separated, to rotate: the first encrypts, all
+    decrypt (`deploy-mcp secrets rotate` re-encrypts under the first, then the others can go). Unset: generated
+    once into <state_dir>/secrets.key (fine for dev; set it explicitly in production)."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -393,6 +456,7 @@ class Settings(BaseSettings):
     git: GitSettings = Field(default_factory=GitSettings)
     build: BuilderSettings = Field(default_factory=BuilderSettings)
     loki: LokiSettings = Field(default_factory=LokiSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -43,6 +43,7 @@ def platform_config(settings: Settings) -> PlatformConfig:
         storage_classes=dict(settings.cluster.storage_classes), registry=settings.image_registry.host,
         git_allowed_hosts=tuple(settings.git.allowed_hosts), git_ca_file=settings.git.ca_file,
         image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None,
+        backup_max_age_hours=settings.backup.max_age_hours,
     )
 
 

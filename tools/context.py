@@ -56,6 +56,7 @@ class PlatformConfig:
     retain_releases: int = 10
     retain_days: int = 30
     image_pull_secret: str | None = None  # Harbor configured: the namespace's pull Secret releases list
+    backup_max_age_hours: float = 26.0  # the operator's whoami warns when the last good backup is older
 
 
 @dataclass

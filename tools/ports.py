@@ -15,6 +15,7 @@ from uuid import UUID
 from tools.records import (
     AppRecord,
     AuditEvent,
+    BackupRun,
     DeploymentRecord,
     NewRelease,
     PreflightSummary,
@@ -81,6 +82,8 @@ class Store(Protocol):
 
     async def latest_preflight(self) -> PreflightSummary | None:
         """The most recent cluster preflight of any worker (operators only: `whoami`)."""
+    async def last_backup_runs(self) -> tuple[BackupRun | None, BackupRun | None]:
+        """(the last successful Plane A backup, the last failed one); for the operator's `whoami`."""
         ...
 
     async def list_projects(self, tenant: str) -> list[ProjectRecord]: ...

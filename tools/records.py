@@ -165,3 +165,15 @@ class PreflightSummary(Record):
     missing_count: int
     warning_count: int
     missing: list[str] = Field(description="Each missing piece with the command that fixes it.")
+class BackupRun(Record):
+    """One Plane A backup run or restore (`backup_runs`)."""
+
+    id: int
+    kind: Literal["create", "restore"]
+    started_at: datetime
+    finished_at: datetime | None
+    target: str
+    name: str | None
+    status: Literal["running", "ok", "failed"]
+    size_bytes: int | None
+    error: str | None

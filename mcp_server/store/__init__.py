@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from mcp_server.store.apps import PgApps
 from mcp_server.store.audit import PgAudit
+from mcp_server.store.backup_runs import PgBackupRuns
 from mcp_server.store.builds import PgBuilds
+from mcp_server.store.ciphertexts import CIPHERTEXT_TABLES, PgCiphertexts, RotationCount
 from mcp_server.store.harbor_robots import PgHarborRobots, PgRobotSlot
 from mcp_server.store.preflight import PgPreflight
 from mcp_server.store.releases import PgReleases
@@ -19,10 +21,10 @@ from mcp_server.store.secret_versions import PgSecretVersions
 from mcp_server.store.tokens import PgTokens, token_hash
 from mcp_server.store.volumes import PgVolumes
 
-__all__ = ["PgRobotSlot", "PgStore", "migrate", "migration_files", "token_hash"]
+__all__ = ["CIPHERTEXT_TABLES", "PgRobotSlot", "PgStore", "RotationCount", "migrate", "migration_files", "token_hash"]
 
 
 class PgStore(PgApps, PgReleases, PgSecretVersions, PgVolumes, PgBuilds, PgHarborRobots, PgAudit, PgTokens,
-              PgPreflight):
+              PgPreflight, PgBackupRuns, PgCiphertexts):
     """Implements `tools.ports.Store`, the activities' stores (`workflows.activities.stores`) and the auth
     layer's `TokenStore` on one psycopg async pool; `PgStore.open(url)` opens it."""

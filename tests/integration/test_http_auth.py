@@ -156,7 +156,8 @@ async def test_mcp_inspector_cli_lists_tools_and_calls_whoami(http_url: str, sto
     called = await asyncio.to_thread(run, "--method", "tools/call", "--tool-name", "whoami")
     assert called["structuredContent"] == {"tenant": "acme", "subject": "inspector", "scopes": ["apps:read"],
                                            "via": "http-token", "apps_domain": "apps.localhost",
-                                           "preflight": None}  # operators only (scope platform:read)
+                                           "preflight": None,  # operators only (scope platform:read)
+                                           "backups": None}  # a tenant's agent never sees the platform's backups
 
 
 async def test_every_refused_authentication_is_recorded_with_its_reason(http_url: str, store: PgStore) -> None:

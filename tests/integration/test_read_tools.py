@@ -62,7 +62,8 @@ async def test_whoami_reports_the_principal(store: PgStore, mode: str) -> None:
         r = await c.call_tool("whoami", {})
     assert not r.is_error
     assert r.structured_content == {"tenant": "acme", "subject": "alice", "scopes": ["apps:read"],
-                                    "via": "memory", "apps_domain": "apps.test", "preflight": None}
+                                    "via": "memory", "apps_domain": "apps.test", "preflight": None,
+                                    "backups": None}
     rows = await audit_rows(store)
     assert [(x["tool"], x["outcome"], x["tenant"], x["principal"]) for x in rows] == [
         ("whoami", "ok", "acme", "alice")]
