@@ -33,6 +33,7 @@ def expectations(settings: Settings) -> Expectations:
         buildkit_addr=settings.build.buildkit_addr,
         volumes=settings.preflight.volumes,
         edge_pool=settings.preflight.edge_pool,
+        build_pool=settings.build.pool,
     )
 
 

@@ -199,15 +199,15 @@ async def test_installed_platform_serves_agents_and_upgrades_without_a_failed_ca
         async with mcp(MCP_URL, token) as c:
             deadline = time.monotonic() + 300
             while True:
-                d = ok(await c.call_tool("get_deployment", {"project": "inst", "app": "web",
-                                                            "deployment_id": slow["deployment_id"]}))
-                if d["phase"] in ("succeeded", "failed"):
+                flight = ok(await c.call_tool("get_deployment", {"project": "inst", "app": "web",
+                                                                 "deployment_id": slow["deployment_id"]}))
+                if flight["phase"] in ("succeeded", "failed"):
                     break
-                assert time.monotonic() < deadline, f"the deploy in flight never finished: {d}"
+                assert time.monotonic() < deadline, f"the deploy in flight never finished: {flight}"
                 await asyncio.sleep(1)
         stop.set()
         await caller
-        assert d["phase"] == "succeeded", d
+        assert flight["phase"] == "succeeded", flight
         assert not failures, f"{len(failures)} of {calls} calls failed during the upgrade: {failures[:5]}"
         images = kubectl(tb, "-n", NS, "get", "deployments", "-o", "jsonpath={..image}")
         assert f"{IMAGE}:test2" in images and f"{IMAGE}:test " not in images + " "

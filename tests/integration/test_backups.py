@@ -218,7 +218,8 @@ async def test_every_run_is_recorded_and_the_operator_sees_the_last_success_and_
     assert [r.status for r in listed] == ["failed", "failed", "ok"]  # type: ignore[union-attr]
 
     deps = ServerDeps(store=store, config=PlatformConfig(apps_domain="apps.test"))
-    operator = build_server(deps, transport="memory", principal=Principal("local", "operator", frozenset({"platform:read"}), "stdio"))
+    operator = build_server(deps, transport="memory",
+                            principal=Principal("local", "operator", frozenset({"platform:read"}), "stdio"))
     agent = build_server(deps, transport="memory", principal=Principal("acme", "agent", frozenset(), "http-token"))
     async with Client(operator) as c:
         seen = ok(await c.call_tool("whoami", {}))["backups"]
@@ -298,7 +299,8 @@ async def test_s3_target_uploads_multipart_lists_prunes_and_restores(
 
 async def test_the_operator_is_warned_of_a_missing_or_stale_backup(store: PgStore) -> None:
     deps = ServerDeps(store=store, config=PlatformConfig(apps_domain="apps.test", backup_max_age_hours=26))
-    operator = build_server(deps, transport="memory", principal=Principal("local", "operator", frozenset({"platform:read"}), "stdio"))
+    operator = build_server(deps, transport="memory",
+                            principal=Principal("local", "operator", frozenset({"platform:read"}), "stdio"))
 
     async def warning() -> str:
         async with Client(operator) as c:
