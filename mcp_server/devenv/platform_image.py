@@ -1,0 +1,149 @@
+"""Build the platform's own image (image/Containerfile) with buildah, and push it, in the testbed's storage.
+
+`build_platform_image(cache, tag)` builds on the self-built Debian base (`image_base`, made once and cached)
+unless a `base` is given, tags the result `ghcr.io/deploy-mcp/deploy-mcp:<version>` plus `tag`, and returns
+`tag`. `push_image(cache, ref, dest)` pushes it (plain http for a loopback registry such as the testbed's
+127.0.0.1:5000) and returns the pushed manifest's digest. Both need root and buildah; importing this module
+does nothing. `make image` / `make image-push` call the command line below. Part of the dev and test harness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+from mcp_server.devenv.buildah import ImageBuildError, buildah, buildah_available, default_cache
+from mcp_server.devenv.image_base import ensure_base_image
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONTAINERFILE = Path("image/Containerfile")
+IMAGE_NAME = "ghcr.io/deploy-mcp/deploy-mcp"
+SOURCE_URL = "https://github.com/deploy-mcp/deploy-mcp"
+SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def host_ca_bundle() -> Path | None:
+    """The CA bundle this machine's pip trusts ($PIP_CERT, $SSL_CERT_FILE, Debian's system bundle), if any.
+
+    Given to the build as the `pip-ca` secret: behind a TLS-intercepting proxy PyPI's certificate chains to a
+    local CA that neither the base image's bundle nor pip's own certifi knows.
+    """
+    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"), str(SYSTEM_CA)):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def package_version(repo: Path = REPO_ROOT) -> str:
+    with (repo / "pyproject.toml").open("rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+def default_ref(repo: Path = REPO_ROOT) -> str:
+    return f"{IMAGE_NAME}:{package_version(repo)}"
+
+
+def build_platform_image(
+    cache: Path | None = None,
+    tag: str | None = None,
+    *,
+    base: str | None = None,
+    repo: Path = REPO_ROOT,
+    ca_bundle: Path | None = None,
+) -> str:
+    """Build image/Containerfile from `repo` and return the local reference `tag` (default the ghcr.io name).
+
+    `base` defaults to the self-built `localhost/deploy-mcp-base:bookworm` (built first when missing). Layers
+    are cached in the buildah storage (`--layers`): with warm caches and unchanged sources this takes seconds;
+    a source change rebuilds the wheel layers only, a pyproject.toml change reinstalls the dependencies.
+    `ca_bundle` (default `host_ca_bundle()`) is the CA bundle pip trusts inside the build.
+    """
+    why = buildah_available()
+    if why:
+        raise ImageBuildError(f"cannot build the platform image: {why}")
+    cache = cache or default_cache()
+    base = base or ensure_base_image(cache)
+    version = package_version(repo)
+    tags = [f"{IMAGE_NAME}:{version}", *([tag] if tag else [])]
+    argv = ["bud", "-q", "--layers", "--isolation", "chroot", "-f", str(repo / CONTAINERFILE)]
+    argv += ["--build-arg", f"BASE={base}", "--build-arg", f"VERSION={version}", "--build-arg", f"SOURCE={SOURCE_URL}"]
+    ca = ca_bundle or host_ca_bundle()
+    if ca:
+        argv += ["--secret", f"id=pip-ca,src={ca}"]
+    for t in dict.fromkeys(tags):
+        argv += ["-t", t]
+    buildah(cache, "buildah bud image/Containerfile", *argv, str(repo))
+    return tags[-1]
+
+
+def insecure_registry(dest: str) -> bool:
+    """True when `dest` (host[:port]/repo:tag) names a loopback registry, the only ones pushed to over plain http."""
+    host = dest.removeprefix("docker://").split("/", 1)[0]
+    if host.startswith("["):
+        host = host[1 : host.index("]")]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def push_image(cache: Path | None, ref: str, dest: str) -> str:
+    """Push local image `ref` to `dest` (`host:port/repo:tag`) and return the pushed manifest digest (sha256:...)."""
+    why = buildah_available()
+    if why:
+        raise ImageBuildError(f"cannot push {ref}: {why}")
+    cache = cache or default_cache()
+    dest = dest.removeprefix("docker://")
+    with tempfile.TemporaryDirectory(prefix="deploy-mcp-push-") as tmp:
+        digest_file = Path(tmp) / "digest"
+        buildah(
+            cache,
+            f"buildah push {ref} to {dest}",
+            "push",
+            "-q",
+            f"--tls-verify={'false' if insecure_registry(dest) else 'true'}",
+            "--digestfile",
+            str(digest_file),
+            ref,
+            f"docker://{dest}",
+        )
+        return digest_file.read_text().strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mcp_server.devenv.platform_image", description=__doc__.split("\n")[0])
+    p.add_argument("--cache", type=Path, default=None, help="default: $TESTBED_CACHE or ~/.cache/deploy-mcp-testbed")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="build the image (and the self-built base when --base is not given)")
+    b.add_argument("--base", default=None, help="base image (default: self-built localhost/deploy-mcp-base:bookworm)")
+    b.add_argument("--tag", default=None, help="an extra tag besides ghcr.io/deploy-mcp/deploy-mcp:<version>")
+    u = sub.add_parser("push", help="push a built image to a registry")
+    u.add_argument("dest", help="host[:port]/repo:tag, e.g. 127.0.0.1:5000/deploy-mcp:0.1.0")
+    u.add_argument("--image", default=None, help="local image (default ghcr.io/deploy-mcp/deploy-mcp:<version>)")
+    args = p.parse_args(argv)
+    t0 = time.monotonic()
+    try:
+        if args.cmd == "build":
+            ref = build_platform_image(args.cache, args.tag, base=args.base)
+            print(f"image: {ref} built in {time.monotonic() - t0:.1f} s")
+        else:
+            digest = push_image(args.cache, args.image or default_ref(), args.dest)
+            print(f"image: pushed {args.dest}@{digest} in {time.monotonic() - t0:.1f} s")
+    except ImageBuildError as e:
+        print(f"image: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

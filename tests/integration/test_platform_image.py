@@ -1,0 +1,102 @@
+"""The platform's image, built for real with buildah on the self-built Debian base (cached in $TESTBED_CACHE),
+then run without a container engine (`buildah run --isolation chroot`): uid 10001, `deploy-mcp` as entrypoint,
+git and the CA bundle present, the package importable, no pip and no compiler left. Warm caches: ~20 s."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcp_server.devenv.buildah import buildah, buildah_argv, buildah_available, default_cache
+from mcp_server.devenv.platform_image import build_platform_image, package_version
+
+pytestmark = [
+    pytest.mark.timeout(1800),  # cold: debootstrap + PyPI, several minutes; warm: seconds
+    pytest.mark.skipif(buildah_available() is not None, reason=f"{buildah_available()} (CI runs as root with it)"),
+]
+TAG = "localhost/deploy-mcp-test:image"
+
+
+@pytest.fixture(scope="module")
+def cache() -> Path:
+    return default_cache()  # the testbed's buildah storage: the base and the layers stay warm across runs
+
+
+@pytest.fixture(scope="module")
+def image(cache: Path) -> str:
+    return build_platform_image(cache, TAG)
+
+
+@pytest.fixture(scope="module")
+def container(cache: Path, image: str) -> Iterator[str]:
+    ctr = buildah(cache, "buildah from", "from", "--pull-never", image).strip()
+    yield ctr
+    buildah(cache, "buildah rm", "rm", ctr, check=False)
+
+
+def image_id(cache: Path, ref: str) -> str:
+    return buildah(cache, "inspect", "inspect", "--type", "image", "--format", "{{.FromImageID}}", ref).strip()
+
+
+def run_in(cache: Path, ctr: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`argv` in the container as its configured user (10001), environment and working directory."""
+    return subprocess.run(
+        [*buildah_argv(cache), "run", "--isolation", "chroot", ctr, "--", *argv],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def ok(cache: Path, ctr: str, *argv: str) -> str:
+    proc = run_in(cache, ctr, *argv)
+    assert proc.returncode == 0, f"{argv}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
+    return proc.stdout
+
+
+def test_config_entrypoint_user_env_labels(cache: Path, image: str) -> None:
+    doc = json.loads(buildah(cache, "inspect", "inspect", "--type", "image", image))
+    config = doc["OCIv1"]["config"]
+    assert config["Entrypoint"] == ["deploy-mcp"]
+    assert config["Cmd"] == ["serve", "--transport", "http", "--host", "0.0.0.0"]  # noqa: S104
+    assert config["User"] == "10001:10001"
+    assert config["WorkingDir"] == "/tmp"
+    assert {"HOME=/tmp", "TMPDIR=/tmp"} <= set(config["Env"])
+    assert config["Labels"]["org.opencontainers.image.version"] == package_version()
+    assert config["Labels"]["org.opencontainers.image.source"].startswith("https://")
+    # the ghcr.io name with the package version is tagged beside the requested tag, on the same image
+    assert image_id(cache, f"ghcr.io/deploy-mcp/deploy-mcp:{package_version()}") == image_id(cache, image)
+
+
+def test_runs_as_10001_with_home_on_tmp(cache: Path, container: str) -> None:
+    assert ok(cache, container, "id", "-u").strip() == "10001"
+    assert ok(cache, container, "id", "-g").strip() == "10001"
+    assert ok(cache, container, "sh", "-c", 'echo "$HOME $TMPDIR $(pwd)"').split() == ["/tmp", "/tmp", "/tmp"]
+
+
+def test_entrypoint_commands_answer(cache: Path, container: str) -> None:
+    assert "serve" in ok(cache, container, "deploy-mcp", "--help")
+    assert "migrate" in ok(cache, container, "deploy-mcp", "migrate", "--help")
+    ok(cache, container, "python3", "-c", "import mcp_server.wiring, workflows.activities.deploy")
+
+
+def test_git_works_as_the_unprivileged_user(cache: Path, container: str) -> None:
+    assert ok(cache, container, "git", "--version").startswith("git version")
+    script = (
+        "set -e; git init -q /tmp/r; "
+        "git -C /tmp/r -c user.email=t@example.com -c user.name=t commit -q --allow-empty -m x; "
+        "git ls-remote /tmp/r; git clone -q /tmp/r /tmp/c; git -C /tmp/c rev-parse HEAD"
+    )
+    out = ok(cache, container, "sh", "-c", script).split()
+    assert "refs/heads/" in " ".join(out) and out[-1] == out[0]
+
+
+def test_ca_bundle_present_and_no_build_tools(cache: Path, container: str) -> None:
+    ok(cache, container, "test", "-s", "/etc/ssl/certs/ca-certificates.crt")
+    assert run_in(cache, container, "python3", "-m", "pip", "--version").returncode != 0
+    for tool in ("pip", "pip3", "gcc", "cc", "make"):
+        assert run_in(cache, container, "sh", "-c", f"command -v {tool}").returncode != 0, f"{tool} in the image"
+    ok(cache, container, "test", "!", "-e", "/opt/build-tools")
+    ok(cache, container, "sh", "-c", "test -z \"$(ls /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)\"")
