@@ -38,6 +38,10 @@ SYSTEM_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 INPUTS = ("image/Containerfile", "pyproject.toml", "README.md", "mcp_server", "tools", "workflows", "prompts",
           "manifests")
 INPUTS_LABEL = "org.deploy-mcp.inputs"
+# the `deps` stage, tagged so that pruning keeps it (and its ancestors, which have children): the layer cache
+# of the dependency install survives source changes
+DEPS_REF = "localhost/deploy-mcp-deps:cache"
+BASE_LABEL = "org.deploy-mcp.base-key"  # carried by every image built on the self-built base
 SKIPPED_PARTS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
 
 
@@ -110,18 +114,36 @@ def build_platform_image(
     # a base not pulled yet counts by name (bud pulls it; the next build then sees its ID and builds once more)
     digest = inputs_hash(repo, [*args, _image_id(cache, base) if image_exists(cache, base) else base])
     if image_label(cache, tags[0], INPUTS_LABEL) == digest:
-        if len(tags) > 1:
+        if len(tags) > 1:  # moving a tag may leave the image it named dangling
             buildah(cache, "buildah tag", "tag", tags[0], *tags[1:])
+            prune_superseded(cache)
         return tags[-1]
     argv = ["bud", "-q", "--layers", "--isolation", "chroot", "-f", str(repo / CONTAINERFILE), *args]
-    argv += ["--label", f"{INPUTS_LABEL}={digest}"]
     ca = ca_bundle or host_ca_bundle()
     if ca:
         argv += ["--secret", f"id=pip-ca,src={ca}"]
+    buildah(cache, "buildah bud --target deps", *argv, "--target", "deps", "-t", DEPS_REF, str(repo))
+    argv += ["--label", f"{INPUTS_LABEL}={digest}"]
     for t in tags:
         argv += ["-t", t]
     buildah(cache, "buildah bud image/Containerfile", *argv, str(repo))
+    prune_superseded(cache)
     return tags[-1]
+
+
+def prune_superseded(cache: Path) -> int:
+    """Remove the untagged, childless images earlier builds on the self-built base left (vfs stores every layer
+    as a full copy: ~1 GB per source change otherwise). Tagged images and their ancestors stay, so the layer
+    cache of the current build does too. Returns how many images went."""
+    removed = 0
+    for _ in range(20):  # a removed leaf can leave its parent childless: a few passes
+        filters = ["--filter", "dangling=true", "--filter", f"label={BASE_LABEL}"]
+        ids = buildah(cache, "list dangling images", "images", "-q", *filters).split()
+        if not ids:
+            break
+        buildah(cache, "remove superseded images", "rmi", *ids, check=False)
+        removed += len(ids)
+    return removed
 
 
 def insecure_registry(dest: str) -> bool:
@@ -177,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "build":
             ref = build_platform_image(args.cache, args.tag, base=args.base)
-            print(f"image: {ref} built in {time.monotonic() - t0:.1f} s")
+            print(f"image: {ref} ready in {time.monotonic() - t0:.1f} s")
         else:
             digest = push_image(args.cache, args.image or default_ref(), args.dest)
             print(f"image: pushed {args.dest}@{digest} in {time.monotonic() - t0:.1f} s")

@@ -35,7 +35,7 @@ def final_stage() -> list[tuple[str, str]]:
 def test_base_is_a_build_argument_defaulting_to_the_public_python_slim() -> None:
     ins = instructions()
     assert ins[0] == ("ARG", "BASE=docker.io/library/python:3.11-slim-bookworm")
-    assert [a for w, a in ins if w == "FROM"] == ["${BASE} AS build", "${BASE}"]
+    assert [a for w, a in ins if w == "FROM"] == ["${BASE} AS deps", "deps AS build", "${BASE}"]
 
 
 def test_final_stage_runs_deploy_mcp_as_10001_with_home_on_tmp() -> None:
