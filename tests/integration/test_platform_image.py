@@ -115,3 +115,38 @@ def test_push_to_a_loopback_registry_over_plain_http(cache: Path, image: str, tm
         by_tag = httpx.get(f"{manifests}/{package_version()}", headers=accept, timeout=10)
         assert by_tag.status_code == 200 and by_tag.headers["Docker-Content-Digest"] == digest
         assert httpx.head(f"{manifests}/{digest}", headers=accept, timeout=10).status_code == 200
+
+
+def test_read_only_root_with_a_writable_tmp(cache: Path, container: str, tmp_path: Path) -> None:
+    """As a pod with readOnlyRootFilesystem and an emptyDir on /tmp: the container's rootfs bind-mounted read-only,
+    a tmpfs on /tmp, chroot as 10001 with the image's environment; the CLI, the imports and git still work."""
+    rootfs = Path(buildah(cache, "buildah mount", "mount", container).strip())
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted: list[Path] = []
+
+    def mount(*argv: str, target: Path) -> None:
+        subprocess.run(["mount", *argv, str(target)], check=True)
+        mounted.append(target)
+
+    try:
+        mount("--bind", str(rootfs), target=ro)
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        mount("-t", "tmpfs", "tmpfs", target=ro / "tmp")
+        mount("-t", "proc", "proc", target=ro / "proc")
+        env = ["PATH=/opt/deploy-mcp/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1"]
+        script = (
+            "set -e; cd /tmp; if touch /opt/x 2>/dev/null; then echo root is writable; exit 1; fi; deploy-mcp migrate --help >/dev/null; "
+            "python3 -c 'import mcp_server.wiring, workflows.activities.deploy'; git init -q /tmp/r; "
+            "git -C /tmp/r -c user.email=t@example.com -c user.name=t commit -q --allow-empty -m x; "
+            "git ls-remote /tmp/r >/dev/null; git clone -q /tmp/r /tmp/c; echo ok"
+        )
+        proc = subprocess.run(
+            ["chroot", "--userspec=10001:10001", str(ro), "/usr/bin/env", "-i", *env, "sh", "-c", script],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stdout + proc.stderr
+    finally:
+        for target in reversed(mounted):
+            subprocess.run(["umount", str(target)], check=False)
+        buildah(cache, "buildah umount", "umount", container, check=False)
