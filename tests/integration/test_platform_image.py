@@ -136,7 +136,8 @@ def test_read_only_root_with_a_writable_tmp(cache: Path, container: str, tmp_pat
         mount("-t", "proc", "proc", target=ro / "proc")
         env = ["PATH=/opt/deploy-mcp/bin:/usr/bin:/bin", "HOME=/tmp", "TMPDIR=/tmp", "PYTHONDONTWRITEBYTECODE=1"]
         script = (
-            "set -e; cd /tmp; if touch /opt/x 2>/dev/null; then echo root is writable; exit 1; fi; deploy-mcp migrate --help >/dev/null; "
+            "set -e; cd /tmp; if touch /opt/x 2>/dev/null; then echo root is writable; exit 1; fi; "
+            "deploy-mcp migrate --help >/dev/null; "
             "python3 -c 'import mcp_server.wiring, workflows.activities.deploy'; git init -q /tmp/r; "
             "git -C /tmp/r -c user.email=t@example.com -c user.name=t commit -q --allow-empty -m x; "
             "git ls-remote /tmp/r >/dev/null; git clone -q /tmp/r /tmp/c; echo ok"
