@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 export TESTBED_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deploy-mcp-testbed
 
-.PHONY: dev test install testbed lint typecheck unit bench clean
+.PHONY: dev test install testbed lint typecheck unit bench clean image image-base image-push
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 needed"; exit 1; }
@@ -41,6 +41,22 @@ test: install testbed lint typecheck
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The platform's image (image/Containerfile) with buildah, as root, in the testbed's buildah storage.
+# IMAGE_BASE=docker.io/library/python:3.11-slim-bookworm builds on a pullable base; without it the Debian
+# base is debootstrapped once (cached in $(TESTBED_CACHE)/image-base). IMAGE=host/repo:tag adds a tag.
+IMAGE_PY := $(PYTHON) -m mcp_server.devenv
+
+image-base:
+	$(IMAGE_PY).image_base
+
+image:
+	$(IMAGE_PY).platform_image build $(if $(IMAGE_BASE),--base $(IMAGE_BASE)) $(if $(IMAGE),--tag $(IMAGE))
+
+# push: IMAGE=host[:port]/repo:tag (plain http only for a loopback registry, e.g. the testbed's 127.0.0.1:5000)
+image-push: image
+	@test -n "$(IMAGE)" || { echo "make image-push IMAGE=host[:port]/repo:tag"; exit 1; }
+	$(IMAGE_PY).platform_image push --image $(IMAGE) $(IMAGE)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
