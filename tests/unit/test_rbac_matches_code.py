@@ -19,6 +19,7 @@ import yaml
 
 from workflows.adapters.kube import KINDS
 from workflows.domain.permissions import SERVER_POD_LOG_PERMISSIONS, WORKER_PERMISSIONS, Permission
+from workflows.domain.preflight import PREFLIGHT_READS
 
 ROOT = Path(__file__).resolve().parents[2]
 RBAC = ROOT / "manifests" / "base" / "rbac.yaml"
@@ -86,8 +87,14 @@ def test_the_role_is_bound_to_the_worker_only_and_the_server_has_no_token() -> N
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "deploy-mcp-worker",
                                     "namespace": "deploy-mcp-system"}]
     assert _one("ServiceAccount", "deploy-mcp-server")["automountServiceAccountToken"] is False
+    reads = _one("ClusterRoleBinding", "deploy-mcp-preflight")
+    assert reads["subjects"] == binding["subjects"] and reads["roleRef"]["name"] == "deploy-mcp-preflight"
     bindings = [d for d in _docs() if d["kind"] in ("RoleBinding", "ClusterRoleBinding")]
-    assert bindings == [binding]
+    assert bindings == [binding, reads]
+
+
+def test_the_preflight_role_grants_exactly_what_preflight_reads() -> None:
+    assert _granted(_one("ClusterRole", "deploy-mcp-preflight")) == _needed(PREFLIGHT_READS)
 
 
 def test_the_server_pod_logs_component_grants_exactly_what_the_log_adapter_uses() -> None:

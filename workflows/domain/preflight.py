@@ -119,8 +119,8 @@ def _not_checked(check: str, facts: ClusterFacts, fact: str, fix: str) -> CheckR
     return CheckResult(check=check, status="warning", detail=f"not checked: {reason}", fix=fix)
 
 
-_READ_FIX = ("run `deploy-mcp preflight` with a kubeconfig that may read it, or grant the worker list on it "
-             "(see PREFLIGHT_READS in workflows/domain/preflight.py)")
+_READ_FIX = ("kubectl apply -k manifests/base (its ClusterRole deploy-mcp-preflight lets the worker read these), "
+             "or run `deploy-mcp preflight` with a kubeconfig that may")
 
 
 def check_apis(facts: ClusterFacts) -> list[CheckResult]:
