@@ -191,22 +191,27 @@ async def test_installed_platform_serves_agents_and_upgrades_without_a_failed_ca
                 "health_check": {"type": "http", "path": "/index.html", "initial_delay_seconds": 15,
                                  "period_seconds": 1}}))
         caller = asyncio.create_task(keep_calling())
-        started = time.monotonic()
-        await inst["apply"]("test2")
-        for d in ("deploy-mcp-server", "deploy-mcp-worker"):
-            await asyncio.to_thread(kubectl, tb, "-n", NS, "rollout", "status", f"deployment/{d}", "--timeout=300s")
-        rolled = time.monotonic() - started
-        async with mcp(MCP_URL, token) as c:
-            deadline = time.monotonic() + 300
-            while True:
-                flight = ok(await c.call_tool("get_deployment", {"project": "inst", "app": "web",
-                                                                 "deployment_id": slow["deployment_id"]}))
-                if flight["phase"] in ("succeeded", "failed"):
-                    break
-                assert time.monotonic() < deadline, f"the deploy in flight never finished: {flight}"
-                await asyncio.sleep(1)
-        stop.set()
-        await caller
+        try:
+            started = time.monotonic()
+            await inst["apply"]("test2")
+            for d in ("deploy-mcp-server", "deploy-mcp-worker"):
+                await asyncio.to_thread(kubectl, tb, "-n", NS, "rollout", "status", f"deployment/{d}",
+                                        "--timeout=300s")
+            rolled = time.monotonic() - started
+            async with mcp(MCP_URL, token) as c:
+                deadline = time.monotonic() + 300
+                while True:
+                    flight = ok(await c.call_tool("get_deployment", {"deployment_id": slow["deployment_id"]}))
+                    if flight["phase"] in ("succeeded", "failed"):
+                        break
+                    assert time.monotonic() < deadline, f"the deploy in flight never finished: {flight}"
+                    await asyncio.sleep(1)
+        finally:
+            stop.set()
+            try:
+                await asyncio.wait_for(caller, 60)
+            except TimeoutError:
+                caller.cancel()
         assert flight["phase"] == "succeeded", flight
         assert not failures, f"{len(failures)} of {calls} calls failed during the upgrade: {failures[:5]}"
         images = kubectl(tb, "-n", NS, "get", "deployments", "-o", "jsonpath={..image}")
