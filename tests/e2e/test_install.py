@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import pytest
+import yaml
 from cryptography.fernet import Fernet
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -46,6 +47,7 @@ NS = "deploy-mcp-system"
 NODE_PORT = 30765
 MCP_URL = f"http://127.0.0.1:{NODE_PORT}/mcp"
 IMAGE = "127.0.0.1:5000/deploy-mcp"
+KEEP = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"}
 
 
 def kubectl(tb: Testbed, *args: str, stdin: str | None = None, check: bool = True) -> str:
@@ -104,8 +106,11 @@ async def installed(tb: Testbed, workdir: Path, database_url: str, temporal_addr
             print(kubectl(tb, "-n", NS, "get", "pods", "-o", "wide", check=False))
             for d in ("deploy-mcp-server", "deploy-mcp-worker"):
                 print(kubectl(tb, "-n", NS, "logs", f"deployment/{d}", "--all-containers", "--tail=80", check=False))
-            kubectl(tb, "delete", "-f", "-", "--ignore-not-found", "--wait=false",
-                    stdin=render_text(install), check=False)
+            # the workloads go; the namespace and the RBAC stay: they are the identity every other test's worker
+            # runs under (devenv/service_accounts.py applied the same objects at testbed start)
+            workloads = [o for o in yaml.safe_load_all(render_text(install)) if o and o["kind"] not in KEEP]
+            kubectl(tb, "delete", "-f", "-", "--ignore-not-found", "--wait=false", check=False,
+                    stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": workloads}))
             kubectl(tb, "-n", NS, "delete", "pods", "--all", "--grace-period=1", "--wait=false", check=False)
 
 
