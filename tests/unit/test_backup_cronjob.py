@@ -57,7 +57,7 @@ def test_the_job_runs_backup_create_safely() -> None:
     (tmp,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
     assert {"name": tmp["name"], "emptyDir": {"sizeLimit": "4Gi"}} in pod["volumes"]
     refs = [(kind, ref["name"]) for e in c["envFrom"] for kind, ref in e.items()]
-    assert refs == [("configMapRef", "deploy-mcp-config"), ("secretRef", "deploy-mcp-config"),
+    assert refs == [("configMapRef", "deploy-mcp-config"), ("secretRef", "deploy-mcp-secrets"),
                     ("secretRef", "deploy-mcp-backup")]
 
 

@@ -267,7 +267,7 @@ class DeployActivities:
         token = await self.store.secret_ciphertext(app_id, version) if app_id and version else None
         return SecretMasker(self.secretbox.open(token) if token else {})
 
-    async def _last_logs(self, namespace: str, pod: str, lines: int = 15, attempts: int = 3) -> list[str]:
+    async def _last_logs(self, namespace: str, pod: str, lines: int = 15, attempts: int = 6) -> list[str]:
         # Asked only once a container failed: its lines exist, but right after a restart the kubelet may not
         # serve them yet (neither as the previous container's nor as the new one's), so ask again briefly.
         for attempt in range(attempts):
@@ -280,7 +280,8 @@ class DeployActivities:
                 if out:
                     return [x[:300] for x in out[-lines:]]
             if attempt + 1 < attempts:
-                await asyncio.sleep(1.0)
+                # the failed release is scaled to zero right after: these lines are the last chance to read them
+                await asyncio.sleep(1.5)
         return []
 
     @staticmethod
