@@ -65,6 +65,11 @@ def _epoch(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
+KUBELET_NO_LOG = "unable to retrieve container logs for "
+"""What the kubelet answers, with status 200 and as the log's only line, while a container's log file cannot be
+read (just rotated or moved by a restart): no log yet, not the app's output."""
+
+
 class DeployActivities:
     """Activities bound to the worker's clients (Temporal's recommended shape for injected dependencies)."""
 
@@ -275,9 +280,10 @@ class DeployActivities:
                 try:
                     out = await self.kube.pod_logs(namespace, pod, container="app", tail_lines=lines,
                                                    previous=previous)
-                except KubeError:
+                except KubeError as e:
+                    activity.logger.warning("last lines of %s/%s (previous=%s): %s", namespace, pod, previous, e)
                     continue
-                if out:
+                if out and not out[0].startswith(KUBELET_NO_LOG):
                     return [x[:300] for x in out[-lines:]]
             if attempt + 1 < attempts:
                 # the failed release is scaled to zero right after: these lines are the last chance to read them
