@@ -32,7 +32,6 @@ CANONICAL = {"1000m": "1", "16384Mi": "16Gi", "8000m": "8", "200Gi": "200Gi", "2
 def as_served(obj: dict[str, Any]) -> dict[str, Any]:
     """`obj` as the API server hands it back: metadata it adds, defaults in containers and ports, quantities
     in canonical form, a label and a list item another actor added."""
-    live = copy.deepcopy(obj)
 
     def walk(node: Any) -> Any:
         if isinstance(node, dict):
@@ -41,7 +40,7 @@ def as_served(obj: dict[str, Any]) -> dict[str, Any]:
             return [walk(v) for v in node]
         return CANONICAL.get(node, node) if isinstance(node, str) else node
 
-    live = walk(live)
+    live: dict[str, Any] = walk(copy.deepcopy(obj))
     md = live["metadata"]
     md.update(uid="0b1c", resourceVersion="42", creationTimestamp="2026-12-01T10:00:00Z",
               managedFields=[{"manager": "deploy-mcp"}], annotations={"someone/else": "x"})
