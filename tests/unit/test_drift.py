@@ -172,3 +172,23 @@ def test_the_reason_an_observation_gives() -> None:
     assert Observation.model_validate(base | {"release": None}).reason() == "no release is serving"
     assert "K8sForbidden" in str(healthy.model_copy(update={"error": "K8sForbidden: get namespaces"}).reason())
     assert not Observation.model_validate(base | {"serving_ready": True}).healthy
+
+
+def test_zero_values_the_api_server_omits_are_no_drift() -> None:
+    """Go's `omitempty`: a probe's `initialDelaySeconds: 0` and a mount's `readOnly: false` come back absent."""
+    spec = SPEC.model_copy(update={"config": AppConfig.model_validate({
+        "port": 8080, "mounts": [{"volume": "data", "claim": "data", "mount_path": "/data"}]})})
+    dep = release_deployment(spec)
+    live = as_served(dep)
+    pod = live["spec"]["template"]["spec"]
+    for probe in ("readinessProbe", "livenessProbe"):
+        if pod["containers"][0][probe]["initialDelaySeconds"] == 0:
+            del pod["containers"][0][probe]["initialDelaySeconds"]
+    for mount in pod["containers"][0]["volumeMounts"]:
+        if mount.get("readOnly") is False:
+            del mount["readOnly"]
+    for volume in pod["volumes"]:
+        volume.get("persistentVolumeClaim", {}).pop("readOnly", None)
+    assert pod["containers"][0]["readinessProbe"].get("initialDelaySeconds") is None
+    assert object_drift(dep, live) is None
+    assert differences({"replicas": 2}, {}) == ["replicas is missing"]

@@ -40,6 +40,12 @@ def _same_scalar(want: Any, have: Any) -> bool:
     return False
 
 
+def _omitted_zero(value: Any) -> bool:
+    """A zero value the API server leaves out of what it returns (Go's `omitempty`: `readOnly: false`,
+    `initialDelaySeconds: 0`), so its absence is no drift."""
+    return value is None or (value in (False, 0, "") and not isinstance(value, float)) or value in ([], {})
+
+
 def differences(want: Any, have: Any, path: str = "") -> list[str]:
     """Where `have` (live) does not contain `want` (rendered): one line per differing field, `path` first."""
     where = path or "the object"
@@ -50,7 +56,8 @@ def differences(want: Any, have: Any, path: str = "") -> list[str]:
         for key, value in want.items():
             sub = f"{path}.{key}" if path else str(key)
             if key not in have:
-                out.append(f"{sub} is missing")
+                if not _omitted_zero(value):
+                    out.append(f"{sub} is missing")
             else:
                 out.extend(differences(value, have[key], sub))
         return out
