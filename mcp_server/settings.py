@@ -208,6 +208,9 @@ class ReconcileSettings(Group):
     """Delete the Deployments and Services carrying the platform's labels that no recorded app owns. False:
     they are only reported (the worker's log, the sweep's result), since a wrong record must not delete a
     running workload."""
+    concurrent_passes: int = Field(2, ge=1, le=20)
+    """Passes one worker runs at once. Each holds a database connection (the app's row lock) while it reads the
+    cluster, so a few leave the worker's pool (5 connections) to the deploy activities."""
     stale_after_periods: float = Field(3.0, ge=1, le=1000)
     """An app not observed for this many periods is reported `degraded` ("not observed since ..."): the
     reconciler itself is not running."""

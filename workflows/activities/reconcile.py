@@ -13,6 +13,7 @@ retries and the workflow's back-off handle them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ class ReconcileConfig:
     max_backoff_seconds: float = 300.0
     sweep_seconds: float = 60.0
     remove_orphans: bool = False
+    concurrent_passes: int = 2
     runtime_class: str | None = None
     ingress_class: str | None = None
     image_pull_secret: str | None = None
@@ -76,6 +78,9 @@ class ReconcileActivities:
         self.temporal = temporal
         self.pull_secrets = pull_secrets
         self.guardrails = guardrails or Guardrails()
+        # A pass holds one pooled database connection (the app's row lock) while it talks to the API server: a
+        # few at once, so the deploy activities always find a free connection in the worker's pool.
+        self._passes = asyncio.Semaphore(config.concurrent_passes)
 
     def _result(self, **fields: Any) -> PassResult:
         return PassResult(period_seconds=self.config.period_seconds,
@@ -85,6 +90,10 @@ class ReconcileActivities:
     async def reconcile_app(self, inp: ReconcilePass) -> PassResult:
         """One pass over one app; records what it found (`app_observations`) and, when it re-applied
         anything, an audit row naming the objects and why."""
+        async with self._passes:
+            return await self._reconcile(inp)
+
+    async def _reconcile(self, inp: ReconcilePass) -> PassResult:
         started = time.monotonic()
         failed: KubeError | ApplicationError | None = None
         async with self.store.reconcile_lock(inp.app_id) as target:
@@ -190,7 +199,13 @@ class ReconcileActivities:
             await self._converge(pdb, await self._get(pdb), drift, repaired)
         service = app_service(ns, t.tenant, t.project, t.app, release)
         live_svc = await self._get(service)
-        await self._converge(service, live_svc, drift, repaired)
+        if t.in_flight and object_drift(service, live_svc) is not None and any(
+                [await self._running(w) for w in t.in_flight]):
+            # a release recorded just before this pass has started meanwhile and may be switching the Service
+            # right now (a warm rollback does within a second): it is the release's to point, not ours
+            drift.append(f"Service/{ns}/{t.app}: left to the release starting now")
+        else:
+            await self._converge(service, live_svc, drift, repaired)
         ingress = app_ingress(ns, t.tenant, t.project, t.app, t.hostname, self.config.ingress_class, None)
         await self._converge(ingress, await self._get(ingress), drift, repaired)
 
