@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -88,18 +88,39 @@ async def answers(p: Platform, ns: str, expect: str = "hello v1") -> bool:
     return False
 
 
-async def broken_then_served(p: Platform, c: Any, project: str, ns: str, broke_at: float) -> tuple[float, list[str]]:
-    """Poll `get_app` and the Service from the moment the app was broken until the Service answers again;
-    (seconds it took, the statuses `get_app` reported meanwhile)."""
+Check = Callable[[], Awaitable[bool]]
+
+
+async def broken_then_served(p: Platform, c: Any, project: str, ns: str, broke_at: float,
+                             healed: Check) -> tuple[float, list[str]]:
+    """Poll `get_app` and the Service from the moment the app was broken until the Service answers again and
+    `healed()` says the broken object is back (not just still there: a pod of a deleted Deployment or namespace
+    answers for a moment while it terminates); (seconds it took, the statuses `get_app` reported meanwhile)."""
     statuses: list[str] = []
     while True:
         app = ok(await c.call_tool("get_app", {"project": project, "app": "web"}))
         statuses.append(f"{app['status']}: {app['status_reason']}")
         took = time.monotonic() - broke_at
-        if await answers(p, ns) and any(s.startswith("degraded") for s in statuses):
+        if any(s.startswith("degraded") for s in statuses) and await healed() and await answers(p, ns):
             return took, statuses
         assert took < BOUND, f"not served again within {BOUND} s; get_app said {statuses[-3:]}"
         await asyncio.sleep(0.2)
+
+
+async def uid(p: Platform, api_version: str, kind: str, ns: str | None, name: str) -> str:
+    obj = await p.kube.get(api_version, kind, ns, name)
+    assert obj is not None
+    return str(obj["metadata"]["uid"])
+
+
+async def re_created(p: Platform, api_version: str, kind: str, ns: str | None, name: str, old_uid: str) -> bool:
+    obj = await p.kube.get(api_version, kind, ns, name)
+    return obj is not None and obj["metadata"]["uid"] != old_uid and not obj["metadata"].get("deletionTimestamp")
+
+
+async def selects(p: Platform, ns: str, release: str) -> bool:
+    svc = await p.kube.get("v1", "Service", ns, "web")
+    return svc is not None and svc["spec"]["selector"].get(LABEL_RELEASE) == release
 
 
 async def repairs(p: Platform, since: int) -> list[Any]:
@@ -118,9 +139,11 @@ async def test_a_deleted_deployment_is_re_created(platform: Platform) -> None:
     async with p.client() as c:
         ns, _ = await create_web(p, c, "dd")
         since = await last_audit_id(p)
+        old = await uid(p, "apps/v1", "Deployment", ns, "web-r1")
         broke_at = time.monotonic()
         assert await p.kube.delete("apps/v1", "Deployment", ns, "web-r1")
-        took, statuses = await broken_then_served(p, c, "dd", ns, broke_at)
+        took, statuses = await broken_then_served(p, c, "dd", ns, broke_at, lambda: re_created(
+            p, "apps/v1", "Deployment", ns, "web-r1", old))
         print(f"deleted Deployment: serving again after {took:.1f} s")
         assert any(s.startswith("degraded") for s in statuses), statuses
         rows = await repairs(p, since)
@@ -136,9 +159,11 @@ async def test_a_deleted_namespace_is_re_created_with_everything_in_it(platform:
     async with p.client() as c:
         ns, created = await create_web(p, c, "dn")
         since = await last_audit_id(p)
+        old = await uid(p, "v1", "Namespace", None, ns)
         broke_at = time.monotonic()
         assert await p.kube.delete("v1", "Namespace", None, ns)
-        took, statuses = await broken_then_served(p, c, "dn", ns, broke_at)
+        took, statuses = await broken_then_served(p, c, "dn", ns, broke_at, lambda: re_created(
+            p, "v1", "Namespace", None, ns, old))
         print(f"deleted namespace: serving again after {took:.1f} s")
         assert any(s.startswith("degraded") for s in statuses), statuses
         refs = {r for row in await repairs(p, since) for r in row.k8s_refs}
@@ -165,7 +190,7 @@ async def test_a_service_pointed_elsewhere_by_hand_is_pointed_back(platform: Pla
         core = k8s.CoreV1Api(p.kube.api)  # another field manager, as `kubectl edit` would be
         await core.patch_namespaced_service("web", ns, {"spec": {"selector": {LABEL_RELEASE: "web-r9"}}},
                                             field_manager="kubectl-edit")  # a strategic merge patch
-        took, statuses = await broken_then_served(p, c, "ds", ns, broke_at)
+        took, statuses = await broken_then_served(p, c, "ds", ns, broke_at, lambda: selects(p, ns, "web-r1"))
         print(f"Service selector changed: serving again after {took:.1f} s")
         assert any(s.startswith("degraded") for s in statuses), statuses
         rows = await repairs(p, since)
