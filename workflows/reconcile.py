@@ -65,6 +65,8 @@ class ReconcileWorkflow:
     async def run(self, inp: ReconcileInput) -> ReconcileEnd:
         self._failures = inp.failures
         period, ceiling = 30.0, 300.0
+        if inp.start_jitter_seconds > 0 and workflow.info().continued_run_id is None:
+            await workflow.sleep(timedelta(seconds=workflow.random().uniform(0, inp.start_jitter_seconds)))
         for _ in range(max(inp.passes_per_run, 1)):
             self._poked = False
             try:

@@ -16,6 +16,9 @@ class ReconcileInput(Msg):
 
     app_id: UUID
     passes_per_run: int = 100
+    # a fresh loop waits a random part of this before its first pass: a sweep starting many loops at once
+    # (a worker's first start) spreads their passes instead of filling the worker's activity slots together
+    start_jitter_seconds: float = 10.0
     failures: int = 0  # consecutive failed passes, carried across continue-as-new for the back-off
 
 
