@@ -71,6 +71,7 @@ class MemoryCluster:
         self.applied: list[str] = []
         self.reads = 0
         self.failing = False
+        self.refuse_kind: str | None = None  # apply of this kind is refused (403), as RBAC without the verb
 
     def _check(self) -> None:
         self.reads += 1
@@ -96,6 +97,8 @@ class MemoryCluster:
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         self._check()
+        if obj["kind"] == self.refuse_kind:
+            raise KubeError(classify_status(403, f"{obj['kind'].lower()}s is forbidden: User cannot patch"), "apply")
         md = obj["metadata"]
         self.objects[(obj["kind"], md.get("namespace"), md["name"])] = copy.deepcopy(obj)
         self.applied.append(f"{obj['kind']}/{md['name']}")
@@ -300,6 +303,27 @@ async def test_api_errors_back_off_and_the_failed_pass_is_recorded(
 async def _failures(handle: Any, n: int) -> Any:
     got = await handle.query(ReconcileWorkflow.failures)
     return True if got == n else None
+
+
+async def test_a_pass_refused_midway_records_and_audits_what_it_re_applied(
+    env: WorkflowEnvironment, store: PgStore, box: SecretBox,
+) -> None:
+    app_id, ns, _ = await record_app(store, box)
+    cluster = MemoryCluster()
+    cluster.refuse_kind = "Deployment"
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    acts = activities(store, cluster, box, env)
+    async with Worker(env.client, task_queue=queue, workflows=[ReconcileWorkflow], activities=acts.all()):
+        handle = await env.client.start_workflow(ReconcileWorkflow.run, loop(app_id), id=reconcile_workflow_id(app_id),
+                                                 task_queue=queue)
+        obs = (await until(lambda: store.observations([app_id])))[app_id]
+        await until(lambda: _failures(handle, 1))  # a 403 is not retried: one attempt, then the loop's back-off
+    assert obs.error is not None and "forbidden" in obs.error
+    assert f"Namespace/{ns}" in obs.repaired and f"Deployment/{ns}/web-r1" not in obs.repaired
+    assert f"Deployment/{ns}/web-r1 is missing" in obs.drift
+    rows = await audit(store)
+    assert len(rows) == 1 and rows[0].outcome == "error" and "forbidden" in str(rows[0].error)
+    assert rows[0].k8s_refs == obs.repaired
 
 
 async def test_the_loop_of_a_deleted_app_ends(env: WorkflowEnvironment, store: PgStore, box: SecretBox) -> None:

@@ -42,7 +42,7 @@ from workflows.domain.reconcile_contract import (
     SweepInput,
     SweepResult,
 )
-from workflows.domain.secretbox import SecretBox
+from workflows.domain.secretbox import SecretBox, SecretBoxError
 from workflows.domain.specs import AppConfig, Guardrails, ReleaseSpec, VolumeSpec
 from workflows.domain.workflow_ids import reconcile_workflow_id
 from workflows.render.namespace import namespace_objects
@@ -105,20 +105,23 @@ class ReconcileActivities:
             if running:
                 return self._result(state="busy", reason=f"release workflow {running[0]} is in progress")
             obs = Observation(app_id=inp.app_id)
+            drift: list[str] = []
+            repaired: list[str] = []
             if target.serving is not None:
                 try:
-                    obs = await self._pass(target)
+                    obs = await self._pass(target, drift, repaired)
                 except (KubeError, ApplicationError) as e:
                     failed = e
+                    # what it re-applied before the failure is recorded (and audited) all the same
                     obs = Observation(app_id=inp.app_id, release=release_name(target.app, target.serving.release_seq),
-                                      error=str(e)[:300])
+                                      drift=drift, repaired=repaired, error=str(e)[:300])
         # after the lock: a failed pass must still leave its observation (the transaction would roll it back)
         await self.store.record_observation(obs)
         if obs.repaired:
             await self.store.record_platform_audit(
                 target.tenant, "reconcile", {"project": target.project, "app": target.app, "drift": obs.drift},
-                obs.repaired, workflow_id=reconcile_workflow_id(inp.app_id),
-                duration_ms=int((time.monotonic() - started) * 1000))
+                obs.repaired, workflow_id=reconcile_workflow_id(inp.app_id), outcome="error" if obs.error else "ok",
+                error=obs.error, duration_ms=int((time.monotonic() - started) * 1000))
             activity.logger.info("reconciled %s/%s/%s: %s", target.tenant, target.project, target.app,
                                  "; ".join(obs.drift))
         if isinstance(failed, KubeError):
@@ -141,7 +144,9 @@ class ReconcileActivities:
             raise
         return desc.status == WorkflowExecutionStatus.RUNNING
 
-    async def _pass(self, t: ReconcileTarget) -> Observation:
+    async def _pass(self, t: ReconcileTarget, drift: list[str], repaired: list[str]) -> Observation:
+        """Compare and converge; `drift` and `repaired` fill as it goes, so a pass the API server interrupts
+        still tells what it did."""
         assert t.serving is not None
         s = t.serving
         caps = await self.kube.caps()
@@ -157,8 +162,6 @@ class ReconcileActivities:
             deployment_id=dep_label or str(s.deployment_id), image=f"{s.image}@{s.image_digest}",
             commit_sha=s.commit_sha, config=config, runtime_class=self.config.runtime_class,
             image_pull_secret=self.config.image_pull_secret)
-        drift: list[str] = []
-        repaired: list[str] = []
 
         live_ns = await self.kube.get("v1", "Namespace", None, ns)
         if live_ns is not None and (live_ns.get("metadata") or {}).get("deletionTimestamp"):
@@ -182,7 +185,11 @@ class ReconcileActivities:
                              "is not recorded: deploy again after `set_secrets`")
             else:
                 drift.append(f"Secret/{ns}/{spec.env_secret} is missing")
-                repaired.append(await self._apply_env_secret(t, spec))
+                try:
+                    repaired.append(await self._apply_env_secret(t, spec))
+                except SecretBoxError:
+                    drift.append(f"secrets version {s.secrets_version} cannot be opened with the worker's secrets "
+                                 "key: give the worker the key the server seals with (secrets_key)")
 
         for v in t.volumes:
             claim = volume_pvc(VolumeSpec(
