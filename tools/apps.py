@@ -49,8 +49,10 @@ async def list_apps(project: ProjectName | None = None) -> AppList:
     if project is not None:
         check_name("project", project)
     rows = await c.store.list_apps(c.principal.tenant, project)
-    seen = await c.store.observations([a.id for a in rows])
-    return AppList(apps=[app_summary(a, c.config.apps_url_port, seen.get(a.id), c.config) for a in rows])
+    ids = [a.id for a in rows]
+    seen, releasing = await c.store.observations(ids), await c.store.releasing(ids)
+    return AppList(apps=[app_summary(a, c.config.apps_url_port, seen.get(a.id), c.config, a.id in releasing)
+                         for a in rows])
 
 
 @tool(title="Get app", scope="apps:read", read_only=True, idempotent=True)

@@ -46,7 +46,7 @@ async def get_deployment(deployment_id: Annotated[UUID, Field(description="Id re
     assert app is not None
     config = {k: v for k, v in d.config.items() if k != "env"} | {"env_names": sorted(d.config.get("env") or {})}
     obs = (await c.store.observations([app.id])).get(app.id)
-    status, reason = observed_status(app, obs, c.config)
+    status, reason = observed_status(app, obs, c.config, releasing=bool(await c.store.releasing([app.id])))
     serving = app.serving_deployment_id == d.id
     return DeploymentDetail(**deployment_view(d, app).model_dump(), app=app.name, project=app.project,
                             url=app_url(app, c.config.apps_url_port), config=config, app_status=status,

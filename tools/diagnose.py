@@ -74,7 +74,7 @@ async def diagnose_deployment(
     reason = cause.reason if cause else None
     serving = app.serving_deployment_id == d.id
     obs = (await c.store.observations([app.id])).get(app.id)
-    status, status_reason = observed_status(app, obs, c.config)
+    status, status_reason = observed_status(app, obs, c.config, releasing=bool(await c.store.releasing([app.id])))
     if cause is None and serving and status_reason is not None:
         step = (f"The app is degraded: {status_reason}. The platform re-applies what drifted by itself at its "
                 "next pass; if this persists, tell the operator.")

@@ -42,12 +42,14 @@ def observed_view(obs: ObservationRecord | None) -> ObservedStatus | None:
 
 
 def observed_status(app: AppRecord, obs: ObservationRecord | None, config: PlatformConfig,
-                    now: datetime | None = None) -> tuple[str, str | None]:
+                    now: datetime | None = None, releasing: bool = False) -> tuple[str, str | None]:
     """(status, reason): the recorded status, except that a serving app is `degraded` when the latest
     observation made after its last release says traffic does not meet the serving release (or that the pass
     found drift), or when neither that release nor any pass is more recent than `reconcile_stale_seconds`.
-    Without a reconciler (setting off) the recorded status stands."""
-    if app.status != "running" or app.serving_deployment_id is None or not config.reconcile_enabled:
+    Without a reconciler (setting off), or while a release of the app is in progress (`releasing`: the
+    reconciler stands aside, and the release reports its own progress), the recorded status stands."""
+    if (app.status != "running" or app.serving_deployment_id is None or not config.reconcile_enabled
+            or releasing):
         return app.status, None
     now = now or datetime.now(UTC)
     # the last release's own end is an observation too: it saw the release Ready and switched the Service

@@ -12,6 +12,7 @@ from tools.context import PlatformConfig
 from tools.records import AppRecord, DeploymentRecord, ObservationRecord
 from tools.status import ObservedStatus, observed_status, observed_view
 from workflows.domain.names import release_name
+from workflows.domain.phases import TERMINAL_PHASES
 
 
 class DeploymentError(BaseModel):
@@ -88,9 +89,10 @@ def app_url(app: AppRecord, port: int | None = None) -> str:
 
 
 def app_summary(app: AppRecord, port: int | None = None, obs: ObservationRecord | None = None,
-                config: PlatformConfig | None = None) -> AppSummary:
+                config: PlatformConfig | None = None, releasing: bool = False) -> AppSummary:
     """The app's summary; with `config`, its status as observed (`tools.status`)."""
-    status, reason = observed_status(app, obs, config) if config is not None else (app.status, None)
+    status, reason = observed_status(app, obs, config, releasing=releasing) if config is not None else (
+        app.status, None)
     return AppSummary(project=app.project, name=app.name, url=app_url(app, port), status=status,
                       status_reason=reason, serving_deployment_id=app.serving_deployment_id,
                       updated_at=app.updated_at, observed=observed_view(obs))
@@ -99,8 +101,9 @@ def app_summary(app: AppRecord, port: int | None = None, obs: ObservationRecord 
 def app_view(app: AppRecord, deployments: list[DeploymentRecord], port: int | None = None,
              obs: ObservationRecord | None = None, config: PlatformConfig | None = None) -> AppView:
     spec = {k: v for k, v in app.spec.items() if k != "env"}
+    releasing = any(d.phase not in TERMINAL_PHASES for d in deployments)
     return AppView(
-        **app_summary(app, port, obs, config).model_dump(),
+        **app_summary(app, port, obs, config, releasing).model_dump(),
         namespace=app.namespace,
         port=app.spec.get("port"),
         replicas=app.spec.get("replicas"),

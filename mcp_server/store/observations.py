@@ -88,6 +88,14 @@ class PgObservations(PgAudit):
         rows = await self._all("SELECT * FROM app_observations WHERE app_id = ANY(%s)", app_ids)
         return {r["app_id"]: ObservationRecord.model_validate(r) for r in rows}
 
+    async def releasing(self, app_ids: list[UUID]) -> set[UUID]:
+        """Those of the apps with a release not finished yet (the reconciler stands aside for it)."""
+        if not app_ids:
+            return set()
+        rows = await self._all("SELECT DISTINCT app_id FROM deployments WHERE app_id = ANY(%s) AND phase <> ALL(%s)",
+                               app_ids, list(TERMINAL_PHASES))
+        return {r["app_id"] for r in rows}
+
     async def reconcilable_apps(self) -> list[AppKey]:
         """Every app not deleted, of every tenant: the reconciler's work list (those being deleted are marked:
         they get no reconcile loop, but their objects are not orphans either)."""

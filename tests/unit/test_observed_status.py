@@ -5,7 +5,8 @@
   with that reason;
 - an observation older than the app's last release does not count (that release saw it Ready);
 - nothing newer than the stale bound (neither a release nor a pass) is `degraded`: "not observed since";
-- without the reconciler, or for an app not serving, the recorded status stands.
+- without the reconciler, for an app not serving, or while a release is in progress, the recorded status
+  stands.
 """
 
 from __future__ import annotations
@@ -69,3 +70,9 @@ def test_without_the_reconciler_or_a_serving_release_the_record_stands() -> None
     assert observed_status(APP, obs(10_000, serving_ready=False), off, NOW) == ("running", None)
     failed = APP.model_copy(update={"status": "failed", "serving_deployment_id": None})
     assert observed_status(failed, obs(5, release=None), CONFIG, NOW) == ("failed", None)
+
+
+def test_while_a_release_is_in_progress_the_record_stands() -> None:
+    """The reconciler stands aside during a release (a build may take minutes): no "not observed since"."""
+    assert observed_status(APP, obs(600), CONFIG, NOW, releasing=True) == ("running", None)
+    assert observed_status(APP, obs(600), CONFIG, NOW)[0] == "degraded"
