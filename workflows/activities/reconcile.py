@@ -49,6 +49,7 @@ from workflows.render.namespace import namespace_objects
 from workflows.render.release import app_ingress, app_service, release_deployment, release_pdb, release_secret
 from workflows.render.volume import volume_pvc
 
+MAX_REPORTED = 100
 PullSecrets = Callable[[EnsurePullSecret], Awaitable[list[str]]]
 
 
@@ -283,8 +284,9 @@ class ReconcileActivities:
                         await self.store.record_platform_audit(
                             (md.get("labels") or {}).get(LABEL_TENANT), "reconcile-orphans",
                             {"reason": "no recorded app owns it"}, [r])
+        # capped: the result lands in the sweep's workflow history every sweep (the log names the first 20)
         return SweepResult(sweep_seconds=self.config.sweep_seconds, apps=len(apps), started=started,
-                           orphans=stray, removed=removed)
+                           orphans=stray[:MAX_REPORTED], removed=removed[:MAX_REPORTED])
 
     async def ensure_loop(self, app_id: UUID) -> bool:
         """Start the app's reconcile loop unless it runs; True when it had to be started. Called from inside an
