@@ -46,10 +46,10 @@ def observed_status(app: AppRecord, obs: ObservationRecord | None, config: Platf
     """(status, reason): the recorded status, except that a serving app is `degraded` when the latest
     observation made after its last release says traffic does not meet the serving release (or that the pass
     found drift), or when neither that release nor any pass is more recent than `reconcile_stale_seconds`.
-    Without a reconciler (setting off), or while a release of the app is in progress (`releasing`: the
-    reconciler stands aside, and the release reports its own progress), the recorded status stands."""
-    if (app.status != "running" or app.serving_deployment_id is None or not config.reconcile_enabled
-            or releasing):
+    Without a reconciler (setting off) the recorded status stands. While a release of the app is in progress
+    (`releasing`) the reconciler stands aside, so no pass is late then: only the staleness rule is off (a
+    release recorded in progress whose workflow is gone does not stop the passes, nor what they report)."""
+    if app.status != "running" or app.serving_deployment_id is None or not config.reconcile_enabled:
         return app.status, None
     now = now or datetime.now(UTC)
     # the last release's own end is an observation too: it saw the release Ready and switched the Service
@@ -63,7 +63,7 @@ def observed_status(app: AppRecord, obs: ObservationRecord | None, config: Platf
             error=obs.error).reason()
         if reason is not None:
             return "degraded", reason
-    if (now - seen).total_seconds() > config.reconcile_stale_seconds:
+    if not releasing and (now - seen).total_seconds() > config.reconcile_stale_seconds:
         return "degraded", (f"not observed since {seen.isoformat(timespec='seconds')}: the platform's reconciler "
                             "is not running or cannot reach the cluster (tell the operator)")
     return "running", None

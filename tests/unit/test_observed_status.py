@@ -5,8 +5,8 @@
   with that reason;
 - an observation older than the app's last release does not count (that release saw it Ready);
 - nothing newer than the stale bound (neither a release nor a pass) is `degraded`: "not observed since";
-- without the reconciler, for an app not serving, or while a release is in progress, the recorded status
-  stands.
+- without the reconciler, or for an app not serving, the recorded status stands; while a release is in
+  progress nothing counts as stale (the reconciler stands aside), but a fresh observation still does.
 """
 
 from __future__ import annotations
@@ -76,3 +76,5 @@ def test_while_a_release_is_in_progress_the_record_stands() -> None:
     """The reconciler stands aside during a release (a build may take minutes): no "not observed since"."""
     assert observed_status(APP, obs(600), CONFIG, NOW, releasing=True) == ("running", None)
     assert observed_status(APP, obs(600), CONFIG, NOW)[0] == "degraded"
+    # a row left in progress by a workflow that is gone: the passes go on, and what they find is reported
+    assert observed_status(APP, obs(5, serving_ready=False), CONFIG, NOW, releasing=True)[0] == "degraded"
