@@ -188,6 +188,34 @@ class ReleasesSettings(Group):
     """Release objects older than this many days are pruned (never the serving or warm ones)."""
 
 
+class ReconcileSettings(Group):
+    """The reconciler (docs/operations.md#drift-and-repair): the worker compares every app with the cluster and
+    re-applies what drifted; the status tools report what it observed."""
+
+    enabled: bool = True
+    """Run the reconciler in this worker (the sweeper at start, a loop per app). False: nothing is repaired and
+    the status tools report what was recorded, not observed."""
+    period_seconds: float = Field(30.0, ge=1, le=3600)
+    """Seconds between two passes over one app: the bound on how long drift goes unnoticed. 30 keeps a few
+    hundred apps at a few API reads per second."""
+    max_backoff_seconds: float = Field(300.0, ge=1, le=86400)
+    """Ceiling of the wait after failed passes (doubled per failure from the period), so a sick API server is
+    not hammered."""
+    sweep_seconds: float = Field(60.0, ge=1, le=86400)
+    """Seconds between two sweeps, which start the loop of any app without one (also after Temporal lost its
+    state) and look for objects no recorded app owns."""
+    remove_orphans: bool = False
+    """Delete the Deployments and Services carrying the platform's labels that no recorded app owns. False:
+    they are only reported (the worker's log, the sweep's result), since a wrong record must not delete a
+    running workload."""
+    concurrent_passes: int = Field(2, ge=1, le=20)
+    """Passes one worker runs at once. Each holds a database connection (the app's row lock) while it reads the
+    cluster, so a few leave the worker's pool (5 connections) to the deploy activities."""
+    stale_after_periods: float = Field(3.0, ge=1, le=1000)
+    """An app not observed for this many periods is reported `degraded` ("not observed since ..."): the
+    reconciler itself is not running."""
+
+
 class ProgressSettings(Group):
     """How long a tool call follows its workflow."""
 
@@ -448,6 +476,7 @@ class Settings(BaseSettings):
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     apps: AppsSettings = Field(default_factory=AppsSettings)
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
+    reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     progress: ProgressSettings = Field(default_factory=ProgressSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     image_registry: ImageRegistrySettings = Field(default_factory=ImageRegistrySettings)

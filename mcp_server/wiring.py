@@ -44,6 +44,8 @@ def platform_config(settings: Settings) -> PlatformConfig:
         git_allowed_hosts=tuple(settings.git.allowed_hosts), git_ca_file=settings.git.ca_file,
         image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None,
         backup_max_age_hours=settings.backup.max_age_hours,
+        reconcile_enabled=settings.reconcile.enabled,
+        reconcile_stale_seconds=settings.reconcile.period_seconds * settings.reconcile.stale_after_periods,
     )
 
 

@@ -14,6 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from mcp_server.health import Named, database_check, serve_health, temporal_check
@@ -26,6 +28,7 @@ from workflows.activities.build import BuildActivities, BuildSettings, RobotSour
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
 from workflows.activities.deploy import DeployActivities
 from workflows.activities.harbor import HarborActivities
+from workflows.activities.reconcile import ReconcileActivities, ReconcileConfig
 from workflows.activities.stores import BuildStore
 from workflows.activities.volume import VolumeActivities
 from workflows.adapters.github_app import GitHubApp
@@ -36,13 +39,18 @@ from workflows.build import BuildWorkflow
 from workflows.delete import DeleteAppWorkflow
 from workflows.deploy import DeployWorkflow
 from workflows.diagnose import DiagnoseWorkflow
+from workflows.domain.reconcile_contract import SweepInput
+from workflows.domain.workflow_ids import reconcile_sweep_workflow_id
+from workflows.reconcile import ReconcileSweepWorkflow, ReconcileWorkflow
+from workflows.render.pull_secret import PULL_SECRET_NAME
 from workflows.volume import VolumeWorkflow
 
 log = logging.getLogger(__name__)
 
 # Here, not in `mcp_server.temporal`: the definitions import their activity classes, which only the worker
 # needs (the server starts workflows by name).
-WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow]
+WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow, ReconcileWorkflow,
+             ReconcileSweepWorkflow]
 
 
 def build_activities(settings: Settings, store: BuildStore, *, loki: LokiClient | None = None,
@@ -91,17 +99,23 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
         if github_app is not None:
             log.info("GitHub App %s mints clone tokens for %s", github_app.app_id, ", ".join(github_app.hosts))
         secretbox = load_secretbox(settings)
-        activities = DeployActivities(kube, store, secretbox, temporal=client)
         volumes = VolumeActivities(kube, store)
         registry = HarborActivities(kube, store, secretbox, harbor, settings.image_registry.host,
                                     settings.harbor.retention_keep_last)
+        reconciler = ReconcileActivities(kube, store, secretbox, reconcile_config(settings), temporal=client,
+                                         pull_secrets=registry.ensure_pull_secret if harbor is not None else None)
+        activities = DeployActivities(kube, store, secretbox, temporal=client,
+                                      on_serving=reconciler.ensure_loop if settings.reconcile.enabled else None)
         builds = build_activities(settings, store, loki=loki, github_app=github_app, kube=kube,
                                   robots=registry if harbor is not None else None)
-        yield WorkerClients(Worker(
+        w = Worker(
             client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
-            activities=activities.all() + volumes.all() + builds.all() + registry.all(),
+            activities=activities.all() + volumes.all() + builds.all() + registry.all() + reconciler.all(),
             max_concurrent_activities=50,
-            graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds)), store, kube)
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds))
+        if settings.reconcile.enabled:
+            await start_sweeper(client, settings)
+        yield WorkerClients(w, store, kube)
     finally:
         if github_app is not None:
             await github_app.aclose()
@@ -111,6 +125,31 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
             await loki.aclose()
         await store.close()
         await kube.close()
+
+
+def reconcile_config(settings: Settings) -> ReconcileConfig:
+    """What a reconcile pass renders with: the same settings the server hands the deploy workflow."""
+    r = settings.reconcile
+    return ReconcileConfig(
+        period_seconds=r.period_seconds, max_backoff_seconds=r.max_backoff_seconds, sweep_seconds=r.sweep_seconds,
+        remove_orphans=r.remove_orphans, concurrent_passes=r.concurrent_passes,
+        runtime_class=settings.cluster.runtime_class or None,
+        ingress_class=settings.cluster.ingress_class, storage_classes=dict(settings.cluster.storage_classes),
+        image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None)
+
+
+async def start_sweeper(client: Client, settings: Settings) -> None:
+    """Make sure the install's sweeper runs (started once, kept by Temporal; a worker starting again finds it).
+    It starts every app's reconcile loop, so a platform whose cluster (or Temporal) starts empty serves its
+    recorded apps again without any call. A Temporal that refuses just now costs the sweep until the next
+    worker start, not the worker."""
+    try:
+        await client.start_workflow(
+            "reconcile-sweep", SweepInput(), id=reconcile_sweep_workflow_id(settings.temporal.task_queue),
+            task_queue=settings.temporal.task_queue, id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE)
+    except RPCError as e:
+        log.warning("the reconcile sweeper could not be started: %s", e)
 
 
 def job_builder(kube: Kube, settings: Settings) -> JobBuilder | None:

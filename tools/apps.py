@@ -43,22 +43,30 @@ class AppList(BaseModel):
 
 @tool(title="List apps", scope="apps:read", read_only=True, idempotent=True)
 async def list_apps(project: ProjectName | None = None) -> AppList:
-    """List the apps of your tenant, optionally of one project, with their URL and status."""
+    """List the apps of your tenant, optionally of one project, with their URL and status as the platform last
+    observed it in the cluster (`degraded` with a reason when the serving release is not what answers)."""
     c = call()
     if project is not None:
         check_name("project", project)
     rows = await c.store.list_apps(c.principal.tenant, project)
-    return AppList(apps=[app_summary(a, c.config.apps_url_port) for a in rows])
+    ids = [a.id for a in rows]
+    seen, releasing = await c.store.observations(ids), await c.store.releasing(ids)
+    return AppList(apps=[app_summary(a, c.config.apps_url_port, seen.get(a.id), c.config, a.id in releasing)
+                         for a in rows])
 
 
 @tool(title="Get app", scope="apps:read", read_only=True, idempotent=True)
 async def get_app(project: ProjectName, app: AppName) -> AppView:
-    """Show one app: URL, status, configuration (env values omitted), the serving release and recent releases."""
+    """Show one app: URL, status as observed (`degraded` with `status_reason` when the cluster does not serve the
+    recorded release: pods not Ready, Service elsewhere, objects missing), what the platform's reconciler last
+    saw and repaired (`observed`), configuration (env values omitted), the serving release and recent releases."""
     c = call()
     check_name("project", project)
     check_name("app", app)
     row = await require_app(c, project, app, hint="Call `list_apps` to see the apps you have.")
-    return app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port)
+    seen = await c.store.observations([row.id])
+    return app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port,
+                    seen.get(row.id), c.config)
 
 
 @tool(title="Create app", scope="apps:write", idempotent=True, open_world=True, secret_args=frozenset({"secrets"}))

@@ -57,6 +57,8 @@ class PlatformConfig:
     retain_days: int = 30
     image_pull_secret: str | None = None  # Harbor configured: the namespace's pull Secret releases list
     backup_max_age_hours: float = 26.0  # the operator's whoami warns when the last good backup is older
+    reconcile_enabled: bool = False  # the worker observes apps: status is what it saw (`tools.status`)
+    reconcile_stale_seconds: float = 90.0  # an observation older than this says the reconciler is not running
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from tools.context import call, tool
 from tools.errors import NotFound
 from tools.logs import app_masker
+from tools.status import ObservedStatus, observed_status, observed_view
 from tools.views import DeploymentError
 from workflows.domain.diagnose_contract import DiagnoseInput
 from workflows.domain.names import release_name
@@ -39,6 +40,10 @@ class DiagnosisView(BaseModel):
     containers: list[str]
     events: list[str]
     logs: list[str] = Field(description="Last log lines of the first failing pod (secret values masked).")
+    app_status: str = Field(description="The app's status as observed (running, degraded, ...).")
+    status_reason: str | None = Field(None, description="Why the app is degraded.")
+    observed: ObservedStatus | None = Field(None, description="The reconciler's last look at this release, while "
+                                                              "it is the serving one: drift found and repaired.")
     next_step: str
 
 
@@ -67,14 +72,21 @@ async def diagnose_deployment(
     recorded_logs = [x.removeprefix("log: ") for x in (recorded.evidence if recorded else []) if x.startswith("log: ")]
     logs = [masker.mask(line) for line in (live.logs or recorded_logs)]
     reason = cause.reason if cause else None
-    if cause is None:
+    serving = app.serving_deployment_id == d.id
+    obs = (await c.store.observations([app.id])).get(app.id)
+    status, status_reason = observed_status(app, obs, c.config, releasing=bool(await c.store.releasing([app.id])))
+    if cause is None and serving and status_reason is not None:
+        step = (f"The app is degraded: {status_reason}. The platform re-applies what drifted by itself at its "
+                "next pass; if this persists, tell the operator.")
+    elif cause is None:
         step = "Healthy: nothing to fix." if live.healthy else "No failure visible yet; check again in a moment."
     else:
         step = _NEXT.get(reason or "", cause.hint or "Deploy a fixed version, or `rollback` to the last good one.")
     return DiagnosisView(
-        deployment_id=d.id, release=release, phase=d.phase, serving=app.serving_deployment_id == d.id,
+        deployment_id=d.id, release=release, phase=d.phase, serving=serving,
         healthy=live.healthy, cause=cause, ready_replicas=live.ready_replicas, desired_replicas=live.desired_replicas,
         containers=[masker.mask(x) for x in live.containers], events=[masker.mask(x) for x in live.events],
-        logs=logs, next_step=step,
+        logs=logs, app_status=status, status_reason=status_reason,
+        observed=observed_view(obs) if serving else None, next_step=step,
     )
 

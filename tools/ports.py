@@ -18,6 +18,7 @@ from tools.records import (
     BackupRun,
     DeploymentRecord,
     NewRelease,
+    ObservationRecord,
     PreflightSummary,
     ProjectRecord,
     ReleaseClaim,
@@ -99,6 +100,14 @@ class Store(Protocol):
     async def get_deployment(self, tenant: str, deployment_id: UUID) -> DeploymentRecord | None: ...
 
     async def get_app_by_id(self, app_id: UUID) -> AppRecord | None: ...
+
+    async def observations(self, app_ids: list[UUID]) -> dict[UUID, ObservationRecord]:
+        """The reconciler's latest observation of each app that has one."""
+        ...
+
+    async def releasing(self, app_ids: list[UUID]) -> set[UUID]:
+        """Those of the apps with a release not finished yet."""
+        ...
 
     async def hostname_owner(self, hostname: str) -> UUID | None: ...
 

@@ -177,3 +177,20 @@ class BackupRun(Record):
     status: Literal["running", "ok", "failed"]
     size_bytes: int | None
     error: str | None
+
+
+class ObservationRecord(Record):
+    """The reconciler's latest look at one app (`app_observations`), as the status tools read it."""
+
+    app_id: UUID
+    observed_at: datetime
+    release: str | None
+    desired_replicas: int
+    ready_replicas: int
+    serving_ready: bool
+    service_points_at_serving: bool
+    drift: list[str]
+    repaired: list[str]
+    error: str | None
+    last_repair_at: datetime | None
+    last_repaired: list[str]

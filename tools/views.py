@@ -8,8 +8,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from tools.records import AppRecord, DeploymentRecord
+from tools.context import PlatformConfig
+from tools.records import AppRecord, DeploymentRecord, ObservationRecord
+from tools.status import ObservedStatus, observed_status, observed_view
 from workflows.domain.names import release_name
+from workflows.domain.phases import TERMINAL_PHASES
 
 
 class DeploymentError(BaseModel):
@@ -61,9 +64,13 @@ class AppSummary(BaseModel):
     project: str
     name: str
     url: str
-    status: str
+    status: str = Field(description="creating, running, degraded (serving as recorded, but the cluster does not "
+                                    "show it: see status_reason), failed, deleting.")
+    status_reason: str | None = Field(None, description="Why the app is degraded.")
     serving_deployment_id: UUID | None
     updated_at: datetime
+    observed: ObservedStatus | None = Field(None, description="The platform's last look at the app in the cluster "
+                                                              "(replicas Ready, Service target, drift repaired).")
 
 
 class AppView(AppSummary):
@@ -81,15 +88,22 @@ def app_url(app: AppRecord, port: int | None = None) -> str:
     return f"https://{app.hostname}" + (f":{port}" if port and port != 443 else "")
 
 
-def app_summary(app: AppRecord, port: int | None = None) -> AppSummary:
-    return AppSummary(project=app.project, name=app.name, url=app_url(app, port), status=app.status,
-                      serving_deployment_id=app.serving_deployment_id, updated_at=app.updated_at)
+def app_summary(app: AppRecord, port: int | None = None, obs: ObservationRecord | None = None,
+                config: PlatformConfig | None = None, releasing: bool = False) -> AppSummary:
+    """The app's summary; with `config`, its status as observed (`tools.status`)."""
+    status, reason = observed_status(app, obs, config, releasing=releasing) if config is not None else (
+        app.status, None)
+    return AppSummary(project=app.project, name=app.name, url=app_url(app, port), status=status,
+                      status_reason=reason, serving_deployment_id=app.serving_deployment_id,
+                      updated_at=app.updated_at, observed=observed_view(obs))
 
 
-def app_view(app: AppRecord, deployments: list[DeploymentRecord], port: int | None = None) -> AppView:
+def app_view(app: AppRecord, deployments: list[DeploymentRecord], port: int | None = None,
+             obs: ObservationRecord | None = None, config: PlatformConfig | None = None) -> AppView:
     spec = {k: v for k, v in app.spec.items() if k != "env"}
+    releasing = any(d.phase not in TERMINAL_PHASES for d in deployments)
     return AppView(
-        **app_summary(app, port).model_dump(),
+        **app_summary(app, port, obs, config, releasing).model_dump(),
         namespace=app.namespace,
         port=app.spec.get("port"),
         replicas=app.spec.get("replicas"),

@@ -132,6 +132,9 @@ def platform_settings(database_url: str, temporal_address: str, testbed: Testbed
         "secrets_key": Fernet.generate_key().decode(),
         "releases": {"ready_timeout_seconds": 90, "rollback_window_seconds": 600},
         "progress": {"wait_seconds": 120},
+        # off unless a test turns it on (tests/integration/test_reconcile_on_testbed.py): the other tests break
+        # objects on purpose and watch what the workflows do about it
+        "reconcile": {"enabled": False},
     }
     return load_settings(**merge(values, regroup(overrides)))
 

@@ -14,6 +14,7 @@ from mcp_server.store.backup_runs import PgBackupRuns
 from mcp_server.store.builds import PgBuilds
 from mcp_server.store.ciphertexts import CIPHERTEXT_TABLES, PgCiphertexts, RotationCount
 from mcp_server.store.harbor_robots import PgHarborRobots, PgRobotSlot
+from mcp_server.store.observations import PgObservations
 from mcp_server.store.preflight import PgPreflight
 from mcp_server.store.releases import PgReleases
 from mcp_server.store.schema import migrate, migration_files
@@ -24,7 +25,7 @@ from mcp_server.store.volumes import PgVolumes
 __all__ = ["CIPHERTEXT_TABLES", "PgRobotSlot", "PgStore", "RotationCount", "migrate", "migration_files", "token_hash"]
 
 
-class PgStore(PgApps, PgReleases, PgSecretVersions, PgVolumes, PgBuilds, PgHarborRobots, PgAudit, PgTokens,
-              PgPreflight, PgBackupRuns, PgCiphertexts):
+class PgStore(PgApps, PgReleases, PgObservations, PgSecretVersions, PgVolumes, PgBuilds, PgHarborRobots, PgAudit,
+              PgTokens, PgPreflight, PgBackupRuns, PgCiphertexts):
     """Implements `tools.ports.Store`, the activities' stores (`workflows.activities.stores`) and the auth
     layer's `TokenStore` on one psycopg async pool; `PgStore.open(url)` opens it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -74,8 +74,10 @@ class DeployActivities:
     """Activities bound to the worker's clients (Temporal's recommended shape for injected dependencies)."""
 
     def __init__(self, kube: Kube, store: ReleaseStore, secretbox: SecretBox,
-                 guardrails: Guardrails | None = None, temporal: Client | None = None) -> None:
+                 guardrails: Guardrails | None = None, temporal: Client | None = None,
+                 on_serving: Callable[[UUID], Awaitable[object]] | None = None) -> None:
         self.kube = kube
+        self.on_serving = on_serving  # the reconciler: make sure the app's reconcile loop runs
         self.store = store
         self.secretbox = secretbox
         self.guardrails = guardrails or Guardrails()
@@ -370,6 +372,11 @@ class DeployActivities:
             inp.deployment_id, inp.app_id, inp.phase, inp.serving,
             inp.failure.model_dump(mode="json") if inp.failure else None,
         )
+        if inp.serving and self.on_serving is not None:
+            try:
+                await self.on_serving(inp.app_id)
+            except Exception as e:  # the sweeper starts the loop later; the release's outcome stands
+                activity.logger.warning("reconcile loop of app %s not started: %s", inp.app_id, e)
 
     @activity.defn
     async def diagnose_release(self, inp: DiagnoseInput) -> Diagnosis:

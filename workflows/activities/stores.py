@@ -9,6 +9,7 @@ from uuid import UUID
 
 from workflows.domain.build_contract import BuildDone, BuildInput, BuildStarted
 from workflows.domain.phases import Phase
+from workflows.domain.reconcile_contract import AppKey, Observation, ReconcileTarget
 
 
 class ReleaseStore(Protocol):
@@ -62,3 +63,17 @@ class RobotStore(Protocol):
         """The tenant's robot row, locked against other workers until the block ends: two deploys ensuring
         one robot at once would each refresh its secret, and only one of the two would still work."""
         ...
+
+
+class ReconcileStore(Protocol):
+    def reconcile_lock(self, app_id: UUID) -> AbstractAsyncContextManager[ReconcileTarget]:
+        """The app's desired state, its row locked against recording a release until the block ends."""
+        ...
+
+    async def record_observation(self, obs: Observation) -> None: ...
+
+    async def reconcilable_apps(self) -> list[AppKey]: ...
+
+    async def record_platform_audit(self, tenant: str | None, tool: str, arguments: dict[str, Any],
+                                    k8s_refs: list[str], *, workflow_id: str | None = None, outcome: Any = "ok",
+                                    error: str | None = None, duration_ms: int = 0) -> None: ...

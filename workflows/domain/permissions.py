@@ -56,27 +56,33 @@ _APPLY = "create patch"  # server-side apply, which may create the object
 WORKER_PERMISSIONS: tuple[Permission, ...] = (
     # project namespaces and their guardrails (activities/deploy.py ensure_namespace, render/namespace.py);
     # the build namespace (activities/build_job.py JobBuilder.build)
-    *_grant("", "namespaces", _APPLY, False, "ensure_namespace, JobBuilder.build"),
-    *_grant("", "resourcequotas", _APPLY, True, "ensure_namespace"),
-    *_grant("", "limitranges", _APPLY, True, "ensure_namespace"),
-    *_grant("networking.k8s.io", "networkpolicies", _APPLY, True, "ensure_namespace"),
+    # read back by the reconciler (activities/reconcile.py reconcile_app) to find what drifted
+    *_grant("", "namespaces", "get " + _APPLY, False, "ensure_namespace, JobBuilder.build, reconcile_app"),
+    *_grant("", "resourcequotas", "get " + _APPLY, True, "ensure_namespace, reconcile_app"),
+    *_grant("", "limitranges", "get " + _APPLY, True, "ensure_namespace, reconcile_app"),
+    *_grant("networking.k8s.io", "networkpolicies", "get " + _APPLY, True, "ensure_namespace, reconcile_app"),
     # release env Secrets (apply_release), pull Secrets (harbor.py ensure_pull_secret), build Secrets
     # (JobBuilder.build: delete + create, then a merge patch of ownerReferences); listed and deleted by
-    # delete_app_objects, deleted by prune_releases
+    # delete_app_objects and reconcile_app (which env and pull Secrets exist), deleted by prune_releases
     *_grant("", "secrets", "create patch delete list", True,
-            "apply_release, ensure_pull_secret, JobBuilder.build, prune_releases, delete_app_objects"),
+            "apply_release, ensure_pull_secret, JobBuilder.build, prune_releases, delete_app_objects, reconcile_app"),
     # release Deployments: apply_release; read by release_ready, wait_ready, scale_release, diagnose_release;
     # listed by prune_releases, retire_releases, delete_app_objects; deleted by prune and delete
     *_grant("apps", "deployments", "get list create patch delete", True,
-            "apply_release, release_ready, prune_releases, retire_releases, diagnose_release, delete_app_objects"),
+            "apply_release, release_ready, prune_releases, retire_releases, diagnose_release, delete_app_objects, "
+            "reconcile_app, ensure_reconcilers (orphans, all namespaces), reconcile orphan removal"),
     *_grant("apps", "deployments/scale", "patch", True, "scale_release, retire_releases"),
-    *_grant("policy", "poddisruptionbudgets", "create patch list delete", True,
-            "apply_release, delete_app_objects"),
-    # the app's stable Service and Ingress (switch_service), the Service read by scale_release
-    *_grant("", "services", "get create patch delete", True, "switch_service, scale_release, delete_app_objects"),
-    *_grant("networking.k8s.io", "ingresses", "create patch delete", True, "switch_service, delete_app_objects"),
-    *_grant("", "endpoints", "get", True, "switch_service (waits for the new release's endpoints)"),
-    # pods: wait_ready lists then watches; retire_releases, diagnose_release, JobBuilder._follow list;
+    *_grant("policy", "poddisruptionbudgets", "get create patch list delete", True,
+            "apply_release, delete_app_objects, reconcile_app"),
+    # the app's stable Service and Ingress (switch_service), the Service read by scale_release; the reconciler
+    # reads both, lists Services of all namespaces for orphans and (by setting) deletes those
+    *_grant("", "services", "get list create patch delete", True,
+            "switch_service, scale_release, delete_app_objects, reconcile_app, ensure_reconcilers"),
+    *_grant("networking.k8s.io", "ingresses", "get create patch delete", True,
+            "switch_service, delete_app_objects, reconcile_app"),
+    *_grant("", "endpoints", "get", True, "switch_service (waits for the new release's endpoints), reconcile_app"),
+    # pods: wait_ready lists then watches; retire_releases, diagnose_release, JobBuilder._follow, reconcile_app
+    # list;
     # their logs: diagnose/wait_ready last lines, the build steps' streamed logs
     *_grant("", "pods", "list watch", True, "wait_ready, retire_releases, diagnose_release, JobBuilder"),
     *_grant("", "pods/log", "get", True, "wait_ready, diagnose_release, JobBuilder._stream"),

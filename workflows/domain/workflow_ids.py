@@ -30,3 +30,13 @@ def delete_workflow_id(tenant: str, project: str, app: str, app_id: UUID) -> str
 def volume_workflow_id(tenant: str, project: str, volume: str, op: str, key: str) -> str:
     """One change to a volume: the same request retried never runs twice."""
     return f"volume/{tenant}/{project}/{volume}/{op}/{key}"
+
+
+def reconcile_workflow_id(app_id: UUID) -> str:
+    """One app's reconcile loop, keyed by the app id: a later app of the same name is another app."""
+    return f"reconcile/{app_id}"
+
+
+def reconcile_sweep_workflow_id(task_queue: str) -> str:
+    """The install's sweeper: one per task queue (one install), so two installs on one Temporal never share it."""
+    return f"reconcile-sweep/{task_queue}"
