@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.settings import AuthSettings
+from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
@@ -25,12 +26,15 @@ from mcp.server.mcpserver.tools.base import Tool
 from pydantic import AnyHttpUrl, ValidationError
 from starlette.applications import Starlette
 
-from mcp_server.auth import ApiTokenVerifier, TokenStore, principal_from_request
+from mcp_server.auth import ApiTokenVerifier, principal_from_request
 from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
 from mcp_server.health import HealthRoutes, Named
 from mcp_server.http_unavailable import StoreUnavailableResponse
+from mcp_server.oauth.github import CALLBACK_PATH, GitHubLogin
+from mcp_server.oauth.provider import OAuthStore, PlatformAuthProvider
+from mcp_server.oauth.routes import login_routes
 from mcp_server.rate_limits import CallLimits
-from mcp_server.settings import RateLimitSettings
+from mcp_server.settings import ALL_SCOPES, OPERATOR_SCOPES, OAuthSettings, RateLimitSettings
 from prompts import PROMPTS
 from tools import all_tools
 from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
@@ -56,9 +60,10 @@ Long operations return ids at once and report progress while you wait; query the
 LONG_WAIT_ARGS = ("wait_seconds", "follow_seconds")
 
 
-class ServerStore(Store, TokenStore, RefusalStore, Protocol):
+class ServerStore(Store, OAuthStore, RefusalStore, Protocol):
     """What the server needs of the store: the tools' port (and the audit row), and the token lookup of HTTP
-    auth (and the rows of refused authentications). `mcp_server.store.PgStore` is one; mypy checks the fit
+    auth (OAuth's, which includes the API tokens' `TokenStore`; and the rows of refused
+    authentications). `mcp_server.store.PgStore` is one; mypy checks the fit
     where `ServerDeps` is built."""
 
 
@@ -94,6 +99,7 @@ class DeployMCP(MCPServer[Any]):
         auth: AuthSettings | None = None,
         limits: CallLimits | None = None,
         refusals: RefusalBudget | None = None,
+        oauth: PlatformAuthProvider | None = None,
     ) -> None:
         self.deps = deps
         # Budgets are per token: over stdio (and in memory) the caller is the machine's operator, unlimited
@@ -120,9 +126,14 @@ class DeployMCP(MCPServer[Any]):
             instructions=INSTRUCTIONS,
             version="0.1.0",
             tools=tools,
-            token_verifier=ApiTokenVerifier(deps.store) if auth else None,
+            # with OAuth, the provider verifies both its access tokens and the API tokens
+            token_verifier=ApiTokenVerifier(deps.store) if auth and oauth is None else None,
+            auth_server_provider=oauth,
             auth=auth,
         )
+        if oauth is not None:
+            for route in login_routes(oauth):
+                self.custom_route(route.path, sorted(route.methods or ()))(route.endpoint)
         for p in PROMPTS:
             self.add_prompt(Prompt.from_function(p.fn, name=p.name, title=p.title, description=p.description))
 
@@ -264,18 +275,38 @@ def _rewrite_validation(e: ToolError) -> ToolError:
 
 def build_server(
     deps: ServerDeps, *, transport: str, principal: Principal | None = None, public_url: str | None = None,
-    limits: CallLimits | None = None, refusals: RefusalBudget | None = None,
+    limits: CallLimits | None = None, refusals: RefusalBudget | None = None, oauth: OAuthSettings | None = None,
 ) -> DeployMCP:
     """stdio and in-memory servers act for `principal`; HTTP servers authenticate each request by token.
     `limits` and `refusals` default to budgets of `deps.rate_limits` (tests pass their own clocks); without
-    `limits`, only HTTP callers (tokens) have a budget."""
+    `limits`, only HTTP callers (tokens) have a budget. With `oauth` enabled, the HTTP server is also the
+    OAuth 2.1 authorization server of its MCP endpoint (`mcp_server.oauth`)."""
     auth = None
+    provider = None
     if transport == "http":
         url = public_url or "http://127.0.0.1:8765/mcp"
-        # API tokens are minted by this server for itself alone, so there is no foreign audience to refuse.
-        auth = AuthSettings(issuer_url=AnyHttpUrl(url), resource_server_url=AnyHttpUrl(url),
-                            validate_token_resource=False)
+        if oauth is not None and oauth.enabled:
+            issuer = (oauth.issuer_url or _origin(url)).rstrip("/")
+            provider = PlatformAuthProvider(deps.store, oauth, url, GitHubLogin(oauth, issuer + CALLBACK_PATH))
+            # every token (OAuth or API) must name this endpoint as its audience (RFC 8707), checked per request
+            auth = AuthSettings(
+                # strings, not AnyHttpUrl: the settings keep a path-less issuer without a trailing slash (RFC 8414
+                # compares issuers exactly)
+                issuer_url=issuer, resource_server_url=url, validate_token_resource=True,
+                client_registration_options=ClientRegistrationOptions(
+                    enabled=True, valid_scopes=[*ALL_SCOPES, *OPERATOR_SCOPES], default_scopes=list(ALL_SCOPES)),
+                revocation_options=RevocationOptions(enabled=True))
+        else:
+            # API tokens are minted by this server for itself alone, so there is no foreign audience to refuse.
+            auth = AuthSettings(issuer_url=AnyHttpUrl(url), resource_server_url=AnyHttpUrl(url),
+                                validate_token_resource=False)
         principal = None
     elif principal is None:
         raise ValueError(f"transport {transport!r} needs the principal it acts for")
-    return DeployMCP(deps, transport=transport, principal=principal, auth=auth, limits=limits, refusals=refusals)
+    return DeployMCP(deps, transport=transport, principal=principal, auth=auth, limits=limits, refusals=refusals,
+                     oauth=provider)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
