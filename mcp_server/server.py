@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
@@ -25,6 +27,7 @@ from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import AnyHttpUrl, ValidationError
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from mcp_server.auth import ApiTokenVerifier, principal_from_request
 from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
@@ -33,6 +36,7 @@ from mcp_server.http_unavailable import StoreUnavailableResponse
 from mcp_server.oauth.github import CALLBACK_PATH, GitHubLogin
 from mcp_server.oauth.provider import OAuthStore, PlatformAuthProvider
 from mcp_server.oauth.routes import login_routes
+from mcp_server.oauth.step_up import ScopeChallenge
 from mcp_server.rate_limits import CallLimits
 from mcp_server.settings import ALL_SCOPES, OPERATOR_SCOPES, OAuthSettings, RateLimitSettings
 from prompts import PROMPTS
@@ -107,6 +111,7 @@ class DeployMCP(MCPServer[Any]):
         self.limits = limits or (CallLimits(deps.rate_limits) if auth else None)
         self.refusals = refusals or RefusalBudget(deps.rate_limits.refused_auth_rows_per_minute)
         self.transport = transport
+        self.oauth = oauth
         self.fixed_principal = principal
         self.specs: dict[str, ToolSpec] = {}
         self.arg_names: dict[str, frozenset[str]] = {}
@@ -144,11 +149,37 @@ class DeployMCP(MCPServer[Any]):
         """The SDK's app, with the refused authentications recorded around its authentication, a 503 for a
         database that cannot be reached, and the health probes' paths in front of it all."""
         app = super().streamable_http_app(**kwargs)
+        if self.oauth is not None:
+            self._add_scope_challenge(app, kwargs.get("streamable_http_path", "/mcp"))
         app.add_middleware(RefusedAuthAudit, store=self.deps.store, budget=self.refusals)
         app.add_middleware(StoreUnavailableResponse)  # around auth: the token lookup needs the database too
         # outermost: probes pass no authentication, leave no audit row and spend no budget
         app.add_middleware(HealthRoutes, checks=self.deps.health_checks)
         return app
+
+    def _add_scope_challenge(self, app: Starlette, path: str) -> None:
+        """OAuth tokens lacking a tool's scope get the HTTP step-up challenge (`mcp_server.oauth.step_up`),
+        inside the SDK's authentication (which has named the token by then)."""
+        assert self.settings.auth is not None and self.settings.auth.resource_server_url is not None
+        metadata_url = str(build_resource_metadata_url(self.settings.auth.resource_server_url))
+        scopes = {name: spec.scope for name, spec in self.specs.items() if spec.scope}
+        for route in app.routes:
+            if isinstance(route, Route) and route.path == path:
+                route.app = ScopeChallenge(route.app, scopes, metadata_url, self._record_step_up)
+
+    async def _record_step_up(self, name: str, arguments: dict[str, Any], token: AccessToken, needed: str) -> None:
+        """The refused call's audit row, as `call_tool` would have written it (no tool ran)."""
+        spec = self.specs[name]
+        event = AuditEvent(
+            tenant=str((token.claims or {}).get("tenant")), principal=storable_text(token.subject or token.client_id),
+            transport=self.transport, tool=storable_text(name, 64), request_id=None,
+            arguments=storable(redact(arguments, spec.secret_args)), outcome="denied",
+            error=f"the token lacks scope {needed} (asked to step up)", workflow_id=None, k8s_refs=storable([]),
+            duration_ms=0)
+        try:
+            await self.deps.store.record_audit(event)
+        except Exception:
+            log.exception("could not write the audit row of %s: %s", name, event.model_dump_json())
 
     @staticmethod
     def _budget(principal: Principal) -> Budget:

@@ -35,7 +35,7 @@ from tests.fakes.fake_github_oauth import FakeGitHubOAuth, fake_github_oauth_run
 
 # The agent's redirect URI: never connected to; the test reads the code off the Location header.
 CLIENT_REDIRECT = "http://127.0.0.1:9/callback"
-ACME_SCOPES = ["apps:read", "apps:write", "logs:read"]
+ACME_SCOPES = ["apps:read", "apps:write", "audit:read", "logs:read"]
 
 
 @dataclass
@@ -220,6 +220,72 @@ async def test_the_sdk_client_signs_in_with_github_and_acts_in_the_mapped_tenant
                                            (token_hash(storage.tokens.access_token),))).fetchone()
     assert [(g["resource"], g["subject"]) for g in grant] == [(env.mcp_url, "github:octocat")]
     assert stored is not None and stored["n"] == 1
+
+
+async def test_a_tool_needing_a_scope_the_token_lacks_answers_403_and_the_sdk_client_steps_up(env: Env) -> None:
+    """The SDK client holds a token of an earlier sign-in that asked for `apps:read` only (its storage kept it);
+    `get_audit_log` needs `audit:read`: the 403 challenge makes the client sign in again asking for both."""
+    client = await register(env)
+    env.github.signed_in = "octocat"
+    verifier, challenge = pkce()
+    async with httpx.AsyncClient() as browser:
+        params = await consent(browser, env, await browse(
+            browser, authorize_url(env, client, challenge, scope="apps:read")))
+    storage = MemoryTokens()
+    storage.client = OAuthClientInformationFull.model_validate(client)
+    storage.tokens = OAuthToken.model_validate((await exchange(env, client, params["code"], verifier)).json())
+    pages: list[str] = []
+    redirected: dict[str, str] = {}
+
+    async def redirect_handler(url: str) -> None:
+        async with httpx.AsyncClient() as browser:
+            page = await browse(browser, url)
+            pages.append(page.text)
+            redirected.update(await consent(browser, env, page))
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        return AuthorizationCodeResult(code=redirected["code"], state=redirected.get("state"))
+
+    auth = OAuthClientProvider(
+        env.mcp_url, OAuthClientMetadata(client_name="raw agent", redirect_uris=[AnyUrl(CLIENT_REDIRECT)],
+                                         token_endpoint_auth_method="none"),
+        storage, redirect_handler, callback_handler)
+    async with httpx2.AsyncClient(auth=auth) as hc, Client(streamable_http_client(env.mcp_url, http_client=hc)) as c:
+        who = await c.call_tool("whoami", {})
+        assert who.structured_content is not None and who.structured_content["scopes"] == ["apps:read"]
+        log = await c.call_tool("get_audit_log", {})
+    assert not log.is_error, log.content
+    assert len(pages) == 1 and "audit:read" in pages[0]
+    assert storage.tokens is not None and "audit:read" in (storage.tokens.scope or "").split()
+    async with env.store.pool.connection() as conn:
+        rows = await (await conn.execute("SELECT tool, outcome, tenant, error FROM audit_events "
+                                         "WHERE outcome = 'denied'")).fetchall()
+    assert [(r["tool"], r["tenant"]) for r in rows] == [("get_audit_log", "acme")]
+    assert "audit:read" in rows[0]["error"]
+
+
+async def test_the_scope_challenge_names_the_scopes_held_and_the_one_needed(env: Env) -> None:
+    client = await register(env)
+    env.github.signed_in = "octocat"
+    verifier, challenge = pkce()
+    async with httpx.AsyncClient() as browser:
+        params = await consent(browser, env, await browse(
+            browser, authorize_url(env, client, challenge, scope="apps:read logs:read")))
+    access = (await exchange(env, client, params["code"], verifier)).json()["access_token"]
+    async with httpx.AsyncClient() as h:
+        r = await h.post(env.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                            "params": {"name": "get_audit_log", "arguments": {}}},
+                         headers={"Authorization": f"Bearer {access}", "Accept": "application/json, text/event-stream"})
+    assert r.status_code == 403
+    header = r.headers["www-authenticate"]
+    assert header.startswith('Bearer error="insufficient_scope", scope="apps:read audit:read logs:read"')
+    assert "/.well-known/oauth-protected-resource/mcp" in header
+    # an API token lacking the scope keeps the tool-level refusal
+    api = await create_token(env.store, "ci", "ci-agent", ["apps:read"])
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {api}"}) as hc, \
+            Client(streamable_http_client(env.mcp_url, http_client=hc)) as c:
+        denied = await c.call_tool("get_audit_log", {})
+    assert denied.is_error
 
 
 async def test_metadata_names_the_real_issuer_and_s256_only(env: Env) -> None:
