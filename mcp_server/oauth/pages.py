@@ -20,7 +20,7 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
                         status_code=status, headers=_HEADERS)
 
 
-def consent_page(*, login_id: str, client_name: str, redirect_host: str, user: str, tenant: str,
+def consent_page(*, login_id: str, nonce: str, client_name: str, redirect_host: str, user: str, tenant: str,
                  scopes: list[str]) -> HTMLResponse:
     items = "".join(f"<li><code>{escape(s)}</code></li>" for s in scopes) or "<li>(none)</li>"
     return _page("Allow access to Deploy MCP?", (
@@ -28,6 +28,7 @@ def consent_page(*, login_id: str, client_name: str, redirect_host: str, user: s
         f"as GitHub user <strong>{escape(user)}</strong> in tenant <strong>{escape(tenant)}</strong>, with:</p>"
         f"<ul>{items}</ul>"
         f"<form method=post action={CONSENT_PATH}><input type=hidden name=login value=\"{escape(login_id)}\">"
+        f"<input type=hidden name=consent value=\"{escape(nonce)}\">"
         "<button name=decision value=allow>Allow</button><button name=decision value=deny>Deny</button></form>"))
 
 

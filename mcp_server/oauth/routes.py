@@ -4,6 +4,7 @@ consent page) and the consent form (a code back to the client's redirect URI, or
 from __future__ import annotations
 
 import logging
+import secrets
 from urllib.parse import urlparse
 
 from mcp.server.auth.provider import construct_redirect_uri
@@ -39,23 +40,27 @@ def login_routes(provider: PlatformAuthProvider) -> list[Route]:
             log.warning("GitHub sign-in failed: %s", e)
             return refusal_page(f"Signing in at GitHub failed: {e}", 502)
         if rule is None:
-            await provider.store.end_oauth_login(state)
+            await provider.store.end_oauth_login(state, None)
             return refusal_page(refusal_reason(settings.rules, user))
         asked = login["params"].get("scopes")
         # a client gets at most what the rule allows, and no more than it asked for
         scopes = sorted(set(rule.scopes) & set(asked)) if asked else sorted(rule.scopes)
-        if not await provider.store.identify_oauth_login(state, rule.tenant, f"github:{user.login}", scopes):
+        # The login id went through GitHub (whoever started the login knows it); the consent nonce exists only
+        # in the page this browser receives, so only the person who signed in can answer it.
+        nonce = secrets.token_urlsafe(32)
+        if not await provider.store.identify_oauth_login(state, rule.tenant, f"github:{user.login}", scopes, nonce):
             return refusal_page(_EXPIRED, 400)
         client = await provider.get_client(login["client_id"])
         redirect = str(login["params"]["redirect_uri"])
-        return consent_page(login_id=state, client_name=(client.client_name if client else None) or login["client_id"],
+        name = (client.client_name if client else None) or login["client_id"]
+        return consent_page(login_id=state, nonce=nonce, client_name=name,
                             redirect_host=urlparse(redirect).netloc or redirect, user=user.login,
                             tenant=rule.tenant, scopes=scopes)
 
     async def consent(request: Request) -> Response:
         form = await request.form()
-        login_id, decision = str(form.get("login", "")), str(form.get("decision", ""))
-        login = await provider.store.end_oauth_login(login_id) if login_id else None
+        login_id, nonce, decision = (str(form.get(k, "")) for k in ("login", "consent", "decision"))
+        login = await provider.store.end_oauth_login(login_id, nonce) if login_id and nonce else None
         if login is None:
             return refusal_page(_EXPIRED, 400)
         state = login["params"].get("state")

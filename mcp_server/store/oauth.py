@@ -32,12 +32,14 @@ class PgOAuth(PgProjects):
             "INSERT INTO oauth_logins (id_hash, client_id, params, expires_at) VALUES (%s, %s, %s, %s) "
             "RETURNING client_id", token_hash(login_id), client_id, Jsonb(params), expires_at)
 
-    async def identify_oauth_login(self, login_id: str, tenant: str, subject: str, scopes: list[str]) -> bool:
-        """Record who signed in for a live login that nobody signed in for yet."""
+    async def identify_oauth_login(self, login_id: str, tenant: str, subject: str, scopes: list[str],
+                                   consent: str) -> bool:
+        """Record who signed in for a live login that nobody signed in for yet, and the nonce of the consent
+        page they are shown."""
         row = await self._one(
-            "UPDATE oauth_logins SET tenant = %s, subject = %s, scopes = %s WHERE id_hash = %s "
+            "UPDATE oauth_logins SET tenant = %s, subject = %s, scopes = %s, consent_hash = %s WHERE id_hash = %s "
             "AND subject IS NULL AND expires_at > now() RETURNING client_id",
-            tenant, subject, scopes, token_hash(login_id))
+            tenant, subject, scopes, token_hash(consent), token_hash(login_id))
         return row is not None
 
     async def oauth_login(self, login_id: str) -> dict[str, Any] | None:
@@ -46,11 +48,15 @@ class PgOAuth(PgProjects):
             "SELECT client_id, params, tenant, subject, scopes FROM oauth_logins "
             "WHERE id_hash = %s AND expires_at > now()", token_hash(login_id))
 
-    async def end_oauth_login(self, login_id: str) -> dict[str, Any] | None:
-        """Take a live, identified login away (consent is given or refused once)."""
+    async def end_oauth_login(self, login_id: str, consent: str | None) -> dict[str, Any] | None:
+        """Take a live login away: an identified one with its consent page's nonce (consent is given or refused
+        once), or, with `consent` None, one refused before consent."""
+        if consent is None:
+            return await self._one("DELETE FROM oauth_logins WHERE id_hash = %s RETURNING client_id",
+                                   token_hash(login_id))
         return await self._one(
-            "DELETE FROM oauth_logins WHERE id_hash = %s AND expires_at > now() AND subject IS NOT NULL "
-            "RETURNING client_id, params, tenant, subject, scopes", token_hash(login_id))
+            "DELETE FROM oauth_logins WHERE id_hash = %s AND consent_hash = %s AND expires_at > now() "
+            "RETURNING client_id, params, tenant, subject, scopes", token_hash(login_id), token_hash(consent))
 
     async def create_oauth_grant(
         self, client_id: str, tenant: str, subject: str, scopes: list[str], resource: str | None, *,

@@ -94,10 +94,9 @@ def redirect_params(r: httpx.Response) -> dict[str, str]:
 async def consent(browser: httpx.AsyncClient, env: Env, page: httpx.Response,
                   decision: str = "allow") -> dict[str, str]:
     assert page.status_code == 200, page.text[:500]
-    m = re.search(r'name=login value="([^"]+)"', page.text)
-    assert m is not None, page.text[:500]
-    return redirect_params(await browser.post(env.issuer + "/oauth/consent",
-                                              data={"login": m.group(1), "decision": decision}))
+    fields = dict(re.findall(r'name=(login|consent) value="([^"]+)"', page.text))
+    assert fields.keys() == {"login", "consent"}, page.text[:500]
+    return redirect_params(await browser.post(env.issuer + "/oauth/consent", data={**fields, "decision": decision}))
 
 
 def pkce() -> tuple[str, str]:
@@ -331,6 +330,26 @@ async def test_consent_denied_returns_access_denied(env: Env) -> None:
     async with httpx.AsyncClient() as browser:
         params = await consent(browser, env, await browse(browser, authorize_url(env, client, pkce()[1])), "deny")
     assert params["error"] == "access_denied" and params["state"] == "st-1" and "code" not in params
+
+
+async def test_whoever_started_the_login_cannot_consent_for_the_user_who_signed_in(env: Env) -> None:
+    """An attacker starts a login for their client, has a victim open the GitHub link (its `state` is the login
+    id), then posts the consent themselves: refused, the consent page's nonce reached the victim's browser only."""
+    client = await register(env)
+    env.github.signed_in = "octocat"  # the victim, signed in at GitHub
+    async with httpx.AsyncClient() as attacker:
+        to_github = (await attacker.get(authorize_url(env, client, pkce()[1]))).headers["location"]
+        login_id = dict(parse_qsl(urlsplit(to_github).query))["state"]
+        async with httpx.AsyncClient() as victim:
+            page = await browse(victim, to_github)
+        assert page.status_code == 200 and "octocat" in page.text
+        for forged in ({"login": login_id, "decision": "allow"},
+                       {"login": login_id, "consent": "guess", "decision": "allow"}):
+            r = await attacker.post(env.issuer + "/oauth/consent", data=forged)
+            assert r.status_code == 400 and "location" not in r.headers
+    async with env.store.pool.connection() as conn:
+        n = await (await conn.execute("SELECT count(*) AS n FROM oauth_codes")).fetchone()
+    assert n is not None and n["n"] == 0
 
 
 @pytest.mark.parametrize("pkce_params", [{"code_challenge_method": "plain"}, None])

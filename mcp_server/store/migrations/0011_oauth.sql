@@ -16,6 +16,8 @@ CREATE TABLE oauth_logins (
     tenant      text,                      -- set once GitHub said who the user is and a rule matched
     subject     text,
     scopes      text[],
+    consent_hash bytea,                    -- the nonce of the consent page shown to that user: only their
+                                           -- browser can post the consent (the login id travels via GitHub)
     expires_at  timestamptz NOT NULL
 );
 
