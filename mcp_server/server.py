@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -34,7 +33,7 @@ from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
 from mcp_server.health import HealthRoutes, Named
 from mcp_server.http_unavailable import StoreUnavailableResponse
 from mcp_server.oauth.github import CALLBACK_PATH, GitHubLogin
-from mcp_server.oauth.provider import OAuthStore, PlatformAuthProvider
+from mcp_server.oauth.provider import OAuthStore, PlatformAuthProvider, issuer_for
 from mcp_server.oauth.routes import login_routes
 from mcp_server.oauth.step_up import ScopeChallenge
 from mcp_server.rate_limits import CallLimits
@@ -317,7 +316,7 @@ def build_server(
     if transport == "http":
         url = public_url or "http://127.0.0.1:8765/mcp"
         if oauth is not None and oauth.enabled:
-            issuer = (oauth.issuer_url or _origin(url)).rstrip("/")
+            issuer = issuer_for(oauth, url)
             provider = PlatformAuthProvider(deps.store, oauth, url, GitHubLogin(oauth, issuer + CALLBACK_PATH))
             # every token (OAuth or API) must name this endpoint as its audience (RFC 8707), checked per request
             auth = AuthSettings(
@@ -336,8 +335,3 @@ def build_server(
         raise ValueError(f"transport {transport!r} needs the principal it acts for")
     return DeployMCP(deps, transport=transport, principal=principal, auth=auth, limits=limits, refusals=refusals,
                      oauth=provider)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

@@ -13,6 +13,7 @@ import secrets
 import time
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from mcp.server.auth.provider import (
@@ -65,6 +66,19 @@ class GrantCode(AuthorizationCode):
 
 class GrantRefreshToken(RefreshToken):
     grant_id: UUID
+
+
+def issuer_for(settings: OAuthSettings, resource_url: str) -> str:
+    """The issuer: `oauth.issuer_url`, or the origin of the MCP endpoint's public URL. https, except on a
+    loopback address (RFC 8414; the SDK refuses to start otherwise: say here what to set)."""
+    parts = urlsplit(resource_url)
+    issuer = (settings.issuer_url or f"{parts.scheme}://{parts.netloc}").rstrip("/")
+    url = urlsplit(issuer)
+    if url.scheme != "https" and url.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise ValueError(f"oauth.enabled needs an https issuer, and {issuer} is not one: set http.public_url "
+                         "(DEPLOY_MCP_HTTP__PUBLIC_URL) to the https URL clients reach the MCP endpoint at, or "
+                         "oauth.issuer_url")
+    return issuer
 
 
 def _at(seconds_from_now: float) -> datetime:

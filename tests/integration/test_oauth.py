@@ -442,6 +442,15 @@ async def test_a_revoked_token_is_refused_with_its_whole_grant(env: Env) -> None
     assert (await mcp_status(env, tokens["access_token"]))[0] == 401
     refreshed = await token(env, client, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+    # the refused request is recorded as a revoked token of its tenant, by its prefix only
+    for _ in range(50):  # the row is written after the response is sent
+        async with env.store.pool.connection() as conn:
+            rows = await (await conn.execute("SELECT reason, tenant, token_prefix FROM auth_refusals")).fetchall()
+        if rows:
+            break
+        await asyncio.sleep(0.05)
+    assert [(r["reason"], r["tenant"]) for r in rows] == [("revoked", "acme")]
+    assert tokens["access_token"] not in str(rows) and tokens["access_token"].startswith(rows[0]["token_prefix"])
 
 
 async def test_a_refresh_token_reused_after_rotation_is_refused_and_ends_the_grant(env: Env) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from mcp_server.oauth.provider import issuer_for
 from mcp_server.oauth.rules import GitHubUser, TeamCheck, match_rule, refusal_reason
 from mcp_server.settings import OAuthRule, OAuthSettings, load_settings
 
@@ -62,3 +63,13 @@ def test_the_rules_come_from_the_environment_as_json(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("DEPLOY_MCP_OAUTH__RULES", '[{"tenant": "acme", "org": "acme", "team": "deployers"}]')
     oauth = load_settings().oauth
     assert oauth.enabled and oauth.rules[0].team == "deployers" and "s3cret" not in repr(oauth)
+
+
+def test_the_issuer_is_the_public_origin_and_must_be_https_off_loopback() -> None:
+    oauth = OAuthSettings()
+    assert issuer_for(oauth, "https://deploy.example.com/mcp") == "https://deploy.example.com"
+    assert issuer_for(oauth, "http://127.0.0.1:8765/mcp") == "http://127.0.0.1:8765"
+    assert issuer_for(OAuthSettings(issuer_url="https://auth.example.com/"), "https://x/mcp") == \
+        "https://auth.example.com"
+    with pytest.raises(ValueError, match=r"set http\.public_url"):
+        issuer_for(oauth, "http://0.0.0.0:8765/mcp")
