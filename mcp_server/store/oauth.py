@@ -28,6 +28,13 @@ class PgOAuth(PgProjects):
 
     async def start_oauth_login(self, login_id: str, client_id: str, params: dict[str, Any],
                                 expires_at: datetime) -> None:
+        # Each new login sweeps what expired: logins at once; codes and tokens a day late, so that a replay
+        # soon after expiry still finds its row (and revokes the grant) instead of looking unknown.
+        await self._one(
+            "WITH l AS (DELETE FROM oauth_logins WHERE expires_at < now() RETURNING 1), "
+            "c AS (DELETE FROM oauth_codes WHERE expires_at < now() - interval '1 day' RETURNING 1), "
+            "t AS (DELETE FROM oauth_tokens WHERE expires_at < now() - interval '1 day' RETURNING 1) "
+            "SELECT (SELECT count(*) FROM l) + (SELECT count(*) FROM c) + (SELECT count(*) FROM t) AS swept")
         await self._one(
             "INSERT INTO oauth_logins (id_hash, client_id, params, expires_at) VALUES (%s, %s, %s, %s) "
             "RETURNING client_id", token_hash(login_id), client_id, Jsonb(params), expires_at)

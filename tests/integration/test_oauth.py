@@ -481,3 +481,20 @@ async def test_api_tokens_keep_working_beside_oauth(env: Env) -> None:
     who = await whoami(env, api)
     assert (who["tenant"], who["subject"], who["via"]) == ("ci", "ci-agent", "http-token")
     assert (await mcp_status(env, "dmcp_not-a-token"))[0] == 401
+
+
+async def test_a_new_login_sweeps_what_expired(env: Env) -> None:
+    client = await register(env)
+    code, verifier = await sign_in(env, client)
+    tokens = (await exchange(env, client, code, verifier)).json()
+    async with env.store.pool.connection() as conn:
+        await conn.execute("UPDATE oauth_tokens SET expires_at = now() - interval '2 days' WHERE kind = 'refresh'")
+        await conn.execute("UPDATE oauth_codes SET expires_at = now() - interval '2 days'")
+    await sign_in(env, client)  # a second login: its code is fresh, the old one goes
+    async with env.store.pool.connection() as conn:
+        kinds = await (await conn.execute("SELECT kind FROM oauth_tokens")).fetchall()
+        codes = await (await conn.execute("SELECT count(*) AS n FROM oauth_codes")).fetchone()
+        logins = await (await conn.execute("SELECT count(*) AS n FROM oauth_logins")).fetchone()
+    assert [k["kind"] for k in kinds] == ["access"]
+    assert codes is not None and codes["n"] == 1 and logins is not None and logins["n"] == 0
+    assert (await whoami(env, tokens["access_token"]))["tenant"] == "acme"

@@ -54,3 +54,7 @@ CREATE TABLE oauth_tokens (
     revoked_at  timestamptz
 );
 CREATE INDEX oauth_tokens_grant ON oauth_tokens (grant_id);
+-- the sweep of what expired (PgOAuth.start_oauth_login)
+CREATE INDEX oauth_logins_expires ON oauth_logins (expires_at);
+CREATE INDEX oauth_codes_expires ON oauth_codes (expires_at);
+CREATE INDEX oauth_tokens_expires ON oauth_tokens (expires_at);
