@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mcp.server import MCPServer
+from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.auth.routes import build_metadata, build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
@@ -150,6 +151,8 @@ class DeployMCP(MCPServer[Any]):
         app = super().streamable_http_app(**kwargs)
         if self.oauth is not None:
             self._add_scope_challenge(app, kwargs.get("streamable_http_path", "/mcp"))
+            if self.oauth.settings.client_metadata_documents:
+                self._advertise_client_metadata_documents(app)
         app.add_middleware(RefusedAuthAudit, store=self.deps.store, budget=self.refusals)
         app.add_middleware(StoreUnavailableResponse)  # around auth: the token lookup needs the database too
         # outermost: probes pass no authentication, leave no audit row and spend no budget
@@ -165,6 +168,19 @@ class DeployMCP(MCPServer[Any]):
         for route in app.routes:
             if isinstance(route, Route) and route.path == path:
                 route.app = ScopeChallenge(route.app, scopes, metadata_url, self._record_step_up)
+
+    def _advertise_client_metadata_documents(self, app: Starlette) -> None:
+        """The SDK's RFC 8414 metadata, plus `client_id_metadata_document_supported` (the SDK's model has the
+        field, its route builder does not set it): clients then send their document's URL as client_id."""
+        auth = self.settings.auth
+        assert auth is not None
+        metadata = build_metadata(auth.issuer_url, auth.service_documentation_url,
+                                  auth.client_registration_options or ClientRegistrationOptions(),
+                                  auth.revocation_options or RevocationOptions())
+        metadata.client_id_metadata_document_supported = True
+        for route in app.routes:
+            if isinstance(route, Route) and route.path == "/.well-known/oauth-authorization-server":
+                route.app = cors_middleware(MetadataHandler(metadata).handle, ["GET", "OPTIONS"])
 
     async def _record_step_up(self, name: str, arguments: dict[str, Any], token: AccessToken, needed: str) -> None:
         """The refused call's audit row, as `call_tool` would have written it (no tool ran)."""

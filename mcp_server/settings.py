@@ -313,6 +313,10 @@ class OAuthSettings(Group):
     """That app's client secret; never logged."""
     rules: list[OAuthRule] = Field(default_factory=list)
     """Which GitHub users get which tenant and scopes; a user in no rule is refused."""
+    client_metadata_documents: bool = True
+    """Accept clients whose client_id is the https URL of their metadata document (fetched, not registered)."""
+    client_metadata_allowed_hosts: list[str] = Field(default_factory=list)
+    """Hosts (or addresses, CIDRs) on private or loopback networks such documents may be fetched from."""
     access_token_seconds: int = Field(3600, ge=60)
     """Lifetime of an access token."""
     refresh_token_seconds: int = Field(30 * 86400, ge=300)

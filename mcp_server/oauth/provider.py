@@ -9,6 +9,7 @@ so one verifier serves both kinds: the SDK accepts one provider or one verifier,
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from datetime import UTC, datetime
@@ -28,9 +29,11 @@ from mcp.server.auth.provider import (
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from mcp_server.auth import TOKEN_PREFIX, ApiTokenVerifier, TokenStore
+from mcp_server.oauth.client_metadata import ClientMetadataError, fetch_client_metadata, is_metadata_url
 from mcp_server.oauth.github import GitHubLogin
-from mcp_server.settings import OAuthSettings
+from mcp_server.settings import ALL_SCOPES, OPERATOR_SCOPES, OAuthSettings
 
+log = logging.getLogger(__name__)
 ACCESS_PREFIX = TOKEN_PREFIX + "oa_"  # still `dmcp_`: redaction and secret scanners know it
 REFRESH_PREFIX = TOKEN_PREFIX + "or_"
 CODE_PREFIX = TOKEN_PREFIX + "oc_"
@@ -95,6 +98,16 @@ class PlatformAuthProvider(OAuthAuthorizationServerProvider[GrantCode, GrantRefr
 
     # clients (RFC 7591)
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if self.settings.client_metadata_documents and is_metadata_url(client_id):
+            try:
+                client = await fetch_client_metadata(client_id, " ".join((*ALL_SCOPES, *OPERATOR_SCOPES)),
+                                                     self.settings.client_metadata_allowed_hosts)
+            except ClientMetadataError as e:
+                log.warning("refused the client metadata document: %s", e)
+                return None
+            # kept as a registered client is (logins and grants refer to it), refreshed on every fetch
+            await self.store.save_oauth_client(client_id, client.model_dump(mode="json"))
+            return client
         info = await self.store.oauth_client(client_id)
         return OAuthClientInformationFull.model_validate(info) if info is not None else None
 

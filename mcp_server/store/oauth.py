@@ -19,8 +19,9 @@ _GRANT = "g.id AS grant_id, g.client_id, t.name AS tenant, g.subject, g.resource
 
 class PgOAuth(PgProjects):
     async def save_oauth_client(self, client_id: str, info: dict[str, Any]) -> None:
-        await self._one("INSERT INTO oauth_clients (client_id, info) VALUES (%s, %s) RETURNING client_id",
-                        client_id, Jsonb(info))
+        # an upsert for client metadata documents, fetched again on each use (registered ids are fresh UUIDs)
+        await self._one("INSERT INTO oauth_clients (client_id, info) VALUES (%s, %s) ON CONFLICT (client_id) "
+                        "DO UPDATE SET info = EXCLUDED.info RETURNING client_id", client_id, Jsonb(info))
 
     async def oauth_client(self, client_id: str) -> dict[str, Any] | None:
         row = await self._one("SELECT info FROM oauth_clients WHERE client_id = %s", client_id)

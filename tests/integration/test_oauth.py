@@ -8,22 +8,34 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ipaddress
 import re
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import httpx2
 import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from pydantic import AnyUrl
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from mcp_server.auth import create_token
 from mcp_server.devenv.processes import free_port
@@ -498,3 +510,133 @@ async def test_a_new_login_sweeps_what_expired(env: Env) -> None:
     assert [k["kind"] for k in kinds] == ["access"]
     assert codes is not None and codes["n"] == 1 and logins is not None and logins["n"] == 0
     assert (await whoami(env, tokens["access_token"]))["tenant"] == "acme"
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, in `tmp`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+@asynccontextmanager
+async def document_server(tmp: Path, documents: dict[str, dict[str, Any]]) -> AsyncIterator[str]:
+    """Client metadata documents over https on 127.0.0.1; yields the base URL."""
+    cert_file, key_file = self_signed(tmp)
+
+    async def document(request: Request) -> Response:
+        doc = documents.get(request.url.path)
+        return JSONResponse(doc) if doc is not None else JSONResponse({}, status_code=404)
+
+    app = Starlette(routes=[Route("/{path:path}", document)])
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                                           lifespan="off", ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+    try:
+        yield f"https://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def cimd_env(store: PgStore, tmp_path: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Env, str, dict[str, dict[str, Any]]]]:
+    documents: dict[str, dict[str, Any]] = {}
+    async with document_server(tmp_path, documents) as base:
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))  # the platform's fetch trusts it
+        fake = FakeGitHubOAuth()
+        fake.add_user("octocat", orgs={"acme": False}, teams={("acme", "deployers"): "active"})
+        port = free_port()
+        issuer = f"http://127.0.0.1:{port}"
+        fake.callback_url = issuer + "/oauth/github/callback"
+        async with fake_github_oauth_running(fake) as gh:
+            settings = load_settings(http={"port": port}, oauth={
+                "enabled": True, "client_id": fake.client_id, "client_secret": fake.client_secret,
+                "github_url": gh, "github_api_url": gh + "/api/v3", "client_metadata_allowed_hosts": ["127.0.0.1"],
+                "rules": [{"tenant": "acme", "org": "acme", "team": "deployers", "scopes": ACME_SCOPES}]})
+            server = http_server(settings, make_server(settings, ServerDeps(store=store,
+                                                                            config=platform_config(settings)), "http"))
+            task = asyncio.create_task(server.serve())
+            while not server.started:
+                await asyncio.sleep(0.02)
+                if task.done():
+                    task.result()
+            try:
+                yield Env(settings.http.mcp_url(), issuer, fake, store), base, documents
+            finally:
+                server.should_exit = True
+                await task
+
+
+async def test_a_client_metadata_document_replaces_registration(
+        cimd_env: tuple[Env, str, dict[str, dict[str, Any]]]) -> None:
+    env, base, documents = cimd_env
+    url = base + "/agents/client.json"
+    documents["/agents/client.json"] = {
+        "client_id": url, "client_name": "Documented Agent", "redirect_uris": [CLIENT_REDIRECT],
+        "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
+        "token_endpoint_auth_method": "none"}
+    async with httpx.AsyncClient() as h:
+        asm = (await h.get(env.issuer + "/.well-known/oauth-authorization-server")).json()
+    assert asm["client_id_metadata_document_supported"] is True
+    env.github.signed_in = "octocat"
+    redirected: dict[str, str] = {}
+    pages: list[str] = []
+
+    async def redirect_handler(auth_url: str) -> None:
+        assert dict(parse_qsl(urlsplit(auth_url).query))["client_id"] == url
+        async with httpx.AsyncClient() as browser:
+            page = await browse(browser, auth_url)
+            pages.append(page.text)
+            redirected.update(await consent(browser, env, page))
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        return AuthorizationCodeResult(code=redirected["code"], state=redirected.get("state"))
+
+    storage = MemoryTokens()
+    auth = OAuthClientProvider(
+        env.mcp_url, OAuthClientMetadata(client_name="Documented Agent", redirect_uris=[AnyUrl(CLIENT_REDIRECT)],
+                                         token_endpoint_auth_method="none"),
+        storage, redirect_handler, callback_handler, client_metadata_url=url)
+    async with httpx2.AsyncClient(auth=auth) as hc, Client(streamable_http_client(env.mcp_url, http_client=hc)) as c:
+        who = await c.call_tool("whoami", {})
+    assert who.structured_content is not None and who.structured_content["tenant"] == "acme"
+    assert "Documented Agent" in pages[0]
+    async with env.store.pool.connection() as conn:
+        n = await (await conn.execute("SELECT count(*) AS n FROM oauth_clients WHERE client_id = %s",
+                                      (url,))).fetchone()
+    assert n is not None and n["n"] == 1
+
+
+@pytest.mark.parametrize("problem", ["wrong client_id", "confidential", "missing"])
+async def test_an_unusable_client_metadata_document_is_an_unknown_client(
+        cimd_env: tuple[Env, str, dict[str, dict[str, Any]]], problem: str) -> None:
+    env, base, documents = cimd_env
+    url = base + "/agents/bad.json"
+    doc: dict[str, Any] = {"client_id": url, "redirect_uris": [CLIENT_REDIRECT], "token_endpoint_auth_method": "none"}
+    if problem == "wrong client_id":
+        doc["client_id"] = base + "/agents/other.json"
+    elif problem == "confidential":
+        doc["token_endpoint_auth_method"] = "client_secret_post"
+    if problem != "missing":
+        documents["/agents/bad.json"] = doc
+    async with httpx.AsyncClient() as browser:
+        r = await browser.get(authorize_url(env, {"client_id": url}, pkce()[1]))
+    assert r.status_code == 400 and "location" not in r.headers
+    assert r.json()["error"] == "invalid_request" and "client" in r.json()["error_description"].lower()

@@ -1,10 +1,12 @@
-"""Which tenant a GitHub user signs in to (`mcp_server.oauth.rules`), and the `oauth` settings' checks."""
+"""Which tenant a GitHub user signs in to (`mcp_server.oauth.rules`), the `oauth` settings' checks, the issuer,
+and which client metadata document URLs are fetched."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
 
+from mcp_server.oauth.client_metadata import ClientMetadataError, fetch_client_metadata, is_metadata_url
 from mcp_server.oauth.provider import issuer_for
 from mcp_server.oauth.rules import GitHubUser, TeamCheck, match_rule, refusal_reason
 from mcp_server.settings import OAuthRule, OAuthSettings, load_settings
@@ -73,3 +75,16 @@ def test_the_issuer_is_the_public_origin_and_must_be_https_off_loopback() -> Non
         "https://auth.example.com"
     with pytest.raises(ValueError, match=r"set http\.public_url"):
         issuer_for(oauth, "http://0.0.0.0:8765/mcp")
+
+
+def test_only_https_urls_with_a_path_are_client_metadata_urls() -> None:
+    assert is_metadata_url("https://agent.example/client.json")
+    for not_one in ("http://agent.example/client.json", "https://agent.example/", "https://agent.example",
+                    "https://u:p@agent.example/c.json", "https://agent.example/c.json#x", "0b8c2c4e-uuid"):
+        assert not is_metadata_url(not_one), not_one
+
+
+@pytest.mark.parametrize("url", ["https://127.0.0.1/c.json", "https://10.1.2.3/c.json", "https://169.254.169.254/c"])
+async def test_client_metadata_is_never_fetched_from_a_private_address_unless_allowed(url: str) -> None:
+    with pytest.raises(ClientMetadataError, match="client_metadata_allowed_hosts"):
+        await fetch_client_metadata(url, "apps:read")
