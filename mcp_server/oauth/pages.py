@@ -8,8 +8,10 @@ from html import escape
 from starlette.responses import HTMLResponse
 
 CONSENT_PATH = "/oauth/consent"
+# No `form-action`: browsers apply it to the redirects after the post too, and the consent's answer is a
+# redirect to the client's own URI (any origin, or a custom scheme).
 _HEADERS = {"X-Frame-Options": "DENY", "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-            "form-action 'self'; frame-ancestors 'none'", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+            "frame-ancestors 'none'", "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 _STYLE = ("body{font-family:system-ui,sans-serif;max-width:34rem;margin:3rem auto;padding:0 1rem;line-height:1.5}"
           "code{background:#eee;padding:0 .2rem}button{font-size:1rem;padding:.4rem 1.2rem;margin-right:.6rem}")
 

@@ -196,11 +196,13 @@ async def test_the_sdk_client_signs_in_with_github_and_acts_in_the_mapped_tenant
     env.github.signed_in = "octocat"
     redirected: dict[str, str] = {}
     pages: list[str] = []
+    headers: list[httpx.Headers] = []
 
     async def redirect_handler(url: str) -> None:
         async with httpx.AsyncClient() as browser:
             page = await browse(browser, url)
             pages.append(page.text)
+            headers.append(page.headers)
             redirected.update(await consent(browser, env, page))
 
     async def callback_handler() -> AuthorizationCodeResult:
@@ -223,6 +225,8 @@ async def test_the_sdk_client_signs_in_with_github_and_acts_in_the_mapped_tenant
     assert len(pages) == 1
     for text in ("Test Agent", "octocat", "acme", *ACME_SCOPES):
         assert text in pages[0]
+    assert len(headers) == 1 and "frame-ancestors 'none'" in headers[0]["content-security-policy"]
+    assert "form-action" not in headers[0]["content-security-policy"]  # it would block the redirect back
     # the client registered itself, and holds a token bound to this endpoint, stored as a hash only
     assert storage.client is not None and storage.tokens is not None and storage.tokens.refresh_token
     async with env.store.pool.connection() as conn:
