@@ -644,3 +644,18 @@ async def test_an_unusable_client_metadata_document_is_an_unknown_client(
         r = await browser.get(authorize_url(env, {"client_id": url}, pkce()[1]))
     assert r.status_code == 400 and "location" not in r.headers
     assert r.json()["error"] == "invalid_request" and "client" in r.json()["error_description"].lower()
+
+
+async def test_a_sign_in_github_refuses_or_the_user_cancels_ends_on_a_page_saying_so(env: Env) -> None:
+    client = await register(env)
+    async with httpx.AsyncClient() as browser:
+        to_github = (await browser.get(authorize_url(env, client, pkce()[1]))).headers["location"]
+        state = dict(parse_qsl(urlsplit(to_github).query))["state"]
+        callback = env.issuer + "/oauth/github/callback"
+        forged = await browser.get(callback, params={"state": state, "code": "not-a-github-code"})
+        cancelled = await browser.get(callback, params={"state": state, "error": "access_denied"})
+        unknown = await browser.get(callback, params={"state": "no-such-login", "code": "x"})
+    assert forged.status_code == 502 and "bad_verification_code" in forged.text
+    assert env.github.client_secret not in forged.text
+    assert cancelled.status_code == 403 and "access_denied" in cancelled.text
+    assert unknown.status_code == 400 and "expired" in unknown.text
