@@ -198,12 +198,15 @@ class DeployMCP(MCPServer[Any]):
 
     @staticmethod
     def _budget(principal: Principal) -> Budget:
-        """The token a budget belongs to (its id over HTTP; elsewhere the one principal of the process) and the
-        token's own limits, if it has any."""
+        """The token a budget belongs to (its id over HTTP, an OAuth grant; elsewhere the one principal of the
+        process) and the token's own limits, if it has any."""
         token = get_access_token()
         if token is None:
             return Budget(f"{principal.via}:{principal.tenant}/{principal.subject}")
         claims = token.claims or {}
+        if "grant_id" in claims:
+            # OAuth: per consent (one user, one client), not per client id, which every user of one client shares
+            return Budget(f"grant:{claims['grant_id']}")
         return Budget(token.client_id, claims.get("calls_per_minute"), claims.get("concurrent_waits"))
 
     def _long_wait(self, name: str, arguments: dict[str, Any], budget: Budget) -> AbstractContextManager[None]:

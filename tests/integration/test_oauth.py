@@ -40,7 +40,7 @@ from starlette.routing import Route
 from mcp_server.auth import create_token
 from mcp_server.devenv.processes import free_port
 from mcp_server.server import ServerDeps
-from mcp_server.settings import load_settings
+from mcp_server.settings import RateLimitSettings, load_settings
 from mcp_server.store import PgStore, token_hash
 from mcp_server.wiring import http_server, make_server, platform_config
 from tests.fakes.fake_github_oauth import FakeGitHubOAuth, fake_github_oauth_running
@@ -59,7 +59,8 @@ class Env:
 
 
 @pytest.fixture
-async def env(store: PgStore) -> AsyncIterator[Env]:
+async def env(store: PgStore, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    """The server with OAuth on; `calls_per_minute` (indirect parameter) sets its rate limit."""
     fake = FakeGitHubOAuth()
     fake.add_user("octocat", orgs={"acme": False}, teams={("acme", "deployers"): "active"})
     fake.add_user("invitee", orgs={"acme": True}, teams={("acme", "deployers"): "pending"})
@@ -74,7 +75,8 @@ async def env(store: PgStore) -> AsyncIterator[Env]:
             "github_url": gh, "github_api_url": gh + "/api/v3",
             "rules": [{"tenant": "acme", "org": "acme", "team": "deployers", "scopes": ACME_SCOPES},
                       {"tenant": "solo", "users": ["Listed"], "scopes": ["apps:read"]}]})
-        deps = ServerDeps(store=store, config=platform_config(settings))
+        deps = ServerDeps(store=store, config=platform_config(settings),
+                          rate_limits=RateLimitSettings(calls_per_minute=getattr(request, "param", 120)))
         server = http_server(settings, make_server(settings, deps, "http"))
         task = asyncio.create_task(server.serve())
         while not server.started:
@@ -659,3 +661,20 @@ async def test_a_sign_in_github_refuses_or_the_user_cancels_ends_on_a_page_sayin
     assert env.github.client_secret not in forged.text
     assert cancelled.status_code == 403 and "access_denied" in cancelled.text
     assert unknown.status_code == 400 and "expired" in unknown.text
+
+
+@pytest.mark.parametrize("env", [2], indirect=True)
+async def test_each_users_grant_has_its_own_rate_limit_though_they_share_a_client(env: Env) -> None:
+    client = await register(env)
+    code, verifier = await sign_in(env, client, "octocat")
+    octocat = (await exchange(env, client, code, verifier)).json()["access_token"]
+    code, verifier = await sign_in(env, client, "listed")
+    listed = (await exchange(env, client, code, verifier)).json()["access_token"]
+
+    async def calls(access_token: str, n: int) -> list[bool]:
+        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {access_token}"}) as hc, \
+                Client(streamable_http_client(env.mcp_url, http_client=hc)) as c:
+            return [(await c.call_tool("whoami", {})).is_error for _ in range(n)]
+
+    assert await calls(octocat, 3) == [False, False, True]  # 2 per minute
+    assert await calls(listed, 2) == [False, False]  # the same client, another user: another budget
