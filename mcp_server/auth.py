@@ -1,6 +1,7 @@
 """Who is calling. Over stdio: the local operator named in the settings. Over HTTP: a bearer API token,
 looked up by its SHA-256 in `api_tokens`; an unknown, revoked or expired token gets 401 before any tool runs.
-(OAuth 2.1 with GitHub login plugs in here later as another `TokenVerifier`.)
+With `oauth.enabled`, the OAuth provider (`mcp_server.oauth.provider`) verifies these and its own access
+tokens; its principals say `via="http-oauth"`.
 """
 
 from __future__ import annotations
@@ -92,5 +93,5 @@ def principal_from_request() -> Principal | None:
         tenant=str(token.claims["tenant"]),
         subject=token.subject or token.client_id,
         scopes=frozenset(token.scopes),
-        via="http-token",
+        via=str(token.claims.get("via", "http-token")),
     )

@@ -16,21 +16,29 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from mcp.server import MCPServer
+from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.settings import AuthSettings
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_metadata, build_resource_metadata_url, cors_middleware
+from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import AnyHttpUrl, ValidationError
 from starlette.applications import Starlette
+from starlette.routing import Route
 
-from mcp_server.auth import ApiTokenVerifier, TokenStore, principal_from_request
+from mcp_server.auth import ApiTokenVerifier, principal_from_request
 from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
 from mcp_server.health import HealthRoutes, Named
 from mcp_server.http_unavailable import StoreUnavailableResponse
+from mcp_server.oauth.github import CALLBACK_PATH, GitHubLogin
+from mcp_server.oauth.provider import OAuthStore, PlatformAuthProvider, issuer_for
+from mcp_server.oauth.routes import login_routes
+from mcp_server.oauth.step_up import ScopeChallenge
 from mcp_server.rate_limits import CallLimits
-from mcp_server.settings import RateLimitSettings
+from mcp_server.settings import ALL_SCOPES, OPERATOR_SCOPES, OAuthSettings, RateLimitSettings
 from prompts import PROMPTS
 from tools import all_tools
 from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
@@ -56,9 +64,10 @@ Long operations return ids at once and report progress while you wait; query the
 LONG_WAIT_ARGS = ("wait_seconds", "follow_seconds")
 
 
-class ServerStore(Store, TokenStore, RefusalStore, Protocol):
+class ServerStore(Store, OAuthStore, RefusalStore, Protocol):
     """What the server needs of the store: the tools' port (and the audit row), and the token lookup of HTTP
-    auth (and the rows of refused authentications). `mcp_server.store.PgStore` is one; mypy checks the fit
+    auth (OAuth's, which includes the API tokens' `TokenStore`; and the rows of refused
+    authentications). `mcp_server.store.PgStore` is one; mypy checks the fit
     where `ServerDeps` is built."""
 
 
@@ -94,6 +103,7 @@ class DeployMCP(MCPServer[Any]):
         auth: AuthSettings | None = None,
         limits: CallLimits | None = None,
         refusals: RefusalBudget | None = None,
+        oauth: PlatformAuthProvider | None = None,
     ) -> None:
         self.deps = deps
         # Budgets are per token: over stdio (and in memory) the caller is the machine's operator, unlimited
@@ -101,6 +111,7 @@ class DeployMCP(MCPServer[Any]):
         self.limits = limits or (CallLimits(deps.rate_limits) if auth else None)
         self.refusals = refusals or RefusalBudget(deps.rate_limits.refused_auth_rows_per_minute)
         self.transport = transport
+        self.oauth = oauth
         self.fixed_principal = principal
         self.specs: dict[str, ToolSpec] = {}
         self.arg_names: dict[str, frozenset[str]] = {}
@@ -120,9 +131,14 @@ class DeployMCP(MCPServer[Any]):
             instructions=INSTRUCTIONS,
             version="0.1.0",
             tools=tools,
-            token_verifier=ApiTokenVerifier(deps.store) if auth else None,
+            # with OAuth, the provider verifies both its access tokens and the API tokens
+            token_verifier=ApiTokenVerifier(deps.store) if auth and oauth is None else None,
+            auth_server_provider=oauth,
             auth=auth,
         )
+        if oauth is not None:
+            for route in login_routes(oauth):
+                self.custom_route(route.path, sorted(route.methods or ()))(route.endpoint)
         for p in PROMPTS:
             self.add_prompt(Prompt.from_function(p.fn, name=p.name, title=p.title, description=p.description))
 
@@ -133,20 +149,64 @@ class DeployMCP(MCPServer[Any]):
         """The SDK's app, with the refused authentications recorded around its authentication, a 503 for a
         database that cannot be reached, and the health probes' paths in front of it all."""
         app = super().streamable_http_app(**kwargs)
+        if self.oauth is not None:
+            self._add_scope_challenge(app, kwargs.get("streamable_http_path", "/mcp"))
+            if self.oauth.settings.client_metadata_documents:
+                self._advertise_client_metadata_documents(app)
         app.add_middleware(RefusedAuthAudit, store=self.deps.store, budget=self.refusals)
         app.add_middleware(StoreUnavailableResponse)  # around auth: the token lookup needs the database too
         # outermost: probes pass no authentication, leave no audit row and spend no budget
         app.add_middleware(HealthRoutes, checks=self.deps.health_checks)
         return app
 
+    def _add_scope_challenge(self, app: Starlette, path: str) -> None:
+        """OAuth tokens lacking a tool's scope get the HTTP step-up challenge (`mcp_server.oauth.step_up`),
+        inside the SDK's authentication (which has named the token by then)."""
+        assert self.settings.auth is not None and self.settings.auth.resource_server_url is not None
+        metadata_url = str(build_resource_metadata_url(self.settings.auth.resource_server_url))
+        scopes = {name: spec.scope for name, spec in self.specs.items() if spec.scope}
+        for route in app.routes:
+            if isinstance(route, Route) and route.path == path:
+                route.app = ScopeChallenge(route.app, scopes, metadata_url, self._record_step_up)
+
+    def _advertise_client_metadata_documents(self, app: Starlette) -> None:
+        """The SDK's RFC 8414 metadata, plus `client_id_metadata_document_supported` (the SDK's model has the
+        field, its route builder does not set it): clients then send their document's URL as client_id."""
+        auth = self.settings.auth
+        assert auth is not None
+        metadata = build_metadata(auth.issuer_url, auth.service_documentation_url,
+                                  auth.client_registration_options or ClientRegistrationOptions(),
+                                  auth.revocation_options or RevocationOptions())
+        metadata.client_id_metadata_document_supported = True
+        for route in app.routes:
+            if isinstance(route, Route) and route.path == "/.well-known/oauth-authorization-server":
+                route.app = cors_middleware(MetadataHandler(metadata).handle, ["GET", "OPTIONS"])
+
+    async def _record_step_up(self, name: str, arguments: dict[str, Any], token: AccessToken, needed: str) -> None:
+        """The refused call's audit row, as `call_tool` would have written it (no tool ran)."""
+        spec = self.specs[name]
+        event = AuditEvent(
+            tenant=str((token.claims or {}).get("tenant")), principal=storable_text(token.subject or token.client_id),
+            transport=self.transport, tool=storable_text(name, 64), request_id=None,
+            arguments=storable(redact(arguments, spec.secret_args)), outcome="denied",
+            error=f"the token lacks scope {needed} (asked to step up)", workflow_id=None, k8s_refs=storable([]),
+            duration_ms=0)
+        try:
+            await self.deps.store.record_audit(event)
+        except Exception:
+            log.exception("could not write the audit row of %s: %s", name, event.model_dump_json())
+
     @staticmethod
     def _budget(principal: Principal) -> Budget:
-        """The token a budget belongs to (its id over HTTP; elsewhere the one principal of the process) and the
-        token's own limits, if it has any."""
+        """The token a budget belongs to (its id over HTTP, an OAuth grant; elsewhere the one principal of the
+        process) and the token's own limits, if it has any."""
         token = get_access_token()
         if token is None:
             return Budget(f"{principal.via}:{principal.tenant}/{principal.subject}")
         claims = token.claims or {}
+        if "grant_id" in claims:
+            # OAuth: per consent (one user, one client), not per client id, which every user of one client shares
+            return Budget(f"grant:{claims['grant_id']}")
         return Budget(token.client_id, claims.get("calls_per_minute"), claims.get("concurrent_waits"))
 
     def _long_wait(self, name: str, arguments: dict[str, Any], budget: Budget) -> AbstractContextManager[None]:
@@ -264,18 +324,33 @@ def _rewrite_validation(e: ToolError) -> ToolError:
 
 def build_server(
     deps: ServerDeps, *, transport: str, principal: Principal | None = None, public_url: str | None = None,
-    limits: CallLimits | None = None, refusals: RefusalBudget | None = None,
+    limits: CallLimits | None = None, refusals: RefusalBudget | None = None, oauth: OAuthSettings | None = None,
 ) -> DeployMCP:
     """stdio and in-memory servers act for `principal`; HTTP servers authenticate each request by token.
     `limits` and `refusals` default to budgets of `deps.rate_limits` (tests pass their own clocks); without
-    `limits`, only HTTP callers (tokens) have a budget."""
+    `limits`, only HTTP callers (tokens) have a budget. With `oauth` enabled, the HTTP server is also the
+    OAuth 2.1 authorization server of its MCP endpoint (`mcp_server.oauth`)."""
     auth = None
+    provider = None
     if transport == "http":
         url = public_url or "http://127.0.0.1:8765/mcp"
-        # API tokens are minted by this server for itself alone, so there is no foreign audience to refuse.
-        auth = AuthSettings(issuer_url=AnyHttpUrl(url), resource_server_url=AnyHttpUrl(url),
-                            validate_token_resource=False)
+        if oauth is not None and oauth.enabled:
+            issuer = issuer_for(oauth, url)
+            provider = PlatformAuthProvider(deps.store, oauth, url, GitHubLogin(oauth, issuer + CALLBACK_PATH))
+            # every token (OAuth or API) must name this endpoint as its audience (RFC 8707), checked per request
+            auth = AuthSettings(
+                # strings, not AnyHttpUrl: the settings keep a path-less issuer without a trailing slash (RFC 8414
+                # compares issuers exactly)
+                issuer_url=issuer, resource_server_url=url, validate_token_resource=True,
+                client_registration_options=ClientRegistrationOptions(
+                    enabled=True, valid_scopes=[*ALL_SCOPES, *OPERATOR_SCOPES], default_scopes=list(ALL_SCOPES)),
+                revocation_options=RevocationOptions(enabled=True))
+        else:
+            # API tokens are minted by this server for itself alone, so there is no foreign audience to refuse.
+            auth = AuthSettings(issuer_url=AnyHttpUrl(url), resource_server_url=AnyHttpUrl(url),
+                                validate_token_resource=False)
         principal = None
     elif principal is None:
         raise ValueError(f"transport {transport!r} needs the principal it acts for")
-    return DeployMCP(deps, transport=transport, principal=principal, auth=auth, limits=limits, refusals=refusals)
+    return DeployMCP(deps, transport=transport, principal=principal, auth=auth, limits=limits, refusals=refusals,
+                     oauth=provider)

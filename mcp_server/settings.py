@@ -295,6 +295,75 @@ class HarborSettings(Group):
         return self
 
 
+class OAuthRule(Group):
+    """One way into a tenant: GitHub users who are members of `org` (and of its `team`, if set), or who are
+    named in `users`, get `scopes` in `tenant`. Rules are tried in order; the first that matches wins."""
+
+    tenant: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    """Tenant the matching users act in (DNS-1123 label)."""
+    scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
+    """What their tokens may do (at most; a client may ask for fewer)."""
+    org: str | None = None
+    """GitHub organization whose members match."""
+    team: str | None = None
+    """Team slug within `org`: only its active members match."""
+    users: list[str] = Field(default_factory=list)
+    """GitHub logins that match (an allow-list), instead of an organization."""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> OAuthRule:
+        if (self.org is None) == (not self.users):
+            raise ValueError(f"oauth rule for tenant {self.tenant!r}: set exactly one of `org` or `users`")
+        if self.team is not None and self.org is None:
+            raise ValueError(f"oauth rule for tenant {self.tenant!r}: `team` needs `org`")
+        unknown = sorted(set(self.scopes) - {*ALL_SCOPES, *OPERATOR_SCOPES})
+        if unknown:
+            raise ValueError(f"oauth rule for tenant {self.tenant!r}: unknown scope(s) {unknown}; "
+                             f"known: {[*ALL_SCOPES, *OPERATOR_SCOPES]}")
+        return self
+
+
+class OAuthSettings(Group):
+    """The platform as OAuth 2.1 authorization server for its own MCP endpoint, users signing in with GitHub
+    (docs/operations.md "OAuth"). API tokens keep working beside it."""
+
+    enabled: bool = False
+    """Serve the OAuth endpoints and accept the access tokens they issue."""
+    issuer_url: str | None = None
+    """The authorization server's issuer (RFC 8414); unset: the origin of `http.public_url`."""
+    github_url: str = "https://github.com"
+    """Where users sign in: https://github.com, or https://<host> of a GitHub Enterprise Server."""
+    github_api_url: str = "https://api.github.com"
+    """GitHub's REST API: https://<host>/api/v3 for GitHub Enterprise Server."""
+    client_id: str | None = None
+    """Client ID of the GitHub OAuth app (its callback URL: <issuer>/oauth/github/callback)."""
+    client_secret: SecretStr | None = None
+    """That app's client secret; never logged."""
+    rules: list[OAuthRule] = Field(default_factory=list)
+    """Which GitHub users get which tenant and scopes; a user in no rule is refused."""
+    client_metadata_documents: bool = True
+    """Accept clients whose client_id is the https URL of their metadata document (fetched, not registered)."""
+    client_metadata_allowed_hosts: list[str] = Field(default_factory=list)
+    """Hosts (or addresses, CIDRs) on private or loopback networks such documents may be fetched from."""
+    access_token_seconds: int = Field(3600, ge=60)
+    """Lifetime of an access token."""
+    refresh_token_seconds: int = Field(30 * 86400, ge=300)
+    """Lifetime of a refresh token (each use rotates it)."""
+    code_seconds: int = Field(300, ge=30, le=600)
+    """Lifetime of an authorization code, and of a login waiting at GitHub or at the consent page."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> OAuthSettings:
+        for name in ("github_url", "github_api_url", "issuer_url"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith(("https://", "http://")):
+                raise ValueError(f"oauth.{name} must be an http(s) URL")
+        if self.enabled and (self.client_id is None or self.client_secret is None):
+            raise ValueError("oauth.enabled needs the GitHub OAuth app's oauth.client_id and oauth.client_secret "
+                             "(DEPLOY_MCP_OAUTH__CLIENT_ID, DEPLOY_MCP_OAUTH__CLIENT_SECRET)")
+        return self
+
+
 class GitHubAppSettings(Group):
     """The platform's GitHub App. Set (an id and one private key): builds of https repositories on `hosts`
     clone with an installation token the app mints for the repository's owner, unless the tenant gave its own
@@ -482,6 +551,7 @@ class Settings(BaseSettings):
     image_registry: ImageRegistrySettings = Field(default_factory=ImageRegistrySettings)
     harbor: HarborSettings = Field(default_factory=HarborSettings)
     github_app: GitHubAppSettings = Field(default_factory=GitHubAppSettings)
+    oauth: OAuthSettings = Field(default_factory=OAuthSettings)
     git: GitSettings = Field(default_factory=GitSettings)
     build: BuilderSettings = Field(default_factory=BuilderSettings)
     loki: LokiSettings = Field(default_factory=LokiSettings)

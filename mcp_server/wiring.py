@@ -108,7 +108,7 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
 
 def make_server(settings: Settings, deps: ServerDeps, transport: str) -> DeployMCP:
     if transport == "http":
-        return build_server(deps, transport="http", public_url=settings.http.mcp_url())
+        return build_server(deps, transport="http", public_url=settings.http.mcp_url(), oauth=settings.oauth)
     return build_server(deps, transport=transport, principal=operator_principal(settings))
 
 

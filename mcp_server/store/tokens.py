@@ -43,10 +43,14 @@ class PgTokens(PgProjects):
     async def token_refusal(self, token: str) -> tuple[str, str | None]:
         """Why `token` is refused, and its tenant when it is known: `unknown`, `revoked` or `expired`
         (`unknown` too for a live token, which only a revocation racing the request can refuse)."""
+        # API tokens and OAuth access tokens (`mcp_server.oauth`) both: the same prefix, the same hash
         row = await self._one(
             "SELECT t.name AS tenant, k.revoked_at IS NOT NULL AS revoked, "
             "coalesce(k.expires_at <= now(), false) AS expired FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id "
-            "WHERE k.token_hash = %s", token_hash(token),
+            "WHERE k.token_hash = %s "
+            "UNION ALL SELECT t.name, k.revoked_at IS NOT NULL OR g.revoked_at IS NOT NULL, k.expires_at <= now() "
+            "FROM oauth_tokens k JOIN oauth_grants g ON g.id = k.grant_id JOIN tenants t ON t.id = g.tenant_id "
+            "WHERE k.token_hash = %s AND k.kind = 'access'", token_hash(token), token_hash(token),
         )
         if row is None:
             return "unknown", None
