@@ -97,6 +97,20 @@ async def store(database_url: str) -> AsyncIterator[PgStore]:
         await s.close()
 
 
+@pytest.fixture
+async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
+    """A migrated Postgres server of the test's own, for tests that stop and start it (faults, health)."""
+    d = Path(tempfile.mkdtemp(prefix="deploy-mcp-own-pg-"))
+    os.chmod(d, 0o755)  # noqa: S103 (the embedded Postgres runs as its own user when the suite runs as root)
+    pg = EmbeddedPostgres(d)
+    url = pg.start()
+    try:
+        await migrate(url)
+        yield pg
+    finally:
+        pg.stop()
+
+
 @pytest.fixture(scope="session")
 def temporal_address(workdir: Path) -> Iterator[str]:
     server = TemporalDevServer(workdir / "temporal")

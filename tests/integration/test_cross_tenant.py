@@ -9,7 +9,6 @@ role below, and a tool with an argument of no known role fails the test until it
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import tempfile
@@ -34,6 +33,7 @@ from mcp_server.settings import ALL_SCOPES, load_settings
 from mcp_server.store import PgStore
 from mcp_server.wiring import http_server, make_server
 from tests.support.fuzz import EmptyLogs, Fuzzer, RecordingWorkflows, new_task_queue, seed, text_of
+from tests.support.serving import serving
 from tools.context import PlatformConfig
 from workflows.adapters.registry import OciRegistry
 from workflows.domain.secretbox import SecretBox
@@ -120,16 +120,8 @@ async def platform(store: PgStore, temporal_address: str, registry: str
                           workflows=workflows, images=images, secretbox=SecretBox(Fernet.generate_key()),
                           logs=EmptyLogs())
         server = http_server(settings, make_server(settings, deps, "http"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-            if task.done():
-                task.result()
-        try:
+        async with serving(server):
             yield settings.http.mcp_url(), workflows
-        finally:
-            server.should_exit = True
-            await task
 
 
 async def test_tenant_b_cannot_reach_or_detect_tenant_a_objects(

@@ -6,15 +6,10 @@ token again. The test owns its Postgres (the session's serves the other tests an
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import httpx2
-import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -23,24 +18,11 @@ from mcp_server.devenv.embedded import EmbeddedPostgres
 from mcp_server.devenv.processes import free_port
 from mcp_server.server import ServerDeps
 from mcp_server.settings import load_settings
-from mcp_server.store import PgStore, migrate
+from mcp_server.store import PgStore
 from mcp_server.wiring import http_server, make_server, platform_config
 from tests.support.platform import ok
 
 UNAVAILABLE = "The platform's database cannot be reached now. Call again in a minute"
-
-
-@pytest.fixture
-async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
-    d = Path(tempfile.mkdtemp(prefix="deploy-mcp-faults-http-"))
-    os.chmod(d, 0o755)  # noqa: S103 (the embedded Postgres runs as its own user when the suite runs as root)
-    pg = EmbeddedPostgres(d)
-    url = pg.start()
-    try:
-        await migrate(url)
-        yield pg
-    finally:
-        pg.stop()
 
 
 async def test_http_says_the_database_is_unreachable_and_recovers(own_postgres: EmbeddedPostgres) -> None:

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,7 +20,7 @@ from mcp.types import CallToolResult
 
 from mcp_server.devenv.embedded import EmbeddedPostgres
 from mcp_server.server import ServerDeps, build_server
-from mcp_server.store import PgStore, migrate
+from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
 from tests.support.platform import ok
 from tests.support.stand_ins import Cluster, StandInImages, stand_in_worker
@@ -34,19 +30,6 @@ from workflows.domain.secretbox import SecretBox
 pytestmark = pytest.mark.parametrize("mode", ["auto", "legacy"])
 SCOPES = frozenset({"apps:read", "apps:write", "secrets:write", "audit:read"})
 UNAVAILABLE = "The platform's database cannot be reached now. Call again in a minute"
-
-
-@pytest.fixture
-async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
-    d = Path(tempfile.mkdtemp(prefix="deploy-mcp-faults-pg-"))
-    os.chmod(d, 0o755)  # noqa: S103 (the embedded Postgres runs as its own user when the suite runs as root)
-    pg = EmbeddedPostgres(d)
-    url = pg.start()
-    try:
-        await migrate(url)
-        yield pg
-    finally:
-        pg.stop()
 
 
 def text(r: CallToolResult) -> str:

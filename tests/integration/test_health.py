@@ -7,12 +7,8 @@ Postgres is back, in the same process."""
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,25 +21,12 @@ from mcp_server.devenv.processes import free_port
 from mcp_server.health import database_check, serve_health, temporal_check
 from mcp_server.server import ServerDeps
 from mcp_server.settings import load_settings
-from mcp_server.store import PgStore, migrate
+from mcp_server.store import PgStore
 from mcp_server.wiring import http_server, make_server, platform_config
 from mcp_server.worker import worker_checks
 from workflows.volume import VolumeWorkflow
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-async def own_postgres() -> AsyncIterator[EmbeddedPostgres]:
-    d = Path(tempfile.mkdtemp(prefix="deploy-mcp-health-"))
-    os.chmod(d, 0o755)  # noqa: S103 (the embedded Postgres runs as its own user when the suite runs as root)
-    pg = EmbeddedPostgres(d)
-    url = pg.start()
-    try:
-        await migrate(url)
-        yield pg
-    finally:
-        pg.stop()
 
 
 async def probe_through_an_outage(base: str, pg: EmbeddedPostgres) -> None:

@@ -26,6 +26,7 @@ from mcp_server.server import ServerDeps, build_server
 from mcp_server.settings import load_settings
 from mcp_server.store import PgStore
 from mcp_server.wiring import http_server, make_server, platform_config
+from tests.support.serving import serving
 
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
 
@@ -35,16 +36,8 @@ async def http_url(store: PgStore) -> AsyncIterator[str]:
     settings = load_settings(http={"port": free_port()})
     deps = ServerDeps(store=store, config=platform_config(settings))
     server = http_server(settings, make_server(settings, deps, "http"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-        if task.done():
-            task.result()
-    try:
+    async with serving(server):
         yield settings.http.mcp_url()
-    finally:
-        server.should_exit = True
-        await task
 
 
 class Clock:
@@ -67,16 +60,8 @@ async def budget_url(store: PgStore, clock: Clock) -> AsyncIterator[str]:
     deps = ServerDeps(store=store, config=platform_config(settings))
     server = http_server(settings, build_server(deps, transport="http", public_url=settings.http.mcp_url(),
                                                 refusals=RefusalBudget(3, clock=clock)))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-        if task.done():
-            task.result()
-    try:
+    async with serving(server):
         yield settings.http.mcp_url()
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def refusals(store: PgStore, expected: int) -> list[dict[str, Any]]:

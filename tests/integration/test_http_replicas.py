@@ -32,6 +32,7 @@ from mcp_server.store import PgStore
 from mcp_server.wiring import http_server
 from tests.support.platform import ok
 from tests.support.processes import DEPLOY_MCP, child, platform_env, wait_healthy
+from tests.support.serving import serving
 from tests.support.stand_ins import Cluster, StandInImages, stand_in_worker
 from tools.context import PlatformConfig
 from workflows.domain.secretbox import SecretBox
@@ -94,16 +95,8 @@ async def http_url(store: PgStore, temporal_address: str) -> AsyncIterator[str]:
         deps = ServerDeps(store=store, config=PlatformConfig(apps_domain="apps.test", progress_wait_seconds=60),
                           workflows=workflows, images=StandInImages(), secretbox=box)
         server = http_server(settings, build_server(deps, transport="http", public_url=settings.http.mcp_url()))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-            if task.done():
-                task.result()
-        try:
+        async with serving(server):
             yield settings.http.mcp_url()
-        finally:
-            server.should_exit = True
-            await task
 
 
 async def test_progress_reaches_the_client_over_stateless_http(store: PgStore, http_url: str, mode: str) -> None:
