@@ -137,9 +137,19 @@ class ToolSpec:
     scope: str | None
     annotations: ToolAnnotations
     secret_args: frozenset[str] = frozenset()
+    toolset: str = "apps"
+    """The family a server setting can select (`TOOLSETS`); by default the module's (`tools.volumes` -> volumes)."""
 
 
 REGISTRY: list[ToolSpec] = []
+
+TOOLSETS = ("apps", "logs", "volumes", "domains", "databases", "admin")
+_MODULE_TOOLSETS = {"logs": "logs", "builds": "logs", "volumes": "volumes", "domains": "domains",
+                    "databases": "databases", "audit": "admin", "identity": "admin"}
+
+
+def _module_toolset(module: str) -> str:
+    return _MODULE_TOOLSETS.get(module.rsplit(".", 1)[-1], "apps")
 
 # U+0000 and lone surrogates: no name, value, environment variable, Postgres text or UTF-8 byte string holds them.
 _UNHOLDABLE = re.compile(r"[\x00\ud800-\udfff]")
@@ -175,6 +185,7 @@ def tool(
     idempotent: bool = False,
     open_world: bool = False,
     secret_args: frozenset[str] = frozenset(),
+    toolset: str | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a tool. `scope` is checked before the tool runs; `secret_args` are redacted whole in audit.
     The tool runs inside the translation of the store's errors into the agent's (`tools.errors.from_store`)."""
@@ -211,6 +222,7 @@ def tool(
                     open_world_hint=open_world,
                 ),
                 secret_args=secret_args,
+                toolset=toolset or _module_toolset(fn.__module__),
             )
         )
         return run
