@@ -6,6 +6,7 @@ rebuilt from nothing, which any recovery waits for first. Root only (it runs the
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +25,7 @@ async def main() -> int:
     tb.up(node=True, nodes=2)
     try:
         with tempfile.TemporaryDirectory(prefix="drill-") as work:
+            os.chmod(work, 0o755)  # noqa: S103 (the embedded Postgres runs as its own user under root)
             r = await restore_drill(tb, Path(work), fake_longhorn, say=lambda m: print(m, file=sys.stderr))
     finally:
         tb.down()

@@ -128,6 +128,7 @@ async def restore_drill(testbed: Testbed, work: Path, longhorn: LonghornFactory,
                         say: Callable[[str], None] = print) -> DrillResult:
     longhorn_root = work / "longhorn-target"
     longhorn_root.mkdir(parents=True, exist_ok=True)
+    (work / "backups").mkdir(exist_ok=True)  # the operator's backup directory (a mounted volume, say)
     beside = [lambda kube: longhorn(kube, longhorn_root)]
 
     # --- before: two apps, a volume backup, a Plane A backup -------------------------------------------------
@@ -144,7 +145,7 @@ async def restore_drill(testbed: Testbed, work: Path, longhorn: LonghornFactory,
             counter, greeter1, greeter2 = await _images(tenant)
             data = ok(await c.call_tool("create_app", {
                 "project": "drill", "name": "data", "source": {"image": counter}, "port": 8080,
-                "shutdown_grace_seconds": 1, "wait_seconds": 0,
+                "shutdown_grace_seconds": 1,  # waits: the volume is provisioned before the release
                 "volumes": [{"name": "store", "size_gib": 1, "volume_class": "fast", "mount_path": "/data"}]}))
             sec = ok(await c.call_tool("create_app", {
                 "project": "drill", "name": "sec", "source": {"image": greeter1}, "port": 8080,

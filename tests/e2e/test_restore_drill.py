@@ -16,8 +16,10 @@ from tests.fakes.fake_longhorn import fake_longhorn
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.drill, pytest.mark.timeout(900)]
 
 
-async def test_everything_destroyed_comes_back_from_the_backups(needs_node: Testbed, tmp_path: Path) -> None:
-    result = await restore_drill(needs_node, tmp_path, fake_longhorn)
+async def test_everything_destroyed_comes_back_from_the_backups(needs_node: Testbed, workdir: Path) -> None:
+    work = workdir / "drill"  # not pytest's 0700 tmp: the embedded Postgres runs as its own user under root
+    work.mkdir()
+    result = await restore_drill(needs_node, work, fake_longhorn)
     assert result.served == {"data": "3", "sec": f"v2:{GREETING}"}, result  # the volume's data, the secret
     assert result.rto_seconds < 120, result
     assert result.releases_after == 2, result  # the history came back with the database
