@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 from mcp_server.settings import TelemetrySettings
 
 if TYPE_CHECKING:  # the SDK is imported only when tracing is on
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
 log = logging.getLogger(__name__)
@@ -24,37 +23,37 @@ log = logging.getLogger(__name__)
 _installed: list[TracerProvider] = []
 
 
-def tracer_provider(settings: TelemetrySettings, service: str, exporter: SpanExporter | None = None
+def tracer_provider(settings: TelemetrySettings, service: str, processor: SpanProcessor | None = None
                     ) -> TracerProvider | None:
-    """A provider exporting to `exporter` (tests) or by OTLP/HTTP to `settings.otlp_endpoint`, in batches; None
-    when neither is given (tracing off)."""
-    if exporter is None and settings.otlp_endpoint is None:
+    """A provider handing its spans to `processor` (tests) or exporting them in batches by OTLP/HTTP to
+    `settings.otlp_endpoint`; None when neither is given (tracing off)."""
+    if processor is None and settings.otlp_endpoint is None:
         return None
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name or service}))
-    if exporter is None:
+    if processor is None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint, timeout=10)
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+        processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint, timeout=10))
+    provider.add_span_processor(processor)
     return provider
 
 
-def install(settings: TelemetrySettings, service: str, exporter: SpanExporter | None = None) -> bool:
+def install(settings: TelemetrySettings, service: str, processor: SpanProcessor | None = None) -> bool:
     """Make this process trace (the global provider; once per process, as OpenTelemetry allows). True when on."""
     if _installed:
         return True
-    provider = tracer_provider(settings, service, exporter)
+    provider = tracer_provider(settings, service, processor)
     if provider is None:
         return False
     from opentelemetry import trace
 
     trace.set_tracer_provider(provider)
     _installed.append(provider)
-    log.info("traces: exported %s as %s", f"to {settings.otlp_endpoint}" if exporter is None else "in process",
+    log.info("traces: exported %s as %s", f"to {settings.otlp_endpoint}" if processor is None else "in process",
              settings.service_name or service)
     return True
 
