@@ -2,8 +2,9 @@
 
 Each line carries what the call or task it belongs to is known by: `request_id`, `tenant`, `tool` (set by the
 server's call wrapper for the call's duration), `workflow_id`, `workflow_type`, `activity_type` (from Temporal's
-loggers inside a workflow or activity), `release` (where the code names it). A call's arguments reach a line
-only as `arguments`, which the formatter redacts (`tools.redaction`, the audit row's nets) whoever logged them.
+loggers inside a workflow or activity), `release` (where the code names it), `trace_id` (when tracing is on). A
+call's arguments reach a line only as `arguments`, which the formatter redacts (`tools.redaction`, the audit
+row's nets) whoever logged them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from opentelemetry import trace
 
 from tools.redaction import redact
 
@@ -56,9 +59,12 @@ class JsonLines(logging.Formatter):
         for extra in ("temporal_workflow", "temporal_activity"):
             info = getattr(record, extra, None)
             if isinstance(info, dict):
-                for key in ("workflow_id", "workflow_type", "activity_type", "run_id", "attempt"):
+                for key in ("workflow_id", "workflow_type", "workflow_run_id", "activity_type", "attempt"):
                     if key in info and info[key] is not None:
                         line.setdefault(key, str(info[key]))
+        span = trace.get_current_span().get_span_context()
+        if span.is_valid:  # the trace this line belongs to, to find it beside its spans
+            line["trace_id"] = f"{span.trace_id:032x}"
         arguments = getattr(record, "arguments", None)
         if isinstance(arguments, Mapping):
             line["arguments"] = redact(arguments)

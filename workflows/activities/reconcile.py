@@ -133,7 +133,7 @@ class ReconcileActivities:
                 obs.repaired, workflow_id=reconcile_workflow_id(inp.app_id), outcome="error" if obs.error else "ok",
                 error=obs.error, duration_ms=int((time.monotonic() - started) * 1000))
             activity.logger.info("reconciled %s/%s/%s: %s", target.tenant, target.project, target.app,
-                                 "; ".join(obs.drift))
+                                 "; ".join(obs.drift), extra={"release": obs.release, "tenant": target.tenant})
         if isinstance(failed, KubeError):
             raise _k8s(failed) from failed
         if failed is not None:
