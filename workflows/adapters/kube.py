@@ -146,7 +146,8 @@ class Kube:
                 if e.failure.status is not None:
                     span.set_attribute("http.response.status_code", e.failure.status)
                 span.set_attribute("error.type", e.failure.type)
-                span.set_status(StatusCode.ERROR)
+                if e.failure.status != 404:  # an absent object is an answer the callers ask for (get -> None)
+                    span.set_status(StatusCode.ERROR)
                 raise
 
     async def _request(self, method: str, path: str, what: str, headers: dict[str, str],
