@@ -119,8 +119,14 @@ def add_preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from mcp_server.devenv.dev import run_dev
+    from mcp_server.telemetry import tracing
 
-    return run_dev(_settings(args), cluster=args.cluster)
+    settings = _settings(args)
+    _telemetry(settings, "deploy-mcp-dev", args.verbose)  # text logs and no tracing unless configured
+    try:
+        return run_dev(settings, cluster=args.cluster)
+    finally:
+        tracing.shutdown()
 
 
 def cmd_token(args: argparse.Namespace) -> int:
