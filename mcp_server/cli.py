@@ -20,6 +20,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(state_dir=getattr(args, "state_dir", None), http=http or None)
 
 
+def _telemetry(settings: Settings, service: str, verbose: bool) -> None:
+    """The process's log format and, with `telemetry.otlp_endpoint`, its traces (before any Temporal client)."""
+    from mcp_server.telemetry import logs, tracing
+
+    if settings.telemetry.log_format != "text":
+        logs.configure(settings.telemetry.log_format, logging.DEBUG if verbose else logging.INFO)
+    tracing.install(settings.telemetry, service)
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from mcp_server.startup import require_database_url
     from mcp_server.store import migrate
@@ -36,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     url = require_database_url(settings)
+    _telemetry(settings, "deploy-mcp-server", args.verbose)
 
     async def run() -> None:
         async with server_deps(settings, url) as deps:
@@ -46,7 +56,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 print(f"deploy-mcp: serving MCP on {settings.http.mcp_url()} (bearer tokens required)", file=sys.stderr)
                 await http_server(settings, server).serve()
 
-    asyncio.run(run())
+    from mcp_server.telemetry import tracing
+
+    try:
+        asyncio.run(run())
+    finally:
+        tracing.shutdown()
     return 0
 
 
@@ -55,7 +70,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     worker = {"health_port": args.health_port} if args.health_port is not None else None
     settings = load_settings(state_dir=getattr(args, "state_dir", None), worker=worker)
-    asyncio.run(run_worker(settings))
+    _telemetry(settings, "deploy-mcp-worker", args.verbose)
+    from mcp_server.telemetry import tracing
+
+    try:
+        asyncio.run(run_worker(settings))
+    finally:
+        tracing.shutdown()
     return 0
 
 
@@ -98,8 +119,14 @@ def add_preflight_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 def cmd_dev(args: argparse.Namespace) -> int:
     from mcp_server.devenv.dev import run_dev
+    from mcp_server.telemetry import tracing
 
-    return run_dev(_settings(args), cluster=args.cluster)
+    settings = _settings(args)
+    _telemetry(settings, "deploy-mcp-dev", args.verbose)  # text logs and no tracing unless configured
+    try:
+        return run_dev(settings, cluster=args.cluster)
+    finally:
+        tracing.shutdown()
 
 
 def cmd_token(args: argparse.Namespace) -> int:

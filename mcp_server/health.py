@@ -1,5 +1,6 @@
 """Liveness and readiness, the two paths the kubelet probes: `GET /healthz` (the process answers: 200) and
-`GET /readyz` (200 only when every readiness check passes, else 503 with `{"ready": false, "reason": ...}`).
+`GET /readyz` (200 only when every readiness check passes, else 503 with `{"ready": false, "reason": ...}`);
+beside them `GET /metrics` (Prometheus' text format, `mcp_server.telemetry.metrics`) when the process has it.
 
 The server answers them in an ASGI middleware in front of its app (`HealthRoutes`), so a probe passes no
 authentication, writes no audit row and spends no rate limit. The worker has no HTTP app: `serve_health`
@@ -27,9 +28,15 @@ log = logging.getLogger(__name__)
 
 HEALTHZ = "/healthz"
 READYZ = "/readyz"
+METRICS = "/metrics"
+JSON = "application/json"
 CHECK_TIMEOUT_SECONDS = 2.0
 """Each readiness check's bound: below the kubelet's default probe timeout (1 s is its default, the manifests
 set 3), so a hung database reads as "not ready" rather than as a probe timeout."""
+
+MetricsSource = Callable[[], Awaitable[bytes]]
+"""The `/metrics` body (`mcp_server.telemetry.metrics.exposition`)."""
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 Check = Callable[[], Awaitable[str | None]]
 """A readiness check: None when ready, else the reason (short, no secret: the body is public)."""
@@ -85,34 +92,39 @@ async def readiness(checks: Sequence[Named], timeout: float = CHECK_TIMEOUT_SECO
     return None
 
 
-async def answer(path: str, checks: Sequence[Named]) -> tuple[int, bytes] | None:
-    """(status, JSON body) for a health path, None for any other path."""
+async def answer(path: str, checks: Sequence[Named], metrics: MetricsSource | None = None
+                 ) -> tuple[int, bytes, str] | None:
+    """(status, body, content type) for a health or metrics path, None for any other path."""
     if path == HEALTHZ:
-        return 200, b'{"alive": true}'
+        return 200, b'{"alive": true}', JSON
+    if path == METRICS and metrics is not None:
+        return 200, await metrics(), METRICS_CONTENT_TYPE
     if path != READYZ:
         return None
     reason = await readiness(checks)
     if reason is None:
-        return 200, b'{"ready": true}'
+        return 200, b'{"ready": true}', JSON
     log.info("not ready: %s", reason)
-    return 503, json.dumps({"ready": False, "reason": reason}).encode()
+    return 503, json.dumps({"ready": False, "reason": reason}).encode(), JSON
 
 
 class HealthRoutes:
     """ASGI middleware, outermost on the server's app: GET /healthz and /readyz answered here, before the
-    SDK's authentication, the refused-auth audit and the rate limits see the request."""
+    SDK's authentication, the refused-auth audit and the rate limits see the request; /metrics too, when
+    given (unauthenticated like the probes: it names no tenant, app or secret)."""
 
-    def __init__(self, app: ASGIApp, checks: Sequence[Named]) -> None:
+    def __init__(self, app: ASGIApp, checks: Sequence[Named], metrics: MetricsSource | None = None) -> None:
         self.app = app
         self.checks = checks
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            reply = await answer(scope["path"], self.checks)
+            reply = await answer(scope["path"], self.checks, self.metrics)
             if reply is not None:
-                status, body = reply
+                status, body, content_type = reply
                 await send({"type": "http.response.start", "status": status,
-                            "headers": [(b"content-type", b"application/json"),
+                            "headers": [(b"content-type", content_type.encode()),
                                         (b"content-length", str(len(body)).encode()),
                                         (b"cache-control", b"no-store")]})
                 await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
@@ -123,7 +135,8 @@ class HealthRoutes:
 _REASONS = {200: "OK", 404: "Not Found", 400: "Bad Request", 503: "Service Unavailable"}
 
 
-async def _respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, checks: Sequence[Named]) -> None:
+async def _respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, checks: Sequence[Named],
+                   metrics: MetricsSource | None) -> None:
     try:
         try:
             request_line = await asyncio.wait_for(reader.readline(), 5)
@@ -133,11 +146,11 @@ async def _respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, c
         except (TimeoutError, ValueError):
             return
         parts = request_line.decode("latin-1").split()
-        status, body = 400, b'{"error": "bad request"}'
+        status, body, content_type = 400, b'{"error": "bad request"}', JSON
         if len(parts) == 3 and parts[0] in ("GET", "HEAD"):
-            reply = await answer(parts[1].split("?", 1)[0], checks)
-            status, body = reply if reply is not None else (404, b'{"error": "not found"}')
-        head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: application/json\r\n"
+            reply = await answer(parts[1].split("?", 1)[0], checks, metrics)
+            status, body, content_type = reply if reply is not None else (404, b'{"error": "not found"}', JSON)
+        head = (f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: {content_type}\r\n"
                 f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n")
         writer.write(head.encode() + (b"" if parts[:1] == ["HEAD"] else body))
         await writer.drain()
@@ -150,13 +163,14 @@ async def _respond(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, c
 
 
 @contextlib.asynccontextmanager
-async def serve_health(host: str, port: int, checks: Sequence[Named]) -> AsyncIterator[int | None]:
-    """/healthz and /readyz on host:port while the context is open; yields the bound port (None: port 0,
-    disabled)."""
+async def serve_health(host: str, port: int, checks: Sequence[Named], metrics: MetricsSource | None = None
+                       ) -> AsyncIterator[int | None]:
+    """/healthz and /readyz (and /metrics, given `metrics`) on host:port while the context is open; yields the
+    bound port (None: port 0, disabled)."""
     if port == 0:
         yield None
         return
-    server = await asyncio.start_server(lambda r, w: _respond(r, w, checks), host, port)
+    server = await asyncio.start_server(lambda r, w: _respond(r, w, checks, metrics), host, port)
     bound: int = server.sockets[0].getsockname()[1]
     log.info("health endpoints on http://%s:%s%s and %s", host, bound, HEALTHZ, READYZ)
     try:

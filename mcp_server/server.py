@@ -25,13 +25,15 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools.base import Tool
+from opentelemetry import trace
+from opentelemetry.trace import Span, StatusCode
 from pydantic import AnyHttpUrl, ValidationError
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from mcp_server.auth import ApiTokenVerifier, principal_from_request
 from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
-from mcp_server.health import HealthRoutes, Named
+from mcp_server.health import HealthRoutes, MetricsSource, Named
 from mcp_server.http_unavailable import StoreUnavailableResponse
 from mcp_server.oauth.github import CALLBACK_PATH, GitHubLogin
 from mcp_server.oauth.provider import OAuthStore, PlatformAuthProvider, issuer_for
@@ -39,6 +41,8 @@ from mcp_server.oauth.routes import login_routes
 from mcp_server.oauth.step_up import ScopeChallenge
 from mcp_server.rate_limits import CallLimits
 from mcp_server.settings import ALL_SCOPES, OPERATOR_SCOPES, OAuthSettings, RateLimitSettings
+from mcp_server.telemetry.logs import add_context, log_context
+from mcp_server.telemetry.metrics import count_call, tool_label
 from prompts import PROMPTS
 from tools import all_tools
 from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
@@ -50,6 +54,7 @@ from workflows.adapters.github_app import GitHubApp
 from workflows.domain.secretbox import SecretBox
 
 log = logging.getLogger(__name__)
+_tracer = trace.get_tracer("deploy_mcp.server")  # a no-op until `mcp_server.telemetry.tracing.install`
 
 INSTRUCTIONS = """\
 Deploy MCP runs apps on a self-hosted Kubernetes platform. Everything you do is scoped to your tenant.
@@ -82,6 +87,7 @@ class ServerDeps:
     github_app: GitHubApp | None = None
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     health_checks: Sequence[Named] = ()  # what /readyz asks (`mcp_server.health`); none: ready once serving
+    metrics: MetricsSource | None = None  # the /metrics body (`mcp_server.telemetry.metrics`); None: no /metrics
 
 
 @dataclass(frozen=True)
@@ -156,7 +162,7 @@ class DeployMCP(MCPServer[Any]):
         app.add_middleware(RefusedAuthAudit, store=self.deps.store, budget=self.refusals)
         app.add_middleware(StoreUnavailableResponse)  # around auth: the token lookup needs the database too
         # outermost: probes pass no authentication, leave no audit row and spend no budget
-        app.add_middleware(HealthRoutes, checks=self.deps.health_checks)
+        app.add_middleware(HealthRoutes, checks=self.deps.health_checks, metrics=self.deps.metrics)
         return app
 
     def _add_scope_challenge(self, app: Starlette, path: str) -> None:
@@ -223,6 +229,18 @@ class DeployMCP(MCPServer[Any]):
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
     ) -> Any:
+        """One call in its span (under the SDK's `tools/call` span; the workflow it starts continues the trace)
+        and its log scope; counted in `deploy_mcp_tool_calls_total` by `_call_tool`."""
+        label = tool_label(name, name in self.specs)
+        # the exception's text is what the agent reads and may quote its arguments: the span keeps its type only
+        with _tracer.start_as_current_span(f"tool {label}", record_exception=False, set_status_on_exception=False,
+                                           attributes={"deploy_mcp.tool": label,
+                                                       "deploy_mcp.transport": self.transport}) as span, \
+                log_context(tool=label):
+            return await self._call_tool(name, label, arguments, context, span)
+
+    async def _call_tool(self, name: str, label: str, arguments: dict[str, Any], context: Context[Any, Any] | None,
+                         span: Span) -> Any:
         started = time.monotonic()
         spec = self.specs.get(name)
         principal = self._principal()
@@ -244,6 +262,7 @@ class DeployMCP(MCPServer[Any]):
         )
         outcome: Outcome = "ok"
         error: str | None = None
+        add_context(tenant=principal.tenant if principal else None, request_id=request_id)
         token = enter_call(call)
         try:
             if principal is None:
@@ -300,12 +319,27 @@ class DeployMCP(MCPServer[Any]):
                 k8s_refs=storable(call.audit.k8s_refs),
                 duration_ms=int((time.monotonic() - started) * 1000),
             )
+            self._observe(label, event, span)
             try:
                 await self.deps.store.record_audit(event)
             except Exception:
                 # The call still answers: its change may have committed, and an agent told "failed" would
                 # repeat it. The row (redacted already) goes to the log instead, so the operator can restore it.
                 log.exception("could not write the audit row of %s: %s", name, event.model_dump_json())
+
+    @staticmethod
+    def _observe(label: str, event: AuditEvent, span: Span) -> None:
+        """The call in the metrics, its span and one log line; all from the audit event, already redacted."""
+        count_call(label, event.outcome, event.duration_ms / 1000)
+        span.set_attribute("deploy_mcp.outcome", event.outcome)
+        if event.tenant:
+            span.set_attribute("deploy_mcp.tenant", event.tenant)
+        if event.workflow_id:
+            span.set_attribute("deploy_mcp.workflow_id", event.workflow_id)
+        if event.outcome == "error":
+            span.set_status(StatusCode.ERROR, "internal error")
+        log.info("call %s: %s in %d ms", label, event.outcome, event.duration_ms,
+                 extra={"arguments": event.arguments, "workflow_id": event.workflow_id})
 
 
 def _rewrite_validation(e: ToolError) -> ToolError:

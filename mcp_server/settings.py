@@ -521,6 +521,35 @@ class BackupSettings(Group):
         return None
 
 
+class TelemetrySettings(Group):
+    """What the processes tell an operator: Prometheus `/metrics`, OpenTelemetry traces, the log format
+    (docs/operations.md#telemetry, docs/decisions/0016-telemetry.md)."""
+
+    metrics: bool = True
+    """Serve Prometheus `/metrics` beside /healthz and /readyz (the server's HTTP port, the worker's health port);
+    off: 404 there. Unauthenticated like the probes, so it names no tenant, app or secret."""
+    temporal_metrics_port: int = Field(0, ge=0, le=65535)
+    """The Temporal SDK's own Prometheus endpoint (its Rust core serves it, on `worker.health_host`) in the
+    worker; 0: off (the default for `make dev`, where the server and worker share one process)."""
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP traces endpoint, e.g. `http://otel-collector:4318/v1/traces`; unset: no tracing SDK is loaded and
+    spans are the API's no-ops."""
+    service_name: str | None = None
+    """`service.name` of the spans; unset: `deploy-mcp-server` or `deploy-mcp-worker`."""
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object a line (time, level, logger, message, request id, tenant, tool, workflow id,
+    release) for a log collector; `text`: lines for a terminal."""
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP receiver (e.g. .../v1/traces)")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything a command is configured with; see the module docstring for where values come from."""
 
@@ -556,6 +585,7 @@ class Settings(BaseSettings):
     build: BuilderSettings = Field(default_factory=BuilderSettings)
     loki: LokiSettings = Field(default_factory=LokiSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @classmethod
     def settings_customise_sources(

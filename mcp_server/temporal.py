@@ -13,9 +13,11 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from mcp_server.settings import Settings
+from mcp_server.telemetry import tracing
 from tools.ports import WorkflowsUnavailable
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
@@ -23,11 +25,14 @@ from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
+    """The client; with the tracing interceptor when this process traces (`mcp_server.telemetry.tracing`), on
+    `runtime` when given (the worker's, exporting the SDK's metrics)."""
     if not settings.temporal.address:
         raise SystemExit("deploy-mcp: no Temporal. Set DEPLOY_MCP_TEMPORAL__ADDRESS, or run `deploy-mcp dev`.")
     return await Client.connect(settings.temporal.address, namespace=settings.temporal.namespace,
-                                data_converter=pydantic_data_converter)
+                                data_converter=pydantic_data_converter, interceptors=tracing.temporal_interceptors(),
+                                runtime=runtime)
 
 
 # The server is down, restarting or too slow to answer: a retry later may work, unlike every other status.

@@ -22,6 +22,7 @@ from mcp_server.startup import load_secretbox
 from mcp_server.startup import open_github_app as open_github_app
 from mcp_server.startup import require_database_url as require_database_url
 from mcp_server.store import PgStore
+from mcp_server.telemetry.metrics import backup_age, exposition
 from mcp_server.temporal import TemporalWorkflows, connect
 from tools.context import PlatformConfig
 from tools.ports import LogStore
@@ -98,7 +99,8 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
         async with open_log_store(settings, with_workflows=with_workflows) as logs:
             yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
                              secretbox=load_secretbox(settings), logs=logs, github_app=github_app,
-                             rate_limits=settings.rate_limits, health_checks=checks)
+                             rate_limits=settings.rate_limits, health_checks=checks,
+                             metrics=exposition([backup_age(store)]) if settings.telemetry.metrics else None)
     finally:
         await registry.aclose()
         await store.close()

@@ -23,6 +23,9 @@ from mcp_server.preflight import preflight_at_start
 from mcp_server.settings import Settings
 from mcp_server.startup import load_secretbox, open_github_app, require_database_url
 from mcp_server.store import PgStore
+from mcp_server.telemetry.metrics import exposition
+from mcp_server.telemetry.temporal_runtime import metrics_runtime
+from mcp_server.telemetry.workflow_metrics import WorkflowMetrics
 from mcp_server.temporal import connect
 from workflows.activities.build import BuildActivities, BuildSettings, RobotSource
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
@@ -86,7 +89,7 @@ async def worker(settings: Settings, client: Client | None = None) -> AsyncItera
 @asynccontextmanager
 async def worker_clients(settings: Settings, client: Client | None = None) -> AsyncIterator[WorkerClients]:
     """`worker`, with the store and the cluster client it opened."""
-    client = client or await connect(settings)
+    client = client or await connect(settings, runtime=metrics_runtime(settings))
     kube = await Kube.connect(settings.cluster.kubeconfig)
     store = await PgStore.open(require_database_url(settings), min_size=1, max_size=5)
     loki = LokiClient(settings.loki.url, tenant=settings.loki.tenant) if settings.loki.url else None
@@ -111,7 +114,7 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
         w = Worker(
             client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
             activities=activities.all() + volumes.all() + builds.all() + registry.all() + reconciler.all(),
-            max_concurrent_activities=50,
+            max_concurrent_activities=50, interceptors=[WorkflowMetrics()],
             graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds))
         if settings.reconcile.enabled:
             await start_sweeper(client, settings)
@@ -213,7 +216,8 @@ async def _run_signalled(w: Worker, store: PgStore, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig)
     try:
-        async with serve_health(settings.worker.health_host, settings.worker.health_port, worker_checks(w, store)):
+        async with serve_health(settings.worker.health_host, settings.worker.health_port, worker_checks(w, store),
+                                metrics=exposition() if settings.telemetry.metrics else None):
             await w.run()
         if stopping:
             await stopping[0]

@@ -130,14 +130,22 @@ async def test_sigterm_drains_the_worker_and_a_second_worker_completes_the_workf
 async def test_deploy_mcp_worker_serves_health_records_its_preflight_and_exits_0_on_sigterm(
         store: PgStore, database_url: str, temporal_address: str, testbed: Testbed, tmp_path: Path) -> None:
     """The `deploy-mcp worker` command itself (it needs a cluster: the testbed's API server, run by the lead):
-    /readyz once polling, its preflight at start stored for this host, exit 0 soon after SIGTERM."""
-    health = free_port()
+    /readyz once polling, /metrics (and the SDK's metrics port), its preflight at start stored for this host,
+    exit 0 soon after SIGTERM."""
+    health, sdk_metrics = free_port(), free_port()
     env = platform_env(database_url, temporal_address, f"cmd-{uuid.uuid4().hex[:8]}", tmp_path / "state",
-                       WORKER__SHUTDOWN_GRACE_SECONDS="10")
+                       WORKER__SHUTDOWN_GRACE_SECONDS="10", WORKER__HEALTH_HOST="127.0.0.1",
+                       TELEMETRY__TEMPORAL_METRICS_PORT=str(sdk_metrics))
     env["KUBECONFIG"] = str(testbed.kubeconfig)
     log = tmp_path / "worker.log"
     with child([DEPLOY_MCP, "worker", "--health-port", str(health)], env, log) as proc:
         await asyncio.to_thread(wait_healthy, proc, f"http://127.0.0.1:{health}/readyz", log)
+        # its /metrics beside the probes, and the Temporal SDK's own on telemetry.temporal_metrics_port
+        async with httpx.AsyncClient(timeout=5) as h:
+            metrics = await h.get(f"http://127.0.0.1:{health}/metrics")
+            sdk = await h.get(f"http://127.0.0.1:{sdk_metrics}/metrics")
+        assert metrics.status_code == 200 and "# TYPE deploy_mcp_workflow_runs_total counter" in metrics.text
+        assert sdk.status_code == 200 and "temporal_" in sdk.text, sdk.text[:500]
         deadline = time.monotonic() + 60
         while (seen := await store.latest_preflight()) is None:
             assert time.monotonic() < deadline, tail(log)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from temporalio import activity
 from temporalio.client import Client as TemporalClient
+from temporalio.client import Interceptor as ClientInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
@@ -129,11 +130,13 @@ def volume_stand_ins() -> list[Any]:
 
 
 @asynccontextmanager
-async def stand_in_worker(store: PgStore, temporal_address: str, cluster: Cluster,
-                          secretbox: SecretBox) -> AsyncIterator[TemporalWorkflows]:
+async def stand_in_worker(store: PgStore, temporal_address: str, cluster: Cluster, secretbox: SecretBox,
+                          interceptors: Sequence[ClientInterceptor] = ()) -> AsyncIterator[TemporalWorkflows]:
     """A worker on its own task queue running the real deploy and volume workflows with the store's real
-    activities and the stand-ins above; yields the tools' `Workflows` on that queue."""
-    temporal = await TemporalClient.connect(temporal_address, data_converter=pydantic_data_converter)
+    activities and the stand-ins above; yields the tools' `Workflows` on that queue. `interceptors` go on the
+    client (and so on the worker too, for the ones that are also worker interceptors: tracing's)."""
+    temporal = await TemporalClient.connect(temporal_address, data_converter=pydantic_data_converter,
+                                            interceptors=interceptors)
     queue = f"stand-in-{uuid.uuid4().hex[:8]}"
     real = DeployActivities(cast(Kube, None), store, secretbox, temporal=temporal)
     volumes = VolumeActivities(cast(Kube, None), store)

@@ -1,8 +1,8 @@
 """What the processes load, since each module costs resident memory (bench/concurrent_calls.py measures it):
 `serve` loads the Kubernetes client (kubernetes_asyncio, ~960 generated modules, about 38 MB) only when it reads
 logs from the pod log API, not when Loki serves them, and the pod log store still comes up with a kubeconfig;
-the worker, which serves no tool, loads neither the MCP SDK nor the HTTP server (about 25 MB), and the server
-still lists every tool."""
+the worker, which serves no tool, loads neither the MCP SDK nor the HTTP server (about 25 MB); neither loads the
+OpenTelemetry SDK or exporter unless tracing is configured; and the server still lists every tool."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ def test_the_server_modules_load_no_kubernetes_client() -> None:
 
 def test_the_worker_loads_no_mcp_sdk_nor_http_server() -> None:
     assert loaded("mcp_server.worker, mcp_server.store", {"mcp", "starlette", "uvicorn"}) == []
+
+
+def test_no_process_loads_the_tracing_sdk_unless_tracing_is_configured() -> None:
+    # the API's no-op tracer is all the code touches without `telemetry.otlp_endpoint` (about 1.7 MB saved)
+    sdk = {"opentelemetry.sdk", "opentelemetry.exporter", "temporalio.contrib.opentelemetry"}
+    found = loaded("mcp_server.worker, mcp_server.store, mcp_server.cli, mcp_server.wiring, mcp_server.server",
+                   {"opentelemetry", "temporalio"})
+    assert [m for m in found if any(m == p or m.startswith(p + ".") for p in sdk)] == []
 
 
 def test_the_server_still_registers_every_tool() -> None:

@@ -23,6 +23,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from workflows.activities.build_job import JobBuilder
+from workflows.activities.metrics import BUILD_SECONDS
 from workflows.activities.stores import BuildStore
 from workflows.adapters.buildah import (
     BuilderMissing,
@@ -153,6 +154,19 @@ class BuildActivities:
 
     @activity.defn
     async def build_image(self, started: BuildStarted) -> BuildDone:
+        """One build; its wall time goes to `deploy_mcp_build_duration_seconds` (outcome `error`: it raised, and
+        Temporal retries it or fails the build)."""
+        began = time.monotonic()
+        builder = "buildkit" if self.jobs is not None else "local"
+        outcome = "error"
+        try:
+            done = await self._build_image(started)
+            outcome = done.status
+            return done
+        finally:
+            BUILD_SECONDS.labels(builder=builder, outcome=outcome).observe(time.monotonic() - began)
+
+    async def _build_image(self, started: BuildStarted) -> BuildDone:
         inp = started.request
         sink = BuildLineSink(self.store, started.build_id, SecretMasker({}), inp, self.loki)
         self.settings.work_root.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.activities.kube_call import _k8s, kube_call
+from workflows.activities.metrics import RECONCILE_PASSES, RECONCILE_REPAIRS, repaired_kind
 from workflows.activities.stores import ReconcileStore
 from workflows.adapters.kube import Kube, KubeError
 from workflows.domain.deploy_contract import EnsurePullSecret
@@ -110,7 +111,13 @@ class ReconcileActivities:
         """One pass over one app; records what it found (`app_observations`) and, when it re-applied
         anything, an audit row naming the objects and why."""
         async with self._passes:
-            return await self._reconcile(inp)
+            try:
+                result = await self._reconcile(inp)
+            except Exception:
+                RECONCILE_PASSES.labels(state="error").inc()
+                raise
+        RECONCILE_PASSES.labels(state=result.state).inc()
+        return result
 
     async def _reconcile(self, inp: ReconcilePass) -> PassResult:
         started = time.monotonic()
@@ -136,13 +143,15 @@ class ReconcileActivities:
                                       drift=drift, repaired=repaired, error=str(e)[:300])
         # after the lock: a failed pass must still leave its observation (the transaction would roll it back)
         await self.store.record_observation(obs)
+        for repaired_ref in obs.repaired:
+            RECONCILE_REPAIRS.labels(kind=repaired_kind(repaired_ref)).inc()
         if obs.repaired:
             await self.store.record_platform_audit(
                 target.tenant, "reconcile", {"project": target.project, "app": target.app, "drift": obs.drift},
                 obs.repaired, workflow_id=reconcile_workflow_id(inp.app_id), outcome="error" if obs.error else "ok",
                 error=obs.error, duration_ms=int((time.monotonic() - started) * 1000))
             activity.logger.info("reconciled %s/%s/%s: %s", target.tenant, target.project, target.app,
-                                 "; ".join(obs.drift))
+                                 "; ".join(obs.drift), extra={"release": obs.release, "tenant": target.tenant})
         if isinstance(failed, KubeError):
             raise _k8s(failed) from failed
         if failed is not None:

@@ -17,10 +17,14 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from workflows.adapters.errors import AdapterError
 from workflows.domain.k8s_errors import K8sFailure, classify_status, status_message, warming_up
 from workflows.domain.specs import ClusterCaps
+
+_tracer = trace.get_tracer("deploy_mcp.kube")  # a no-op until the process installs a tracer provider
 
 FIELD_MANAGER = "deploy-mcp"
 
@@ -132,6 +136,22 @@ class Kube:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
+        # one span per API request, under the activity's; names carry no object name (bounded), attributes do
+        with _tracer.start_as_current_span(f"k8s {method}", kind=SpanKind.CLIENT, record_exception=False,
+                                           attributes={"http.request.method": method, "url.path": path,
+                                                       "deploy_mcp.k8s.what": what}) as span:
+            try:
+                return await self._request(method, path, what, headers, query, body, timeout)
+            except KubeError as e:
+                if e.failure.status is not None:
+                    span.set_attribute("http.response.status_code", e.failure.status)
+                span.set_attribute("error.type", e.failure.type)
+                if e.failure.status != 404:  # an absent object is an answer the callers ask for (get -> None)
+                    span.set_status(StatusCode.ERROR)
+                raise
+
+    async def _request(self, method: str, path: str, what: str, headers: dict[str, str],
+                       query: list[tuple[str, Any]] | None, body: Any, timeout: float | None) -> Any:
         try:
             return await self.api.call_api(
                 path, method, query_params=query or [], header_params=headers, body=body,
