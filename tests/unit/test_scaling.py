@@ -42,7 +42,7 @@ def _config(*mounts: Mount) -> AppConfig:
 
 
 def _mount(access: str = "single_node", read_only: bool = False) -> Mount:
-    return Mount(volume="data", claim="data-pvc", mount_path="/data", access=access,  # type: ignore[arg-type]
+    return Mount(volume="data", claim="data-pvc", mount_path="/data", access=access,
                  read_only=read_only)
 
 
@@ -151,7 +151,7 @@ def test_status_of_a_working_autoscaler_has_no_conditions_and_a_missing_one_says
              "message": "the desired replica count is less than the minimum replica count"}]
     status = autoscaler_status(AUTO, _hpa(fine, current=2, desired=2), metrics_served=True)
     assert status.conditions == [] and status.desired_replicas == 2
-    capped = fine[:2] + [{"type": "ScalingLimited", "status": "True", "reason": "TooManyReplicas",
+    capped = [*fine[:2], {"type": "ScalingLimited", "status": "True", "reason": "TooManyReplicas",
                           "message": "the desired replica count is more than the maximum replica count"}]
     assert autoscaler_status(AUTO, _hpa(capped, 6, 6), True).conditions[0].startswith("held at max=6")
     gone = autoscaler_status(AUTO, None, metrics_served=True)
