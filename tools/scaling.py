@@ -51,9 +51,8 @@ async def scale(
     refusal = scale_refusal(AppConfig.model_validate(row.spec), replicas, autoscale)
     if refusal is not None:
         raise InvalidInput("autoscale" if autoscale is not None else "replicas", refusal[0], refusal[1])
+    # a release in progress is refused by the workflow, under the app's lock (its workflow must still run)
     workflows = c.require_workflows()
-    if await c.store.in_flight(row.id):
-        raise Conflict("A release of the app is in progress.", hint="Call scale again once it has finished.")
     wf_id = scale_workflow_id(row.id, uuid.uuid4().hex[:12])
     c.audit.workflow_id = wf_id
     c.audit.k8s_refs = [f"Deployment/{row.namespace}/{app}-r*", f"HorizontalPodAutoscaler/{row.namespace}/{app}"]

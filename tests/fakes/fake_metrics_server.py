@@ -10,7 +10,7 @@ Endpoints, as the Kubernetes API documents them:
 - `GET /apis/metrics.k8s.io/v1beta1/namespaces/<ns>/pods?labelSelector=k=v`: a `PodMetricsList` of the pods
   matching the selector (k8s.io/metrics v1beta1 `PodMetrics`: `metadata`, `timestamp`, `window`,
   `containers[].usage.{cpu,memory}` quantities). Each request answers the next of a pod's recorded usages
-  (the last repeats), as successive scrapes would.
+  (the last repeats), as successive scrapes would; 403 with `forbid_pod_metrics`.
 - `GET /api/v1/namespaces/<ns>/pods?labelSelector=k=v`: a `PodList` of the stored pods.
 - `GET /api/v1/nodes/<node>/proxy/stats/summary`: the kubelet Summary (stats/v1alpha1) of that node's pods,
   from the same usages as integers (`usageNanoCores`, `workingSetBytes`); 503 for a node in `kubelet_down`
@@ -51,6 +51,7 @@ class FakeMetricsServer:
     serve_metrics: bool = True
     metrics_backend_down: bool = False
     kubelet_down: set[str] = field(default_factory=set)
+    forbid_pod_metrics: bool = False  # the group served, listing PodMetrics refused (RBAC without the rule)
     requests: list[str] = field(default_factory=list)
     _scrapes: dict[str, int] = field(default_factory=dict)
 
@@ -84,6 +85,10 @@ class FakeMetricsServer:
         if parts[:3] == ["apis", "metrics.k8s.io", "v1beta1"] and len(parts) == 6 and parts[5] == "pods":
             if not self.serve_metrics:
                 return _status(404, "NotFound", "the server could not find the requested resource")
+            if self.forbid_pod_metrics:
+                return _status(403, "Forbidden", f'pods.metrics.k8s.io is forbidden: User "worker" cannot list '
+                                                 f'resource "pods" in API group "metrics.k8s.io" in the namespace '
+                                                 f'"{parts[4]}"')
             items = []
             for p in self._pods(parts[4], request.query.get("labelSelector")):
                 got = self._next(p["metadata"]["name"])

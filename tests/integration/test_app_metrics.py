@@ -1,6 +1,7 @@
 """`app_metrics`' activity over real HTTP through the platform's Kubernetes adapter, against the fake
 metrics-server (tests/fakes/fake_metrics_server.py): PodMetrics when metrics.k8s.io is served, the kubelet
-Summary API through the node proxy when it is not (404) or its backend is down (503); samples over the window
+Summary API through the node proxy when it is not (404), its backend is down (503) or listing is refused
+(403); samples over the window
 become now / mean / max; a node whose kubelet does not answer costs only its pods' numbers; the pod cap."""
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ async def test_from_the_kubelets_when_metrics_are_not_served(served: tuple[FakeM
     assert b.mem_mib == [30.0, 30.0, 256.0]
     assert {r for r in fake.requests if "proxy" in r} == {"/api/v1/nodes/node-1/proxy/stats/summary",
                                                           "/api/v1/nodes/node-2/proxy/stats/summary"}
+
+
+async def test_pod_metrics_refused_falls_back_to_the_kubelets_and_says_so(
+    served: tuple[FakeMetricsServer, Kube],
+) -> None:
+    fake, kube = served
+    fake.forbid_pod_metrics = True
+    got = await _run(kube, window_seconds=0, samples=1)
+    assert got.source == "kubelet" and got.pods[0].cpu_m
+    assert got.notes[0].startswith("metrics.k8s.io unreadable") and "forbidden" in got.notes[0]
 
 
 async def test_one_node_down_costs_only_its_pods(served: tuple[FakeMetricsServer, Kube]) -> None:

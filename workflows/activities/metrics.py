@@ -13,7 +13,7 @@ from typing import Any
 
 from temporalio import activity
 
-from workflows.activities.kube_call import kube_call
+from workflows.activities.kube_call import _k8s, kube_call
 from workflows.adapters.kube import Kube, KubeError
 from workflows.domain.labels import LABEL_APP, LABEL_RELEASE
 from workflows.domain.pod_metrics import Usage, parse_pod_metrics, parse_summary, pod_facts, summarize
@@ -27,8 +27,8 @@ class MetricsActivities:
     async def _sample(self, inp: MetricsInput, source: MetricsSource, nodes: set[str],
                       notes: list[str]) -> dict[str, Usage]:
         if source == "metrics.k8s.io":
-            items = await kube_call(lambda: self.kube.list_objects(
-                "metrics.k8s.io/v1beta1", "PodMetrics", inp.namespace, label_selector=f"{LABEL_APP}={inp.app}"))
+            items = await self.kube.list_objects(
+                "metrics.k8s.io/v1beta1", "PodMetrics", inp.namespace, label_selector=f"{LABEL_APP}={inp.app}")
             return parse_pod_metrics(items)
         out: dict[str, Usage] = {}
         for node in sorted(nodes):
@@ -59,7 +59,15 @@ class MetricsActivities:
             if i:
                 activity.heartbeat(i)
                 await asyncio.sleep(gap)
-            samples.append(await self._sample(inp, source, nodes, notes))
+            try:
+                samples.append(await self._sample(inp, source, nodes, notes))
+            except KubeError as e:
+                if source != "metrics.k8s.io":
+                    raise _k8s(e) from e
+                # served but refused (RBAC) or failing: the kubelets answer the same question
+                notes.append(f"metrics.k8s.io unreadable ({str(e)[:120]}): read from the kubelets")
+                source = "kubelet"
+                samples.append(await self._sample(inp, source, nodes, notes))
         out = []
         for f in facts:
             seen = [s[f.pod] for s in samples if f.pod in s]

@@ -111,7 +111,7 @@ _MAX_CONDITION = 160
 
 
 class AutoscalerStatus(Msg):
-    """The autoscaler as the reconciler last saw it; compact, for `get_app`."""
+    """As last observed."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=drop_titles)
 
@@ -119,10 +119,10 @@ class AutoscalerStatus(Msg):
     max: int
     cpu_percent: int
     memory_percent: int | None = None
-    target: str | None = Field(None, description="The release (Deployment) it scales; the serving one.")
+    target: str | None = None  # the release (Deployment) it scales: the serving one
     current_replicas: int | None = None
     desired_replicas: int | None = None
-    conditions: list[str] = Field(default_factory=list, description="Problems only, in plain words.")
+    conditions: list[str] = Field(default_factory=list, description="Problems only.")
 
 
 def autoscaler_status(autoscale: Autoscale, live: Mapping[str, Any] | None, metrics_served: bool) -> AutoscalerStatus:
