@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tools.args import AppName, ProjectName, check_name
 from tools.context import call, tool
-from tools.errors import Conflict, InvalidInput
+from tools.errors import Conflict, InvalidInput, Unavailable
 from tools.lookups import require_app
 from workflows.domain.scaling import AppScale, Autoscale, drop_titles, scale_refusal
 from workflows.domain.scaling_contract import AppMetrics, MetricsInput, ScaleInput
@@ -62,6 +62,8 @@ async def scale(
         return ScaleView()
     if result.outcome == "refused":
         raise Conflict(f"Not scaled: {result.reason}.", hint=f"Fix: {result.fix}." if result.fix else None)
+    if result.outcome == "failed":
+        raise Unavailable(f"Not scaled: {result.reason}.", hint=f"{result.fix}." if result.fix else None)
     c.audit.k8s_refs = result.refs
     return ScaleView(release=result.release or "", replicas=result.replicas or 0)
 

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.activities.metrics import MetricsActivities
@@ -30,8 +31,16 @@ class ScaleWorkflow:
     @workflow.run
     async def run(self, inp: ScaleInput) -> ScaleResult:
         # the lock wait (20 s) and a few API calls fit well inside the timeout; a retry starts from the top
-        return await workflow.execute_activity_method(
-            ScaleActivities.scale_app, inp, start_to_close_timeout=timedelta(seconds=60), retry_policy=RETRY)
+        try:
+            return await workflow.execute_activity_method(
+                ScaleActivities.scale_app, inp, start_to_close_timeout=timedelta(seconds=60), retry_policy=RETRY)
+        except ActivityError as e:
+            # the cluster refused (RBAC, admission) or stayed away past the retries: the scale was not recorded
+            # (the record shares the cluster change's transaction); the reconciler puts back what had changed
+            cause = e.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or e)
+            return ScaleResult(outcome="failed", reason=message[:300],
+                               fix="call scale again in a moment; if it persists, tell the operator")
 
 
 @workflow.defn(name="app-metrics")
@@ -40,4 +49,5 @@ class AppMetricsWorkflow:
     async def run(self, inp: MetricsInput) -> AppMetrics:
         return await workflow.execute_activity_method(
             MetricsActivities.app_metrics, inp, start_to_close_timeout=timedelta(seconds=inp.window_seconds + 40),
-            heartbeat_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_attempts=2))
+            # a heartbeat between samples, which are at most 30 s apart
+            heartbeat_timeout=timedelta(seconds=75), retry_policy=RetryPolicy(maximum_attempts=2))

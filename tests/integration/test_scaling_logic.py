@@ -301,3 +301,17 @@ async def test_without_autoscaling_nothing_changes(env: WorkflowEnvironment) -> 
     await run_deploy(env, fa, deploy_input(config=AppConfig(port=8080, replicas=3)))
     assert "start_replicas" not in fa.names() and "retarget_autoscaler" not in fa.names()
     assert dict(fa.calls)["wait_ready"]["replicas"] == 3
+
+
+async def test_a_cluster_refusal_is_reported_and_nothing_is_recorded(
+    env: WorkflowEnvironment, store: PgStore, box: SecretBox,
+) -> None:
+    app_id, ns, _ = await record_app(store, box)
+    cluster = ScalingCluster()
+    await reconcile(store, cluster, box, app_id)
+    cluster.refuse_kind = "HorizontalPodAutoscaler"  # RBAC without the autoscaling rule: a 403
+    failed = await scale(env, store, cluster, ScaleInput(app_id=app_id, autoscale=Autoscale(min=2, max=3)))
+    assert failed.outcome == "failed" and failed.reason is not None and "forbidden" in failed.reason
+    assert (await _app(store, app_id)).scale is None  # the record shares the cluster change's transaction
+    await reconcile(store, cluster, box, app_id)
+    assert cluster.replicas(ns, "web-r1") == 1  # the count the failed scale had set is put back

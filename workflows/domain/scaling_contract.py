@@ -22,7 +22,7 @@ class ScaleInput(Msg):
     autoscale: Autoscale | None = None
 
 
-ScaleOutcome = Literal["scaled", "refused"]
+ScaleOutcome = Literal["scaled", "refused", "failed"]
 
 
 class ScaleResult(Msg):
@@ -30,7 +30,7 @@ class ScaleResult(Msg):
     release: str | None = None  # the serving release scaled
     replicas: int | None = None  # its count now (autoscaled: where it starts)
     autoscale: Autoscale | None = None
-    reason: str | None = None  # refused: why, and `fix`: what to do
+    reason: str | None = None  # refused or failed: why, and `fix`: what to do
     fix: str | None = None
     refs: list[str] = []
 
