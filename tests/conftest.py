@@ -32,11 +32,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs the testbed's Kubernetes API server and registry")
     config.addinivalue_line("markers", "node: needs the testbed's kubelet node (root)")
     config.addinivalue_line("markers", "last: runs after every other test (it may leave a node untidy)")
+    config.addinivalue_line("markers", "drill: rebuilds the testbed from an empty state: runs after even `last`")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A gVisor sandbox can outlive its pod object (the runsc shim hangs on delete): such tests run last.
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+    # The restore drill tears the whole testbed down and starts it empty: nothing may run after it.
+    items.sort(key=lambda item: 2 if item.get_closest_marker("drill") else int(item.get_closest_marker("last")
+                                                                                is not None))
 
 
 @pytest.fixture(scope="session")

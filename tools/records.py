@@ -155,6 +155,7 @@ class SnapshotRecord(Record):
     ready_at: datetime | None
     idempotency_key: str | None = None
     request_fingerprint: dict[str, Any] | None = None
+    handle: str | None = None  # the storage's name of a backup (Longhorn `bak://...`), importable anywhere
 
 
 class PreflightSummary(Record):

@@ -148,6 +148,18 @@ class TemporalDevServer:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> str:
+        chosen = not self.port
+        for attempt in range(3):
+            try:
+                return self._start(timeout)
+            except ServiceError as e:
+                # A port we chose can still be taken between the probe and the server's bind: choose again.
+                if not chosen or attempt == 2 or "address already in use" not in str(e):
+                    raise
+                self.port = 0
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout: float) -> str:
         cli = self.cli or temporal_cli()[0]
         if not self.port:
             self.port = free_port()

@@ -141,9 +141,11 @@ def platform_settings(database_url: str, temporal_address: str, testbed: Testbed
 
 @asynccontextmanager
 async def running_platform(settings: Settings, *, start_worker: bool = True,
-                           beside: Sequence[ClusterService] = ()) -> AsyncIterator[Platform]:
-    """The platform for a fresh tenant, with `beside` running on its cluster; at exit the tenant's objects go."""
-    tenant = f"t{uuid.uuid4().hex[:6]}"
+                           beside: Sequence[ClusterService] = (), tenant: str | None = None,
+                           ) -> AsyncIterator[Platform]:
+    """The platform for a fresh tenant (or `tenant`, one a restored database holds), with `beside` running on
+    its cluster; at exit the tenant's objects go."""
+    tenant = tenant or f"t{uuid.uuid4().hex[:6]}"
     url = settings.database.url
     assert url
     kube = await Kube.connect(Testbed.admin_beside(settings.cluster.kubeconfig))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,7 +23,21 @@ class ServiceError(RuntimeError):
     """A service could not start or stop; the message names the service and what to do."""
 
 
+# Below Linux's default ephemeral range (32768-60999): a port the kernel hands out for port 0 is also what it
+# hands every outgoing connection, so between our probe and the service's own bind a client socket could take it
+# ("address already in use" at start). A random port below the range is only ever taken by another bind.
+_FREE_PORTS = range(20000, 32768)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    for _ in range(200):
+        port = random.choice(_FREE_PORTS)  # noqa: S311 (not a secret)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])

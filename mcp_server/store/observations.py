@@ -53,8 +53,15 @@ class PgObservations(PgAudit):
             rows = await self._all(
                 "SELECT v.* FROM volumes v JOIN apps a ON a.project_id = v.project_id WHERE a.id = %s "
                 "AND v.deleted_at IS NULL AND v.pvc_name = ANY(%s) ORDER BY v.name", app_id, claims) if claims else []
-            volumes = [TargetVolume(name=v["name"], claim=v["pvc_name"], size_gib=v["size_gib"],
-                                    volume_class=v["class"], access=v["access"]) for v in rows]
+            backups = {b["volume_id"]: b for b in await self._all(
+                "SELECT DISTINCT ON (volume_id) volume_id, k8s_name, handle, ready_at FROM volume_snapshots "
+                "WHERE volume_id = ANY(%s) AND kind = 'backup' AND status = 'ready' AND handle IS NOT NULL "
+                "ORDER BY volume_id, ready_at DESC", [v["id"] for v in rows])} if rows else {}
+            volumes = [TargetVolume(
+                name=v["name"], claim=v["pvc_name"], size_gib=v["size_gib"], volume_class=v["class"],
+                access=v["access"], backup=(b := backups.get(v["id"], {})).get("k8s_name"),
+                backup_handle=b.get("handle"),
+                backup_at=b["ready_at"].isoformat() if b.get("ready_at") else None) for v in rows]
             if d["secrets_version"] > 0:
                 sv = await self._one("SELECT ciphertext FROM secret_versions WHERE app_id = %s AND version = %s",
                                      app_id, d["secrets_version"])

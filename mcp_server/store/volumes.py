@@ -128,9 +128,10 @@ class PgVolumes(PgProjects):
         assert vol is not None
         return SnapshotRecord.model_validate(row), VolumeRecord.model_validate(vol)
 
-    async def finish_snapshot(self, volume_id: UUID, k8s_name: str, status: str) -> None:
+    async def finish_snapshot(self, volume_id: UUID, k8s_name: str, status: str, handle: str | None = None) -> None:
         await self._one("UPDATE volume_snapshots SET status = %s, ready_at = CASE WHEN %s = 'ready' THEN now() "
-                        "END WHERE volume_id = %s AND k8s_name = %s RETURNING id", status, status, volume_id, k8s_name)
+                        "END, handle = coalesce(%s, handle) WHERE volume_id = %s AND k8s_name = %s RETURNING id",
+                        status, status, handle, volume_id, k8s_name)
 
     async def list_snapshots(self, volume_id: UUID) -> list[SnapshotRecord]:
         rows = await self._all("SELECT * FROM volume_snapshots WHERE volume_id = %s ORDER BY created_at DESC",

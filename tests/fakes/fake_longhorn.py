@@ -48,8 +48,11 @@ class FakeLonghorn:
     def _dir(self, pv: str) -> Path:
         return self.root / "volumes" / pv
 
-    def _snapshot_dir(self, uid: str) -> Path:
-        return self.root / "snapshots" / uid
+    def _handle_dir(self, handle: str) -> Path:
+        """Where a snapshot's files are, by its handle: `snap://` ones beside the volumes, `bak://` ones in the
+        "backup target" (a root the caller may keep across clusters, as Longhorn's backups outlive one)."""
+        scheme, _, rest = handle.partition("://")
+        return self.root / ("backups" if scheme == "bak" else "snapshots") / rest
 
     async def sync_once(self) -> None:
         pvcs = await self.kube.list_objects("v1", "PersistentVolumeClaim", None)
@@ -81,7 +84,12 @@ class FakeLonghorn:
             vs = await self.kube.get("snapshot.storage.k8s.io/v1", "VolumeSnapshot", md["namespace"], source["name"])
             if vs is None or not (vs.get("status") or {}).get("readyToUse"):
                 return  # Longhorn waits for the snapshot to be ready
-            shutil.copytree(self._snapshot_dir(vs["metadata"]["uid"]), path, dirs_exist_ok=True)
+            content = await self.kube.get("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent", None,
+                                          vs["status"]["boundVolumeSnapshotContentName"])
+            handle = ((content or {}).get("status") or {}).get("snapshotHandle")
+            if not handle:
+                return
+            shutil.copytree(self._handle_dir(handle), path, dirs_exist_ok=True)
         os.chmod(path, 0o777)  # noqa: S103 - any pod user may write: hostPath has no fsGroup support
         storage = spec["resources"]["requests"]["storage"]
         await self.kube.create({
@@ -115,15 +123,18 @@ class FakeLonghorn:
             if (vs.get("status") or {}).get("readyToUse"):
                 continue
             md = vs["metadata"]
+            if vs["spec"]["source"].get("volumeSnapshotContentName"):
+                await self._import(vs)
+                continue
             claim = by_claim.get((md["namespace"], vs["spec"]["source"].get("persistentVolumeClaimName", "")))
             vclass = classes.get(vs["spec"].get("volumeSnapshotClassName", ""))
             if claim is None or vclass is None or not claim["spec"].get("volumeName"):
                 continue
             volume = claim["spec"]["volumeName"]
-            target = self._snapshot_dir(md["uid"])
-            shutil.copytree(self._dir(volume), target, dirs_exist_ok=True)
             scheme = "bak" if (vclass.get("parameters") or {}).get("type") == "bak" else "snap"
             handle = f"{scheme}://{volume}/{md['name']}"
+            target = self._handle_dir(handle)
+            shutil.copytree(self._dir(volume), target, dirs_exist_ok=True)
             content_name = f"snapcontent-{md['uid']}"
             size = sum(f.stat().st_size for f in target.rglob("*") if f.is_file())
             now = datetime.now(UTC)
@@ -144,6 +155,28 @@ class FakeLonghorn:
                                                   "readyToUse": True, "restoreSize": size,
                                                   "creationTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}},
                                   subresource="status")
+
+    async def _import(self, vs: dict[str, Any]) -> None:
+        """A pre-provisioned content naming a backup by handle (Longhorn's restore of a backup that has no
+        VolumeSnapshot): ready once the backup is found in the backup target, an error on the snapshot if not."""
+        content = await self.kube.get("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent", None,
+                                      vs["spec"]["source"]["volumeSnapshotContentName"])
+        if content is None:
+            return  # the snapshot controller waits for its content
+        handle = content["spec"]["source"].get("snapshotHandle", "")
+        if not self._handle_dir(handle).is_dir():
+            await self.kube.patch(vs, {"status": {"readyToUse": False, "error": {
+                "message": f"backup {handle} not found in the backup target"}}}, subresource="status")
+            return
+        size = sum(f.stat().st_size for f in self._handle_dir(handle).rglob("*") if f.is_file())
+        now = datetime.now(UTC)
+        await self.kube.patch(content, {"status": {"snapshotHandle": handle, "readyToUse": True,
+                                                   "creationTime": int(now.timestamp() * 1e9), "restoreSize": size}},
+                              subresource="status")
+        await self.kube.patch(vs, {"status": {"boundVolumeSnapshotContentName": content["metadata"]["name"],
+                                              "readyToUse": True, "restoreSize": size,
+                                              "creationTime": now.strftime("%Y-%m-%dT%H:%M:%SZ")}},
+                              subresource="status")
 
     async def run(self) -> None:
         while True:
@@ -182,11 +215,12 @@ async def install_storage(kube: Kube, timeout: float = 30.0) -> list[str]:
 
 
 @asynccontextmanager
-async def fake_longhorn(kube: Kube) -> AsyncIterator[FakeLonghorn]:
+async def fake_longhorn(kube: Kube, root: Path | None = None) -> AsyncIterator[FakeLonghorn]:
     """manifests/storage installed and FakeLonghorn serving its claims until exit: what a platform on the
-    testbed runs beside it (`mcp_server.devenv.platform.running_platform(..., beside=[fake_longhorn])`)."""
+    testbed runs beside it (`mcp_server.devenv.platform.running_platform(..., beside=[fake_longhorn])`).
+    `root`: its disks and backup target, to keep backups across two clusters (the restore drill)."""
     await install_storage(kube)
-    fake = FakeLonghorn(kube, Path(tempfile.mkdtemp(prefix="fake-longhorn-")))
+    fake = FakeLonghorn(kube, root or Path(tempfile.mkdtemp(prefix="fake-longhorn-")))
     task = asyncio.create_task(fake.run())
     try:
         yield fake

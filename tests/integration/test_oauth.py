@@ -44,6 +44,7 @@ from mcp_server.settings import RateLimitSettings, load_settings
 from mcp_server.store import PgStore, token_hash
 from mcp_server.wiring import http_server, make_server, platform_config
 from tests.fakes.fake_github_oauth import FakeGitHubOAuth, fake_github_oauth_running
+from tests.support.serving import serving
 
 # The agent's redirect URI: never connected to; the test reads the code off the Location header.
 CLIENT_REDIRECT = "http://127.0.0.1:9/callback"
@@ -548,16 +549,8 @@ async def document_server(tmp: Path, documents: dict[str, dict[str, Any]]) -> As
     app = Starlette(routes=[Route("/{path:path}", document)])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
                                            lifespan="off", ssl_certfile=str(cert_file), ssl_keyfile=str(key_file)))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-        if task.done():
-            task.result()
-    try:
+    async with serving(server):
         yield f"https://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @pytest.fixture

@@ -113,12 +113,13 @@ class MemoryCluster:
         self.objects[(obj["kind"], md.get("namespace"), md["name"])] = obj
 
 
-async def record_app(store: PgStore, box: SecretBox, name: str = "web", serving: bool = True
-                     ) -> tuple[UUID, str, UUID]:
+async def record_app(store: PgStore, box: SecretBox, name: str = "web", serving: bool = True,
+                     mounts: list[dict[str, Any]] | None = None) -> tuple[UUID, str, UUID]:
     """An app with one release recorded (and, `serving`, finished serving); (app id, namespace, deployment id)."""
     claim = await store.create_release(NewRelease(
         tenant="acme", project="shop", app=name, hostname=app_hostname(name, "shop", "acme", "apps.test"),
-        create=True, config={"port": 8080, "env": {"COLOR": "blue"}}, source={"image": "r/web:1"},
+        create=True, config={"port": 8080, "env": {"COLOR": "blue"}, "mounts": mounts or []},
+        source={"image": "r/web:1"},
         image="r/web", image_digest=DIGEST, created_by="alice", new_secret_names=["TOKEN"],
         new_secret_ciphertext=box.seal({"TOKEN": "s3cret"}), workflow_id_prefix=f"deploy/acme/shop/{name}/r"))
     if serving:
@@ -381,3 +382,55 @@ async def test_the_sweeper_starts_every_loop_and_reports_orphans(
 async def _sweep_after(sweep: Any, first: Any) -> Any:
     got = await sweep.query(ReconcileSweepWorkflow.last_sweep)
     return got if got is not None and got is not first and got.started == 0 else None
+
+
+async def test_a_lost_claim_comes_back_from_the_volumes_latest_backup_imported_by_its_handle(
+    env: WorkflowEnvironment, store: PgStore, box: SecretBox,
+) -> None:
+    vol, _ = await store.create_volume("acme", "shop", "store", 1, "fast", "single_node", "vol-store")
+    for name, handle in (("store-bak-1", "bak://pvc-1/store-bak-1"), ("store-bak-2", "bak://pvc-1/store-bak-2"),
+                         ("store-snap-3", None)):
+        await store.record_snapshot(vol.id, "snapshot" if handle is None else "backup", name, "alice")
+        await store.finish_snapshot(vol.id, name, "ready", handle=handle)
+    app_id, ns, _ = await record_app(store, box, mounts=[
+        {"volume": "store", "claim": "vol-store", "mount_path": "/data"}])
+    cluster = MemoryCluster()
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    acts = activities(store, cluster, box, env)
+    async with Worker(env.client, task_queue=queue, workflows=[ReconcileWorkflow], activities=acts.all()):
+        await env.client.start_workflow(ReconcileWorkflow.run, loop(app_id),
+                                        id=reconcile_workflow_id(app_id), task_queue=queue)
+        obs = (await until(lambda: store.observations([app_id])))[app_id]
+    # the newest backup (not the newer in-cluster snapshot, which a rebuilt cluster does not have)
+    content = cluster.objects[("VolumeSnapshotContent", None, f"import-{ns}-store-bak-2")]
+    assert content["spec"]["source"] == {"snapshotHandle": "bak://pvc-1/store-bak-2"}
+    assert content["spec"]["deletionPolicy"] == "Retain"  # deleting the import never deletes the backup
+    assert content["spec"]["volumeSnapshotRef"] == {"name": "store-bak-2", "namespace": ns}
+    vs = cluster.objects[("VolumeSnapshot", ns, "store-bak-2")]
+    assert vs["spec"]["source"] == {"volumeSnapshotContentName": f"import-{ns}-store-bak-2"}
+    pvc = cluster.objects[("PersistentVolumeClaim", ns, "vol-store")]
+    assert pvc["spec"]["dataSource"] == {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot",
+                                         "name": "store-bak-2"}
+    assert any(d.startswith(f"PersistentVolumeClaim/{ns}/vol-store is missing (re-created from backup store-bak-2")
+               for d in obs.drift), obs.drift
+    rows = await audit(store)
+    assert f"VolumeSnapshotContent/import-{ns}-store-bak-2" in rows[0].k8s_refs
+
+
+async def test_a_lost_claim_of_a_volume_never_backed_up_comes_back_empty_and_says_so(
+    env: WorkflowEnvironment, store: PgStore, box: SecretBox,
+) -> None:
+    await store.create_volume("acme", "shop", "scratch", 1, "fast", "single_node", "vol-scratch")
+    app_id, ns, _ = await record_app(store, box, mounts=[
+        {"volume": "scratch", "claim": "vol-scratch", "mount_path": "/data"}])
+    cluster = MemoryCluster()
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    async with Worker(env.client, task_queue=queue, workflows=[ReconcileWorkflow],
+                      activities=activities(store, cluster, box, env).all()):
+        await env.client.start_workflow(ReconcileWorkflow.run, loop(app_id),
+                                        id=reconcile_workflow_id(app_id), task_queue=queue)
+        obs = (await until(lambda: store.observations([app_id])))[app_id]
+    assert "dataSource" not in cluster.objects[("PersistentVolumeClaim", ns, "vol-scratch")]["spec"]
+    assert f"PersistentVolumeClaim/{ns}/vol-scratch is missing (re-created empty: no backup of volume scratch " \
+           "is recorded)" in obs.drift
+    assert not any(k[0] == "VolumeSnapshotContent" for k in cluster.objects)

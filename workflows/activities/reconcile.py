@@ -42,6 +42,7 @@ from workflows.domain.reconcile_contract import (
     ReconcileTarget,
     SweepInput,
     SweepResult,
+    TargetVolume,
 )
 from workflows.domain.scaling import AutoscalerStatus, autoscaler_status, desired_replicas, scaled_config
 from workflows.domain.secretbox import SecretBox, SecretBoxError
@@ -50,7 +51,7 @@ from workflows.domain.workflow_ids import reconcile_workflow_id
 from workflows.render.autoscaler import app_autoscaler
 from workflows.render.namespace import namespace_objects
 from workflows.render.release import app_ingress, app_service, release_deployment, release_pdb, release_secret
-from workflows.render.volume import volume_pvc
+from workflows.render.volume import imported_backup, volume_pvc
 
 MAX_REPORTED = 100
 PullSecrets = Callable[[EnsurePullSecret], Awaitable[list[str]]]
@@ -89,6 +90,23 @@ class ReconcileActivities:
     def _result(self, **fields: Any) -> PassResult:
         return PassResult(period_seconds=self.config.period_seconds,
                           max_backoff_seconds=self.config.max_backoff_seconds, **fields)
+
+    async def _recreate_claim(self, spec: VolumeSpec, v: TargetVolume, drift: list[str]) -> list[str]:
+        """A lost claim comes back with the data of the volume's latest backup when one is recorded (a Longhorn
+        backup lives in the off-cluster backup target, so it outlives a rebuilt cluster), else empty."""
+        claim = volume_pvc(spec)
+        if not (v.backup and v.backup_handle):
+            drift.append(f"{ref(claim)} is missing (re-created empty: no backup of volume {v.name} is recorded)")
+            return [await self._apply(claim)]
+        repaired = []
+        content, snapshot = imported_backup(spec, v.backup, v.backup_handle)
+        if await self._get(snapshot) is None:  # a rebuilt cluster: the backup is imported by its handle
+            if await self._get(content) is None:
+                repaired.append(await self._apply(content))
+            repaired.append(await self._apply(snapshot))
+        drift.append(f"{ref(claim)} is missing (re-created from backup {v.backup} of {v.backup_at})")
+        repaired.append(await self._apply(volume_pvc(spec, data_source=v.backup)))
+        return repaired
 
     @activity.defn
     async def reconcile_app(self, inp: ReconcilePass) -> PassResult:
@@ -199,13 +217,11 @@ class ReconcileActivities:
                                  "key: give the worker the key the server seals with (secrets_key)")
 
         for v in t.volumes:
-            claim = volume_pvc(VolumeSpec(
+            vspec = VolumeSpec(
                 tenant=t.tenant, project=t.project, namespace=ns, name=v.name, claim=v.claim, size_gib=v.size_gib,
-                storage_class=self.config.storage_classes.get(v.volume_class, v.volume_class), access=v.access))
-            if await self._get(claim) is None:
-                # the claim comes back empty: its data is restored from the volume's backups (restore_volume)
-                drift.append(f"{ref(claim)} is missing (re-created empty: restore its data from a backup)")
-                repaired.append(await self._apply(claim))
+                storage_class=self.config.storage_classes.get(v.volume_class, v.volume_class), access=v.access)
+            if await self._get(volume_pvc(vspec)) is None:
+                repaired += await self._recreate_claim(vspec, v, drift)
 
         await self._converge(release_deployment(spec), live_dep, drift, repaired)
         pdb = release_pdb(spec, caps)

@@ -46,7 +46,8 @@ class VolumeStore(Protocol):
 
     async def delete_volume_row(self, volume_id: UUID) -> None: ...
 
-    async def finish_snapshot(self, volume_id: UUID, k8s_name: str, status: str) -> None: ...
+    async def finish_snapshot(self, volume_id: UUID, k8s_name: str, status: str,
+                              handle: str | None = None) -> None: ...
 
 
 class RobotSlot(Protocol):

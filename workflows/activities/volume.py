@@ -98,7 +98,20 @@ class VolumeActivities:
             return bool(status.get("readyToUse"))
 
         await self._wait(f"{kind} {op.snapshot} not ready", ready, op.timeout_seconds)
-        return VolumeResult(status="ready", refs=[ref(vs)])
+        return VolumeResult(status="ready", refs=[ref(vs)], handle=await self._handle(op.spec.namespace, op.snapshot))
+
+    async def _handle(self, namespace: str, snapshot: str) -> str | None:
+        """The storage's name of the snapshot (`status.snapshotHandle` of its bound VolumeSnapshotContent),
+        which outlives the cluster for a Longhorn backup."""
+        vs = await kube_call(lambda: self.kube.get("snapshot.storage.k8s.io/v1", "VolumeSnapshot", namespace,
+                                                   snapshot))
+        content_name = ((vs or {}).get("status") or {}).get("boundVolumeSnapshotContentName")
+        if not content_name:
+            return None
+        content = await kube_call(lambda: self.kube.get("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent",
+                                                        None, content_name))
+        handle = ((content or {}).get("status") or {}).get("snapshotHandle")
+        return str(handle) if handle else None
 
     @activity.defn
     async def volume_snapshot(self, op: VolumeOp) -> VolumeResult:
@@ -136,7 +149,8 @@ class VolumeActivities:
         op, result = out.op, out.result
         failed = result.status == "failed"
         if op.op in ("snapshot", "backup") and op.snapshot:
-            await self.store.finish_snapshot(op.volume_id, op.snapshot, "failed" if failed else "ready")
+            await self.store.finish_snapshot(op.volume_id, op.snapshot, "failed" if failed else "ready",
+                                             handle=result.handle)
         elif op.op == "delete" and not failed:
             await self.store.delete_volume_row(op.volume_id)
         elif op.op == "resize" and not failed:

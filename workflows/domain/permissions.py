@@ -103,7 +103,11 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
     *_grant("", "persistentvolumeclaims", "get create patch delete", True,
             "volume_create, volume_restore, volume_resize, volume_policy, volume_delete"),
     *_grant("snapshot.storage.k8s.io", "volumesnapshots", "get create patch", True,
-            "volume_snapshot, volume_backup"),
+            "volume_snapshot, volume_backup, reconcile_app (a backup imported)"),
+    # a snapshot's handle read back (volume_snapshot, volume_backup); a recorded backup imported into a cluster
+    # that never saw it, as Longhorn documents a restore without a VolumeSnapshot (reconcile_app)
+    *_grant("snapshot.storage.k8s.io", "volumesnapshotcontents", "get " + _APPLY, False,
+            "volume_snapshot, volume_backup, reconcile_app"),
     # Longhorn's recurring snapshot/backup jobs, in longhorn-system (volume_policy, volume_delete)
     *_grant("longhorn.io", "recurringjobs", "create patch delete", True, "volume_policy, volume_delete"),
 )

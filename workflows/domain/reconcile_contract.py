@@ -124,6 +124,9 @@ class TargetVolume(Msg):
     size_gib: int
     volume_class: str
     access: Literal["single_node", "shared"] = "single_node"
+    backup: str | None = None  # the latest ready backup's VolumeSnapshot name, when its handle is recorded
+    backup_handle: str | None = None
+    backup_at: str | None = None  # when it was taken (ISO 8601), for the repair's audit row
 
 
 TargetState = Literal["ready", "busy", "gone"]

@@ -26,6 +26,7 @@ class VolumeResult(Msg):
     status: str
     refs: list[str] = []
     message: str | None = None
+    handle: str | None = None  # a ready snapshot's or backup's snapshotHandle (its VolumeSnapshotContent's)
 
 
 class VolumeOutcome(Msg):

@@ -51,6 +51,32 @@ def volume_snapshot(spec: VolumeSpec, name: str, kind: str) -> dict[str, Any]:
     }
 
 
+LONGHORN_DRIVER = "driver.longhorn.io"
+
+
+def imported_backup(spec: VolumeSpec, name: str, handle: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A recorded Longhorn backup made usable in a cluster that never saw it: a pre-provisioned
+    VolumeSnapshotContent naming the backup by its handle and the VolumeSnapshot bound to it, which a claim's
+    `dataSource` can then name (Longhorn's "restore a backup that has no associated VolumeSnapshot"). The
+    content is Retain: deleting these objects never deletes the backup itself."""
+    content_name = f"import-{spec.namespace}-{name}"[:253]
+    content = {
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+        "metadata": meta(content_name, None, volume_labels(spec)),
+        "spec": {"driver": LONGHORN_DRIVER, "deletionPolicy": "Retain",
+                 "volumeSnapshotClassName": SNAPSHOT_CLASSES["backup"],
+                 "source": {"snapshotHandle": handle},
+                 "volumeSnapshotRef": {"name": name, "namespace": spec.namespace}},
+    }
+    snapshot = {
+        "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+        "metadata": meta(name, spec.namespace, volume_labels(spec) | {LABEL_SNAPSHOT_KIND: "backup"}),
+        "spec": {"volumeSnapshotClassName": SNAPSHOT_CLASSES["backup"],
+                 "source": {"volumeSnapshotContentName": content_name}},
+    }
+    return content, snapshot
+
+
 def recurring_job_name(spec: VolumeSpec) -> str:
     return f"{spec.namespace}-{spec.name}"[:63].rstrip("-")
 
