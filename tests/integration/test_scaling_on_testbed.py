@@ -64,7 +64,7 @@ async def pods_of(p: Platform, ns: str, release: str) -> set[str]:
 
 async def until_ready(p: Platform, ns: str, release: str, n: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while (got := await replicas(p, ns, release)) != (n, n) or got[1] < n:
+    while (got := await replicas(p, ns, release))[0] != n or got[1] < n:
         assert time.monotonic() < deadline, f"{release}: {got}, want {n} Ready"
         await asyncio.sleep(0.5)
 
