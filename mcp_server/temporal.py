@@ -8,6 +8,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -22,6 +23,7 @@ from tools.ports import WorkflowsUnavailable
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
+from workflows.domain.scaling_contract import AppMetrics, MetricsInput, ScaleInput, ScaleResult
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
 
 
@@ -34,6 +36,8 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
                                 data_converter=pydantic_data_converter, interceptors=tracing.temporal_interceptors(),
                                 runtime=runtime)
 
+
+R = TypeVar("R")
 
 # The server is down, restarting or too slow to answer: a retry later may work, unlike every other status.
 _UNREACHABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
@@ -84,13 +88,28 @@ class TemporalWorkflows:
     async def run_volume(self, workflow_id: str, op: VolumeOp, wait_seconds: float) -> VolumeResult | None:
         """Start (or find) the volume workflow and wait up to `wait_seconds` for its result; None while it runs."""
         await self._start("volume", op, workflow_id)
-        handle: WorkflowHandle[object, VolumeResult] = self.client.get_workflow_handle(
-            workflow_id, result_type=VolumeResult)
+        return await self._result(workflow_id, VolumeResult, wait_seconds)
+
+    async def run_scale(self, workflow_id: str, inp: ScaleInput, wait_seconds: float) -> ScaleResult | None:
+        await self._start("scale-app", inp, workflow_id)
+        return await self._result(workflow_id, ScaleResult, wait_seconds)
+
+    async def _result(self, workflow_id: str, result_type: type[R], wait_seconds: float) -> R | None:
+        handle: WorkflowHandle[object, R] = self.client.get_workflow_handle(workflow_id, result_type=result_type)
         try:
             with _reachable():
                 return await asyncio.wait_for(handle.result(), timeout=wait_seconds)
         except TimeoutError:
             return None
+
+    async def app_metrics(self, inp: MetricsInput) -> AppMetrics:
+        """A question like `diagnose`: a fresh id each time, run to completion (the sampling window + reads)."""
+        with _reachable():
+            result: AppMetrics = await self.client.execute_workflow(
+                "app-metrics", inp, id=f"app-metrics/{inp.namespace}/{inp.app}/{uuid.uuid4().hex[:8]}",
+                task_queue=self.task_queue, result_type=AppMetrics,
+                execution_timeout=timedelta(seconds=inp.window_seconds + 60))
+        return result
 
     async def cancel(self, workflow_id: str) -> None:
         handle: WorkflowHandle[object, object] = self.client.get_workflow_handle(workflow_id)

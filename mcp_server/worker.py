@@ -31,7 +31,9 @@ from workflows.activities.build import BuildActivities, BuildSettings, RobotSour
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
 from workflows.activities.deploy import DeployActivities
 from workflows.activities.harbor import HarborActivities
+from workflows.activities.pod_metrics import MetricsActivities
 from workflows.activities.reconcile import ReconcileActivities, ReconcileConfig
+from workflows.activities.scaling import ScaleActivities
 from workflows.activities.stores import BuildStore
 from workflows.activities.volume import VolumeActivities
 from workflows.adapters.github_app import GitHubApp
@@ -46,6 +48,7 @@ from workflows.domain.reconcile_contract import SweepInput
 from workflows.domain.workflow_ids import reconcile_sweep_workflow_id
 from workflows.reconcile import ReconcileSweepWorkflow, ReconcileWorkflow
 from workflows.render.pull_secret import PULL_SECRET_NAME
+from workflows.scale import AppMetricsWorkflow, ScaleWorkflow
 from workflows.volume import VolumeWorkflow
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ log = logging.getLogger(__name__)
 # Here, not in `mcp_server.temporal`: the definitions import their activity classes, which only the worker
 # needs (the server starts workflows by name).
 WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow, ReconcileWorkflow,
-             ReconcileSweepWorkflow]
+             ReconcileSweepWorkflow, ScaleWorkflow, AppMetricsWorkflow]
 
 
 def build_activities(settings: Settings, store: BuildStore, *, loki: LokiClient | None = None,
@@ -98,7 +101,8 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
     try:
         github_app = open_github_app(settings)
         caps = await kube.caps()
-        log.info("cluster: Kubernetes 1.%s, PDB %s", caps.minor, caps.pdb_api)
+        log.info("cluster: Kubernetes 1.%s, PDB %s, HPA %s, metrics API %s", caps.minor, caps.pdb_api, caps.hpa_api,
+                 "served" if caps.metrics_api else "not served")
         if github_app is not None:
             log.info("GitHub App %s mints clone tokens for %s", github_app.app_id, ", ".join(github_app.hosts))
         secretbox = load_secretbox(settings)
@@ -113,7 +117,8 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
                                   robots=registry if harbor is not None else None)
         w = Worker(
             client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
-            activities=activities.all() + volumes.all() + builds.all() + registry.all() + reconciler.all(),
+            activities=activities.all() + volumes.all() + builds.all() + registry.all() + reconciler.all()
+            + ScaleActivities(kube, store, temporal=client).all() + MetricsActivities(kube).all(),
             max_concurrent_activities=50, interceptors=[WorkflowMetrics()],
             graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds))
         if settings.reconcile.enabled:

@@ -30,6 +30,7 @@ def all_tools() -> list[ToolSpec]:
         logs,
         projects,
         rollback,
+        scaling,
         secrets,
         volumes,
     )

@@ -163,6 +163,9 @@ async def deploy(
     check_env("env", env or {})
     check_env("secrets", secrets or {})
     current = await require_app(c, project, app, hint="Create it with `create_app`.")
+    if replicas is not None and current.scale and current.scale.get("autoscale"):
+        raise InvalidInput("replicas", "the app is autoscaled, so its count is the autoscaler's",
+                           "omit replicas, or call `scale` (replicas=N fixes a count)")
     c.require_workflows()
     fingerprint = request_fingerprint(c, "deploy", {
         "project": project, "app": app, "source": source, "env": env, "secrets": secrets, "replicas": replicas,

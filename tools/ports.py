@@ -33,6 +33,7 @@ from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
 from workflows.domain.images import ImageRef
 from workflows.domain.log_paging import LogPage, LogQuery
+from workflows.domain.scaling_contract import AppMetrics, MetricsInput, ScaleInput, ScaleResult
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
 
 
@@ -177,6 +178,12 @@ class Workflows(Protocol):
     async def diagnose(self, inp: DiagnoseInput) -> Diagnosis: ...
 
     async def run_volume(self, workflow_id: str, op: VolumeOp, wait_seconds: float) -> VolumeResult | None: ...
+
+    async def run_scale(self, workflow_id: str, inp: ScaleInput, wait_seconds: float) -> ScaleResult | None:
+        """Start the scale workflow and wait up to `wait_seconds` for its result; None while it runs."""
+        ...
+
+    async def app_metrics(self, inp: MetricsInput) -> AppMetrics: ...
 
 
 class Images(Protocol):

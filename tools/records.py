@@ -41,6 +41,7 @@ class AppRecord(Record):
     serving_deployment_id: UUID | None
     created_at: datetime
     updated_at: datetime
+    scale: dict[str, Any] | None = None  # what `scale` recorded (workflows.domain.scaling.AppScale), if anything
 
 
 class DeploymentRecord(Record):
@@ -195,3 +196,4 @@ class ObservationRecord(Record):
     error: str | None
     last_repair_at: datetime | None
     last_repaired: list[str]
+    autoscaler: dict[str, Any] | None = None  # workflows.domain.scaling.AutoscalerStatus, when autoscaled

@@ -43,6 +43,7 @@ from workflows.domain.git_urls import GitUrl, InvalidGitSource, check_ref, parse
 from workflows.domain.images import InvalidImageRef, parse_image
 from workflows.domain.names import app_hostname, env_name_problem, release_name
 from workflows.domain.phases import TERMINAL_PHASES, Phase
+from workflows.domain.scaling import AppScale, Autoscale
 from workflows.domain.specs import AppConfig
 from workflows.domain.workflow_ids import deploy_workflow_id
 
@@ -328,8 +329,13 @@ def deploy_input(c: CallContext, claim: ReleaseClaim, wait_for: list[str] | None
         runtime_class=c.config.runtime_class, ingress_class=c.config.ingress_class,
         ready_timeout_seconds=c.config.ready_timeout_seconds, rollback_window_seconds=c.config.rollback_window_seconds,
         retain_releases=c.config.retain_releases, retain_days=c.config.retain_days,
-        image_pull_secret=c.config.image_pull_secret,
+        image_pull_secret=c.config.image_pull_secret, autoscale=_autoscale(a),
     )
+
+
+def _autoscale(app: AppRecord) -> Autoscale | None:
+    """The app's autoscaler, when `scale` set one: the release starts at the serving count and it follows."""
+    return AppScale.model_validate(app.scale).autoscale if app.scale else None
 
 
 def _build_input(claim: ReleaseClaim) -> BuildInput:

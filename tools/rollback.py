@@ -4,7 +4,7 @@ Never rebuilds, never resolves a tag again."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from mcp.server.mcpserver import Context
@@ -15,9 +15,11 @@ from tools.context import call, tool
 from tools.errors import Conflict, InvalidInput
 from tools.idempotency import check_same_request, request_fingerprint
 from tools.lookups import require_app
-from tools.records import DeploymentRecord, NewRelease
+from tools.records import AppRecord, DeploymentRecord, NewRelease
 from tools.releases import ReleaseResult, check_release_kind, claim_and_start, wait_bound, wait_with_progress
 from workflows.domain.names import app_hostname, release_name
+from workflows.domain.scaling import AppScale, scale_refusal
+from workflows.domain.specs import AppConfig
 
 
 def rollback_workflow_prefix(tenant: str, project: str, app: str) -> str:
@@ -61,7 +63,8 @@ async def rollback(
     claim = await claim_and_start(c, NewRelease(
         tenant=c.principal.tenant, project=project, app=app,
         hostname=app_hostname(app, project, c.principal.tenant, c.config.apps_domain), create=False,
-        config=target.config, source=target.source, image=target.image or "", image_digest=target.image_digest or "",
+        config=rollback_config(row, target), source=target.source, image=target.image or "",
+        image_digest=target.image_digest or "",
         commit_sha=target.commit_sha, idempotency_key=idempotency_key, created_by=c.principal.subject,
         kind="rollback", rollback_of=target.id, release_seq=target.release_seq,
         base_secrets_version=target.secrets_version,
@@ -99,3 +102,15 @@ async def _target(history: list[DeploymentRecord], serving: DeploymentRecord | N
         if d.healthy_at is not None and (serving is None or d.release_seq != serving.release_seq):
             return d
     raise InvalidInput("to", "this app has no earlier healthy release", "deploy a fixed version instead")
+
+
+def rollback_config(app: AppRecord, target: DeploymentRecord) -> dict[str, Any]:
+    """The target's configuration, at the app's current fixed count when `scale` set one (a rollback keeps the
+    count), unless the target mounts a volume with one writer; an autoscaled app's count is the workflow's."""
+    recorded = AppScale.model_validate(app.scale) if app.scale else None
+    if recorded is None or recorded.replicas is None:
+        return target.config
+    config = AppConfig.model_validate(target.config)
+    if scale_refusal(config, recorded.replicas, None) is not None:
+        return target.config
+    return {**target.config, "replicas": recorded.replicas}

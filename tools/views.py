@@ -13,6 +13,7 @@ from tools.records import AppRecord, DeploymentRecord, ObservationRecord
 from tools.status import ObservedStatus, observed_status, observed_view
 from workflows.domain.names import release_name
 from workflows.domain.phases import TERMINAL_PHASES
+from workflows.domain.scaling import AppScale, AutoscalerStatus
 
 
 class DeploymentError(BaseModel):
@@ -81,6 +82,7 @@ class AppView(AppSummary):
     strategy: str = Field(description="blue-green, or recreate for apps with a single-node volume.")
     spec: dict[str, Any] = Field(description="The app's current configuration, env values omitted.")
     deployments: list[DeploymentView] = Field(description="Most recent releases, newest first.")
+    autoscaler: AutoscalerStatus | None = Field(None, description="Set by `scale`: range, replicas, problems.")
 
 
 def app_url(app: AppRecord, port: int | None = None) -> str:
@@ -111,4 +113,17 @@ def app_view(app: AppRecord, deployments: list[DeploymentRecord], port: int | No
         strategy=app.spec.get("strategy", "blue-green"),
         spec=spec,
         deployments=[deployment_view(d, app) for d in deployments],
+        autoscaler=autoscaler_view(app, obs),
     )
+
+
+def autoscaler_view(app: AppRecord, obs: ObservationRecord | None) -> AutoscalerStatus | None:
+    """The autoscaler as the reconciler last saw it; as recorded (not yet observed) before its first look."""
+    recorded = AppScale.model_validate(app.scale) if app.scale else None
+    if recorded is None or recorded.autoscale is None:
+        return None
+    if obs is not None and obs.autoscaler is not None:
+        return AutoscalerStatus.model_validate(obs.autoscaler)
+    a = recorded.autoscale
+    return AutoscalerStatus(min=a.min, max=a.max, cpu_percent=a.cpu_percent, memory_percent=a.memory_percent,
+                            conditions=["not observed yet (the platform looks within a minute)"])

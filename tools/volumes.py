@@ -25,6 +25,7 @@ from tools.lookups import require_app
 from tools.records import AppRecord, NewRelease, VolumeRecord
 from tools.releases import ReleaseResult, check_release_key, claim_and_start, wait_bound, wait_with_progress
 from workflows.domain.names import app_hostname
+from workflows.domain.scaling import Autoscale, scale_refusal
 from workflows.domain.specs import AppConfig, Mount, VolumeSpec
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
 from workflows.domain.workflow_ids import deploy_workflow_id, volume_workflow_id
@@ -384,7 +385,11 @@ async def attach_volume(
     current = AppConfig.model_validate(row.spec)
     mounts = [m for m in current.mounts if m.volume != v.name and m.mount_path != path]
     mounts.append(Mount(volume=v.name, claim=v.pvc_name, mount_path=path, read_only=read_only, access=v.access))
-    mounts_config(current, mounts)  # refuse before recording anything
+    with_mount = mounts_config(current, mounts)  # refuse before recording anything
+    if row.scale and row.scale.get("autoscale") and scale_refusal(with_mount, None, Autoscale.model_validate(
+            row.scale["autoscale"])) is not None:
+        raise Conflict("The app is autoscaled, and a single_node volume allows one writer.",
+                       hint="Stop autoscaling first (`scale` with replicas=1), or use an `access: shared` volume.")
     fingerprint = request_fingerprint(c, "attach_volume", {
         "project": project, "app": app, "volume": volume, "mount_path": path, "read_only": read_only})
     await check_release_key(c, row.id, idempotency_key, fingerprint)

@@ -12,7 +12,8 @@ is still warm, otherwise scale it up again from its own digest, config and secre
 rebuilds.
 
 Steps: namespace + guardrails -> (Harbor configured: the registry pull Secret) -> (recreate: stop the old
-release) -> Secret + Deployment (+PDB) -> wait Ready -> switch the Service -> record success -> scale down
+release) -> Secret + Deployment (+PDB) -> wait Ready -> switch the Service (autoscaled: at the serving count,
+then the autoscaler retargeted) -> record success -> scale down
 releases outside the rollback window -> after the window, scale down the previous release unless a rollback
 made it serving again. On failure the new release is scaled to zero, the previous one keeps serving, and the
 first real error is recorded.
@@ -33,6 +34,7 @@ from temporalio.workflow import ActivityCancellationType
 with workflow.unsafe.imports_passed_through():
     from workflows.activities.deploy import DeployActivities
     from workflows.activities.harbor import HarborActivities
+    from workflows.activities.scaling import ScaleActivities
     from workflows.domain.deploy_contract import (
         ApplyRelease,
         DeployInput,
@@ -54,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.domain.diagnosis import Failure
     from workflows.domain.phases import Phase
+    from workflows.domain.scaling import scaled_config
+    from workflows.domain.scaling_contract import RetargetAutoscaler, StartReplicas
     from workflows.domain.specs import ReleaseSpec
 
 Arg = TypeVar("Arg")
@@ -152,11 +156,17 @@ class DeployWorkflow:
                 await self._act(DeployActivities.set_image, ImageUpdate(
                     deployment_id=inp.deployment_id, image=built.image.split("@")[0], digest=built.digest))
             spec = release_spec(inp, image)
+            replicas = inp.config.replicas
+            if inp.autoscale is not None:
+                # autoscaled: start at what serves now, so the switch never drops replicas the autoscaler added
+                replicas = await self._act(ScaleActivities.start_replicas, StartReplicas(
+                    namespace=inp.namespace, app=inp.app, autoscale=inp.autoscale))
+                spec = spec.model_copy(update={"config": scaled_config(inp.config, replicas)})
             warm = False
             if inp.kind == "rollback":
-                # Inside the rollback window the target still runs: the rollback is just the switch.
+                # Inside the rollback window the target still runs (at the count needed): just the switch.
                 warm = await self._act(DeployActivities.release_ready, ReleaseState(
-                    namespace=inp.namespace, release=release, replicas=inp.config.replicas))
+                    namespace=inp.namespace, release=release, replicas=replicas))
             else:
                 await self._set_phase(inp, Phase.NAMESPACE)
                 await self._act(DeployActivities.ensure_namespace, EnsureNamespace(
@@ -182,7 +192,7 @@ class DeployWorkflow:
                 await self._set_phase(inp, Phase.WAITING)
                 await self._act(
                     DeployActivities.wait_ready,
-                    WaitReady(namespace=inp.namespace, release=release, replicas=inp.config.replicas,
+                    WaitReady(namespace=inp.namespace, release=release, replicas=replicas,
                               timeout_seconds=inp.ready_timeout_seconds, app_id=inp.app_id,
                               secrets_version=inp.secrets_version),
                     timeout=timedelta(seconds=inp.ready_timeout_seconds + 120),
@@ -198,6 +208,8 @@ class DeployWorkflow:
                 namespace=inp.namespace, tenant=inp.tenant, project=inp.project, app=inp.app, release=release,
                 hostname=inp.hostname, ingress_class=inp.ingress_class),
                 cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+            if inp.autoscale is not None:
+                await self._retarget(inp, release)
             self._phase = Phase.SUCCEEDED
             await self._act(DeployActivities.record_outcome, RecordOutcome(
                 deployment_id=inp.deployment_id, app_id=inp.app_id, phase=Phase.SUCCEEDED, serving=True))
@@ -230,6 +242,19 @@ class DeployWorkflow:
             await self._act(DeployActivities.scale_release, ScaleRelease(
                 namespace=inp.namespace, release=switched.previous_release, replicas=0, unless_serving_app=inp.app))
         return DeployResult(deployment_id=inp.deployment_id, phase=Phase.SUCCEEDED, release=release)
+
+    async def _retarget(self, inp: DeployInput, release: str) -> None:
+        """The autoscaler follows the Service to `release`. Best effort: the switch has happened and stands;
+        an autoscaler left on the previous release is the reconciler's to retarget at its next pass."""
+        assert inp.autoscale is not None
+        try:
+            await self._act(ScaleActivities.retarget_autoscaler, RetargetAutoscaler(
+                namespace=inp.namespace, tenant=inp.tenant, project=inp.project, app=inp.app, release=release,
+                autoscale=inp.autoscale), retry_policy=RetryPolicy(maximum_attempts=3))
+        except ActivityError as e:
+            if isinstance(e.cause, CancelledError):
+                raise
+            workflow.logger.warning("autoscaler of %s not retargeted to %s: %s", inp.app, release, e.cause)
 
     async def _cancelled(self, inp: DeployInput, release: str, switched: Switched | None,
                          stopped: list[RetiredRelease], finished: bool) -> None:

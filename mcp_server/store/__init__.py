@@ -18,6 +18,7 @@ from mcp_server.store.oauth import PgOAuth
 from mcp_server.store.observations import PgObservations
 from mcp_server.store.preflight import PgPreflight
 from mcp_server.store.releases import PgReleases
+from mcp_server.store.scaling import PgScaling
 from mcp_server.store.schema import migrate, migration_files
 from mcp_server.store.secret_versions import PgSecretVersions
 from mcp_server.store.tokens import PgTokens, token_hash
@@ -26,7 +27,7 @@ from mcp_server.store.volumes import PgVolumes
 __all__ = ["CIPHERTEXT_TABLES", "PgRobotSlot", "PgStore", "RotationCount", "migrate", "migration_files", "token_hash"]
 
 
-class PgStore(PgApps, PgReleases, PgObservations, PgSecretVersions, PgVolumes, PgBuilds, PgHarborRobots, PgAudit,
-              PgTokens, PgPreflight, PgBackupRuns, PgCiphertexts, PgOAuth):
+class PgStore(PgApps, PgReleases, PgScaling, PgObservations, PgSecretVersions, PgVolumes, PgBuilds, PgHarborRobots,
+              PgAudit, PgTokens, PgPreflight, PgBackupRuns, PgCiphertexts, PgOAuth):
     """Implements `tools.ports.Store`, the activities' stores (`workflows.activities.stores`) and the auth
     layer's `TokenStore` on one psycopg async pool; `PgStore.open(url)` opens it."""

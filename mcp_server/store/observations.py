@@ -15,6 +15,7 @@ from mcp_server.store.audit import PgAudit
 from tools.records import AuditEvent, ObservationRecord, Outcome
 from workflows.domain.phases import TERMINAL_PHASES
 from workflows.domain.reconcile_contract import AppKey, Observation, ReconcileTarget, ServingRelease, TargetVolume
+from workflows.domain.scaling import AppScale
 
 
 class PgObservations(PgAudit):
@@ -68,24 +69,27 @@ class PgObservations(PgAudit):
         return ReconcileTarget(
             state="ready", app_id=app_id, tenant=app["tenant"], project=app["project"], app=app["name"],
             namespace=app["namespace"], hostname=app["hostname"], serving=serving,
-            in_flight=[r["workflow_id"] for r in flying], volumes=volumes, secrets_ciphertext=ciphertext)
+            in_flight=[r["workflow_id"] for r in flying], volumes=volumes, secrets_ciphertext=ciphertext,
+            scale=AppScale.model_validate(app["scale"]) if app.get("scale") else None)
 
     async def record_observation(self, obs: Observation) -> None:
         repaired = Jsonb(obs.repaired)
         await self._one(
             "INSERT INTO app_observations (app_id, observed_at, release, desired_replicas, ready_replicas, "
-            "serving_ready, service_points_at_serving, drift, repaired, error, last_repair_at, last_repaired) "
-            "VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, %s) "
+            "serving_ready, service_points_at_serving, drift, repaired, error, last_repair_at, last_repaired, "
+            "autoscaler) VALUES (%s, now(), %s, %s, %s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END, %s, %s) "
             "ON CONFLICT (app_id) DO UPDATE SET observed_at = now(), release = EXCLUDED.release, "
             "desired_replicas = EXCLUDED.desired_replicas, ready_replicas = EXCLUDED.ready_replicas, "
             "serving_ready = EXCLUDED.serving_ready, service_points_at_serving = EXCLUDED.service_points_at_serving, "
             "drift = EXCLUDED.drift, repaired = EXCLUDED.repaired, error = EXCLUDED.error, "
+            "autoscaler = EXCLUDED.autoscaler, "
             "last_repair_at = coalesce(EXCLUDED.last_repair_at, app_observations.last_repair_at), "
             "last_repaired = CASE WHEN EXCLUDED.last_repair_at IS NULL THEN app_observations.last_repaired "
             "ELSE EXCLUDED.last_repaired END RETURNING app_id",
             obs.app_id, obs.release, obs.desired_replicas, obs.ready_replicas, obs.serving_ready,
             obs.service_points_at_serving, Jsonb(obs.drift), repaired, obs.error, bool(obs.repaired),
             repaired if obs.repaired else Jsonb([]),
+            Jsonb(obs.autoscaler.model_dump(mode="json")) if obs.autoscaler is not None else None,
         )
 
     async def observations(self, app_ids: list[UUID]) -> dict[UUID, ObservationRecord]:

@@ -142,9 +142,13 @@ class PgReleases(PgProjects):
             )
             if serving:
                 await conn.execute(
-                    "UPDATE apps SET serving_deployment_id = %s, status = 'running', updated_at = now() "
+                    # a fixed count (`scale`) follows the release that now serves: a deploy with `replicas`
+                    # changes the app's count, and the reconciler then holds the release to its own count
+                    "UPDATE apps SET serving_deployment_id = %s, status = 'running', updated_at = now(), "
+                    "scale = CASE WHEN scale ? 'replicas' THEN jsonb_build_object('replicas', "
+                    "(SELECT (config->>'replicas')::int FROM deployments WHERE id = %s)) ELSE scale END "
                     "WHERE id = %s AND deleted_at IS NULL",
-                    (deployment_id, app_id),
+                    (deployment_id, deployment_id, app_id),
                 )
             elif phase == Phase.FAILED:
                 await conn.execute(

@@ -48,10 +48,11 @@ PARAMS = {
     "schedule", "retain", "force", "idempotency_key", "env", "secrets", "source", "replicas", "resources",
     "health_check", "shutdown_grace_seconds", "port", "volumes", "values", "names", "since", "until", "contains",
     "regex", "level", "pod", "direction", "follow_seconds", "tool", "host", "token", "ssh_private_key", "username",
+    "autoscale", "window_seconds",
 }
 # A parameter's value in the matrix' calls, where its schema's own minimum would not get past validation.
 PARAM_VALUES: dict[str, Any] = {"mount_path": "/data", "schedule": "0 3 * * *", "values": {"A": "b"},
-                                "names": ["A"], "wait_seconds": 0, "follow_seconds": 0}
+                                "names": ["A"], "wait_seconds": 0, "follow_seconds": 0, "window_seconds": 0}
 A_NAMES = {"project": "alpha", "app": "alpha-app", "volume": "alpha-vol"}
 GHOSTS = {"project": "ghost", "app": "ghost-app", "volume": "ghost-vol"}
 B_NAMES = {"project": "alpha", "app": "alpha-app", "volume": "alpha-vol"}  # B's own objects of the same names

@@ -46,7 +46,7 @@ async def test_tools_are_listed_with_schemas_and_annotations(store: PgStore, mod
     assert {"whoami", "list_projects", "list_apps", "get_app", "get_audit_log"} <= set(tools)
     reads = {"whoami", "list_projects", "list_apps", "get_app", "get_audit_log", "get_deployment",
              "list_deployments", "get_runtime_logs", "list_log_labels", "diagnose_deployment", "list_volumes",
-             "list_builds", "get_build_logs"}
+             "list_builds", "get_build_logs", "app_metrics"}
     destructive = {"delete_app", "delete_volume"}
     for t in tools.values():
         assert t.output_schema is not None, t.name

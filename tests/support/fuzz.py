@@ -38,6 +38,7 @@ from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
 from workflows.domain.log_paging import LogPage, LogQuery
+from workflows.domain.scaling_contract import AppMetrics, MetricsInput, ScaleInput, ScaleResult
 
 MIB = 1 << 20
 HOSTILE: tuple[str, ...] = (
@@ -80,6 +81,13 @@ class RecordingWorkflows(TemporalWorkflows):
 
     async def diagnose(self, inp: DiagnoseInput) -> Diagnosis:
         return Diagnosis(healthy=False)
+
+    async def run_scale(self, workflow_id: str, inp: ScaleInput, wait_seconds: float) -> ScaleResult | None:
+        await self._start("scale-app", inp, workflow_id)  # no worker here: started, never finished
+        return None
+
+    async def app_metrics(self, inp: MetricsInput) -> AppMetrics:
+        return AppMetrics(notes=["the app has no pods"])
 
 
 

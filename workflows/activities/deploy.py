@@ -416,7 +416,10 @@ class DeployActivities:
         for api_version, kind in (("networking.k8s.io/v1", "Ingress"), ("v1", "Service")):
             if await kube_call(lambda av=api_version, k=kind: self.kube.delete(av, k, ns, inp.app)):  # type: ignore[misc]
                 deleted.append(f"{kind}/{ns}/{inp.app}")
-        pdb_api = (await kube_call(self.kube.caps)).pdb_api
+        caps = await kube_call(self.kube.caps)
+        pdb_api = caps.pdb_api
+        if await kube_call(lambda: self.kube.delete(caps.hpa_api, "HorizontalPodAutoscaler", ns, inp.app)):
+            deleted.append(f"HorizontalPodAutoscaler/{ns}/{inp.app}")  # first: it would scale what is going
         for api_version, kind in (("apps/v1", "Deployment"), (pdb_api, "PodDisruptionBudget"), ("v1", "Secret")):
             objs = await kube_call(lambda av=api_version, k=kind: self.kube.list_objects(  # type: ignore[misc]
                 av, k, ns, label_selector=selector))

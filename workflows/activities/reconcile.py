@@ -2,7 +2,8 @@
 running for every recorded app and reports objects no recorded app owns.
 
 A pass renders, with the deploy's own renderers, exactly the objects the app's serving release needs
-(namespace + guardrails, pull Secret, env Secret, volume claims, Deployment, PDB, Service, Ingress), compares
+(namespace + guardrails, pull Secret, env Secret, volume claims, Deployment at the count `scale` recorded, PDB,
+Service, Ingress, the autoscaler of an autoscaled app), compares
 each with the cluster (`workflows.domain.drift`: only the fields the platform renders), and applies again
 what is missing or changed, by server-side apply under the platform's field manager. It never touches other
 releases (the deploy workflow scales and prunes those) nor fields the platform does not render. It runs
@@ -44,9 +45,11 @@ from workflows.domain.reconcile_contract import (
     SweepResult,
     TargetVolume,
 )
+from workflows.domain.scaling import AutoscalerStatus, autoscaler_status, desired_replicas, scaled_config
 from workflows.domain.secretbox import SecretBox, SecretBoxError
-from workflows.domain.specs import AppConfig, Guardrails, ReleaseSpec, VolumeSpec
+from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, ReleaseSpec, VolumeSpec
 from workflows.domain.workflow_ids import reconcile_workflow_id
+from workflows.render.autoscaler import app_autoscaler
 from workflows.render.namespace import namespace_objects
 from workflows.render.release import app_ingress, app_service, release_deployment, release_pdb, release_secret
 from workflows.render.volume import imported_backup, volume_pvc
@@ -182,6 +185,9 @@ class ReconcileActivities:
         release = release_name(t.app, s.release_seq)
         ns = t.namespace
         live_dep = await self.kube.get("apps/v1", "Deployment", ns, release)
+        # the count `scale` recorded (autoscaled: the autoscaler's current choice, inside its range)
+        live_replicas = ((live_dep or {}).get("spec") or {}).get("replicas")
+        config = scaled_config(config, desired_replicas(t.scale, live_replicas, config.replicas))
         # a warm rollback serves a Deployment labelled with the deployment that created it: keep that label,
         # or re-applying would restart every pod of the serving release for a label
         dep_label = ((live_dep or {}).get("metadata") or {}).get("labels", {}).get(LABEL_DEPLOYMENT_ID)
@@ -241,6 +247,7 @@ class ReconcileActivities:
             await self._converge(service, live_svc, drift, repaired)
         ingress = app_ingress(ns, t.tenant, t.project, t.app, t.hostname, self.config.ingress_class, None)
         await self._converge(ingress, await self._get(ingress), drift, repaired)
+        autoscaler = await self._autoscaler(t, release, caps, drift, repaired)
 
         # what traffic meets: as found, before the repairs above take effect (the next pass sees those)
         pods = [] if live_ns is None else await self.kube.list_objects(
@@ -251,7 +258,25 @@ class ReconcileActivities:
             app_id=t.app_id, release=release, desired_replicas=config.replicas, ready_replicas=len(ready),
             serving_ready=live_dep is not None and len(ready) >= config.replicas,
             service_points_at_serving=service_points_at(live_svc, endpoints, t.app, release, ready),
-            drift=drift, repaired=repaired)
+            drift=drift, repaired=repaired, autoscaler=autoscaler)
+
+    async def _autoscaler(self, t: ReconcileTarget, release: str, caps: ClusterCaps, drift: list[str],
+                          repaired: list[str]) -> AutoscalerStatus | None:
+        """Autoscaled: the app's HPA exists and targets the serving release (a deploy that could not retarget
+        it leaves that here); its status as found. Not autoscaled: an HPA the platform left is deleted, or it
+        would scale a release whose count `scale` fixed."""
+        auto = t.scale.autoscale if t.scale is not None else None
+        if auto is None:
+            live = await self.kube.get(caps.hpa_api, "HorizontalPodAutoscaler", t.namespace, t.app)
+            if live is not None and (live["metadata"].get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY:
+                drift.append(f"HorizontalPodAutoscaler/{t.namespace}/{t.app}: the app is not autoscaled")
+                await self.kube.delete(caps.hpa_api, "HorizontalPodAutoscaler", t.namespace, t.app)
+                repaired.append(f"HorizontalPodAutoscaler/{t.namespace}/{t.app} (deleted)")
+            return None
+        hpa = app_autoscaler(t.namespace, t.tenant, t.project, t.app, release, auto, caps)
+        live = await self._get(hpa)
+        await self._converge(hpa, live, drift, repaired)
+        return autoscaler_status(auto, live, await self.kube.metrics_api_served())
 
     async def _get(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         md = obj["metadata"]

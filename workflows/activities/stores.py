@@ -10,6 +10,7 @@ from uuid import UUID
 from workflows.domain.build_contract import BuildDone, BuildInput, BuildStarted
 from workflows.domain.phases import Phase
 from workflows.domain.reconcile_contract import AppKey, Observation, ReconcileTarget
+from workflows.domain.scaling import AppScale
 
 
 class ReleaseStore(Protocol):
@@ -78,3 +79,12 @@ class ReconcileStore(Protocol):
     async def record_platform_audit(self, tenant: str | None, tool: str, arguments: dict[str, Any],
                                     k8s_refs: list[str], *, workflow_id: str | None = None, outcome: Any = "ok",
                                     error: str | None = None, duration_ms: int = 0) -> None: ...
+
+
+class ScaleStore(Protocol):
+    def scale_lock(self, app_id: UUID) -> AbstractAsyncContextManager[ReconcileTarget]:
+        """The app's desired state, its row locked (waiting for the lock) until the block ends; the lock a
+        reconcile pass and the recording of a release take."""
+        ...
+
+    async def record_scale(self, app_id: UUID, scale: AppScale) -> None: ...

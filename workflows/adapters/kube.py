@@ -49,6 +49,9 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
     ("policy/v1beta1", "PodDisruptionBudget"): ("poddisruptionbudgets", True),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", True),
+    ("autoscaling/v2beta2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", True),
+    ("metrics.k8s.io/v1beta1", "PodMetrics"): ("pods", True),
     ("node.k8s.io/v1", "RuntimeClass"): ("runtimeclasses", False),
     ("storage.k8s.io/v1", "StorageClass"): ("storageclasses", False),
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): ("customresourcedefinitions", False),
@@ -183,12 +186,34 @@ class Kube:
             minor = int("".join(ch for ch in str(version.get("minor", "0")) if ch.isdigit()) or 0)
             groups = await self._call("GET", "/apis/policy", "discover policy/*")
             served = {v["version"] for v in groups.get("versions", [])}
+            autoscaling = await self._call("GET", "/apis/autoscaling", "discover autoscaling/*")
+            hpa = {v["version"] for v in autoscaling.get("versions", [])}
             self._caps = ClusterCaps(
                 minor=minor,
                 pdb_api="policy/v1" if "v1" in served else "policy/v1beta1",
                 network_policy_end_port=minor >= 22,
+                hpa_api="autoscaling/v2" if "v2" in hpa else "autoscaling/v2beta2",
+                metrics_api=await self.metrics_api_served(),
             )
         return self._caps
+
+    async def metrics_api_served(self) -> bool:
+        """metrics.k8s.io/v1beta1 is served now (asked each time: a metrics-server may come or go while the
+        worker runs). An aggregated API whose backend is down answers 503: not served either."""
+        try:
+            await self._call("GET", "/apis/metrics.k8s.io/v1beta1", "discover metrics.k8s.io/v1beta1")
+        except KubeError as e:
+            if e.failure.status in (404, 503):
+                return False
+            raise
+        return True
+
+    async def node_stats_summary(self, node: str) -> dict[str, Any]:
+        """The kubelet's Summary API of `node` (`/stats/summary`) through the API server's node proxy."""
+        result: dict[str, Any] = await self._call(
+            "GET", f"/api/v1/nodes/{node}/proxy/stats/summary", f"read the kubelet stats of node {node}",
+            query=[("only_cpu_and_memory", "true")])  # what metrics-server asks for: no volume/network stats
+        return result
 
     async def served_api_versions(self) -> set[str]:
         """Every group/version the API server serves (`v1`, `apps/v1`, ...), as `kubectl api-versions`."""

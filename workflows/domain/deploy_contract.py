@@ -9,6 +9,7 @@ from uuid import UUID
 from workflows.domain.build_contract import BuildInput
 from workflows.domain.diagnosis import Failure
 from workflows.domain.phases import Phase
+from workflows.domain.scaling import Autoscale
 from workflows.domain.specs import AppConfig, Msg, ReleaseSpec
 
 
@@ -38,6 +39,9 @@ class DeployInput(Msg):
     # Harbor configured: the dockerconfigjson Secret (a name only; the worker writes its credentials) the pods
     # pull with. None: no imagePullSecrets.
     image_pull_secret: str | None = None
+    # the app is autoscaled (`scale`): the release starts at the serving release's count and the autoscaler
+    # follows it when the Service switches (docs/decisions/0015-autoscaling.md). None: `config.replicas`.
+    autoscale: Autoscale | None = None
 
 
 class DeployResult(Msg):

@@ -13,7 +13,8 @@ build_job}.py`, whose objects come from `workflows/render/`). The adapter's meth
 - `patch` and `scale` are merge patches: `patch` (on the `deployments/scale` subresource for `scale`).
 - `get`, `list_objects`, `delete`, `create`: the verb of the same name; `watch`: `watch`; `pod_log` and
   `follow_pod_log`: `get` on `pods/log`; `events_for`: `list` on events.
-- `caps` reads `/version` and `/apis/policy`, non-resource URLs every authenticated client may read
+- `caps` reads `/version`, `/apis/policy`, `/apis/autoscaling` and `/apis/metrics.k8s.io/v1beta1`
+  (`metrics_api_served`), non-resource URLs every authenticated client may read
   (the `system:discovery` and `system:public-info-viewer` roles): no rule here.
 
 The server needs none of these: it reads logs from Loki. Only without Loki configured does it read pod logs
@@ -71,7 +72,16 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
     *_grant("apps", "deployments", "get list create patch delete", True,
             "apply_release, release_ready, prune_releases, retire_releases, diagnose_release, delete_app_objects, "
             "reconcile_app, ensure_reconcilers (orphans, all namespaces), reconcile orphan removal"),
-    *_grant("apps", "deployments/scale", "patch", True, "scale_release, retire_releases"),
+    *_grant("apps", "deployments/scale", "patch", True, "scale_release, retire_releases, scale_app"),
+    # the app's HorizontalPodAutoscaler (activities/scaling.py scale_app, retarget_autoscaler; read and
+    # re-applied or deleted by reconcile_app; deleted by delete_app_objects)
+    *_grant("autoscaling", "horizontalpodautoscalers", "get create patch delete", True,
+            "scale_app, retarget_autoscaler, reconcile_app, delete_app_objects"),
+    # app_metrics (activities/pod_metrics.py): PodMetrics when metrics.k8s.io is served, else each node's kubelet
+    # Summary API through the API server's node proxy. nodes/proxy `get` reaches every read of the kubelet
+    # API (and, through a websocket upgrade, more): an install that serves metrics.k8s.io can drop that rule
+    *_grant("metrics.k8s.io", "pods", "list", True, "app_metrics"),
+    *_grant("", "nodes/proxy", "get", False, "app_metrics (kubelet /stats/summary)"),
     *_grant("policy", "poddisruptionbudgets", "get create patch list delete", True,
             "apply_release, delete_app_objects, reconcile_app"),
     # the app's stable Service and Ingress (switch_service), the Service read by scale_release; the reconciler
@@ -84,7 +94,7 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
     # pods: wait_ready lists then watches; retire_releases, diagnose_release, JobBuilder._follow, reconcile_app
     # list;
     # their logs: diagnose/wait_ready last lines, the build steps' streamed logs
-    *_grant("", "pods", "list watch", True, "wait_ready, retire_releases, diagnose_release, JobBuilder"),
+    *_grant("", "pods", "list watch", True, "wait_ready, retire_releases, diagnose_release, JobBuilder, app_metrics"),
     *_grant("", "pods/log", "get", True, "wait_ready, diagnose_release, JobBuilder._stream"),
     *_grant("", "events", "list", True, "wait_ready, diagnose_release (Kube.events_for)"),
     # build Jobs (activities/build_job.py): read while followed, deleted when stuck or unschedulable

@@ -3,7 +3,8 @@ whole GiB, the unit platform volumes use.
 
 Pure, so the volume activities and the fake Longhorn controller read sizes the same way. Kubernetes itself
 accepts any quantity in `resources.requests.storage` and `status.capacity.storage`, so every suffix of its
-grammar (`k8s.io/apimachinery/pkg/api/resource`) is read here: binary Ki Mi Gi Ti Pi Ei, decimal m k M G T P E,
+grammar (`k8s.io/apimachinery/pkg/api/resource`) is read here: binary Ki Mi Gi Ti Pi Ei, decimal n u m k M G T P E
+(metrics-server reports CPU in n),
 and decimal exponents (e/E). Arithmetic is Decimal, so "1.5Gi" is 1.5 GiB and "1Ei" is 2**30 GiB, not a float
 rounded on the way.
 """
@@ -19,12 +20,13 @@ GIB = 2**30
 _SUFFIXES: dict[str, Decimal] = {
     "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40),
     "Pi": Decimal(2**50), "Ei": Decimal(2**60),
-    "m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9),
+    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10**3),
+    "M": Decimal(10**6), "G": Decimal(10**9),
     "T": Decimal(10**12), "P": Decimal(10**15), "E": Decimal(10**18),
 }
 
 # <sign><digits>[.<digits>] or .<digits>, then a suffix or an exponent (e/E and a signed integer).
-_QUANTITY = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?)")
+_QUANTITY = re.compile(r"([+-]?(?:\d+\.?\d*|\.\d+))(?:([eE][+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)")
 
 
 def quantity(text: str) -> Decimal:

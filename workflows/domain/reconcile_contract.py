@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
+from workflows.domain.scaling import AppScale, AutoscalerStatus
 from workflows.domain.specs import Msg
 
 
@@ -80,6 +81,7 @@ class Observation(Msg):
     drift: list[str] = []
     repaired: list[str] = []
     error: str | None = None  # the pass could not finish (an API error)
+    autoscaler: AutoscalerStatus | None = None  # the app is autoscaled: its HPA as found
 
     @property
     def healthy(self) -> bool:
@@ -146,6 +148,7 @@ class ReconcileTarget(Msg):
     in_flight: list[str] = []  # workflow ids of the app's releases not finished yet
     volumes: list[TargetVolume] = []
     secrets_ciphertext: bytes | None = None  # of the serving release's secrets version
+    scale: AppScale | None = None  # what `scale` recorded; None: the serving release's own count
 
 
 class AppKey(Msg):

@@ -123,6 +123,9 @@ class ClusterCaps(Spec):
     pdb_api: Literal["policy/v1", "policy/v1beta1"] = "policy/v1"
     network_policy_end_port: bool = Field(True, description="NetworkPolicy `endPort` (beta 1.22, GA 1.25).")
     ipv6_egress: bool = Field(False, description="Render the public IPv6 egress rule (dual-stack clusters only).")
+    hpa_api: Literal["autoscaling/v2", "autoscaling/v2beta2"] = Field(
+        "autoscaling/v2", description="HorizontalPodAutoscaler version: v2 from 1.23, v2beta2 before (1.20).")
+    metrics_api: bool = Field(False, description="metrics.k8s.io is served (metrics-server or an adapter runs).")
 
     @property
     def namespace_name_label(self) -> bool:

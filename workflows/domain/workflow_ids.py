@@ -40,3 +40,8 @@ def reconcile_workflow_id(app_id: UUID) -> str:
 def reconcile_sweep_workflow_id(task_queue: str) -> str:
     """The install's sweeper: one per task queue (one install), so two installs on one Temporal never share it."""
     return f"reconcile-sweep/{task_queue}"
+
+
+def scale_workflow_id(app_id: UUID, key: str) -> str:
+    """One change of an app's scale: `key` is the caller's idempotency key (or a fresh one per call)."""
+    return f"scale/{app_id}/{key}"
