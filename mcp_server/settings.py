@@ -224,6 +224,20 @@ class ProgressSettings(Group):
     deploys finish inside one call without holding a client for long."""
 
 
+Toolset = Literal["apps", "logs", "volumes", "domains", "databases", "admin"]
+TOOLSETS: tuple[Toolset, ...] = ("apps", "logs", "volumes", "domains", "databases", "admin")
+"""The families a server or token can offer (`tools.context.TOOLSETS`; test_settings holds them equal)."""
+
+
+class ToolsSettings(Group):
+    """Which tools the server offers at all (a token may narrow further, `deploy-mcp token create`)."""
+
+    read_only: bool = False
+    """Offer and allow only read-only tools (reads, logs, diagnosis): nothing can change through this server."""
+    toolsets: list[Toolset] = Field(default_factory=lambda: list(TOOLSETS))
+    """Families offered (apps, logs, volumes, domains, databases, admin); `whoami` always is."""
+
+
 class RateLimitSettings(Group):
     """Per-token budgets the server enforces before a tool runs (HTTP callers; the stdio operator has none),
     and the cap on audit rows of refused authentications. Each server process keeps its own budgets in memory
@@ -547,6 +561,7 @@ class Settings(BaseSettings):
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     progress: ProgressSettings = Field(default_factory=ProgressSettings)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     image_registry: ImageRegistrySettings = Field(default_factory=ImageRegistrySettings)
     harbor: HarborSettings = Field(default_factory=HarborSettings)

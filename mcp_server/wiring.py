@@ -25,6 +25,7 @@ from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows, connect
 from tools.context import PlatformConfig
 from tools.ports import LogStore
+from tools.surface import Surface
 from workflows.adapters.loki import LokiClient, LokiLogStore
 from workflows.adapters.registry import OciRegistry
 from workflows.render.pull_secret import PULL_SECRET_NAME
@@ -98,7 +99,8 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
         async with open_log_store(settings, with_workflows=with_workflows) as logs:
             yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
                              secretbox=load_secretbox(settings), logs=logs, github_app=github_app,
-                             rate_limits=settings.rate_limits, health_checks=checks)
+                             rate_limits=settings.rate_limits, health_checks=checks,
+                             surface=Surface(settings.tools.read_only, frozenset(settings.tools.toolsets)))
     finally:
         await registry.aclose()
         await store.close()
