@@ -187,8 +187,8 @@ async def create_volume(
     check_name("project", project)
     check_name("volume", name)
     c.require_workflows()
-    fingerprint = request_fingerprint(c, "create_volume", {
-        "project": project, "name": name, "size_gib": size_gib, "volume_class": volume_class, "access": access})
+    fingerprint = request_fingerprint(c, "volume action=create", {
+        "project": project, "volume": name, "size_gib": size_gib, "volume_class": volume_class, "access": access})
     v, r = await ensure_volume(c, project, name, size_gib, volume_class, access, wait_bound(c, wait_seconds),
                                idempotency_key=idempotency_key, fingerprint=fingerprint)
     return _result(await _reread(c, v), r, "Attach it with `volume` action=attach.")
@@ -222,7 +222,7 @@ async def _snapshot(project: str, volume: str, kind: str, wait_seconds: int | No
                     idempotency_key: str | None) -> SnapshotView:
     c = call()
     v = await _volume(c, project, volume)
-    fingerprint = request_fingerprint(c, f"{kind}_volume", {"project": project, "volume": volume})
+    fingerprint = request_fingerprint(c, f"volume action={kind}", {"project": project, "volume": volume})
     name = f"{v.name}-{'snap' if kind == 'snapshot' else 'bak'}-{uuid.uuid4().hex[:8]}"
     snap, created = await c.store.record_snapshot(v.id, kind, name, c.principal.subject, idempotency_key,
                                                   fingerprint)
@@ -256,8 +256,8 @@ async def restore_volume(
     snap, source = found
     if snap.status != "ready":
         raise Conflict(f"The {snap.kind} {snap.k8s_name} is {snap.status}.", hint="Wait until it is ready.")
-    fingerprint = request_fingerprint(c, "restore_volume", {"project": project, "from_snapshot": from_snapshot,
-                                                            "name": name})
+    fingerprint = request_fingerprint(c, "volume action=restore", {"project": project,
+                                                                   "from_snapshot": from_snapshot, "volume": name})
     v, created = await c.store.create_volume(c.principal.tenant, project, name, source.size_gib, source.class_,
                                              source.access, f"vol-{name}", restored_from=snap.id,
                                              idempotency_key=idempotency_key, request_fingerprint=fingerprint)
@@ -362,7 +362,7 @@ async def attach_volume(
     mounts = [m for m in current.mounts if m.volume != v.name and m.mount_path != path]
     mounts.append(Mount(volume=v.name, claim=v.pvc_name, mount_path=path, read_only=read_only, access=v.access))
     mounts_config(current, mounts)  # refuse before recording anything
-    fingerprint = request_fingerprint(c, "attach_volume", {
+    fingerprint = request_fingerprint(c, "volume action=attach", {
         "project": project, "app": app, "volume": volume, "mount_path": path, "read_only": read_only})
     await check_release_key(c, row.id, idempotency_key, fingerprint)
     await c.store.set_attachment(v.id, row.id, path, read_only)
@@ -413,11 +413,11 @@ async def volumes_for_new_app(c: CallContext, project: str, requests: list[Volum
 
 
 VolumeAction = Literal["create", "resize", "snapshot", "backup", "restore", "policy", "delete", "attach", "detach"]
-# the arguments each action needs besides `project` (and `volume`, which all take)
+# the arguments each action needs, and those it takes, besides `project` and `volume` (which all take)
 _NEEDS: dict[str, tuple[str, ...]] = {"create": ("size_gib",), "resize": ("size_gib",), "restore": ("from_snapshot",),
                                       "policy": ("schedule", "retain"), "delete": ("confirm",),
                                       "attach": ("app", "mount_path"), "detach": ("app",)}
-_USES: dict[str, frozenset[str]] = {
+ACTION_ARGS: dict[str, frozenset[str]] = {
     "create": frozenset({"size_gib", "volume_class", "access", "idempotency_key"}),
     "resize": frozenset({"size_gib"}), "snapshot": frozenset({"idempotency_key"}),
     "backup": frozenset({"idempotency_key"}), "restore": frozenset({"from_snapshot", "idempotency_key"}),
@@ -465,10 +465,10 @@ async def volume(
     for name in _NEEDS.get(action, ()):
         if given[name] is None:
             raise InvalidInput(name, f"is needed for action={action}", f"pass `{name}`")
-    extra = sorted(k for k, v in given.items() if v is not None and k not in _USES[action])
+    extra = sorted(k for k, v in given.items() if v is not None and k not in ACTION_ARGS[action])
     if extra:
         raise InvalidInput(extra[0], f"does not apply to action={action}", f"leave it out; {action} takes "
-                           f"{sorted(_USES[action]) or 'only project and volume'}")
+                           f"{sorted(ACTION_ARGS[action]) or 'only project and volume'}")
     result: BaseModel
     if action == "create":
         assert size_gib is not None
