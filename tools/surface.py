@@ -4,7 +4,11 @@ a tool it cannot call (decision 0017)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from mcp.types import Tool as MCPTool
 
 from tools.context import TOOLSETS, Principal, ToolSpec
 
@@ -39,3 +43,14 @@ def hidden_because(spec: ToolSpec, principal: Principal, surface: Surface) -> st
 def offered(spec: ToolSpec, principal: Principal, surface: Surface) -> bool:
     """Listed for this caller: not hidden, and callable with the caller's scopes."""
     return hidden_because(spec, principal, surface) is None and (spec.scope is None or principal.has(spec.scope))
+
+
+TOOL_LIST_BUDGET = 8000
+"""Tokens (JSON characters / 4) the whole tools/list may take, every family included (issue 19)."""
+
+
+def list_tokens(listed: Sequence[MCPTool]) -> dict[str, int]:
+    """Each listed tool's size in tokens, estimated as its JSON (name, title, description, schemas, annotations,
+    as sent) / 4."""
+    return {t.name: len(json.dumps(t.model_dump(mode="json", by_alias=True, exclude_none=True))) // 4
+            for t in listed}
