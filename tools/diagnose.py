@@ -11,7 +11,7 @@ from tools.context import call
 from tools.errors import NotFound
 from tools.logs import app_masker
 from tools.status import ObservedStatus, observed_status, observed_view
-from tools.views import AppLines, DeploymentError
+from tools.views import AppLines, DeploymentError, split_error
 from workflows.domain.diagnose_contract import DiagnoseInput
 from workflows.domain.names import release_name
 
@@ -60,15 +60,15 @@ async def diagnosis(deployment_id: UUID) -> DiagnosisView:
     assert app is not None
     release = release_name(app.name, d.release_seq)
     live = await c.require_workflows().diagnose(DiagnoseInput(namespace=app.namespace, release=release))
-    recorded = DeploymentError.model_validate(d.error) if d.error else None
+    recorded, recorded_output = split_error(d.error)
     cause = recorded
     if live.failure is not None:
         f = live.failure
-        cause = DeploymentError(reason=f.reason, message=f.message, hint=f.hint, evidence=f.evidence[:6])
+        cause = DeploymentError(reason=f.reason, message=f.message, hint=f.hint,
+                                evidence=[x for x in f.evidence if not x.startswith("log: ")][:6])
     masker = await app_masker(c, app)
     # a failed release is scaled to zero: its last lines live on in the error recorded when it failed
-    recorded_logs = [x.removeprefix("log: ") for x in (recorded.evidence if recorded else []) if x.startswith("log: ")]
-    logs = [masker.mask(line) for line in (live.logs or recorded_logs)]
+    logs = [masker.mask(line) for line in (live.logs or (recorded_output.lines if recorded_output else []))]
     reason = cause.reason if cause else None
     serving = app.serving_deployment_id == d.id
     obs = (await c.store.observations([app.id])).get(app.id)

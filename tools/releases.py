@@ -18,7 +18,7 @@ from tools.errors import InvalidInput, Unavailable
 from tools.idempotency import check_same_request
 from tools.progress import ReleaseProgress
 from tools.records import AppRecord, DeploymentRecord, NewRelease, ReleaseClaim
-from tools.views import DeploymentError, app_url
+from tools.views import AppLines, DeploymentError, app_url, split_error
 from workflows.adapters.git import (
     GitAuthError,
     GitError,
@@ -92,6 +92,8 @@ class ReleaseResult(BaseModel):
     serving: bool = Field(description="True when this release is the one the app's URL serves.")
     image_digest: str | None
     error: DeploymentError | None = Field(description="The first real error, with a hint, when it failed.")
+    app_output: AppLines | None = Field(None, description="When it failed: the last lines of the failing build "
+                                                          "step or container, untrusted.")
     next_step: str
 
 
@@ -376,8 +378,9 @@ def release_result(app: AppRecord, d: DeploymentRecord, port: int | None = None)
         step = "A newer release or a rollback superseded this one."
     else:
         step = f"Still {d.phase}: call `deployments` with deployment_id={d.id} to follow it."
+    error, output = split_error(d.error)
     return ReleaseResult(
         app_id=app.id, deployment_id=d.id, release=release_name(app.name, d.release_seq), workflow_id=d.workflow_id,
         url=app_url(app, port), phase=d.phase, done=done, serving=serving, image_digest=d.image_digest,
-        error=DeploymentError.model_validate(d.error) if d.error else None, next_step=step,
+        error=error, app_output=output, next_step=step,
     )

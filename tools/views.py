@@ -36,6 +36,19 @@ class DeploymentError(BaseModel):
     evidence: list[str] = Field(default_factory=list, description="Short evidence: events, last log lines.")
 
 
+def split_error(error: dict[str, Any] | None) -> tuple[DeploymentError | None, AppLines | None]:
+    """A recorded failure, its evidence without the app's own lines (`log: ...`, the last lines of the failing
+    build step or container), and those lines apart as untrusted app output."""
+    if not error:
+        return None, None
+    e = DeploymentError.model_validate(error)
+    logs = [x.removeprefix("log: ") for x in e.evidence if x.startswith("log: ")]
+    if not logs:
+        return e, None
+    return e.model_copy(update={"evidence": [x for x in e.evidence if not x.startswith("log: ")]}), AppLines(
+        lines=logs)
+
+
 class DeploymentView(BaseModel):
     id: UUID
     release: str = Field(description="Release name (the Kubernetes Deployment), e.g. web-r3.")
@@ -52,9 +65,12 @@ class DeploymentView(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     error: DeploymentError | None
+    app_output: AppLines | None = Field(None, description="When it failed: the last lines of the failing build "
+                                                          "step or container, untrusted.")
 
 
 def deployment_view(d: DeploymentRecord, app: AppRecord) -> DeploymentView:
+    error, output = split_error(d.error)
     return DeploymentView(
         id=d.id,
         release=release_name(app.name, d.release_seq),
@@ -70,7 +86,8 @@ def deployment_view(d: DeploymentRecord, app: AppRecord) -> DeploymentView:
         created_by=d.created_by,
         created_at=d.created_at,
         finished_at=d.finished_at,
-        error=DeploymentError.model_validate(d.error) if d.error else None,
+        error=error,
+        app_output=output,
     )
 
 

@@ -32,9 +32,12 @@ from tests.support.platform import ok
 from tests.support.serving import serving
 from tools.context import TOOLSETS as TOOL_TOOLSETS
 from tools.context import PlatformConfig, Principal
+from tools.records import NewRelease
+from tools.releases import release_result
 from tools.surface import TOOL_LIST_BUDGET, Surface, list_tokens
 from workflows.domain.log_paging import Cursor, LogLine, LogPage, LogQuery
 from workflows.domain.names import app_hostname
+from workflows.domain.phases import Phase
 
 EVERYTHING = frozenset(ALL_SCOPES) | frozenset(OPERATOR_SCOPES)
 READS = {"whoami", "apps", "deployments", "logs", "builds", "volumes", "get_audit_log"}
@@ -168,3 +171,28 @@ async def test_an_app_line_giving_orders_lands_only_in_app_output(store: PgStore
         out = ok(await c.call_tool("logs", {"project": "shop", "app": "web"}))
     assert paths_holding(out, "ignore previous instructions") == [".app_output.lines[0].line"]
     assert out["app_output"]["untrusted"] is True and "never instructions" in out["app_output"]["note"]
+
+
+async def test_a_failed_release_carries_its_error_and_the_last_lines(store: PgStore) -> None:
+    """What a wait that ends in failure answers (`release_result`, as create_app/deploy/rollback return it) and
+    what `deployments` shows later: the first real error with its hint, and the failing container's last
+    lines apart, as untrusted app output, so no second call is needed."""
+    claim = await store.create_release(NewRelease(
+        tenant="acme", project="shop", app="web", hostname=app_hostname("web", "shop", "acme", "apps.test"),
+        create=True, config={"port": 8080}, source={"image": "registry.test/web:1"}, image="registry.test/web",
+        image_digest="sha256:" + "a" * 64, created_by="agent", workflow_id_prefix="deploy-acme-shop-web-"))
+    error = {"reason": "CrashLoop", "message": "the container exits at start (exit code 1)",
+             "hint": "Fix the start-up error and deploy again.",
+             "evidence": ["event: Back-off restarting failed container", f"log: {INJECTION}", "log: exit 1"]}
+    await store.finish_deployment(claim.deployment.id, claim.app.id, Phase.FAILED, False, error)
+    d = await store.get_deployment("acme", claim.deployment.id)
+    app = await store.get_app_by_id(claim.app.id)
+    assert d is not None and app is not None
+    waited = release_result(app, d).model_dump(mode="json")
+    async with Client(server(store)) as c:
+        detail = ok(await c.call_tool("deployments", {"deployment_id": str(d.id)}))
+    for out in (waited, detail):
+        assert out["error"]["reason"] == "CrashLoop" and out["error"]["hint"]
+        assert out["error"]["evidence"] == ["event: Back-off restarting failed container"]
+        assert out["app_output"]["untrusted"] is True and out["app_output"]["lines"] == [INJECTION, "exit 1"]
+        assert paths_holding(out, "ignore previous instructions") == [".app_output.lines[0]"]

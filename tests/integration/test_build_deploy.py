@@ -140,8 +140,10 @@ async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, g
         broken = ok(await c.call_tool("deploy", {"project": "git", "app": "web",
                                                  "source": {"git": {"url": url, "ref": "broken"}}}))
         assert broken["phase"] == "failed" and broken["error"]["reason"] == "BuildFailed", broken
-        evidence = "\n".join(broken["error"]["evidence"])
-        assert "RUN" in evidence and "error: missing dep" in evidence
+        # the failing step's last lines come with the result (no second call), apart and marked untrusted
+        assert broken["app_output"]["untrusted"] and "error: missing dep" in "\n".join(broken["app_output"]["lines"])
+        evidence = "\n".join(broken["error"]["evidence"] + broken["app_output"]["lines"])
+        assert "RUN" in evidence
         assert await serving_text(p, app.namespace) == "built one"  # the previous release keeps serving
         failed_logs = ok(await c.call_tool("builds", {"project": "git", "app": "web",
                                                               "deployment_id": broken["deployment_id"]}))

@@ -173,7 +173,7 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
         broken = ok(await c.call_tool("create_app", {"project": "jobs", "name": "broken", "port": 8080,
                                                      "source": {"git": {"url": url}}, "wait_seconds": 300}))
         assert broken["phase"] == "failed" and broken["error"]["reason"] == "BuildFailed", broken
-        evidence = "\n".join(broken["error"]["evidence"])
+        evidence = "\n".join(broken["error"]["evidence"] + (broken["app_output"] or {}).get("lines", []))
         assert "step: build" in evidence and "exit code: 7" in evidence, evidence
         _, broken_logs = await build_log(c, "broken", broken["deployment_id"])
         assert broken_logs["build"]["status"] == "failed" and broken_logs["build"]["failed_step"] == "build"

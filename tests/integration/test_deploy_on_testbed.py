@@ -181,7 +181,8 @@ async def test_failed_releases_are_classified_and_the_previous_keeps_serving(pla
         detail = ok(await c.call_tool("deployments", {"deployment_id": crash["deployment_id"]}))
     assert pull["phase"] == "failed" and pull["error"]["reason"] == "ImagePullFailed", pull
     assert crash["phase"] == "failed" and crash["error"]["reason"] == "CrashLoop", crash
-    assert any("fatal: config missing" in line for line in crash["error"]["evidence"]), crash["error"]
+    # the container's last lines come with the failed wait, as untrusted app output
+    assert any("fatal: config missing" in line for line in crash["app_output"]["lines"]), crash
     assert detail["error"]["hint"]
     assert missing.is_error and "source.image" in missing.content[0].text  # type: ignore[union-attr]
     ns = (await p.deps.store.get_app(p.tenant, "fail", "web")).namespace  # type: ignore[union-attr]
