@@ -141,6 +141,10 @@ class DevSettings(Group):
     keep working across restarts."""
     temporal_port: int = Field(7233, ge=1, le=65535)
     """The Temporal dev server's port; 7233 is Temporal's own default."""
+    hosts_file: Path | None = Path("/etc/hosts")
+    """On the testbed (root), dev names its apps here in a marked block (removed when it stops), so every HTTP
+    client resolves their URLs (glibc does not resolve *.localhost); None: untouched, reach apps with a Host
+    header at 127.0.0.1."""
 
 
 class ClusterSettings(Group):
