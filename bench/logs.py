@@ -1,4 +1,4 @@
-"""Logs: what the exact paging, masking and capping of `get_runtime_logs` cost over Loki's own API.
+"""Logs: what the exact paging, masking and capping of `logs` cost over Loki's own API.
 
 Starts the fake Loki (tests/fakes/fake_loki.py) in a child process, so time and memory below are the client
 side only, loads 10,000 lines of one app (1,000 in one nanosecond, some long, some holding a secret), and

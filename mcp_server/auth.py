@@ -14,7 +14,7 @@ from uuid import UUID
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
-from mcp_server.settings import ALL_SCOPES, OPERATOR_SCOPES, Settings
+from mcp_server.settings import ALL_SCOPES, OPERATOR_SCOPES, TOOLSETS, Settings
 from tools.context import Principal
 
 TOKEN_PREFIX = "dmcp_"  # noqa: S105 (a prefix, not a secret)
@@ -26,7 +26,8 @@ class TokenStore(Protocol):
     """The token queries the auth layer needs (`mcp_server.store.PgStore` implements them)."""
 
     async def create_token(
-        self, tenant: str, subject: str, scopes: list[str], token: str, expires_at: datetime | None
+        self, tenant: str, subject: str, scopes: list[str], token: str, expires_at: datetime | None,
+        read_only: bool = False, toolsets: list[str] | None = None,
     ) -> UUID: ...
 
     async def find_token(self, token: str) -> dict[str, Any] | None:
@@ -48,11 +49,21 @@ def check_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
+def check_toolsets(toolsets: list[str]) -> list[str]:
+    unknown = sorted(set(toolsets) - set(TOOLSETS))
+    if unknown:
+        raise ValueError(f"unknown toolset(s) {unknown}; known toolsets: {list(TOOLSETS)}")
+    return sorted(set(toolsets))
+
+
 async def create_token(
-    store: TokenStore, tenant: str, subject: str, scopes: list[str], expires_at: datetime | None = None
+    store: TokenStore, tenant: str, subject: str, scopes: list[str], expires_at: datetime | None = None,
+    read_only: bool = False, toolsets: list[str] | None = None,
 ) -> str:
+    """A new token; `read_only` and `toolsets` narrow the tools it is offered below what its scopes allow."""
     token = new_token()
-    await store.create_token(tenant, subject, check_scopes(scopes), token, expires_at)
+    await store.create_token(tenant, subject, check_scopes(scopes), token, expires_at, read_only,
+                             check_toolsets(toolsets) if toolsets is not None else None)
     return token
 
 
@@ -75,7 +86,9 @@ class ApiTokenVerifier:
             scopes=list(row["scopes"]),
             expires_at=int(expires.timestamp()) if expires else None,
             subject=row["subject"],
-            claims={"tenant": row["tenant"], **{k: row[k] for k in TOKEN_LIMITS if row.get(k) is not None}},
+            claims={"tenant": row["tenant"], **{k: row[k] for k in TOKEN_LIMITS if row.get(k) is not None},
+                    **({"read_only": True} if row.get("read_only") else {}),
+                    **({"toolsets": list(row["toolsets"])} if row.get("toolsets") is not None else {})},
         )
 
 
@@ -94,4 +107,6 @@ def principal_from_request() -> Principal | None:
         subject=token.subject or token.client_id,
         scopes=frozenset(token.scopes),
         via=str(token.claims.get("via", "http-token")),
+        read_only=bool(token.claims.get("read_only", False)),
+        toolsets=frozenset(token.claims["toolsets"]) if "toolsets" in token.claims else None,
     )

@@ -130,7 +130,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from mcp_server.auth import check_scopes, create_token
+    from mcp_server.auth import check_scopes, check_toolsets, create_token
     from mcp_server.startup import require_database_url
     from mcp_server.store import PgStore
 
@@ -143,14 +143,18 @@ def cmd_token(args: argparse.Namespace) -> int:
             if args.token_cmd == "create":  # noqa: S105
                 try:
                     scopes = check_scopes(args.scope or list(ALL_SCOPES))
+                    toolsets = check_toolsets(args.toolset) if args.toolset else None
                 except ValueError as e:
                     print(f"deploy-mcp token create: {e}", file=sys.stderr)
                     return 2
                 expires = datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
-                token = await create_token(store, args.tenant, args.subject, scopes, expires)
+                token = await create_token(store, args.tenant, args.subject, scopes, expires,
+                                           read_only=args.read_only, toolsets=toolsets)
                 print(token)
-                print(f"# tenant={args.tenant} subject={args.subject} scopes={','.join(scopes)}; shown once, "
-                      "store it now", file=sys.stderr)
+                offers = ("read-only tools" if args.read_only else "tools") + (
+                    f" of {','.join(toolsets)}" if toolsets else "")
+                print(f"# tenant={args.tenant} subject={args.subject} scopes={','.join(scopes)}, offered {offers}; "
+                      "shown once, store it now", file=sys.stderr)
             elif args.token_cmd == "list":  # noqa: S105
                 for row in await store.list_tokens(args.tenant):
                     print(json.dumps(row, default=str))
@@ -342,6 +346,9 @@ def parser() -> argparse.ArgumentParser:
     tc.add_argument("--subject", default="agent")
     tc.add_argument("--scope", action="append", help=f"repeatable; default all of {', '.join(ALL_SCOPES)}")
     tc.add_argument("--expires-days", type=int)
+    tc.add_argument("--read-only", action="store_true", help="offer and allow only read-only tools")
+    tc.add_argument("--toolset", action="append",
+                    help="repeatable; offer only these toolsets (apps, logs, volumes, domains, databases, admin)")
     tl = tsub.add_parser("list", help="list tokens (never their values)")
     tl.add_argument("--tenant")
     tr = tsub.add_parser("revoke", help="revoke a token by id")

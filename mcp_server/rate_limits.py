@@ -90,7 +90,7 @@ class CallLimits:
                 f"rate limit: {limit} call(s) waiting on a workflow at once for this token; retry when one "
                 "of them returns.", retry_after=None,
                 hint="Or pass `wait_seconds=0` (logs: `follow_seconds=0`) to get the ids at once, and follow "
-                     "the release with `get_deployment`.")
+                     "the release with `deployments`.")
         self._waits[key] = held + 1
         try:
             yield

@@ -141,6 +141,10 @@ class DevSettings(Group):
     keep working across restarts."""
     temporal_port: int = Field(7233, ge=1, le=65535)
     """The Temporal dev server's port; 7233 is Temporal's own default."""
+    hosts_file: Path | None = Path("/etc/hosts")
+    """On the testbed (root), dev names its apps here in a marked block (removed when it stops), so every HTTP
+    client resolves their URLs (glibc does not resolve *.localhost); None: untouched, reach apps with a Host
+    header at 127.0.0.1."""
 
 
 class ClusterSettings(Group):
@@ -222,6 +226,20 @@ class ProgressSettings(Group):
     wait_seconds: float = Field(60.0, ge=0, le=600)
     """Seconds a tool waits for its workflow before returning the ids to poll with; a minute lets most
     deploys finish inside one call without holding a client for long."""
+
+
+Toolset = Literal["apps", "logs", "volumes", "domains", "databases", "admin"]
+TOOLSETS: tuple[Toolset, ...] = ("apps", "logs", "volumes", "domains", "databases", "admin")
+"""The families a server or token can offer (`tools.context.TOOLSETS`; test_settings holds them equal)."""
+
+
+class ToolsSettings(Group):
+    """Which tools the server offers at all (a token may narrow further, `deploy-mcp token create`)."""
+
+    read_only: bool = False
+    """Offer and allow only read-only tools (reads, logs, diagnosis): nothing can change through this server."""
+    toolsets: list[Toolset] = Field(default_factory=lambda: list(TOOLSETS))
+    """Families offered (apps, logs, volumes, domains, databases, admin); `whoami` always is."""
 
 
 class RateLimitSettings(Group):
@@ -576,6 +594,7 @@ class Settings(BaseSettings):
     releases: ReleasesSettings = Field(default_factory=ReleasesSettings)
     reconcile: ReconcileSettings = Field(default_factory=ReconcileSettings)
     progress: ProgressSettings = Field(default_factory=ProgressSettings)
+    tools: ToolsSettings = Field(default_factory=ToolsSettings)
     rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
     image_registry: ImageRegistrySettings = Field(default_factory=ImageRegistrySettings)
     harbor: HarborSettings = Field(default_factory=HarborSettings)

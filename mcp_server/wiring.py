@@ -26,6 +26,7 @@ from mcp_server.telemetry.metrics import backup_age, exposition
 from mcp_server.temporal import TemporalWorkflows, connect
 from tools.context import PlatformConfig
 from tools.ports import LogStore
+from tools.surface import Surface
 from workflows.adapters.loki import LokiClient, LokiLogStore
 from workflows.adapters.registry import OciRegistry
 from workflows.render.pull_secret import PULL_SECRET_NAME
@@ -100,7 +101,8 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
             yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
                              secretbox=load_secretbox(settings), logs=logs, github_app=github_app,
                              rate_limits=settings.rate_limits, health_checks=checks,
-                             metrics=exposition([backup_age(store)]) if settings.telemetry.metrics else None)
+                             metrics=exposition([backup_age(store)]) if settings.telemetry.metrics else None,
+                             surface=Surface(settings.tools.read_only, frozenset(settings.tools.toolsets)))
     finally:
         await registry.aclose()
         await store.close()

@@ -14,6 +14,7 @@ from tools.context import call, tool
 from tools.errors import InvalidInput
 from tools.idempotency import request_fingerprint
 from tools.lookups import require_app
+from tools.projects import ProjectView, project_views
 from tools.releases import (
     ReleaseResult,
     Source,
@@ -26,47 +27,44 @@ from tools.releases import (
     wait_bound,
     wait_with_progress,
 )
-from tools.views import AppSummary, AppView, app_summary, app_view
+from tools.views import AppSummary, app_summary, app_view
 from tools.volumes import VolumeRequest, check_volume_requests, mounts_config, volumes_for_new_app
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.env_limits import MAX_VARIABLES
 from workflows.domain.specs import AppConfig, HealthCheck, Resources
 from workflows.domain.workflow_ids import delete_workflow_id
 
-ENV_LIMITS = (f"With secrets, at most {MAX_VARIABLES} variables and 256 KiB of names and values (128 KiB for one "
-              "NAME=value); large values belong on a volume.")
+ENV_LIMITS = f"Env + secrets: <= {MAX_VARIABLES} variables, 256 KiB."
 
 
 class AppList(BaseModel):
+    tenant: str
+    projects: list[ProjectView]
     apps: list[AppSummary]
 
 
-@tool(title="List apps", scope="apps:read", read_only=True, idempotent=True)
-async def list_apps(project: ProjectName | None = None) -> AppList:
-    """List the apps of your tenant, optionally of one project, with their URL and status as the platform last
-    observed it in the cluster (`degraded` with a reason when the serving release is not what answers)."""
+@tool(title="Apps", scope="apps:read", read_only=True, idempotent=True)
+async def apps(project: ProjectName | None = None, app: AppName | None = None) -> dict[str, Any]:
+    """Without `app`: your projects and apps with URL and observed status. With `project` and `app`: that app's
+    config (env values omitted), observed state and recent releases."""
     c = call()
     if project is not None:
         check_name("project", project)
+    if app is not None:
+        if project is None:
+            raise InvalidInput("project", "is needed with `app`", "pass the app's project")
+        check_name("app", app)
+        row = await require_app(c, project, app, hint="Call `apps` to see the apps you have.")
+        seen = await c.store.observations([row.id])
+        return app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port,
+                        seen.get(row.id), c.config).model_dump(mode="json")
     rows = await c.store.list_apps(c.principal.tenant, project)
     ids = [a.id for a in rows]
     seen, releasing = await c.store.observations(ids), await c.store.releasing(ids)
-    return AppList(apps=[app_summary(a, c.config.apps_url_port, seen.get(a.id), c.config, a.id in releasing)
-                         for a in rows])
-
-
-@tool(title="Get app", scope="apps:read", read_only=True, idempotent=True)
-async def get_app(project: ProjectName, app: AppName) -> AppView:
-    """Show one app: URL, status as observed (`degraded` with `status_reason` when the cluster does not serve the
-    recorded release: pods not Ready, Service elsewhere, objects missing), what the platform's reconciler last
-    saw and repaired (`observed`), configuration (env values omitted), the serving release and recent releases."""
-    c = call()
-    check_name("project", project)
-    check_name("app", app)
-    row = await require_app(c, project, app, hint="Call `list_apps` to see the apps you have.")
-    seen = await c.store.observations([row.id])
-    return app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port,
-                    seen.get(row.id), c.config)
+    projects = [p for p in await project_views(c) if project is None or p.name == project]
+    return AppList(tenant=c.principal.tenant, projects=projects,
+                   apps=[app_summary(a, c.config.apps_url_port, seen.get(a.id), c.config, a.id in releasing)
+                         for a in rows]).model_dump(mode="json")
 
 
 @tool(title="Create app", scope="apps:write", idempotent=True, open_world=True, secret_args=frozenset({"secrets"}))
@@ -74,28 +72,21 @@ async def create_app(
     project: ProjectName,
     name: AppName,
     source: Source,
-    port: Annotated[int, Field(ge=1, le=65535, description="Port the app listens on in its container.")],
+    port: Annotated[int, Field(ge=1, le=65535, description="Port the app listens on.")],
     ctx: Context,
-    env: Annotated[dict[str, str] | None, Field(description="Plain environment variables (visible in get_app "
-                                                             "by name). " + ENV_LIMITS)] = None,
-    secrets: Annotated[dict[str, str] | None, Field(description="Secret environment variables: write-only, "
-                                                                 "stored encrypted, never shown or logged.")] = None,
-    replicas: Annotated[int, Field(ge=1, le=20, description="Replicas, spread across nodes.")] = 1,
-    resources: Annotated[Resources | None, Field(description="Per replica; defaults 250m CPU, 256 MiB.")] = None,
-    health_check: Annotated[HealthCheck | None, Field(description="Readiness/liveness probe; default: TCP on "
-                                                                  "`port`.")] = None,
-    volumes: Annotated[list[VolumeRequest] | None, Field(
-        description="Volumes to create and mount: [{name, size_gib, volume_class, mount_path, access}].",
-        max_length=8)] = None,
+    env: Annotated[dict[str, str] | None, Field(description="Plain env vars. " + ENV_LIMITS)] = None,
+    secrets: Annotated[dict[str, str] | None, Field(description="Secret env vars: write-only, encrypted.")] = None,
+    replicas: Annotated[int, Field(ge=1, le=20)] = 1,
+    resources: Annotated[Resources | None, Field(description="Per replica; default 250m CPU, 256 MiB.")] = None,
+    health_check: Annotated[HealthCheck | None, Field(description="Default: TCP on `port`.")] = None,
+    volumes: Annotated[list[VolumeRequest] | None, Field(description="Volumes to create and mount.",
+                                                         max_length=8)] = None,
     shutdown_grace_seconds: ShutdownGrace = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> ReleaseResult:
-    """Create an app from a container image and release it, in one call: project (on first use), namespace
-    with guardrails, secrets, volumes, a sandboxed Deployment, a stable URL (https://<name>-<project>-<tenant>.
-    apps.<domain>) switched to the release once it is Ready. Returns the ids at once and reports progress while
-    it waits; a retried call returns the same release. An app with a single_node volume deploys with recreate
-    (one writer at a time) and keeps one replica."""
+    """Create an app from an image or a git repository and release it: project on first use, sandboxed pods, a
+    URL served once Ready. Waits with progress; on failure `error` and `app_output` say why."""
     c = call()
     check_name("project", project)
     check_name("name", name)
@@ -139,12 +130,9 @@ async def deploy(
     project: ProjectName,
     app: AppName,
     ctx: Context,
-    source: Annotated[Source | None, Field(description="New image or git ref; omitted: the app's current source "
-                                                            "reference, resolved again (a moved tag deploys).")] = None,
-    env: Annotated[dict[str, str | None] | None, Field(description="Changes to plain env vars; null removes "
-                                                                   "one. " + ENV_LIMITS)] = None,
-    secrets: Annotated[dict[str, str | None] | None, Field(description="Changes to secrets (write-only); null "
-                                                                       "removes one.")] = None,
+    source: Annotated[Source | None, Field(description="Default: the current source, resolved again.")] = None,
+    env: Annotated[dict[str, str | None] | None, Field(description="Changes; null removes one.")] = None,
+    secrets: Annotated[dict[str, str | None] | None, Field(description="Changes; null removes one.")] = None,
     replicas: Annotated[int | None, Field(ge=1, le=20)] = None,
     resources: Resources | None = None,
     health_check: HealthCheck | None = None,
@@ -152,9 +140,8 @@ async def deploy(
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> ReleaseResult:
-    """Release a new version of an existing app: a new image and/or configuration. Blue/green: the new release
-    starts next to the serving one and the URL switches only once it is Ready; on failure the serving release
-    stays. A release still rolling out is superseded."""
+    """Release a new version of an app (image, commit and/or config), blue/green: the URL switches once it is
+    Ready, else the serving release stays. Supersedes a release still rolling out."""
     c = call()
     check_name("project", project)
     check_name("app", app)
@@ -214,13 +201,11 @@ class DeleteResult(BaseModel):
 async def delete_app(
     project: ProjectName,
     app: AppName,
-    confirm: Annotated[str, Field(description="Type `<project>/<app>` to confirm; the app stops serving and its "
-                                              "releases are deleted. The audit trail is kept.", max_length=100)],
+    confirm: Annotated[str, Field(description="`<project>/<app>`.", max_length=100)],
     ctx: Context,
     wait_seconds: Wait = None,
 ) -> DeleteResult:
-    """Delete an app: stop serving its URL and remove its releases, Service, Ingress and Secrets. Volumes are
-    kept. Irreversible."""
+    """Delete an app and its releases (volumes and audit kept). Irreversible."""
     c = call()
     check_name("project", project)
     check_name("app", app)
@@ -248,7 +233,7 @@ async def delete_app(
         await asyncio.sleep(0.25)
     done = status == "deleted"
     return DeleteResult(app=f"{project}/{app}", workflow_id=wf_id, done=done, status=status,
-                        next_step="Deleted." if done else "Still deleting; `list_apps` shows when it is gone.")
+                        next_step="Deleted." if done else "Still deleting; `apps` shows when it is gone.")
 
 
 def build_config(*, port: int, env: dict[str, str], replicas: int, resources: Resources | None,

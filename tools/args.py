@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 from typing import Annotated
+from uuid import UUID
 
 from pydantic import Field
 
 from tools.errors import InvalidInput
 from workflows.domain.names import NAME_MAX, name_problem, suggest_name
 
-ProjectName = Annotated[
-    str, Field(description=f"Project name: lowercase DNS label, at most {NAME_MAX} characters.", max_length=200)
-]
-AppName = Annotated[
-    str, Field(description=f"App name within the project: lowercase DNS label, at most {NAME_MAX} characters.",
-               max_length=200)
-]
+ProjectName = Annotated[str, Field(description=f"Project: DNS label, <= {NAME_MAX} chars.", max_length=200)]
+AppName = Annotated[str, Field(description=f"App in the project: DNS label, <= {NAME_MAX} chars.", max_length=200)]
 
 
-Wait = Annotated[int | None, Field(ge=0, le=300, description="Seconds to wait for the release while reporting "
-                                                             "progress (default 60); 0 returns at once.")]
-ShutdownGrace = Annotated[int | None, Field(ge=1, le=600, description="Seconds the app gets to stop after SIGTERM "
-                                                                      "before it is killed (default 30).")]
-IdempotencyKey = Annotated[str | None, Field(description="Retrying with the same key returns the first call's "
-                                                         "result and starts nothing new; the same key with other "
-                                                         "arguments is refused (use a new key for a new request).",
-                                             max_length=128)]
+Wait = Annotated[int | None, Field(ge=0, le=300, description="Seconds to wait, reporting progress (default 60; 0: "
+                                                             "return at once).")]
+ShutdownGrace = Annotated[int | None, Field(ge=1, le=600, description="Seconds between SIGTERM and kill (default "
+                                                                      "30).")]
+IdempotencyKey = Annotated[str | None, Field(description="A retry with the same key returns the first result; "
+                                                         "other arguments with it are refused.", max_length=128)]
+DeploymentId = Annotated[UUID, Field(description="A deployment id (create_app, deploy, rollback, deployments).")]
 
 
 def check_name(field: str, value: str) -> str:

@@ -47,12 +47,12 @@ def _decode_cursor(cursor: str) -> int:
 
 @tool(title="Read the audit log", scope="audit:read", read_only=True, idempotent=True)
 async def get_audit_log(
-    tool: Annotated[str | None, Field(description="Only calls of this tool.", max_length=64)] = None,
-    since: Annotated[datetime | None, Field(description="Only calls at or after this time (ISO 8601).")] = None,
-    limit: Annotated[int, Field(ge=1, le=200, description="Entries per page.")] = 50,
+    tool: Annotated[str | None, Field(max_length=64)] = None,
+    since: Annotated[datetime | None, Field(description="ISO 8601.")] = None,
+    limit: Annotated[int, Field(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Field(description="`next_cursor` of the previous page.", max_length=200)] = None,
 ) -> AuditPage:
-    """Read your tenant's audit log, newest first: who called which tool, with what outcome."""
+    """Your tenant's audit log, newest first: who called which tool, with what outcome."""
     c = call()
     before = _decode_cursor(cursor) if cursor else None
     rows = await c.store.list_audit(c.principal.tenant, tool, since, before, limit + 1)

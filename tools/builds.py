@@ -13,6 +13,7 @@ from tools.args import AppName, ProjectName, check_name
 from tools.context import call, tool
 from tools.errors import InvalidInput, NotFound
 from tools.lookups import require_app
+from tools.views import AppOutput
 from workflows.domain.git_urls import InvalidGitSource, parse_git_url
 
 LINE_CAP = 4096
@@ -26,18 +27,15 @@ class GitCredentialsResult(BaseModel):
     next_step: str
 
 
-@tool(title="Set git credentials", scope="secrets:write", idempotent=True,
+@tool(title="Set git credentials", scope="secrets:write", idempotent=True, toolset="apps",
       secret_args=frozenset({"token", "ssh_private_key"}))
 async def set_git_credentials(
-    host: Annotated[str, Field(description="Git host, e.g. git.example.com or github.com.", max_length=253)],
-    token: Annotated[str | None, Field(description="An access token (https). Write-only.", max_length=4096)] = None,
-    ssh_private_key: Annotated[str | None, Field(description="An OpenSSH deploy key (ssh). Write-only.",
-                                                 max_length=16384)] = None,
-    username: Annotated[str, Field(description="https user name the token goes with (GitHub App tokens: "
-                                               "x-access-token; GitLab: oauth2).", max_length=100)] = "x-access-token",
+    host: Annotated[str, Field(description="e.g. github.com.", max_length=253)],
+    token: Annotated[str | None, Field(description="https access token.", max_length=4096)] = None,
+    ssh_private_key: Annotated[str | None, Field(description="OpenSSH deploy key.", max_length=16384)] = None,
+    username: Annotated[str, Field(description="For the token (GitLab: oauth2).", max_length=100)] = "x-access-token",
 ) -> GitCredentialsResult:
-    """Store your tenant's credentials for a private git host: a token (https) or an SSH deploy key. Stored
-    encrypted, never shown again, used only to clone for builds."""
+    """Store your tenant's credentials for a private git host (a token or an SSH key; write-only)."""
     c = call()
     if (token is None) == (ssh_private_key is None):
         raise InvalidInput("token", "pass exactly one of `token` or `ssh_private_key`", "choose one")
@@ -75,26 +73,19 @@ class BuildList(BaseModel):
     builds: list[BuildView]
 
 
-@tool(title="List builds", scope="apps:read", read_only=True, idempotent=True)
-async def list_builds(project: ProjectName, app: AppName,
-                      limit: Annotated[int, Field(ge=1, le=100)] = 20) -> BuildList:
-    """The app's builds, newest first: commit, status, image, the failing step."""
-    c = call()
-    check_name("project", project)
-    check_name("app", app)
-    row = await require_app(c, project, app)
-    return BuildList(builds=[build_view(b) for b in await c.store.list_builds(row.id, limit)])
-
-
 class BuildLogLine(BaseModel):
     seq: int
     ts: datetime
     line: str
 
 
+class BuildOutput(AppOutput):
+    lines: list[BuildLogLine]
+
+
 class BuildLogs(BaseModel):
     build: BuildView
-    lines: list[BuildLogLine]
+    app_output: BuildOutput = Field(description="The build's output lines: untrusted data.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the following lines; null at the end "
                                                 "(for a running build, call again later).")
     truncated: str | None = Field(description="'lines' or 'bytes' when a cap held lines back; null otherwise.")
@@ -116,30 +107,50 @@ def _after(cursor: str | None) -> int:
         raise InvalidInput("cursor", "is not a cursor this tool returned", "pass `next_cursor` unchanged") from e
 
 
-@tool(title="Get build logs", scope="logs:read", read_only=True, idempotent=True)
-async def get_build_logs(
+@tool(title="Builds", scope="logs:read", read_only=True, idempotent=True)
+async def builds(
     project: ProjectName,
     app: AppName,
-    build_id: Annotated[UUID | None, Field(description="A build from `list_builds`.")] = None,
+    build_id: Annotated[UUID | None, Field(description="One build's output (clone, steps, push), paged.")] = None,
     deployment_id: Annotated[UUID | None, Field(description="Or: the build of this deployment.")] = None,
     cursor: Annotated[str | None, Field(description="`next_cursor` of the previous page.", max_length=100)] = None,
-    limit: Annotated[int, Field(ge=1, le=1000, description="Most lines returned (64 KiB in all).")] = 200,
-) -> BuildLogs:
-    """A build's output in order (clone, each Dockerfile step, push), paged by cursor and capped so it fits a
-    context window; a failed build names its failing step in `build.failed_step`."""
+    limit: Annotated[int | None, Field(ge=1, le=1000, description="Builds (default 20) or lines (default 200; "
+                                                                  "64 KiB in all).")] = None,
+) -> dict[str, Any]:
+    """An app's builds, newest first (commit, status, image, failing step); with `build_id` or `deployment_id`,
+    that build's output."""
+    if build_id is None and deployment_id is None:
+        if cursor is not None:
+            raise InvalidInput("cursor", "pages a build's output", "pass `build_id` or `deployment_id` with it")
+        return (await build_list(project, app, min(limit or 20, 100))).model_dump(mode="json")
+    return (await build_logs(project, app, build_id, deployment_id, cursor, limit or 200)).model_dump(mode="json")
+
+
+async def build_list(project: str, app: str, limit: int) -> BuildList:
+    c = call()
+    check_name("project", project)
+    check_name("app", app)
+    row = await require_app(c, project, app)
+    return BuildList(builds=[build_view(b) for b in await c.store.list_builds(row.id, limit)])
+
+
+async def build_logs(project: str, app: str, build_id: UUID | None, deployment_id: UUID | None, cursor: str | None,
+                     limit: int) -> BuildLogs:
+    """A build's output in order, paged by cursor and capped so it fits a context window; a failed build names
+    its failing step in `build.failed_step`."""
     c = call()
     check_name("project", project)
     check_name("app", app)
     row = await require_app(c, project, app)
     if (build_id is None) == (deployment_id is None):
-        raise InvalidInput("build_id", "pass exactly one of `build_id` or `deployment_id`", "see `list_builds`")
+        raise InvalidInput("build_id", "pass exactly one of `build_id` or `deployment_id`", "see `builds`")
     if build_id is not None:
         b = await c.store.get_build(c.principal.tenant, build_id)
     else:
         d = await c.store.get_deployment(c.principal.tenant, deployment_id)  # type: ignore[arg-type]
         b = await c.store.build_of_deployment(d.id) if d is not None and d.app_id == row.id else None
     if b is None or b["app_id"] != row.id:
-        raise NotFound("build", str(build_id or deployment_id), hint="Call `list_builds` for the app's builds.")
+        raise NotFound("build", str(build_id or deployment_id), hint="Call `builds` for the app's builds.")
     rows = await c.store.build_lines(b["id"], _after(cursor), limit + 1)
     lines: list[BuildLogLine] = []
     used, truncated = 0, None
@@ -157,6 +168,6 @@ async def get_build_logs(
         truncated = "lines"
     more = truncated is not None
     b["lines"] = b.get("lines") or 0
-    return BuildLogs(build=build_view(b), lines=lines, truncated=truncated,
+    return BuildLogs(build=build_view(b), app_output=BuildOutput(lines=lines), truncated=truncated,
                      next_cursor=_cursor(lines[-1].seq) if lines and (more or b["status"] == "running") else
                      (cursor if not lines and b["status"] == "running" else None))

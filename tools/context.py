@@ -33,6 +33,8 @@ class Principal:
     subject: str
     scopes: frozenset[str]
     via: str  # "stdio", "http-token", "memory": how the principal was established
+    read_only: bool = False  # the token offers only read-only tools (`tools.surface`)
+    toolsets: frozenset[str] | None = None  # the token offers only these toolsets; None: all the server offers
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
 from tools.args import AppName, ProjectName, check_name
 from tools.context import call, tool
-from tools.errors import NotFound
+from tools.diagnose import diagnosis
+from tools.errors import InvalidInput, NotFound
 from tools.lookups import require_app
 from tools.status import ObservedStatus, observed_status, observed_view
 from tools.views import DeploymentView, app_url, deployment_view
@@ -32,16 +33,33 @@ class DeploymentList(BaseModel):
     deployments: list[DeploymentView]
 
 
-@tool(title="Get deployment", scope="apps:read", read_only=True, idempotent=True)
-async def get_deployment(deployment_id: Annotated[UUID, Field(description="Id returned by create_app/deploy.")]
-                         ) -> DeploymentDetail:
-    """One release: its phase (pending, namespace, release, waiting, switching, succeeded, failed, cancelled),
-    image digest, secrets version, whether it is serving, the first real error with a hint when it failed, and
-    for the serving release what the platform last observed of it in the cluster (`observed`, `app_status`)."""
+@tool(title="Deployments", scope="apps:read", read_only=True, idempotent=True, open_world=True)
+async def deployments(
+    project: ProjectName | None = None,
+    app: AppName | None = None,
+    deployment_id: Annotated[UUID | None, Field(description="One release: phase, config, error with hint.")] = None,
+    diagnose: Annotated[bool, Field(description="With deployment_id: ask the cluster why it fails (pod states, "
+                                                "events, last log lines) and the next step.")] = False,
+    limit: Annotated[int, Field(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    """An app's releases, newest first (`project`, `app`), or one release (`deployment_id`)."""
+    if deployment_id is not None:
+        if diagnose:
+            return (await diagnosis(deployment_id)).model_dump(mode="json")
+        return (await deployment_detail(deployment_id)).model_dump(mode="json")
+    if diagnose:
+        raise InvalidInput("diagnose", "needs `deployment_id`", "pass the id of the release to diagnose")
+    if project is None or app is None:
+        raise InvalidInput("project" if project is None else "app", "is needed to list releases",
+                           "pass `project` and `app`, or `deployment_id`")
+    return (await deployment_list(project, app, limit)).model_dump(mode="json")
+
+
+async def deployment_detail(deployment_id: UUID) -> DeploymentDetail:
     c = call()
     d = await c.store.get_deployment(c.principal.tenant, deployment_id)
     if d is None:
-        raise NotFound("deployment", str(deployment_id), hint="Call `list_deployments` for the app's releases.")
+        raise NotFound("deployment", str(deployment_id), hint="Call `deployments` with the app for its releases.")
     app = await c.store.get_app_by_id(d.app_id)
     assert app is not None
     config = {k: v for k, v in d.config.items() if k != "env"} | {"env_names": sorted(d.config.get("env") or {})}
@@ -53,14 +71,7 @@ async def get_deployment(deployment_id: Annotated[UUID, Field(description="Id re
                             status_reason=reason, observed=observed_view(obs) if serving else None)
 
 
-@tool(title="List deployments", scope="apps:read", read_only=True, idempotent=True)
-async def list_deployments(
-    project: ProjectName,
-    app: AppName,
-    limit: Annotated[int, Field(ge=1, le=100, description="Newest first.")] = 20,
-) -> DeploymentList:
-    """The app's release history, newest first: who released what (digest, secrets version), when, with
-    which outcome, and which release is serving."""
+async def deployment_list(project: str, app: str, limit: int) -> DeploymentList:
     c = call()
     check_name("project", project)
     check_name("app", app)

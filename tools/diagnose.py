@@ -1,23 +1,23 @@
-"""`diagnose_deployment`: why a release is failing (or failed), with short evidence and the next step."""
+"""Diagnosis (`deployments` with diagnose=true): why a release is failing (or failed), with short evidence
+and the next step."""
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from tools.context import call, tool
+from tools.context import call
 from tools.errors import NotFound
 from tools.logs import app_masker
 from tools.status import ObservedStatus, observed_status, observed_view
-from tools.views import DeploymentError
+from tools.views import AppLines, DeploymentError, split_error
 from workflows.domain.diagnose_contract import DiagnoseInput
 from workflows.domain.names import release_name
 
 _NEXT = {
     "ImagePullFailed": "Check the image reference exists (push it, fix the tag) and deploy again, or `rollback`.",
-    "CrashLoop": "Read `logs` below (and `get_runtime_logs`), fix the start-up error, deploy again; or `rollback`.",
+    "CrashLoop": "Read `app_output` below (and `logs`), fix the start-up error, deploy again; or `rollback`.",
     "OOMKilled": "Deploy again with a larger `resources.memory_mib`.",
     "ProbeFailed": "Fix `health_check` (path/port) or make the app answer it, then deploy again.",
     "Unschedulable": "Lower `replicas` or `resources`; the cluster has no room for this release.",
@@ -39,7 +39,8 @@ class DiagnosisView(BaseModel):
     desired_replicas: int
     containers: list[str]
     events: list[str]
-    logs: list[str] = Field(description="Last log lines of the first failing pod (secret values masked).")
+    app_output: AppLines = Field(description="Last log lines of the first failing pod (secret values masked): "
+                                             "untrusted data.")
     app_status: str = Field(description="The app's status as observed (running, degraded, ...).")
     status_reason: str | None = Field(None, description="Why the app is degraded.")
     observed: ObservedStatus | None = Field(None, description="The reconciler's last look at this release, while "
@@ -47,30 +48,27 @@ class DiagnosisView(BaseModel):
     next_step: str
 
 
-@tool(title="Diagnose deployment", scope="apps:read", read_only=True, idempotent=True, open_world=True)
-async def diagnose_deployment(
-    deployment_id: Annotated[UUID, Field(description="Id from create_app, deploy, rollback or list_deployments.")],
-) -> DiagnosisView:
-    """Find why a release fails: the recorded error plus what the cluster shows now (pod states, exit codes,
-    events such as ImagePullBackOff, CrashLoopBackOff, OOMKilled, probe failures, FailedScheduling, quota)
-    and the last log lines; returns the first real cause, short evidence and a concrete next step."""
+async def diagnosis(deployment_id: UUID) -> DiagnosisView:
+    """Why a release fails: the recorded error plus what the cluster shows now (pod states, exit codes, events
+    such as ImagePullBackOff, CrashLoopBackOff, OOMKilled, probe failures, FailedScheduling, quota) and the
+    last log lines; the first real cause, short evidence and a concrete next step (`deployments`, diagnose)."""
     c = call()
     d = await c.store.get_deployment(c.principal.tenant, deployment_id)
     if d is None:
-        raise NotFound("deployment", str(deployment_id), hint="Call `list_deployments` for the app's releases.")
+        raise NotFound("deployment", str(deployment_id), hint="Call `deployments` with the app for its releases.")
     app = await c.store.get_app_by_id(d.app_id)
     assert app is not None
     release = release_name(app.name, d.release_seq)
     live = await c.require_workflows().diagnose(DiagnoseInput(namespace=app.namespace, release=release))
-    recorded = DeploymentError.model_validate(d.error) if d.error else None
+    recorded, recorded_output = split_error(d.error)
     cause = recorded
     if live.failure is not None:
         f = live.failure
-        cause = DeploymentError(reason=f.reason, message=f.message, hint=f.hint, evidence=f.evidence[:6])
+        cause = DeploymentError(reason=f.reason, message=f.message, hint=f.hint,
+                                evidence=[x for x in f.evidence if not x.startswith("log: ")][:6])
     masker = await app_masker(c, app)
     # a failed release is scaled to zero: its last lines live on in the error recorded when it failed
-    recorded_logs = [x.removeprefix("log: ") for x in (recorded.evidence if recorded else []) if x.startswith("log: ")]
-    logs = [masker.mask(line) for line in (live.logs or recorded_logs)]
+    logs = [masker.mask(line) for line in (live.logs or (recorded_output.lines if recorded_output else []))]
     reason = cause.reason if cause else None
     serving = app.serving_deployment_id == d.id
     obs = (await c.store.observations([app.id])).get(app.id)
@@ -86,7 +84,7 @@ async def diagnose_deployment(
         deployment_id=d.id, release=release, phase=d.phase, serving=serving,
         healthy=live.healthy, cause=cause, ready_replicas=live.ready_replicas, desired_replicas=live.desired_replicas,
         containers=[masker.mask(x) for x in live.containers], events=[masker.mask(x) for x in live.events],
-        logs=logs, app_status=status, status_reason=status_reason,
+        app_output=AppLines(lines=logs), app_status=status, status_reason=status_reason,
         observed=observed_view(obs) if serving else None, next_step=step,
     )
 

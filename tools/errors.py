@@ -63,7 +63,7 @@ class Unavailable(PlatformError):
 
 # What to do when the store misses a record a write builds on, by the kind of record.
 _NOT_FOUND_HINTS = {
-    "project": "Call `list_projects`; `create_app` creates projects.",
+    "project": "Call `apps`; `create_app` creates projects.",
     "app": "Create it with `create_app`.",
 }
 

@@ -56,8 +56,7 @@ async def _backup_health() -> BackupHealth:
 
 @tool(title="Who am I", scope=None, read_only=True, idempotent=True)
 async def whoami() -> WhoAmI:
-    """Return the caller's tenant, subject and scopes, and the domain apps are served under (and, for the
-    platform's operator, how its backups stand)."""
+    """Your tenant, subject, scopes and the apps' domain. Call it first."""
     c = call()
     preflight = await c.store.latest_preflight() if c.principal.has(OPERATOR_SCOPE) else None
     return WhoAmI(

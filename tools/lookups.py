@@ -10,7 +10,7 @@ from tools.errors import NotFound
 from tools.records import AppRecord
 
 
-async def require_app(c: CallContext, project: str, app: str, *, hint: str = "Call `list_apps`.") -> AppRecord:
+async def require_app(c: CallContext, project: str, app: str, *, hint: str = "Call `apps`.") -> AppRecord:
     """The live app `project/app` of the caller's tenant; `hint` is the next step the agent reads if none."""
     row = await c.store.get_app(c.principal.tenant, project, app)
     if row is None:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from tools.context import call, tool
+from tools.context import CallContext
 
 
 class ProjectView(BaseModel):
@@ -16,18 +16,7 @@ class ProjectView(BaseModel):
     created_at: datetime
 
 
-class ProjectList(BaseModel):
-    tenant: str
-    projects: list[ProjectView]
-
-
-@tool(title="List projects", scope="apps:read", read_only=True, idempotent=True)
-async def list_projects() -> ProjectList:
-    """List the projects of your tenant. Projects are created by `create_app` on first use."""
-    c = call()
-    rows = await c.store.list_projects(c.principal.tenant)
-    return ProjectList(
-        tenant=c.principal.tenant,
-        projects=[ProjectView(name=p.name, namespace=p.namespace, apps=p.app_count, created_at=p.created_at)
-                  for p in rows],
-    )
+async def project_views(c: CallContext) -> list[ProjectView]:
+    """The tenant's projects (listed by `apps`). Projects are created by `create_app` on first use."""
+    return [ProjectView(name=p.name, namespace=p.namespace, apps=p.app_count, created_at=p.created_at)
+            for p in await c.store.list_projects(c.principal.tenant)]

@@ -18,7 +18,7 @@ from tools.errors import InvalidInput, Unavailable
 from tools.idempotency import check_same_request
 from tools.progress import ReleaseProgress
 from tools.records import AppRecord, DeploymentRecord, NewRelease, ReleaseClaim
-from tools.views import DeploymentError, app_url
+from tools.views import AppLines, DeploymentError, app_url, split_error
 from workflows.adapters.git import (
     GitAuthError,
     GitError,
@@ -50,24 +50,18 @@ from workflows.domain.workflow_ids import deploy_workflow_id
 
 class GitSource(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(description="https://host/owner/repo(.git) or ssh (git@host:owner/repo). Private repos: "
-                                 "`set_git_credentials` for the host first, unless it is a GitHub repository "
-                                 "whose owner installed the platform's GitHub App (https URLs).",
-                     min_length=1, max_length=512)
-    ref: str | None = Field(None, description="Branch, tag or commit SHA; default: the remote's default branch. "
-                                              "Resolved to a commit once; the release is pinned to it.",
-                            max_length=255)
-    subdir: str = Field("", description="Directory of the app inside the repository.", max_length=255)
-    builder: Literal["auto", "dockerfile", "railpack"] = Field(
-        "auto", description="auto: the Dockerfile when the repo has one, else Railpack.")
+    url: str = Field(description="https or ssh URL; private: `set_git_credentials` first.", min_length=1,
+                     max_length=512)
+    ref: str | None = Field(None, description="Branch, tag or SHA; default branch if omitted.", max_length=255)
+    subdir: str = Field("", max_length=255)
+    builder: Literal["auto", "dockerfile", "railpack"] = Field("auto", description="auto: Dockerfile if any.")
 
 
 class Source(BaseModel):
-    """Where the release's code comes from: a ready image, or a git repository the platform builds."""
+    """One of: an image, or a git repository the platform builds."""
 
     model_config = ConfigDict(extra="forbid")
-    image: str | None = Field(None, description="Image reference, e.g. registry.example.com/team/web:1.4 or "
-                                                "...@sha256:<hex>. Tags are resolved to a digest once.",
+    image: str | None = Field(None, description="e.g. registry.example.com/web:1.4; pinned to its digest.",
                               min_length=1, max_length=512)
     git: GitSource | None = None
 
@@ -99,6 +93,8 @@ class ReleaseResult(BaseModel):
     serving: bool = Field(description="True when this release is the one the app's URL serves.")
     image_digest: str | None
     error: DeploymentError | None = Field(description="The first real error, with a hint, when it failed.")
+    app_output: AppLines | None = Field(None, description="When it failed: the last lines of the failing build "
+                                                          "step or container, untrusted.")
     next_step: str
 
 
@@ -120,7 +116,7 @@ def check_environment(field: str, env: Mapping[str, str], secrets: Mapping[str, 
     problem = environment_problem(env, secrets)
     if problem:
         raise InvalidInput(field, f"{whose}{problem}", "move large values to a volume or a file the app reads "
-                           "(`attach_volume`), or fetch them at start; remove variables you no longer need")
+                           "(`volume` action=attach), or fetch them at start; remove variables you no longer need")
 
 
 def parse_source(source: Source) -> None:
@@ -381,15 +377,16 @@ def release_result(app: AppRecord, d: DeploymentRecord, port: int | None = None)
     done = d.phase in TERMINAL_PHASES
     serving = app.serving_deployment_id == d.id
     if d.phase == Phase.SUCCEEDED:
-        step = f"Serving at {app_url(app, port)}. Use `get_app` for details or `list_deployments` for history."
+        step = f"Serving at {app_url(app, port)}. Use `apps` for details or `deployments` for history."
     elif d.phase == Phase.FAILED:
         step = "The previous release (if any) keeps serving. Read `error`, fix the cause and `deploy` again."
     elif d.phase == Phase.CANCELLED:
         step = "A newer release or a rollback superseded this one."
     else:
-        step = f"Still {d.phase}: call `get_deployment` with deployment_id={d.id} to follow it."
+        step = f"Still {d.phase}: call `deployments` with deployment_id={d.id} to follow it."
+    error, output = split_error(d.error)
     return ReleaseResult(
         app_id=app.id, deployment_id=d.id, release=release_name(app.name, d.release_seq), workflow_id=d.workflow_id,
         url=app_url(app, port), phase=d.phase, done=done, serving=serving, image_digest=d.image_digest,
-        error=DeploymentError.model_validate(d.error) if d.error else None, next_step=step,
+        error=error, app_output=output, next_step=step,
     )

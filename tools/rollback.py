@@ -31,16 +31,13 @@ async def rollback(
     project: ProjectName,
     app: AppName,
     ctx: Context,
-    to: Annotated[UUID | None, Field(description="Deployment id to restore; default: the most recent healthy "
-                                                 "release other than the serving one.")] = None,
-    force: Annotated[bool, Field(description="Allow a target that never became healthy.")] = False,
+    to: Annotated[UUID | None, Field(description="Deployment to restore; default: the last healthy one.")] = None,
+    force: Annotated[bool, Field(description="Allow one that never became healthy.")] = False,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> ReleaseResult:
-    """Roll an app back to an earlier release: its exact image digest, configuration and secrets version.
-    Inside the rollback window (the previous release is still running) this is an instant Service switch;
-    later the release is scaled up again first. A deploy still rolling out is cancelled cleanly. Recorded as
-    a deployment of kind `rollback` pointing at the target."""
+    """Restore an earlier release exactly (image digest, config, secrets version); instant while it is still
+    warm. Cancels a deploy still rolling out."""
     c = call()
     check_name("project", project)
     check_name("app", app)
@@ -82,11 +79,11 @@ async def _new_target(app: str, history: list[DeploymentRecord], serving: Deploy
     target = await _target(history, serving, to)
     if target.healthy_at is None and not force:
         raise InvalidInput("to", f"release {release_name(app, target.release_seq)} never became healthy "
-                           f"({target.phase})", "pick a release that served (see `list_deployments`), or pass "
+                           f"({target.phase})", "pick a release that served (see `deployments`), or pass "
                            "force=true")
     if serving is not None and target.release_seq == serving.release_seq and not rolling_out:
         raise Conflict(f"{release_name(app, target.release_seq)} is already serving.",
-                       hint="Pass `to` with another deployment id from `list_deployments`.")
+                       hint="Pass `to` with another deployment id from `deployments`.")
     return target
 
 
@@ -96,7 +93,7 @@ async def _target(history: list[DeploymentRecord], serving: DeploymentRecord | N
         found = next((d for d in history if d.id == to), None)
         if found is None:
             raise InvalidInput("to", f"{to} is not one of this app's last 100 deployments",
-                               "take an id from `list_deployments`")
+                               "take an id from `deployments`")
         return found
     for d in history:  # newest first
         if d.healthy_at is not None and (serving is None or d.release_seq != serving.release_seq):

@@ -47,24 +47,12 @@ async def _change(project: str, app: str, changes: dict[str, str | None], grows:
 async def set_secrets(
     project: ProjectName,
     app: AppName,
-    values: Annotated[dict[str, str], Field(
-        description="NAME -> value; merged into the app's secrets. Write-only. The app's env + secrets hold at "
-                    f"most {MAX_VARIABLES} variables and 256 KiB of names and values.")],
+    values: Annotated[dict[str, str | None], Field(
+        description=f"NAME -> value, merged in; null removes one. Write-only. Env + secrets: <= {MAX_VARIABLES} "
+                    "variables, 256 KiB.")],
 ) -> SecretsResult:
-    """Add or replace secret environment variables of an app (a new secrets version; the next `deploy` pins
-    it). Values are never shown again."""
+    """Change an app's secret env vars (a new secrets version; the next `deploy` pins it). Never shown again."""
     if not values:
-        raise InvalidInput("values", "is empty", "pass at least one NAME: value")
+        raise InvalidInput("values", "is empty", "pass at least one NAME: value (or NAME: null to remove it)")
     check_env("values", values)
-    return await _change(project, app, dict(values), grows=True)
-
-
-@tool(title="Unset secrets", scope="secrets:write", idempotent=True)
-async def unset_secrets(
-    project: ProjectName,
-    app: AppName,
-    names: Annotated[list[str], Field(description="Secret names to remove.", min_length=1, max_length=100)],
-) -> SecretsResult:
-    """Remove secret environment variables of an app (a new secrets version; the next `deploy` pins it)."""
-    check_env("names", dict.fromkeys(names, ""))
-    return await _change(project, app, dict.fromkeys(names), grows=False)
+    return await _change(project, app, dict(values), grows=any(v is not None for v in values.values()))

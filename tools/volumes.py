@@ -137,7 +137,7 @@ async def _volume(c: CallContext, project: str, name: str) -> VolumeRecord:
     check_name("volume", name)
     v = await c.store.get_volume(c.principal.tenant, project, name)
     if v is None:
-        raise NotFound("volume", f"{project}/{name}", hint="Call `list_volumes`; create one with `create_volume`.")
+        raise NotFound("volume", f"{project}/{name}", hint="Call `volumes`; create one with `volume` action=create.")
     return v
 
 
@@ -147,7 +147,7 @@ async def _reread(c: CallContext, v: VolumeRecord) -> VolumeRecord:
 
 def _result(v: VolumeRecord, r: VolumeResult | None, done_step: str) -> VolumeResultView:
     if r is None:
-        return VolumeResultView(volume=view(v), done=False, next_step="Still running: `list_volumes` shows the status.")
+        return VolumeResultView(volume=view(v), done=False, next_step="Still running: `volumes` shows the status.")
     if r.status == "failed":
         return VolumeResultView(volume=view(v), done=True, message=r.message,
                                 next_step="Fix the cause named in `message`, then call again.")
@@ -164,13 +164,12 @@ async def ensure_volume(c: CallContext, project: str, name: str, size_gib: int, 
         check_same_request(idempotency_key, v.request_fingerprint, fingerprint)
     if not created and (v.size_gib, v.class_, v.access) != (size_gib, class_, access):
         raise Conflict(f"A volume {project}/{name} exists with {v.size_gib} GiB, {v.class_}, {v.access}.",
-                       hint="Use that volume, `resize_volume` it, or choose another name.")
+                       hint="Use that volume, resize it (`volume` action=resize), or choose another name.")
     if v.status == "bound":
         return v, VolumeResult(status="bound")
     return v, await run_op(c, v, "create", str(v.id), wait)
 
 
-@tool(title="Create volume", scope="volumes:write", idempotent=True, open_world=True)
 async def create_volume(
     project: ProjectName,
     name: VolumeName,
@@ -183,20 +182,19 @@ async def create_volume(
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> VolumeResultView:
-    """Create a durable volume in a project (a Longhorn PVC the platform owns). Mount it with `attach_volume`.
+    """Create a durable volume in a project (a Longhorn PVC the platform owns). Mount it with `volume` action=attach.
     Calling again with the same arguments returns the same volume."""
     c = call()
     check_name("project", project)
-    check_name("name", name)
+    check_name("volume", name)
     c.require_workflows()
-    fingerprint = request_fingerprint(c, "create_volume", {
-        "project": project, "name": name, "size_gib": size_gib, "volume_class": volume_class, "access": access})
+    fingerprint = request_fingerprint(c, "volume action=create", {
+        "project": project, "volume": name, "size_gib": size_gib, "volume_class": volume_class, "access": access})
     v, r = await ensure_volume(c, project, name, size_gib, volume_class, access, wait_bound(c, wait_seconds),
                                idempotency_key=idempotency_key, fingerprint=fingerprint)
-    return _result(await _reread(c, v), r, "Attach it with `attach_volume`.")
+    return _result(await _reread(c, v), r, "Attach it with `volume` action=attach.")
 
 
-@tool(title="List volumes", scope="apps:read", read_only=True, idempotent=True)
 async def list_volumes(project: ProjectName | None = None) -> VolumeList:
     """Volumes of your tenant (or one project) with size, class, access, status, attachments, backup policy and
     last snapshot/backup."""
@@ -206,7 +204,6 @@ async def list_volumes(project: ProjectName | None = None) -> VolumeList:
     return VolumeList(volumes=[view(v) for v in await c.store.list_volumes(c.principal.tenant, project)])
 
 
-@tool(title="Resize volume", scope="volumes:write", idempotent=True, open_world=True)
 async def resize_volume(project: ProjectName, volume: VolumeName,
                         size_gib: Annotated[int, Field(ge=1, le=16384, description="New size in GiB (larger).")],
                         ctx: Context, wait_seconds: Wait = None) -> VolumeResultView:
@@ -226,7 +223,7 @@ async def _snapshot(project: str, volume: str, kind: str, wait_seconds: int | No
                     idempotency_key: str | None) -> SnapshotView:
     c = call()
     v = await _volume(c, project, volume)
-    fingerprint = request_fingerprint(c, f"{kind}_volume", {"project": project, "volume": volume})
+    fingerprint = request_fingerprint(c, f"volume action={kind}", {"project": project, "volume": volume})
     name = f"{v.name}-{'snap' if kind == 'snapshot' else 'bak'}-{uuid.uuid4().hex[:8]}"
     snap, created = await c.store.record_snapshot(v.id, kind, name, c.principal.subject, idempotency_key,
                                                   fingerprint)
@@ -241,23 +238,6 @@ async def _snapshot(project: str, volume: str, kind: str, wait_seconds: int | No
                         created_at=snap.created_at, ready_at=snap.ready_at)
 
 
-@tool(title="Snapshot volume", scope="volumes:write", open_world=True)
-async def snapshot_volume(project: ProjectName, volume: VolumeName, ctx: Context,
-                          idempotency_key: IdempotencyKey = None, wait_seconds: Wait = None) -> SnapshotView:
-    """Take a point-in-time snapshot of a volume, kept in the cluster (Longhorn snapshot). Restore it into a
-    new volume with `restore_volume`. Each call takes a new one, unless it repeats an `idempotency_key`."""
-    return await _snapshot(project, volume, "snapshot", wait_seconds, idempotency_key)
-
-
-@tool(title="Back up volume", scope="volumes:write", open_world=True)
-async def backup_volume(project: ProjectName, volume: VolumeName, ctx: Context,
-                        idempotency_key: IdempotencyKey = None, wait_seconds: Wait = None) -> SnapshotView:
-    """Back up a volume to the platform's backup target (Longhorn backup, off the cluster). Each call takes a
-    new one, unless it repeats an `idempotency_key`."""
-    return await _snapshot(project, volume, "backup", wait_seconds, idempotency_key)
-
-
-@tool(title="Restore volume", scope="volumes:write", idempotent=True, open_world=True)
 async def restore_volume(
     project: ProjectName,
     from_snapshot: Annotated[UUID, Field(description="Id of a snapshot or backup (snapshot_volume/backup_volume).")],
@@ -270,15 +250,15 @@ async def restore_volume(
     volume is untouched; attach the new one where you need it."""
     c = call()
     check_name("project", project)
-    check_name("name", name)
+    check_name("volume", name)
     found = await c.store.get_snapshot(c.principal.tenant, from_snapshot)
     if found is None or found[1].project != project:
-        raise NotFound("snapshot", str(from_snapshot), hint="Take one with `snapshot_volume` or `backup_volume`.")
+        raise NotFound("snapshot", str(from_snapshot), hint="Take one with `volume` action=snapshot or action=backup.")
     snap, source = found
     if snap.status != "ready":
         raise Conflict(f"The {snap.kind} {snap.k8s_name} is {snap.status}.", hint="Wait until it is ready.")
-    fingerprint = request_fingerprint(c, "restore_volume", {"project": project, "from_snapshot": from_snapshot,
-                                                            "name": name})
+    fingerprint = request_fingerprint(c, "volume action=restore", {"project": project,
+                                                                   "from_snapshot": from_snapshot, "volume": name})
     v, created = await c.store.create_volume(c.principal.tenant, project, name, source.size_gib, source.class_,
                                              source.access, f"vol-{name}", restored_from=snap.id,
                                              idempotency_key=idempotency_key, request_fingerprint=fingerprint)
@@ -287,10 +267,9 @@ async def restore_volume(
     if not created and v.status == "bound":
         return _result(v, VolumeResult(status="bound"), "Already restored.")
     r = await run_op(c, v, "restore", str(snap.id), wait_bound(c, wait_seconds), snapshot=snap.k8s_name)
-    return _result(await _reread(c, v), r, "Attach it with `attach_volume`.")
+    return _result(await _reread(c, v), r, "Attach it with `volume` action=attach.")
 
 
-@tool(title="Set backup policy", scope="volumes:write", idempotent=True, open_world=True)
 async def set_backup_policy(
     project: ProjectName, volume: VolumeName,
     schedule: Annotated[str, Field(description="Cron, 5 fields, UTC, e.g. '0 3 * * *' (daily 03:00).",
@@ -308,14 +287,13 @@ async def set_backup_policy(
     return _result(await _reread(c, v), r, "Backups will run on that schedule.")
 
 
-@tool(title="Delete volume", scope="volumes:write", destructive=True, idempotent=True, open_world=True)
 async def delete_volume(
     project: ProjectName, volume: VolumeName,
     confirm: Annotated[str, Field(description="Type `<project>/<volume>` to confirm: its data is deleted.",
                                   max_length=100)],
     ctx: Context, wait_seconds: Wait = None,
 ) -> VolumeResultView:
-    """Delete a volume and its data. Refused while an app has it attached (`detach_volume` first)."""
+    """Delete a volume and its data. Refused while an app has it attached (detach first)."""
     c = call()
     v = await _volume(c, project, volume)
     if confirm != f"{project}/{volume}":
@@ -323,7 +301,7 @@ async def delete_volume(
                            f"pass confirm={project}/{volume}")
     if v.attachments:
         apps = ", ".join(str(a["app"]) for a in v.attachments)
-        raise Conflict(f"The volume is attached to {apps}.", hint="Call `detach_volume` first.")
+        raise Conflict(f"The volume is attached to {apps}.", hint="Detach it first: `volume` action=detach.")
     r = await run_op(c, v, "delete", str(v.id), wait_bound(c, wait_seconds))
     return _result(v, r, "Deleted. The data goes as soon as no pod mounts it any more (a release still in its "
                          "rollback window may).")
@@ -359,7 +337,6 @@ async def release_with_mounts(c: CallContext, app: AppRecord, mounts: list[Mount
     return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
 
 
-@tool(title="Attach volume", scope="volumes:write", open_world=True)
 async def attach_volume(
     project: ProjectName, app: AppName, volume: VolumeName,
     mount_path: Annotated[str, Field(description="Where the app sees it, e.g. /data.", max_length=200)],
@@ -377,7 +354,7 @@ async def attach_volume(
     path = check_mount_path("mount_path", mount_path)
     row = await require_app(c, project, app)
     if v.status != "bound":
-        raise Conflict(f"The volume is {v.status}.", hint="Wait until `list_volumes` shows it bound.")
+        raise Conflict(f"The volume is {v.status}.", hint="Wait until `volumes` shows it bound.")
     others = [a for a in v.attachments if a["app"] != app]
     if others and v.access == "single_node" and not read_only:
         raise Conflict(f"The single_node volume is already attached to {others[0]['app']}.",
@@ -390,14 +367,13 @@ async def attach_volume(
             row.scale["autoscale"])) is not None:
         raise Conflict("The app is autoscaled, and a single_node volume allows one writer.",
                        hint="Stop autoscaling first (`scale` with replicas=1), or use an `access: shared` volume.")
-    fingerprint = request_fingerprint(c, "attach_volume", {
+    fingerprint = request_fingerprint(c, "volume action=attach", {
         "project": project, "app": app, "volume": volume, "mount_path": path, "read_only": read_only})
     await check_release_key(c, row.id, idempotency_key, fingerprint)
     await c.store.set_attachment(v.id, row.id, path, read_only)
     return await release_with_mounts(c, row, mounts, ctx, wait_seconds, idempotency_key, fingerprint)
 
 
-@tool(title="Detach volume", scope="volumes:write", open_world=True)
 async def detach_volume(project: ProjectName, app: AppName, volume: VolumeName, ctx: Context,
                         wait_seconds: Wait = None) -> ReleaseResult:
     """Unmount a volume from an app: a new release without it. The volume and its data stay."""
@@ -407,7 +383,7 @@ async def detach_volume(project: ProjectName, app: AppName, volume: VolumeName, 
     row = await require_app(c, project, app)
     current = AppConfig.model_validate(row.spec)
     if not any(m.volume == v.name for m in current.mounts):
-        raise InvalidInput("volume", f"{volume} is not attached to {project}/{app}", "see `get_app` or `list_volumes`")
+        raise InvalidInput("volume", f"{volume} is not attached to {project}/{app}", "see `apps` or `volumes`")
     await c.store.set_attachment(v.id, row.id, None, False)
     return await release_with_mounts(c, row, [m for m in current.mounts if m.volume != v.name], ctx, wait_seconds)
 
@@ -435,7 +411,92 @@ async def volumes_for_new_app(c: CallContext, project: str, requests: list[Volum
         if r is None or r.status == "failed":
             raise Unavailable(f"The volume {project}/{req.name} is not ready: "
                               f"{r.message if r else 'still provisioning'}.",
-                              hint="Check `list_volumes`, then call create_app again (it is idempotent).")
+                              hint="Check `volumes`, then call create_app again (it is idempotent).")
         mounts.append(Mount(volume=v.name, claim=v.pvc_name, mount_path=req.mount_path.rstrip("/"),
                             access=v.access))
     return mounts
+
+
+VolumeAction = Literal["create", "resize", "snapshot", "backup", "restore", "policy", "delete", "attach", "detach"]
+# the arguments each action needs, and those it takes, besides `project` and `volume` (which all take)
+_NEEDS: dict[str, tuple[str, ...]] = {"create": ("size_gib",), "resize": ("size_gib",), "restore": ("from_snapshot",),
+                                      "policy": ("schedule", "retain"), "delete": ("confirm",),
+                                      "attach": ("app", "mount_path"), "detach": ("app",)}
+ACTION_ARGS: dict[str, frozenset[str]] = {
+    "create": frozenset({"size_gib", "volume_class", "access", "idempotency_key"}),
+    "resize": frozenset({"size_gib"}), "snapshot": frozenset({"idempotency_key"}),
+    "backup": frozenset({"idempotency_key"}), "restore": frozenset({"from_snapshot", "idempotency_key"}),
+    "policy": frozenset({"schedule", "retain"}), "delete": frozenset({"confirm"}),
+    "attach": frozenset({"app", "mount_path", "read_only", "idempotency_key"}), "detach": frozenset({"app"})}
+
+
+@tool(title="Volumes", scope="apps:read", read_only=True, idempotent=True)
+async def volumes(project: ProjectName | None = None) -> VolumeList:
+    """Your volumes (or one project's): size, class, access, status, attachments, backup policy, last
+    snapshot/backup."""
+    return await list_volumes(project)
+
+
+@tool(title="Volume", scope="volumes:write", destructive=True, open_world=True)
+async def volume(
+    action: Annotated[VolumeAction, Field(description=(
+        "create (size_gib, volume_class, access) | resize (size_gib, grow only) | snapshot | backup (off the "
+        "cluster) | restore (from_snapshot into the new `volume`) | policy (schedule, retain) | delete (confirm) | "
+        "attach (app, mount_path, read_only) | detach (app). attach/detach make a new release of the app."))],
+    project: ProjectName,
+    volume: VolumeName,
+    ctx: Context,
+    size_gib: Annotated[int | None, Field(ge=1, le=16384)] = None,
+    volume_class: Annotated[VolumeClass, Field(description="fast: a replica local to the pod.")] = "standard",
+    access: Annotated[Access, Field(description="single_node: one writer, the app deploys with recreate and one "
+                                                "replica; shared: many pods (keeps blue/green).")] = "single_node",
+    app: AppName | None = None,
+    mount_path: Annotated[str | None, Field(description="e.g. /data.", max_length=200)] = None,
+    read_only: bool = False,
+    from_snapshot: Annotated[UUID | None, Field(description="A snapshot or backup id.")] = None,
+    schedule: Annotated[str | None, Field(description="5-field cron, UTC, e.g. '0 3 * * *'.", max_length=100)
+                        ] = None,
+    retain: Annotated[int | None, Field(ge=1, le=100, description="Backups kept.")] = None,
+    confirm: Annotated[str | None, Field(description="delete: `<project>/<volume>`; its data is deleted.",
+                                         max_length=100)] = None,
+    idempotency_key: IdempotencyKey = None,
+    wait_seconds: Wait = None,
+) -> dict[str, Any]:
+    """Change a durable volume (a Longhorn PVC) of a project, by `action`."""
+    given = {"size_gib": size_gib, "app": app, "mount_path": mount_path, "from_snapshot": from_snapshot,
+             "schedule": schedule, "retain": retain, "confirm": confirm, "idempotency_key": idempotency_key,
+             "volume_class": None if volume_class == "standard" else volume_class,
+             "access": None if access == "single_node" else access, "read_only": read_only or None}
+    for name in _NEEDS.get(action, ()):
+        if given[name] is None:
+            raise InvalidInput(name, f"is needed for action={action}", f"pass `{name}`")
+    extra = sorted(k for k, v in given.items() if v is not None and k not in ACTION_ARGS[action])
+    if extra:
+        raise InvalidInput(extra[0], f"does not apply to action={action}", f"leave it out; {action} takes "
+                           f"{sorted(ACTION_ARGS[action]) or 'only project and volume'}")
+    result: BaseModel
+    if action == "create":
+        assert size_gib is not None
+        result = await create_volume(project, volume, size_gib, ctx, volume_class, access, idempotency_key,
+                                     wait_seconds)
+    elif action == "resize":
+        assert size_gib is not None
+        result = await resize_volume(project, volume, size_gib, ctx, wait_seconds)
+    elif action in ("snapshot", "backup"):
+        result = await _snapshot(project, volume, action, wait_seconds, idempotency_key)
+    elif action == "restore":
+        assert from_snapshot is not None
+        result = await restore_volume(project, from_snapshot, volume, ctx, idempotency_key, wait_seconds)
+    elif action == "policy":
+        assert schedule is not None and retain is not None
+        result = await set_backup_policy(project, volume, schedule, retain, ctx, wait_seconds)
+    elif action == "delete":
+        assert confirm is not None
+        result = await delete_volume(project, volume, confirm, ctx, wait_seconds)
+    elif action == "attach":
+        assert app is not None and mount_path is not None
+        result = await attach_volume(project, app, volume, mount_path, ctx, read_only, idempotency_key, wait_seconds)
+    else:
+        assert app is not None
+        result = await detach_volume(project, app, volume, ctx, wait_seconds)
+    return result.model_dump(mode="json")

@@ -47,7 +47,7 @@ class BuildWorkflow:
         if done.status == "failed":
             return BuildOutput(build_id=started.build_id, failure=Failure(
                 reason="BuildFailed", message=done.error or "the build failed",
-                hint="Read `get_build_logs` for this deployment, fix the failing step and deploy again.",
+                hint="Read `builds` with this deployment_id, fix the failing step and deploy again.",
                 evidence=([f"step: {done.failed_step}"] if done.failed_step else [])
                 + [f"log: {line}" for line in done.last_lines[-15:]]))
         return BuildOutput(build_id=started.build_id, image=done.image, digest=done.digest)

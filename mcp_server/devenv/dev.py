@@ -16,7 +16,10 @@ from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
+
 from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Testbed, temporal_cli
+from mcp_server.devenv.hosts import HostsFile
 from mcp_server.devenv.processes import ServiceError, free_port, port_open
 from mcp_server.settings import ALL_SCOPES, Settings
 
@@ -130,6 +133,21 @@ def run_dev(settings: Settings, cluster: str = "auto") -> int:
 EDGE_HTTP_PORT, EDGE_HTTPS_PORT = 8080, 8443
 
 
+async def _sample(settings: Settings, hosts_file: Path | None) -> str | None:
+    """The example app's image pushed to the registry, and the first call to paste; None (said why) without
+    a static busybox to build it from."""
+    from mcp_server.devenv.demo import first_call, push_sample
+
+    try:
+        image = await push_sample(settings.image_registry.host)
+    except (OSError, RuntimeError, httpx.HTTPError) as e:  # no static busybox, or the registry refused
+        say(f"example app: not pushed ({e}); deploy your own image instead")
+        return None
+    say(f"example app: {image} (examples/hello)")
+    return first_call(image, settings.operator.tenant, settings.apps.domain(), EDGE_HTTP_PORT, EDGE_HTTPS_PORT,
+                      hosts_file)
+
+
 async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> int:
     from mcp_server.auth import create_token
     from mcp_server.store import migrate
@@ -144,6 +162,7 @@ async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> i
         server = make_server(settings, deps, "http")
         http = http_server(settings, server)
         tasks: list[asyncio.Task[None]] = []
+        demo: str | None = None
         closers: list[Callable[[], Awaitable[None]]] = []
         if has_cluster:
             from mcp_server.worker import run_worker
@@ -158,15 +177,20 @@ async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> i
             closers.append(kube.close)
             traefik = TraefikEdge(settings.state_dir / "edge", settings.apps.domain(), EDGE_HTTP_PORT, EDGE_HTTPS_PORT)
             ready = asyncio.Event()
-            tasks.append(asyncio.create_task(run_edge(kube, traefik, ready), name="edge"))
+            hosts_file = settings.dev.hosts_file if os.geteuid() == 0 else None
+            hosts = HostsFile(hosts_file) if hosts_file is not None else None
+            tasks.append(asyncio.create_task(run_edge(kube, traefik, ready, hosts), name="edge"))
             await ready.wait()
             say(f"edge: Traefik on http://127.0.0.1:{EDGE_HTTP_PORT} and https://127.0.0.1:{EDGE_HTTPS_PORT} "
-                f"(self-signed *.{settings.apps.domain()}); e.g. curl -k https://<app>-<project>-"
-                f"{settings.operator.tenant}.{settings.apps.domain()}:{EDGE_HTTPS_PORT}/")
+                f"(self-signed *.{settings.apps.domain()})"
+                + (f"; app names are listed in {hosts_file} while dev runs" if hosts_file else ""))
+            demo = await _sample(settings, hosts_file)
         else:
             say("no cluster: read tools work; tools that change apps will report that no cluster is configured")
         say(f"MCP over streamable HTTP at {settings.http.mcp_url()}")
         print(client_configs(settings, token), flush=True)
+        if demo:
+            print(demo, flush=True)
         say("ready. Ctrl-C stops everything.")
         try:
             await http.serve()

@@ -82,7 +82,7 @@ async def _images(tenant: str) -> tuple[str, str, str]:
 async def _until_done(c: Client, deployment_id: str, timeout: float = 180) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        got = ok(await c.call_tool("get_deployment", {"deployment_id": deployment_id}))
+        got = ok(await c.call_tool("deployments", {"deployment_id": deployment_id}))
         if got["phase"] in ("succeeded", "failed", "superseded", "cancelled"):
             if got["phase"] != "succeeded":
                 raise AssertionError(f"release {deployment_id} ended {got['phase']}: {got}")
@@ -152,14 +152,14 @@ async def restore_drill(testbed: Testbed, work: Path, longhorn: LonghornFactory,
                 "secrets": {"GREETING": GREETING}, "wait_seconds": 0}))
             await _until_done(c, data["deployment_id"])
             await _until_done(c, sec["deployment_id"])
-            ns = ok(await c.call_tool("get_app", {"project": "drill", "app": "data"}))["namespace"]
+            ns = ok(await c.call_tool("apps", {"project": "drill", "app": "data"}))["namespace"]
             for n in range(1, 4):
                 assert await p.service_get(ns, "data", "/cgi-bin/bump") == str(n)
             v2 = ok(await c.call_tool("deploy", {"project": "drill", "app": "sec", "source": {"image": greeter2},
                                                  "wait_seconds": 0}))
             await _until_done(c, v2["deployment_id"])
             assert await p.service_get(ns, "sec", "/cgi-bin/hello") == f"v2:{GREETING}"
-            backup = ok(await c.call_tool("backup_volume", {"project": "drill", "volume": "store",
+            backup = ok(await c.call_tool("volume", {"action": "backup", "project": "drill", "volume": "store",
                                                             "wait_seconds": 120}))
             assert backup["status"] == "ready", backup
             urls = {"data": data["url"], "sec": sec["url"]}
@@ -211,7 +211,7 @@ async def restore_drill(testbed: Testbed, work: Path, longhorn: LonghornFactory,
             result = DrillResult(rto_seconds=rto, restore_seconds=restore_seconds, rebuild_seconds=rebuild,
                                  urls=urls, served=served)
             async with p.client() as c:
-                listed = ok(await c.call_tool("list_deployments", {"project": "drill", "app": "sec"}))
+                listed = ok(await c.call_tool("deployments", {"project": "drill", "app": "sec"}))
                 result.releases_after = len(listed["deployments"])
                 back = ok(await c.call_tool("rollback", {"project": "drill", "app": "sec", "wait_seconds": 0}))
                 await _until_done(c, back["deployment_id"])

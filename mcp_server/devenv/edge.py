@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from mcp_server.devenv.embedded import _venv_bin
+from mcp_server.devenv.hosts import HostsFile
 from mcp_server.devenv.processes import ManagedProcess, ServiceError, free_port, port_open
 from workflows.adapters.kube import Kube, KubeError
 
@@ -122,6 +123,7 @@ class FakeIngressProvider:
     cert: Path
     key: Path
     interval: float = 0.5
+    hosts: HostsFile | None = None  # where the Ingresses' host names are kept for the machine's resolver
     _last: str = field(default="", init=False)
 
     async def sync_once(self) -> bool:
@@ -130,6 +132,12 @@ class FakeIngressProvider:
                     for s in await self.kube.list_objects("v1", "Service", None)}
         endpoints = {(e["metadata"]["namespace"], e["metadata"]["name"]): e
                      for e in await self.kube.list_objects("v1", "Endpoints", None)}
+        if self.hosts is not None:
+            names = [r["host"] for i in ingresses for r in (i.get("spec") or {}).get("rules") or [] if r.get("host")]
+            try:
+                self.hosts.sync(names)
+            except OSError as e:
+                log.warning("edge: cannot write the app names to %s: %s", self.hosts.path, e)
         text = yaml.safe_dump(traefik_dynamic_config(ingresses, services, self.cert, self.key, endpoints),
                               sort_keys=True)
         if text == self._last:
@@ -202,10 +210,12 @@ class TraefikEdge:
             self.proc.stop()
 
 
-async def run_edge(kube: Kube, edge: TraefikEdge, ready: asyncio.Event | None = None) -> None:
-    """Traefik plus the fake provider until cancelled (Ctrl-C / SIGTERM); Traefik is stopped on the way out."""
+async def run_edge(kube: Kube, edge: TraefikEdge, ready: asyncio.Event | None = None,
+                   hosts: HostsFile | None = None) -> None:
+    """Traefik plus the fake provider until cancelled (Ctrl-C / SIGTERM); Traefik is stopped on the way out, and
+    the app names leave `hosts`."""
     await asyncio.to_thread(edge.start)
-    provider = FakeIngressProvider(kube, edge.dynamic_file, edge.cert, edge.key)
+    provider = FakeIngressProvider(kube, edge.dynamic_file, edge.cert, edge.key, hosts=hosts)
     try:
         await provider.sync_once()
         if ready is not None:
@@ -213,6 +223,11 @@ async def run_edge(kube: Kube, edge: TraefikEdge, ready: asyncio.Event | None = 
         await provider.run()
     finally:
         edge.stop()
+        if hosts is not None:
+            try:
+                hosts.clear()
+            except OSError as e:
+                log.warning("edge: cannot remove the app names from %s: %s", hosts.path, e)
 
 
 async def serve_edge(kubeconfig: Path, run_dir: Path, apps_domain: str, http_port: int, https_port: int) -> None:

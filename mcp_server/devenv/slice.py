@@ -121,15 +121,17 @@ class Slice:
             count2 = await self.step("v2 answers", lambda: self.hit("v2"))
             if count2 <= count:
                 raise SliceFailed(f"the counter went back from {count} to {count2} across the deploy")
-            build_logs = await self.call(c, "get_build_logs", {"project": "slice", "app": "web",
+            build_logs = await self.call(c, "builds", {"project": "slice", "app": "web",
                                                                "deployment_id": v2["deployment_id"]})
-            if not any("STEP" in x["line"] for x in build_logs["lines"]) or sha2[:12] not in str(build_logs):
-                raise SliceFailed(f"v2's build lines are missing: {build_logs['lines'][:5]}")
-            runtime = await self.call(c, "get_runtime_logs", {"project": "slice", "app": "web",
+            built = build_logs["app_output"]["lines"]
+            if not any("STEP" in x["line"] for x in built) or sha2[:12] not in str(build_logs):
+                raise SliceFailed(f"v2's build lines are missing: {built[:5]}")
+            runtime = await self.call(c, "logs", {"project": "slice", "app": "web",
                                                               "contains": "response:200"})
-            if not runtime["lines"]:
-                everything = await self.call(c, "get_runtime_logs", {"project": "slice", "app": "web", "limit": 20})
-                raise SliceFailed(f"no request line in the runtime logs; last lines: {everything['lines']}")
+            if not runtime["app_output"]["lines"]:
+                everything = await self.call(c, "logs", {"project": "slice", "app": "web", "limit": 20})
+                raise SliceFailed("no request line in the runtime logs; last lines: "
+                                  f"{everything['app_output']['lines']}")
 
             back = await self.step("rollback switch", lambda: self.call(c, "rollback", {"project": "slice",
                                                                                        "app": "web"}))

@@ -17,13 +17,14 @@ def token_hash(token: str) -> bytes:
 
 class PgTokens(PgProjects):
     async def create_token(
-        self, tenant: str, subject: str, scopes: list[str], token: str, expires_at: datetime | None
+        self, tenant: str, subject: str, scopes: list[str], token: str, expires_at: datetime | None,
+        read_only: bool = False, toolsets: list[str] | None = None,
     ) -> UUID:
         t = await self.ensure_tenant(tenant)
         row = await self._one(
-            "INSERT INTO api_tokens (tenant_id, subject, scopes, token_hash, prefix, expires_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-            t.id, subject, scopes, token_hash(token), token[:12], expires_at,
+            "INSERT INTO api_tokens (tenant_id, subject, scopes, token_hash, prefix, expires_at, read_only, toolsets) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            t.id, subject, scopes, token_hash(token), token[:12], expires_at, read_only, toolsets,
         )
         assert row is not None
         return UUID(str(row["id"]))
@@ -36,7 +37,7 @@ class PgTokens(PgProjects):
             "WHERE k.token_hash = %s AND t.id = k.tenant_id AND k.revoked_at IS NULL "
             "AND (k.expires_at IS NULL OR k.expires_at > now()) "
             "RETURNING k.id, t.name AS tenant, k.subject, k.scopes, k.expires_at, k.calls_per_minute, "
-            "k.concurrent_waits",
+            "k.concurrent_waits, k.read_only, k.toolsets",
             token_hash(token),
         )
 
@@ -65,7 +66,8 @@ class PgTokens(PgProjects):
     async def list_tokens(self, tenant: str | None) -> list[dict[str, Any]]:
         return await self._all(
             "SELECT k.id, t.name AS tenant, k.subject, k.scopes, k.prefix, k.created_at, k.expires_at, "
-            "k.last_used_at, k.revoked_at FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id "
+            "k.last_used_at, k.revoked_at, k.read_only, k.toolsets "
+            "FROM api_tokens k JOIN tenants t ON t.id = k.tenant_id "
             "WHERE (%s::text IS NULL OR t.name = %s) ORDER BY k.created_at",
             tenant, tenant,
         )

@@ -115,7 +115,7 @@ def test_an_app_serves_again_after_dev_is_stopped_and_started(needs_node: Testbe
             time.sleep(0.5)
         print(f"dev restart: the app served again {time.monotonic() - ready:.1f} s after dev was ready")
         # the pass that repaired says `degraded` (what it found); the next one, a period later, `running`
-        while (shown := anyio.run(call, mcp, token, "get_app", {"project": "demo", "app": "hello"}))[
+        while (shown := anyio.run(call, mcp, token, "apps", {"project": "demo", "app": "hello"}))[
                 "status"] != "running":
             assert time.monotonic() - ready < BOUND + 40, shown
             time.sleep(1)

@@ -154,13 +154,13 @@ async def test_installed_platform_serves_agents_and_upgrades_without_a_failed_ca
             second = ok(await c.call_tool("deploy", {"project": "inst", "app": "web", "source": {"image": f"{web}:v2"},
                                                      "wait_seconds": 240}))
             assert second["phase"] == "succeeded", second
-            app = ok(await c.call_tool("get_app", {"project": "inst", "app": "web"}))
+            app = ok(await c.call_tool("apps", {"project": "inst", "app": "web"}))
             assert app["status"] == "running" and app["serving_deployment_id"] == second["deployment_id"]
             back = ok(await c.call_tool("rollback", {"project": "inst", "app": "web", "to": first["deployment_id"],
                                                      "wait_seconds": 240}))
             assert back["phase"] == "succeeded", back
-            logs = ok(await c.call_tool("get_runtime_logs", {"project": "inst", "app": "web", "since": "1h"}))
-            assert "lines" in logs
+            logs = ok(await c.call_tool("logs", {"project": "inst", "app": "web", "since": "1h"}))
+            assert "lines" in logs["app_output"]
 
         # both replicas serve the same client's calls: stateless HTTP, any pod answers any request
         pods = server_pod_urls(tb)
@@ -182,7 +182,7 @@ async def test_installed_platform_serves_agents_and_upgrades_without_a_failed_ca
             while not stop.is_set():
                 try:
                     async with mcp(MCP_URL, token) as c:
-                        r = await c.call_tool("get_app", {"project": "inst", "app": "web"})
+                        r = await c.call_tool("apps", {"project": "inst", "app": "web"})
                         if r.is_error:
                             failures.append(r.content[0].text)  # type: ignore[union-attr]
                 except Exception as e:  # any failure of a call is what this counts
@@ -206,7 +206,7 @@ async def test_installed_platform_serves_agents_and_upgrades_without_a_failed_ca
             async with mcp(MCP_URL, token) as c:
                 deadline = time.monotonic() + 300
                 while True:
-                    flight = ok(await c.call_tool("get_deployment", {"deployment_id": slow["deployment_id"]}))
+                    flight = ok(await c.call_tool("deployments", {"deployment_id": slow["deployment_id"]}))
                     if flight["phase"] in ("succeeded", "failed"):
                         break
                     assert time.monotonic() < deadline, f"the deploy in flight never finished: {flight}"

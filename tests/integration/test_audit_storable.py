@@ -33,13 +33,13 @@ async def audit_rows(store: PgStore) -> list[dict[str, Any]]:
 async def test_a_nul_byte_is_refused_and_audited(store: PgStore, mode: str) -> None:
     async with Client(server(store), mode=mode) as c:
         r = await c.call_tool("create_app", BASE | {"project": "sh\u0000op"})
-        unknown = await c.call_tool("list_apps", {"pro\u0000ject": "x"})
+        unknown = await c.call_tool("apps", {"pro\u0000ject": "x"})
         nul_tool = await c.call_tool("who\u0000ami", {})
     assert r.is_error and "Invalid `project`" in r.content[0].text  # type: ignore[union-attr]
     assert unknown.is_error and nul_tool.is_error
     rows = await audit_rows(store)
     assert [(x["tool"], x["outcome"]) for x in rows] == [
-        ("create_app", "invalid"), ("list_apps", "invalid"), ("who\\u0000ami", "invalid")]
+        ("create_app", "invalid"), ("apps", "invalid"), ("who\\u0000ami", "invalid")]
     assert rows[0]["arguments"]["project"] == "sh\\u0000op"
     assert rows[0]["arguments"]["source"] == {"image": "127.0.0.1:5000/a/web:v1"}
     assert list(rows[1]["arguments"]) == ["pro\\u0000ject"]
@@ -63,12 +63,12 @@ async def test_lone_surrogates_are_escaped(store: PgStore) -> None:
     # Only "auto" hands the server a lone surrogate: JSON-RPC framing (legacy, HTTP) escapes it as \ud800 and the
     # server's JSON parser gives the same str back, so this is what a client over HTTP can send as well.
     async with Client(server(store), mode="auto") as c:
-        r = await c.call_tool("get_app", {"project": "sh\ud800op", "app": "a\udfffb"})
-        long = await c.call_tool("get_app", {"project": "p" * (1 << 20), "app": "web"})
+        r = await c.call_tool("apps", {"project": "sh\ud800op", "app": "a\udfffb"})
+        long = await c.call_tool("apps", {"project": "p" * (1 << 20), "app": "web"})
     assert r.is_error and "Invalid `project`" in r.content[0].text  # type: ignore[union-attr]
     assert long.is_error
     rows = await audit_rows(store)
-    assert [(x["tool"], x["outcome"]) for x in rows] == [("get_app", "invalid"), ("get_app", "invalid")]
+    assert [(x["tool"], x["outcome"]) for x in rows] == [("apps", "invalid"), ("apps", "invalid")]
     assert rows[0]["arguments"] == {"project": "sh\\ud800op", "app": "a\\udfffb"}
     clipped = rows[1]["arguments"]["project"]
     assert clipped.startswith("p" * CLIP_CHARS) and clipped.endswith(f"[{(1 << 20) - CLIP_CHARS} more characters]")

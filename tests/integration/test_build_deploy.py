@@ -119,31 +119,33 @@ async def test_git_source_builds_deploys_and_reuses_builds(platform: Platform, g
         app = await p.deps.store.get_app(p.tenant, "git", "web")
         assert app is not None
         assert await serving_text(p, app.namespace) == "built one"
-        detail = ok(await c.call_tool("get_deployment", {"deployment_id": first["deployment_id"]}))
+        detail = ok(await c.call_tool("deployments", {"deployment_id": first["deployment_id"]}))
         assert detail["commit_sha"] == sha and detail["image"] == f"{REGISTRY}/{p.tenant}/web"
         async with httpx.AsyncClient() as h:  # the image is in the registry under the commit, by that digest
             head = await h.head(f"http://{REGISTRY}/v2/{p.tenant}/web/manifests/{sha}",
                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
                                                    "application/vnd.docker.distribution.manifest.v2+json"})
         assert head.headers["docker-content-digest"] == first["image_digest"]
-        logs = ok(await c.call_tool("get_build_logs", {"project": "git", "app": "web",
+        logs = ok(await c.call_tool("builds", {"project": "git", "app": "web",
                                                        "deployment_id": first["deployment_id"]}))
-        text = "\n".join(x["line"] for x in logs["lines"])
+        text = "\n".join(x["line"] for x in logs["app_output"]["lines"])
         assert "STEP" in text and "pushed" in text and logs["build"]["status"] == "succeeded"
         assert f"{hashlib.sha256(API_KEY.encode()).hexdigest()}  /run/secrets/API_KEY" in text  # a build secret
 
         again = ok(await c.call_tool("deploy", {"project": "git", "app": "web", "env": {"MODE": "again"}}))
         assert again["phase"] == "succeeded" and again["image_digest"] == first["image_digest"]
-        builds = ok(await c.call_tool("list_builds", {"project": "git", "app": "web"}))
+        builds = ok(await c.call_tool("builds", {"project": "git", "app": "web"}))
         assert [b["status"] for b in builds["builds"]] == ["succeeded"]  # the same commit built once
 
         broken = ok(await c.call_tool("deploy", {"project": "git", "app": "web",
                                                  "source": {"git": {"url": url, "ref": "broken"}}}))
         assert broken["phase"] == "failed" and broken["error"]["reason"] == "BuildFailed", broken
-        evidence = "\n".join(broken["error"]["evidence"])
-        assert "RUN" in evidence and "error: missing dep" in evidence
+        # the failing step's last lines come with the result (no second call), apart and marked untrusted
+        assert broken["app_output"]["untrusted"] and "error: missing dep" in "\n".join(broken["app_output"]["lines"])
+        evidence = "\n".join(broken["error"]["evidence"] + broken["app_output"]["lines"])
+        assert "RUN" in evidence
         assert await serving_text(p, app.namespace) == "built one"  # the previous release keeps serving
-        failed_logs = ok(await c.call_tool("get_build_logs", {"project": "git", "app": "web",
+        failed_logs = ok(await c.call_tool("builds", {"project": "git", "app": "web",
                                                               "deployment_id": broken["deployment_id"]}))
         assert failed_logs["build"]["failed_step"] and "RUN" in failed_logs["build"]["failed_step"]
         audit = ok(await c.call_tool("get_audit_log", {"limit": 200}))
@@ -193,13 +195,13 @@ async def _github_app_deploys(p: Platform, fake: FakeGitHub, server: GitHttpsSer
         app = await p.deps.store.get_app(p.tenant, "gh", "web")
         assert app is not None
         assert await serving_text(p, app.namespace) == "built one"
-        detail = ok(await c.call_tool("get_deployment", {"deployment_id": first["deployment_id"]}))
+        detail = ok(await c.call_tool("deployments", {"deployment_id": first["deployment_id"]}))
         assert detail["commit_sha"] == sha
         assert len(fake.issued) == 2, "one token for resolving the branch (server), one for the checkout (worker)"
         assert {auth for _, _, auth in server.seen if auth} <= {server.basic(t["token"]) for t in fake.issued}
-        logs = ok(await c.call_tool("get_build_logs", {"project": "gh", "app": "web",
+        logs = ok(await c.call_tool("builds", {"project": "gh", "app": "web",
                                                        "deployment_id": first["deployment_id"]}))
-        text = "\n".join(x["line"] for x in logs["lines"])
+        text = "\n".join(x["line"] for x in logs["app_output"]["lines"])
         assert f"using a GitHub App installation token for acme/{repo}" in text and "pushed" in text
 
         # The app's installation goes away after the call resolved the branch, before the build runs.
@@ -211,7 +213,7 @@ async def _github_app_deploys(p: Platform, fake: FakeGitHub, server: GitHttpsSer
         await p.start_worker()
         failed = pending
         for _ in range(600):
-            failed = ok(await c.call_tool("get_deployment", {"deployment_id": pending["deployment_id"]}))
+            failed = ok(await c.call_tool("deployments", {"deployment_id": pending["deployment_id"]}))
             if failed["phase"] in ("failed", "succeeded"):
                 break
             await asyncio.sleep(0.25)

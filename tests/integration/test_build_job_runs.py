@@ -121,9 +121,9 @@ def make_repo(repos: Path, name: str) -> str:
 
 
 async def build_log(c: Any, app: str, deployment_id: str) -> tuple[str, dict[str, Any]]:
-    logs = ok(await c.call_tool("get_build_logs", {"project": "jobs", "app": app, "deployment_id": deployment_id,
+    logs = ok(await c.call_tool("builds", {"project": "jobs", "app": app, "deployment_id": deployment_id,
                                                    "limit": 1000}))
-    return "\n".join(x["line"] for x in logs["lines"]), logs
+    return "\n".join(x["line"] for x in logs["app_output"]["lines"]), logs
 
 
 async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platform, git_server: GitHttpsServer,
@@ -173,7 +173,7 @@ async def test_a_git_source_is_built_by_a_job_on_the_build_pool(platform: Platfo
         broken = ok(await c.call_tool("create_app", {"project": "jobs", "name": "broken", "port": 8080,
                                                      "source": {"git": {"url": url}}, "wait_seconds": 300}))
         assert broken["phase"] == "failed" and broken["error"]["reason"] == "BuildFailed", broken
-        evidence = "\n".join(broken["error"]["evidence"])
+        evidence = "\n".join(broken["error"]["evidence"] + (broken["app_output"] or {}).get("lines", []))
         assert "step: build" in evidence and "exit code: 7" in evidence, evidence
         _, broken_logs = await build_log(c, "broken", broken["deployment_id"])
         assert broken_logs["build"]["status"] == "failed" and broken_logs["build"]["failed_step"] == "build"
@@ -216,10 +216,10 @@ async def test_a_worker_killed_mid_build_rejoins_the_running_job(platform_withou
             deadline = asyncio.get_running_loop().time() + 180
             text = ""
             while True:  # kill it once the long step is under way (the build's record comes first)
-                r = await c.call_tool("get_build_logs", {"project": "jobs", "app": "slow",
+                r = await c.call_tool("builds", {"project": "jobs", "app": "slow",
                                                          "deployment_id": slow["deployment_id"], "limit": 1000})
                 if not r.is_error and r.structured_content is not None:
-                    text = "\n".join(x["line"] for x in r.structured_content["lines"])
+                    text = "\n".join(x["line"] for x in r.structured_content["app_output"]["lines"])
                     if "still working" in text:
                         break
                 assert asyncio.get_running_loop().time() < deadline, f"the build never reached its RUN step: {text}"

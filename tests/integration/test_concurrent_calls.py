@@ -77,7 +77,7 @@ async def test_concurrent_creates_with_one_key_make_one_release(small_store: PgS
         calls = [asyncio.create_task(flood.call_tool("create_app", create_args("one-key"))) for _ in range(20)]
         await asyncio.sleep(0.05)  # the flood is under way
         t0 = time.monotonic()
-        listed = await reader.call_tool("list_apps", {})
+        listed = await reader.call_tool("apps", {})
         read_seconds = time.monotonic() - t0
         results = await asyncio.gather(*calls)
     errors = [r.content[0].text for r in results if r.is_error]  # type: ignore[union-attr]
@@ -124,7 +124,7 @@ async def test_over_http_a_flooding_tenant_leaves_the_others_served(small_store:
             calls = [asyncio.create_task(flood.call_tool("create_app", create_args("one-key"))) for _ in range(20)]
             await asyncio.sleep(0.05)
             t0 = time.monotonic()
-            listed = await reader.call_tool("list_apps", {})
+            listed = await reader.call_tool("apps", {})
             read_seconds = time.monotonic() - t0
             results = await asyncio.gather(*calls)
     finally:

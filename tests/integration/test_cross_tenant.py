@@ -35,6 +35,7 @@ from mcp_server.wiring import http_server, make_server
 from tests.support.fuzz import EmptyLogs, Fuzzer, RecordingWorkflows, new_task_queue, seed, text_of
 from tests.support.serving import serving
 from tools.context import PlatformConfig
+from tools.volumes import ACTION_ARGS
 from workflows.adapters.registry import OciRegistry
 from workflows.domain.secretbox import SecretBox
 
@@ -48,7 +49,7 @@ PARAMS = {
     "schedule", "retain", "force", "idempotency_key", "env", "secrets", "source", "replicas", "resources",
     "health_check", "shutdown_grace_seconds", "port", "volumes", "values", "names", "since", "until", "contains",
     "regex", "level", "pod", "direction", "follow_seconds", "tool", "host", "token", "ssh_private_key", "username",
-    "autoscale", "window_seconds",
+    "autoscale", "window_seconds", "labels", "diagnose", "action",
 }
 # A parameter's value in the matrix' calls, where its schema's own minimum would not get past validation.
 PARAM_VALUES: dict[str, Any] = {"mount_path": "/data", "schedule": "0 3 * * *", "values": {"A": "b"},
@@ -89,6 +90,40 @@ def call_args(schema: dict[str, Any], refs: dict[str, Any]) -> dict[str, Any]:
         args["confirm"] = f"{args['project']}/{args.get('app') or args.get('volume')}"
     if "build_id" in args and "deployment_id" in args:  # the tool takes exactly one of the two
         del args["deployment_id"]
+    return args
+
+
+def probes(schemas: dict[str, dict[str, Any]]) -> dict[str, tuple[str, dict[str, Any], frozenset[str] | None]]:
+    """The matrix: each tool taking an object by name or id; the `volume` tool once per action on an existing
+    volume (key "volume:<action>", with only the arguments that action takes). `create` makes a new volume, and
+    `restore` names a new one: there `volume` is a NEW name."""
+    out: dict[str, tuple[str, dict[str, Any], frozenset[str] | None]] = {}
+    for tool, s in schemas.items():
+        if not set(s.get("properties", {})) & (BY_NAME | BY_ID):
+            continue
+        if tool != "volume":
+            out[tool] = (tool, s, None)
+            continue
+        for action, takes in ACTION_ARGS.items():
+            if action != "create":
+                out[f"volume:{action}"] = (tool, s, takes | {"project", "volume", "wait_seconds", "action"})
+    return out
+
+
+def probe_args(tool: str, schema: dict[str, Any], takes: frozenset[str] | None, refs: dict[str, Any]
+               ) -> dict[str, Any]:
+    args = call_args(schema, refs)
+    if takes is None:
+        return args
+    action = tool.split(":")[1] if ":" in tool else None
+    args = {k: v for k, v in args.items() if k in takes} | {"action": action}
+    for k in takes & {"app", "from_snapshot", "confirm", "mount_path", "size_gib", "schedule", "retain"}:
+        if k not in args:
+            args[k] = refs.get(k) or PARAM_VALUES.get(k, minimal(schema["properties"][k]))
+    if "confirm" in takes:
+        args["confirm"] = f"{args['project']}/{args['volume']}"
+    if action == "restore":
+        args["volume"] = "fresh"
     return args
 
 
@@ -137,18 +172,18 @@ async def test_tenant_b_cannot_reach_or_detect_tenant_a_objects(
         seeded_a = await seed(a, store, registry, "tenant-a", **A_NAMES)
         schemas = {t.name: t.input_schema for t in (await b.list_tools()).tools}
         assert not unclassified(schemas), f"classify these arguments in {__name__}: {unclassified(schemas)}"
-        matrix = {t: s for t, s in schemas.items() if set(s.get("properties", {})) & (BY_NAME | BY_ID)}
-        assert {"get_app", "deploy", "delete_app", "get_deployment", "restore_volume", "get_build_logs",
-                "rollback", "attach_volume"} <= set(matrix)
+        matrix = probes(schemas)
+        assert {"apps", "deploy", "delete_app", "deployments", "volume:attach", "volume:restore", "builds",
+                "rollback"} <= set(matrix)
         a_ids = {k: seeded_a.known[k][0] for k in BY_ID}
         ghost_ids = {k: str(uuid.uuid4()) for k in BY_ID}
         fuzzer = Fuzzer(b, store, workflows, bookkeeping=("api_tokens",))
         seen: list[str] = []
 
         async def compare(tool: str, theirs: dict[str, Any], ghost: dict[str, Any], stage: str) -> None:
-            schema = matrix[tool]
-            r_theirs = await fuzzer.check(tool, call_args(schema, theirs))
-            r_ghost = await fuzzer.check(tool, call_args(schema, ghost))
+            name, schema, takes = matrix[tool]
+            r_theirs = await fuzzer.check(name, probe_args(tool, schema, takes, theirs))
+            r_ghost = await fuzzer.check(name, probe_args(tool, schema, takes, ghost))
             assert r_theirs is not None and r_ghost is not None
             assert r_theirs.is_error, f"{stage}: {tool} as B reached A's object: {text_of(r_theirs)[:300]}"
             assert r_ghost.is_error, f"{stage}: {tool}: {text_of(r_ghost)[:300]}"
@@ -162,11 +197,11 @@ async def test_tenant_b_cannot_reach_or_detect_tenant_a_objects(
             await compare(tool, A_NAMES | a_ids, GHOSTS | ghost_ids, "names")
         # By id: B has objects of the same names, so the lookup that refuses is the one by A's id.
         await seed(b, store, registry, "tenant-b", **B_NAMES)
-        for tool, schema in matrix.items():
-            if set(schema.get("properties", {})) & BY_ID:
+        for tool, (_, schema, takes) in matrix.items():
+            if set(schema.get("properties", {})) & BY_ID & (takes or set(schema.get("properties", {}))):
                 await compare(tool, B_NAMES | a_ids, B_NAMES | ghost_ids, "ids")
         # And A, meanwhile, still sees its own objects untouched.
-        r = await a.call_tool("get_app", {"project": A_NAMES["project"], "app": A_NAMES["app"]})
+        r = await a.call_tool("apps", {"project": A_NAMES["project"], "app": A_NAMES["app"]})
         assert not r.is_error and r.structured_content is not None
         assert r.structured_content["status"] != "deleting"
     assert not fuzzer.tally.problems
@@ -174,6 +209,6 @@ async def test_tenant_b_cannot_reach_or_detect_tenant_a_objects(
     async with store.pool.connection() as conn:
         rows = await (await conn.execute(
             "SELECT tool, outcome FROM audit_events WHERE tenant = 'tenant-b' AND tool = ANY(%s) AND outcome <> 'ok'",
-            (list(matrix),))).fetchall()
+            (list({name for name, _, _ in matrix.values()}),))).fetchall()
     assert len(rows) == 2 * len(seen)  # every refused call of B is audited, in B's tenant
     assert {r["outcome"] for r in rows} <= {"invalid", "denied", "error"}

@@ -123,9 +123,9 @@ async def test_create_app_runs_a_sandboxed_release_behind_a_stable_service(platf
     # the secret value is nowhere an agent or operator reads
     async with p.client() as c:
         seen = [str(ok(await c.call_tool(t, a))) for t, a in (
-            ("get_app", {"project": "shop", "app": "web"}),
-            ("get_deployment", {"deployment_id": r["deployment_id"]}),
-            ("list_deployments", {"project": "shop", "app": "web"}),
+            ("apps", {"project": "shop", "app": "web"}),
+            ("deployments", {"deployment_id": r["deployment_id"]}),
+            ("deployments", {"project": "shop", "app": "web"}),
             ("get_audit_log", {}),
         )]
     assert not any("s3cr3t-value-123" in s for s in seen)
@@ -147,7 +147,7 @@ async def test_deploy_switches_the_service_and_keeps_the_previous_release(platfo
                                                     "port": 8080}))
         second = ok(await c.call_tool("deploy", {"project": "bg", "app": "web", "source": {"image": v2},
                                                  "env": {"MODE": "blue-green"}}))
-        history = ok(await c.call_tool("list_deployments", {"project": "bg", "app": "web"}))
+        history = ok(await c.call_tool("deployments", {"project": "bg", "app": "web"}))
     assert first["phase"] == second["phase"] == "succeeded"
     ns = (await p.deps.store.get_app(p.tenant, "bg", "web")).namespace  # type: ignore[union-attr]
     assert await selected_release(p, ns, "web") == "web-r2"
@@ -178,10 +178,11 @@ async def test_failed_releases_are_classified_and_the_previous_keeps_serving(pla
         crash = ok(await c.call_tool("deploy", {"project": "fail", "app": "web", "source": {"image": crashing}}))
         missing = await c.call_tool("deploy", {"project": "fail", "app": "web",
                                                "source": {"image": f"{REGISTRY}/{p.tenant}/nope:v9"}})
-        detail = ok(await c.call_tool("get_deployment", {"deployment_id": crash["deployment_id"]}))
+        detail = ok(await c.call_tool("deployments", {"deployment_id": crash["deployment_id"]}))
     assert pull["phase"] == "failed" and pull["error"]["reason"] == "ImagePullFailed", pull
     assert crash["phase"] == "failed" and crash["error"]["reason"] == "CrashLoop", crash
-    assert any("fatal: config missing" in line for line in crash["error"]["evidence"]), crash["error"]
+    # the container's last lines come with the failed wait, as untrusted app output
+    assert any("fatal: config missing" in line for line in crash["app_output"]["lines"]), crash
     assert detail["error"]["hint"]
     assert missing.is_error and "source.image" in missing.content[0].text  # type: ignore[union-attr]
     ns = (await p.deps.store.get_app(p.tenant, "fail", "web")).namespace  # type: ignore[union-attr]
@@ -228,7 +229,7 @@ async def test_delete_app_removes_its_objects_and_keeps_the_audit(platform: Plat
         ns = (await p.deps.store.get_app(p.tenant, "del", "web")).namespace  # type: ignore[union-attr]
         wrong = await c.call_tool("delete_app", {"project": "del", "app": "web", "confirm": "web"})
         gone = ok(await c.call_tool("delete_app", {"project": "del", "app": "web", "confirm": "del/web"}))
-        apps = ok(await c.call_tool("list_apps", {"project": "del"}))
+        apps = ok(await c.call_tool("apps", {"project": "del"}))
         audit = ok(await c.call_tool("get_audit_log", {"tool": "delete_app"}))
     assert wrong.is_error and "del/web" in wrong.content[0].text  # type: ignore[union-attr]
     assert gone["done"] and gone["status"] == "deleted"
@@ -250,16 +251,16 @@ async def test_runtime_logs_from_the_pod_log_api_are_paged_and_masked(platform: 
         ok(await c.call_tool("create_app", {"project": "logs", "name": "web", "port": 8080,
                                             "source": {"image": f"{REGISTRY}/{p.tenant}/logger:v1"},
                                             "secrets": {"DB_PASSWORD": "hunter2-hunter2"}}))
-        first = ok(await c.call_tool("get_runtime_logs", {"project": "logs", "app": "web", "limit": 4,
+        first = ok(await c.call_tool("logs", {"project": "logs", "app": "web", "limit": 4,
                                                           "direction": "forward"}))
-        rest = ok(await c.call_tool("get_runtime_logs", {"project": "logs", "app": "web", "limit": 50,
+        rest = ok(await c.call_tool("logs", {"project": "logs", "app": "web", "limit": 50,
                                                          "direction": "forward", "cursor": first["next_cursor"]}))
-        errors = ok(await c.call_tool("get_runtime_logs", {"project": "logs", "app": "web", "level": "error"}))
-        labels = ok(await c.call_tool("list_log_labels", {"project": "logs", "app": "web"}))
-    lines = [x["line"] for x in first["lines"] + rest["lines"]]
+        errors = ok(await c.call_tool("logs", {"project": "logs", "app": "web", "level": "error"}))
+        labels = ok(await c.call_tool("logs", {"labels": True, "project": "logs", "app": "web"}))
+    lines = [x["line"] for x in first["app_output"]["lines"] + rest["app_output"]["lines"]]
     assert lines[:5] == [f"request {i}" for i in range(1, 6)], lines
     assert "level=error db password=[secret:DB_PASSWORD]" in lines
-    assert first["source"] == "kubernetes" and len(first["lines"]) == 4
-    assert [x["line"] for x in errors["lines"]] == ["level=error db password=[secret:DB_PASSWORD]"]
+    assert first["source"] == "kubernetes" and len(first["app_output"]["lines"]) == 4
+    assert [x["line"] for x in errors["app_output"]["lines"]] == ["level=error db password=[secret:DB_PASSWORD]"]
     assert "hunter2-hunter2" not in str(first) + str(rest) + str(errors)
     assert labels

@@ -34,7 +34,7 @@ async def diagnosed(c: Client, deployment_id: str, reason: str, seconds: float =
     deadline = time.monotonic() + seconds
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        r = await c.call_tool("diagnose_deployment", {"deployment_id": deployment_id})
+        r = await c.call_tool("deployments", {"diagnose": True, "deployment_id": deployment_id})
         assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
         last = r.structured_content or {}
         if last.get("cause") and last["cause"]["reason"] == reason:
@@ -74,7 +74,8 @@ async def test_real_failure_modes_are_diagnosed(platform: Platform) -> None:
         results = {name: await diagnosed(c, ids[name], reason) for name, (_, reason) in cases.items() if reason}
         deadline = time.monotonic() + 120
         while True:
-            fine = (await c.call_tool("diagnose_deployment", {"deployment_id": ids["fine"]})).structured_content
+            fine = (await c.call_tool("deployments", {
+                    "diagnose": True, "deployment_id": ids["fine"]})).structured_content
             if fine and fine["healthy"]:
                 break
             assert time.monotonic() < deadline, fine
@@ -84,7 +85,7 @@ async def test_real_failure_modes_are_diagnosed(platform: Platform) -> None:
         assert d["next_step"] and d["cause"]["message"], name
         assert not d["healthy"], name
     crash = results["crash"]
-    assert any("[secret:DB_PASSWORD]" in line for line in crash["logs"]), crash
+    assert any("[secret:DB_PASSWORD]" in line for line in crash["app_output"]["lines"]), crash
     assert "pa55-w0rd-xyz" not in str(crash)
     assert any("exit 2" in x for x in crash["containers"]), crash["containers"]
     assert "memory" not in results["quota"]["next_step"] and "replicas" in results["quota"]["next_step"]

@@ -121,7 +121,7 @@ async def test_the_cap_applies_to_the_merged_result(platform: Platform, mode: st
         assert (await platform.count("deployments"), await platform.count("secret_versions")) == (releases, versions)
         # replacing a value counts once, and removing always works
         ok(await c.call_tool("set_secrets", {"project": "shop", "app": "web", "values": {"KEY": big(120 * KIB, "s")}}))
-        ok(await c.call_tool("unset_secrets", {"project": "shop", "app": "web", "names": ["KEY"]}))
+        ok(await c.call_tool("set_secrets", {"project": "shop", "app": "web", "values": {"KEY": None}}))
         done = ok(await c.call_tool("deploy", {"project": "shop", "app": "web", "env": {"MORE": big(60 * KIB)}}))
         assert done["phase"] == "succeeded"
     assert "sss" not in await platform.audit_text()

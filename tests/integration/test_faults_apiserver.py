@@ -74,7 +74,7 @@ async def test_apiserver_stopped_mid_release_then_back_the_release_completes(
                     r = await h.get(url + "/index.html")
                     assert r.status_code == 200 and r.text.strip() == "version v1", (url, r.status_code, r.text)
                     served_during += 1
-                read_during = await c.call_tool("get_app", {"project": "outage", "app": "web"})
+                read_during = await c.call_tool("apps", {"project": "outage", "app": "web"})
                 await asyncio.sleep(0.5)
         await asyncio.to_thread(needs_node.start_apiserver)
         outage = time.monotonic() - stopped
@@ -91,7 +91,7 @@ async def test_apiserver_stopped_mid_release_then_back_the_release_completes(
         svc = await p.kube.get("v1", "Service", app.namespace, "web")
         assert svc is not None and svc["spec"]["selector"][LABEL_RELEASE] == "web-r2"
         assert await p.service_get(app.namespace, "web", "/index.html", expect="version v2")
-        after = ok(await c.call_tool("get_app", {"project": "outage", "app": "web"}))
+        after = ok(await c.call_tool("apps", {"project": "outage", "app": "web"}))
         assert after["serving_deployment_id"] == deployment_id and after["status"] == "running"
     print(f"\napiserver outage {outage:.1f} s; old release answered {served_during} requests during it")
     await nodes_settled(p)

@@ -43,7 +43,7 @@ async def test_http_says_the_database_is_unreachable_and_recovers(own_postgres: 
         async def list_apps() -> None:
             async with httpx2.AsyncClient(headers=headers) as hc, \
                     Client(streamable_http_client(url, http_client=hc)) as c:
-                ok(await c.call_tool("list_apps", {}))
+                ok(await c.call_tool("apps", {}))
 
         await list_apps()
         own_postgres.stop()

@@ -61,12 +61,12 @@ async def test_tools_say_the_database_is_unreachable_and_recover_once_it_is_back
                    "port": 8080, "wait_seconds": 0}
             created = await c.call_tool("create_app", app)
             assert not created.is_error, text(created)
-            ok(await c.call_tool("list_apps", {}))
+            ok(await c.call_tool("apps", {}))
 
             own_postgres.stop()
             started = time.monotonic()
             calls: list[tuple[str, dict[str, Any]]] = [
-                ("list_apps", {}), ("get_app", {"project": "shop", "app": "web"}),
+                ("apps", {}), ("apps", {"project": "shop", "app": "web"}),
                 ("set_secrets", {"project": "shop", "app": "web", "values": {"TOKEN": "s3cr3t"}}),
                 ("create_app", {**app, "name": "api"})]
             for name, args in calls:
@@ -81,12 +81,12 @@ async def test_tools_say_the_database_is_unreachable_and_recover_once_it_is_back
             own_postgres.start()  # same port, same data directory
             # The pool reconnects with a growing backoff: until it has, the call says "call again", nothing else.
             deadline = time.monotonic() + 90
-            while (r := await c.call_tool("list_apps", {})).is_error and time.monotonic() < deadline:
+            while (r := await c.call_tool("apps", {})).is_error and time.monotonic() < deadline:
                 unavailable(r)
                 await asyncio.sleep(1)
             apps = ok(r)
             assert [a["name"] for a in apps["apps"]] == ["web"]  # the create_app cut by the outage wrote nothing
-            ok(await c.call_tool("get_app", {"project": "shop", "app": "web"}))
+            ok(await c.call_tool("apps", {"project": "shop", "app": "web"}))
             ok(await c.call_tool("set_secrets", {"project": "shop", "app": "web", "values": {"TOKEN": "s3cr3t"}}))
 
             # A restart between two calls: the pool's idle connections are dead, and the next call must not
@@ -96,11 +96,11 @@ async def test_tools_say_the_database_is_unreachable_and_recover_once_it_is_back
             # The dead connections are dropped at checkout; the pool's new ones may take longer than its 3 s
             # timeout on a loaded machine, and until then the call says "call again" (never a crash).
             deadline = time.monotonic() + 20
-            while (r := await c.call_tool("list_apps", {})).is_error and time.monotonic() < deadline:
+            while (r := await c.call_tool("apps", {})).is_error and time.monotonic() < deadline:
                 unavailable(r)
                 await asyncio.sleep(0.5)
             ok(r)
-            ok(await c.call_tool("get_app", {"project": "shop", "app": "web"}))
+            ok(await c.call_tool("apps", {"project": "shop", "app": "web"}))
     finally:
         await store.close()
 
@@ -118,7 +118,7 @@ async def test_a_write_cut_mid_way_by_the_outage_leaves_nothing_half_written(
                                                       "wait_seconds": 0,
                                                       "source": {"image": "registry.test/team/web:v1"}}))
             for _ in range(120):  # its workflow's own writes to deployments must not queue behind the lock below
-                got = ok(await c.call_tool("get_deployment", {"deployment_id": web["deployment_id"]}))
+                got = ok(await c.call_tool("deployments", {"deployment_id": web["deployment_id"]}))
                 if got["phase"] == "succeeded":
                     break
                 await asyncio.sleep(0.5)

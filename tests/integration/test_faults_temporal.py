@@ -76,7 +76,7 @@ def own_temporal() -> Iterator[TemporalDevServer]:
 async def poll_phase(c: Client, deployment_id: str, want: str, seconds: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while True:
-        d = ok(await c.call_tool("get_deployment", {"deployment_id": deployment_id}))
+        d = ok(await c.call_tool("deployments", {"deployment_id": deployment_id}))
         if d["phase"] == want or time.monotonic() > deadline:
             assert d["phase"] == want, d
             return d
@@ -123,5 +123,5 @@ async def test_a_deploy_survives_a_temporal_restart_and_calls_meanwhile_say_retr
 
         retried = ok(await c.call_tool("create_app", api))  # the same key: the release recorded while down
         await poll_phase(c, retried["deployment_id"], "succeeded")
-        apps = ok(await c.call_tool("list_apps", {}))
+        apps = ok(await c.call_tool("apps", {}))
         assert sorted(a["name"] for a in apps["apps"]) == ["api", "web"]

@@ -229,7 +229,7 @@ async def test_create_app_builds_a_github_repository_with_installation_tokens(
         async with env.client() as c:
             created = ok(await c.call_tool("create_app", {"project": "gh", "name": "web", "port": 8080,
                                                           "source": {"git": {"url": url}}, "wait_seconds": 0}))
-            detail = ok(await c.call_tool("get_deployment", {"deployment_id": created["deployment_id"]}))
+            detail = ok(await c.call_tool("deployments", {"deployment_id": created["deployment_id"]}))
             assert detail["commit_sha"] == sha, "the branch was resolved with the installation token"
             assert len(fake.issued) == 1 and fake.jwt_claims[-1]["iss"] == str(APP_ID)
             resolved_with = fake.issued[0]["token"]
@@ -252,9 +252,9 @@ async def test_create_app_builds_a_github_repository_with_installation_tokens(
                                                        "application/vnd.docker.distribution.manifest.v2+json"})
             assert head.headers["docker-content-digest"] == built.digest
 
-            logs = ok(await c.call_tool("get_build_logs", {"project": "gh", "app": "web",
+            logs = ok(await c.call_tool("builds", {"project": "gh", "app": "web",
                                                            "build_id": str(built.build_id)}))
-            lines = "\n".join(x["line"] for x in logs["lines"])
+            lines = "\n".join(x["line"] for x in logs["app_output"]["lines"])
             assert f"using a GitHub App installation token for {OWNER}/{repo}" in lines and "pushed" in lines
             audit = ok(await c.call_tool("get_audit_log", {"limit": 100}))
             assert "create_app" in {e["tool"] for e in audit["entries"]}
@@ -323,10 +323,10 @@ async def test_app_not_installed_on_the_owner(
             assert f"install the app on the account {OWNER}" in failure and "set_git_credentials" in failure
             assert [(r.method, r.url.path) for r in fake.requests[asked:]] == [
                 ("GET", f"/repos/{OWNER}/{repo}/installation")], "not retried: installing the app is the fix"
-            logs = ok(await c.call_tool("get_build_logs", {"project": "gh", "app": "web",
+            logs = ok(await c.call_tool("builds", {"project": "gh", "app": "web",
                                                            "build_id": str(built.build_id)}))
             assert logs["build"]["status"] == "failed" and logs["build"]["failed_step"] == "checkout"
-            assert any("not installed on" in x["line"] for x in logs["lines"])
+            assert any("not installed on" in x["line"] for x in logs["app_output"]["lines"])
         await terminate(env, created["workflow_id"])
 
 

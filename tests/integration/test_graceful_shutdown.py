@@ -73,8 +73,8 @@ async def test_sigterm_lets_the_call_in_flight_finish_then_serve_exits_0(
             async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=60) as hc, \
                     Client(streamable_http_client(url, http_client=hc, terminate_on_close=False)) as c:
                 await c.list_tools()  # the client checks a result against the tool's schema: fetch it now
-                call = asyncio.create_task(c.call_tool("create_volume", {
-                    "project": "shop", "name": "data", "size_gib": 1, "wait_seconds": 60}))
+                call = asyncio.create_task(c.call_tool("volume", {
+                    "action": "create", "project": "shop", "volume": "data", "size_gib": 1, "wait_seconds": 60}))
                 await wait_for(markers, "started")
                 proc.send_signal(signal.SIGTERM)
                 signalled = time.monotonic()
@@ -107,7 +107,8 @@ async def test_sigterm_drains_the_worker_and_a_second_worker_completes_the_workf
     with child([sys.executable, "-m", "tests.support.slow_volume_worker", str(markers)], env, log) as proc:
         await asyncio.to_thread(wait_healthy, proc, f"http://127.0.0.1:{health}/readyz", log)
         async with Client(server) as c:
-            started = ok(await c.call_tool("create_volume", {"project": "shop", "name": "data", "size_gib": 1,
+            started = ok(await c.call_tool("volume", {
+                    "action": "create", "project": "shop", "volume": "data", "size_gib": 1,
                                                              "wait_seconds": 0}))
         assert not started["done"]
         await wait_for(markers, "started")

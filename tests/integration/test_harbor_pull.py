@@ -111,9 +111,9 @@ async def test_deploys_pull_with_the_tenants_harbor_robot(
         deployed = await c.call_tool("deploy", {"project": "shop", "app": "web", "source": {"image": v2}})
         outputs.append(seen(deployed))
         second = ok(deployed)
-        for tool, args in (("get_app", {"project": "shop", "app": "web"}),
-                           ("get_deployment", {"deployment_id": second["deployment_id"]}),
-                           ("list_deployments", {"project": "shop", "app": "web"}),
+        for tool, args in (("apps", {"project": "shop", "app": "web"}),
+                           ("deployments", {"deployment_id": second["deployment_id"]}),
+                           ("deployments", {"project": "shop", "app": "web"}),
                            ("get_audit_log", {})):
             outputs.append(seen(await c.call_tool(tool, args)))
     assert second["phase"] == "succeeded" and second["release"] == "web-r2", second

@@ -137,7 +137,8 @@ async def test_mcp_inspector_cli_lists_tools_and_calls_whoami(http_url: str, sto
 
     listed = await asyncio.to_thread(run, "--method", "tools/list")
     names = {t["name"] for t in listed["tools"]}  # type: ignore[attr-defined]
-    assert {"whoami", "list_apps", "get_app", "get_audit_log"} <= names
+    assert {"whoami", "apps", "deployments", "volumes"} <= names
+    assert not names & {"get_audit_log", "logs", "create_app"}  # the token lacks their scopes: not offered
     called = await asyncio.to_thread(run, "--method", "tools/call", "--tool-name", "whoami")
     assert called["structuredContent"] == {"tenant": "acme", "subject": "inspector", "scopes": ["apps:read"],
                                            "via": "http-token", "apps_domain": "apps.localhost",

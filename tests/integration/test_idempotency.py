@@ -135,42 +135,45 @@ async def test_concurrent_retries_record_one_release(platform: Platform, mode: s
 
 
 async def test_volume_operation_keys(platform: Platform, mode: str) -> None:
-    vol = {"project": "shop", "name": "data", "size_gib": 1, "idempotency_key": "v1"}
+    vol = {"project": "shop", "volume": "data", "size_gib": 1, "idempotency_key": "v1"}
     async with platform.client(mode) as c:
-        created = ok(await c.call_tool("create_volume", vol))
+        created = ok(await c.call_tool("volume", {"action": "create"} | vol))
         assert created["done"] and created["volume"]["status"] == "bound"
-        ok(await c.call_tool("create_volume", vol | {"access": "single_node"}))  # explicit default
-        refused(await c.call_tool("create_volume", vol | {"size_gib": 2}), "`size_gib` differs")
-        refused(await c.call_tool("create_volume", vol | {"name": "other"}), "`name` differs")
+        ok(await c.call_tool("volume", {"action": "create"} | vol | {"access": "single_node"}))  # explicit default
+        refused(await c.call_tool("volume", {"action": "create"} | vol | {"size_gib": 2}), "`size_gib` differs")
+        refused(await c.call_tool("volume", {"action": "create"} | vol | {"volume": "other"}), "`volume` differs")
         assert await platform.counts() == (0, 0, 1, 0, 0)
 
         snap = {"project": "shop", "volume": "data", "idempotency_key": "s1"}
-        s1 = ok(await c.call_tool("snapshot_volume", snap))
-        s2 = ok(await c.call_tool("snapshot_volume", snap))
+        s1 = ok(await c.call_tool("volume", {"action": "snapshot"} | snap))
+        s2 = ok(await c.call_tool("volume", {"action": "snapshot"} | snap))
         assert s1["id"] == s2["id"] and s2["status"] == "ready"
-        refused(await c.call_tool("backup_volume", snap), "first used with `snapshot_volume`")
-        b1 = ok(await c.call_tool("backup_volume", snap | {"idempotency_key": "b1"}))
+        refused(await c.call_tool("volume", {"action": "backup"} | snap), "first used with `volume action=snapshot`")
+        b1 = ok(await c.call_tool("volume", {"action": "backup"} | snap | {"idempotency_key": "b1"}))
         assert b1["id"] != s1["id"]
         assert await platform.counts() == (0, 0, 1, 2, 0)
 
-        restore = {"project": "shop", "from_snapshot": s1["id"], "name": "copy", "idempotency_key": "r1"}
-        ok(await c.call_tool("restore_volume", restore))
-        ok(await c.call_tool("restore_volume", restore))
-        refused(await c.call_tool("restore_volume", restore | {"name": "copy2"}), "`name` differs")
-        refused(await c.call_tool("restore_volume", restore | {"from_snapshot": b1["id"]}), "`from_snapshot`")
-        refused(await c.call_tool("create_volume", vol | {"idempotency_key": "r1", "name": "copy"}),
-                "first used with `restore_volume`")
+        restore = {"project": "shop", "from_snapshot": s1["id"], "volume": "copy", "idempotency_key": "r1"}
+        ok(await c.call_tool("volume", {"action": "restore"} | restore))
+        ok(await c.call_tool("volume", {"action": "restore"} | restore))
+        refused(await c.call_tool("volume", {"action": "restore"} | restore | {"volume": "copy2"}), "`volume` differs")
+        refused(await c.call_tool("volume", {"action": "restore"} | restore | {"from_snapshot": b1["id"]}),
+                "`from_snapshot`")
+        refused(await c.call_tool("volume", {"action": "create"} | vol | {"idempotency_key": "r1", "volume": "copy"}),
+                "first used with `volume action=restore`")
         assert await platform.counts() == (0, 0, 2, 2, 0)
 
         ok(await c.call_tool("create_app", WEB | {"secrets": {}}))
         attach = {"project": "shop", "app": "web", "volume": "data", "mount_path": "/data", "idempotency_key": "a1",
                   "wait_seconds": 0}
-        a1 = ok(await c.call_tool("attach_volume", attach))
-        a2 = ok(await c.call_tool("attach_volume", attach))
+        a1 = ok(await c.call_tool("volume", {"action": "attach"} | attach))
+        a2 = ok(await c.call_tool("volume", {"action": "attach"} | attach))
         assert a1["deployment_id"] == a2["deployment_id"]
         before = await platform.counts()
-        refused(await c.call_tool("attach_volume", attach | {"mount_path": "/srv"}), "`mount_path` differs")
-        refused(await c.call_tool("attach_volume", attach | {"read_only": True}), "`read_only` differs")
+        refused(await c.call_tool("volume", {"action": "attach"} | attach | {"mount_path": "/srv"}),
+                "`mount_path` differs")
+        refused(await c.call_tool("volume", {"action": "attach"} | attach | {"read_only": True}),
+                "`read_only` differs")
     assert await platform.counts() == before
     assert [r["mount_path"] for r in await platform.rows("SELECT mount_path FROM volume_attachments")] == ["/data"]
 

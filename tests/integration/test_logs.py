@@ -161,9 +161,9 @@ async def collect(c: Client, args: dict[str, Any]) -> tuple[list[dict[str, Any]]
     pages: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = await call(c, "get_runtime_logs", {**args, **({"cursor": cursor} if cursor else {})})
+        page = await call(c, "logs", {**args, **({"cursor": cursor} if cursor else {})})
         pages.append(page)
-        lines.extend(page["lines"])
+        lines.extend(page["app_output"]["lines"])
         cursor = page["next_cursor"]
         if cursor is None:
             return lines, pages
@@ -171,7 +171,8 @@ async def collect(c: Client, args: dict[str, Any]) -> tuple[list[dict[str, Any]]
 
 
 def page_bytes(page: dict[str, Any]) -> int:
-    return sum(len(x["ts"]) + len(x["pod"] or "") + len(x["stream"]) + utf8_size(x["line"]) for x in page["lines"])
+    return sum(len(x["ts"]) + len(x["pod"] or "") + len(x["stream"]) + utf8_size(x["line"])
+               for x in page["app_output"]["lines"])
 
 
 WEB = {"project": "shop", "app": "web"}
@@ -190,7 +191,7 @@ async def test_pages_through_10000_lines_without_gap_or_duplicate(world: World, 
     assert len(burst) == 1000 and burst == list(range(burst[0], burst[0] + 1000))
     assert len({lines[k]["ts"] for k in burst}) == 1
     for page in pages:
-        assert len(page["lines"]) <= 1000 and page_bytes(page) == page["truncated"]["bytes"] <= 64 * 1024
+        assert len(page["app_output"]["lines"]) <= 1000 and page_bytes(page) == page["truncated"]["bytes"] <= 64 * 1024
     assert all(p["truncated"]["reason"] == "bytes" for p in pages[:-1])  # 1,000 lines never fit in 64 KiB
     assert pages[-1]["truncated"]["reason"] is None and pages[-1]["source"] == "loki"
     assert all('tenant="acme", project="shop", app="web"' in q for q in world.fake.queries)
@@ -213,14 +214,14 @@ async def test_filters_return_exactly_the_matching_lines(world: World) -> None:
             lines, _ = await collect(c, {**WEB, "limit": 1000, **args})
             assert [ident(x) for x in lines] == world.expected("backward", keep), args
             assert lines, args
-        foreign = await error_text(c, "get_runtime_logs", {**WEB, "deployment_id": str(world.other_release)})
-        window = await call(c, "get_runtime_logs", {**WEB, "since": "2001-01-01T00:00:00Z",
+        foreign = await error_text(c, "logs", {**WEB, "deployment_id": str(world.other_release)})
+        window = await call(c, "logs", {**WEB, "since": "2001-01-01T00:00:00Z",
                                                     "until": "2001-01-02T00:00:00"})
-        bad_regex = await error_text(c, "get_runtime_logs", {**WEB, "regex": "(?<=x)y"})
-        bad_since = await error_text(c, "get_runtime_logs", {**WEB, "since": "last tuesday"})
-        bad_until = await error_text(c, "get_runtime_logs", {**WEB, "since": "1h", "until": "2h"})
-    assert "No deployment named" in foreign and "list_deployments" in foreign
-    assert window["lines"] == [] and window["next_cursor"] is None
+        bad_regex = await error_text(c, "logs", {**WEB, "regex": "(?<=x)y"})
+        bad_since = await error_text(c, "logs", {**WEB, "since": "last tuesday"})
+        bad_until = await error_text(c, "logs", {**WEB, "since": "1h", "until": "2h"})
+    assert "No deployment named" in foreign and "deployments" in foreign
+    assert window["app_output"]["lines"] == [] and window["next_cursor"] is None
     assert "Invalid `regex`" in bad_regex and "lookbehind" in bad_regex and "RE2" in bad_regex
     assert "Invalid `since`" in bad_since and "15m" in bad_since
     assert "Invalid `until`" in bad_until
@@ -229,16 +230,16 @@ async def test_filters_return_exactly_the_matching_lines(world: World) -> None:
 async def test_caps_hold_and_the_cursor_continues_after_the_last_line(world: World) -> None:
     expected = world.expected("backward")
     async with Client(world.server()) as c:
-        first = await call(c, "get_runtime_logs", {**WEB, "limit": 50})
-        second = await call(c, "get_runtime_logs", {**WEB, "limit": 50, "cursor": first["next_cursor"]})
+        first = await call(c, "logs", {**WEB, "limit": 50})
+        second = await call(c, "logs", {**WEB, "limit": 50, "cursor": first["next_cursor"]})
         longs, long_pages = await collect(c, {**WEB, "contains": "LONG", "direction": "forward"})
-        wrong_filters = await error_text(c, "get_runtime_logs", {**WEB, "limit": 50, "contains": "GET",
+        wrong_filters = await error_text(c, "logs", {**WEB, "limit": 50, "contains": "GET",
                                                                   "cursor": first["next_cursor"]})
-        wrong_direction = await error_text(c, "get_runtime_logs", {**WEB, "direction": "forward",
+        wrong_direction = await error_text(c, "logs", {**WEB, "direction": "forward",
                                                                     "cursor": first["next_cursor"]})
-        mangled = await error_text(c, "get_runtime_logs", {**WEB, "cursor": first["next_cursor"][:-4] + "AAAA"})
-        too_many = await error_text(c, "get_runtime_logs", {**WEB, "limit": 1001})
-    assert [ident(x) for x in first["lines"] + second["lines"]] == expected[:100]
+        mangled = await error_text(c, "logs", {**WEB, "cursor": first["next_cursor"][:-4] + "AAAA"})
+        too_many = await error_text(c, "logs", {**WEB, "limit": 1001})
+    assert [ident(x) for x in first["app_output"]["lines"] + second["app_output"]["lines"]] == expected[:100]
     assert first["truncated"] == {"reason": "lines", "long_lines": 0, "bytes": page_bytes(first),
                                   "max_bytes": 65536}
     assert len(longs) == 10 and all(page_bytes(p) <= 64 * 1024 for p in long_pages)
@@ -255,12 +256,12 @@ async def test_caps_hold_and_the_cursor_continues_after_the_last_line(world: Wor
 
 async def test_another_tenants_logs_are_never_reached(world: World) -> None:
     async with Client(world.server()) as c:
-        theirs = await error_text(c, "get_runtime_logs", {"project": "shop", "app": "admin"})
-        their_labels = await error_text(c, "list_log_labels", {"project": "shop", "app": "admin"})
+        theirs = await error_text(c, "logs", {"project": "shop", "app": "admin"})
+        their_labels = await error_text(c, "logs", {"labels": True, "project": "shop", "app": "admin"})
         injected, _ = await collect(c, {**WEB, "contains": '"} or {tenant="other"} |= "'})
-        bad_pod = await error_text(c, "get_runtime_logs", {**WEB, "pod": 'x"}'})
+        bad_pod = await error_text(c, "logs", {**WEB, "pod": 'x"}'})
         mine, _ = await collect(c, {**WEB, "limit": 1000, "since": "1d"})
-        labels = await call(c, "list_log_labels", WEB)
+        labels = await call(c, "logs", {"labels": True} | WEB)
     assert "No app named 'shop/admin'" in theirs and "No app named 'shop/admin'" in their_labels
     assert injected == [] and "Invalid `pod`" in bad_pod
     assert len(mine) == N and not any("OTHER" in x["line"] for x in mine)
@@ -270,7 +271,7 @@ async def test_another_tenants_logs_are_never_reached(world: World) -> None:
     assert labels["source"] == "loki" and "tenant" not in labels["labels"]
     async with Client(world.server(tenant="other")) as c:
         other, _ = await collect(c, WEB)
-        other_labels = await call(c, "list_log_labels", WEB)
+        other_labels = await call(c, "logs", {"labels": True} | WEB)
     assert len(other) == 50 and all("OTHER TENANT" in x["line"] for x in other)
     assert other_labels["labels"]["deployment_id"] == [str(world.other_release)]
 
@@ -281,28 +282,28 @@ async def test_unavailable_log_stores_are_clear_errors(world: World, store: PgSt
     unreachable = LokiLogStore(LokiClient(f"http://127.0.0.1:{port}", timeout=2.0))
     try:
         async with Client(world.server(logs=unreachable), mode=mode) as c:
-            down = await error_text(c, "get_runtime_logs", WEB)
-            down_labels = await error_text(c, "list_log_labels", WEB)
+            down = await error_text(c, "logs", WEB)
+            down_labels = await error_text(c, "logs", {"labels": True} | WEB)
     finally:
         await unreachable.aclose()
     assert f"Loki at http://127.0.0.1:{port} is unreachable" in down and "temporarily unavailable" in down
     assert "Retry in a minute" in down and "temporarily unavailable" in down_labels
     world.fake.fail_status = 503
     async with Client(world.server(), mode=mode) as c:
-        failing = await error_text(c, "get_runtime_logs", WEB)
+        failing = await error_text(c, "logs", WEB)
     world.fake.fail_status = None
     assert "answered HTTP 503" in failing and "temporarily unavailable" in failing
     slow = LokiLogStore(LokiClient(world.fake.url, timeout=0.2))
     world.fake.delay_seconds = 1.0
     try:
         async with Client(world.server(logs=slow), mode=mode) as c:
-            timed_out = await error_text(c, "get_runtime_logs", WEB)
+            timed_out = await error_text(c, "logs", WEB)
     finally:
         world.fake.delay_seconds = 0.0
         await slow.aclose()
     assert "did not answer" in timed_out and "in time" in timed_out
     async with Client(world.server(no_logs=True), mode=mode) as c:
-        none = await error_text(c, "get_runtime_logs", WEB)
+        none = await error_text(c, "logs", WEB)
     assert "no log store configured" in none and "DEPLOY_MCP_LOKI_URL" in none
     async with store.pool.connection() as conn:
         rows = await (await conn.execute("SELECT tool, outcome, error FROM audit_events ORDER BY id")).fetchall()
@@ -324,8 +325,8 @@ async def test_secret_values_are_masked(world: World) -> None:
 
 async def test_scope_is_required(world: World) -> None:
     async with Client(world.server(scopes=frozenset({"apps:read"}))) as c:
-        denied = await error_text(c, "get_runtime_logs", WEB)
-        denied_labels = await error_text(c, "list_log_labels", WEB)
+        denied = await error_text(c, "logs", WEB)
+        denied_labels = await error_text(c, "logs", {"labels": True} | WEB)
     assert "logs:read" in denied and "logs:read" in denied_labels
     assert world.fake.queries == []
 
@@ -351,22 +352,23 @@ async def test_follow_returns_new_lines_and_reports_them_as_progress(world: Worl
 
     async with Client(world.server(), mode=mode) as c:
         writer = asyncio.create_task(write_later())
-        r = await c.call_tool("get_runtime_logs", {**WEB, "limit": 40, "follow_seconds": 3},
+        r = await c.call_tool("logs", {**WEB, "limit": 40, "follow_seconds": 3},
                               progress_callback=on_progress)
         await writer
     assert not r.is_error and r.structured_content is not None
     out = r.structured_content
-    assert len(out["lines"]) == 20 and out["truncated"]["reason"] == "lines"  # the page gets half of the caps
-    followed = [x["line"] for x in out["followed"]]
+    # the page gets half of the caps
+    assert len(out["app_output"]["lines"]) == 20 and out["truncated"]["reason"] == "lines"
+    followed = [x["line"] for x in out["app_output"]["followed"]]
     assert followed == [f"#9{b}00{k} " + ("new line" if k == 1 else "token [secret:API_KEY] in batch") + f" {b}"
                         for b in range(3) for k in (1, 2)]
-    assert all(x["pod"] == "web-r2-a" for x in out["followed"]) and out["follow_cursor"]
+    assert all(x["pod"] == "web-r2-a" for x in out["app_output"]["followed"]) and out["follow_cursor"]
     assert seen and [v for v, _ in seen] == sorted(v for v, _ in seen) and seen[-1][0] == 6
     sent = "\n".join(m or "" for _, m in seen)
     assert all(line in sent for line in followed) and SECRET not in sent
     async with Client(world.server(), mode=mode) as c:
-        later = await call(c, "get_runtime_logs", {**WEB, "direction": "forward", "cursor": out["follow_cursor"]})
-    assert later["lines"] == [] and later["next_cursor"] is None
+        later = await call(c, "logs", {**WEB, "direction": "forward", "cursor": out["follow_cursor"]})
+    assert later["app_output"]["lines"] == [] and later["next_cursor"] is None
 
 
 async def test_loki_client_speaks_the_documented_api() -> None:

@@ -50,9 +50,9 @@ async def test_a_degraded_observation_is_reported_until_a_healthy_one(store: PgS
                                                             "drift": [f"Deployment/{ns}/web-r1 is missing"]},
                                       [f"Deployment/{ns}/web-r1"], workflow_id=f"reconcile/{app.id}")
     async with Client(server_for(store), mode=mode) as c:
-        shown = ok(await c.call_tool("get_app", {"project": "shop", "app": "web"}))
-        listed = ok(await c.call_tool("list_apps", {}))["apps"]
-        detail = ok(await c.call_tool("get_deployment", {"deployment_id": str(d.id)}))
+        shown = ok(await c.call_tool("apps", {"project": "shop", "app": "web"}))
+        listed = ok(await c.call_tool("apps", {}))["apps"]
+        detail = ok(await c.call_tool("deployments", {"deployment_id": str(d.id)}))
         log = ok(await c.call_tool("get_audit_log", {"tool": "reconcile"}))["entries"]
     reason = f"drift found (re-applied): Deployment/{ns}/web-r1 is missing"
     assert (shown["status"], shown["status_reason"]) == ("degraded", reason)
@@ -68,7 +68,7 @@ async def test_a_degraded_observation_is_reported_until_a_healthy_one(store: PgS
         app_id=app.id, release="web-r1", desired_replicas=1, ready_replicas=1, serving_ready=True,
         service_points_at_serving=True))
     async with Client(server_for(store), mode=mode) as c:
-        shown = ok(await c.call_tool("get_app", {"project": "shop", "app": "web"}))
+        shown = ok(await c.call_tool("apps", {"project": "shop", "app": "web"}))
     assert (shown["status"], shown["status_reason"]) == ("running", None)
     assert shown["observed"]["repaired"] == [] and shown["observed"]["last_repaired"] == [f"Deployment/{ns}/web-r1"]
 
@@ -77,5 +77,5 @@ async def test_without_the_reconciler_the_record_stands(store: PgStore, mode: st
     app, _ = await serving_app(store)
     await store.record_observation(Observation(app_id=app.id, release="web-r1", desired_replicas=1))
     async with Client(server_for(store, reconcile=False), mode=mode) as c:
-        shown = ok(await c.call_tool("get_app", {"project": "shop", "app": "web"}))
+        shown = ok(await c.call_tool("apps", {"project": "shop", "app": "web"}))
     assert shown["status"] == "running" and shown["status_reason"] is None

@@ -43,13 +43,13 @@ async def audit_rows(store: PgStore) -> list[dict[str, Any]]:
 async def test_tools_are_listed_with_schemas_and_annotations(store: PgStore, mode: str) -> None:
     async with Client(server_for(store), mode=mode) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
-    assert {"whoami", "list_projects", "list_apps", "get_app", "get_audit_log"} <= set(tools)
-    reads = {"whoami", "list_projects", "list_apps", "get_app", "get_audit_log", "get_deployment",
-             "list_deployments", "get_runtime_logs", "list_log_labels", "diagnose_deployment", "list_volumes",
-             "list_builds", "get_build_logs", "app_metrics"}
-    destructive = {"delete_app", "delete_volume"}
+    reads = {"whoami", "apps", "get_audit_log", "deployments", "logs", "volumes", "builds", "app_metrics"}
+    writes = {"create_app", "deploy", "rollback", "delete_app", "set_secrets", "set_git_credentials", "volume",
+              "scale"}
+    assert set(tools) == reads | writes
+    destructive = {"delete_app", "volume"}
     for t in tools.values():
-        assert t.output_schema is not None, t.name
+        assert t.output_schema is None, t.name  # decision 0017: results are documented in docs/tools/
         assert t.input_schema.get("additionalProperties") is False, t.name
         assert t.annotations is not None, t.name
         assert t.annotations.read_only_hint is (t.name in reads), t.name
@@ -74,10 +74,10 @@ async def test_apps_and_projects_are_scoped_to_the_tenant(store: PgStore, mode: 
     await seed_app(store, "acme", "shop", "api")
     await seed_app(store, "other", "shop", "web")
     async with Client(server_for(store), mode=mode) as c:
-        projects = (await c.call_tool("list_projects", {})).structured_content
-        apps = (await c.call_tool("list_apps", {"project": "shop"})).structured_content
-        app = await c.call_tool("get_app", {"project": "shop", "app": "web"})
-        missing = await c.call_tool("get_app", {"project": "shop", "app": "nope"})
+        projects = (await c.call_tool("apps", {})).structured_content
+        apps = (await c.call_tool("apps", {"project": "shop"})).structured_content
+        app = await c.call_tool("apps", {"project": "shop", "app": "web"})
+        missing = await c.call_tool("apps", {"project": "shop", "app": "nope"})
     assert projects is not None and [p["name"] for p in projects["projects"]] == ["shop"]
     assert projects["projects"][0]["apps"] == 2
     assert apps is not None and [a["name"] for a in apps["apps"]] == ["api", "web"]
@@ -87,32 +87,32 @@ async def test_apps_and_projects_are_scoped_to_the_tenant(store: PgStore, mode: 
     assert "debug" not in str(app.structured_content)  # env values are not shown
     assert missing.is_error and "No app named 'shop/nope'" in missing.content[0].text  # type: ignore[union-attr]
     async with Client(server_for(store, tenant="other"), mode=mode) as c:
-        theirs = (await c.call_tool("list_apps", {})).structured_content
+        theirs = (await c.call_tool("apps", {})).structured_content
     assert theirs is not None and [a["name"] for a in theirs["apps"]] == ["web"]
 
 
 async def test_refused_calls_are_audited_and_say_the_fix(store: PgStore, mode: str) -> None:
     async with Client(server_for(store, scopes=frozenset({"apps:read"})), mode=mode) as c:
-        bad_name = await c.call_tool("get_app", {"project": "Shop", "app": "web"})
-        unknown = await c.call_tool("list_apps", {"projekt": "shop"})
+        bad_name = await c.call_tool("apps", {"project": "Shop", "app": "web"})
+        unknown = await c.call_tool("apps", {"projekt": "shop"})
         no_scope = await c.call_tool("get_audit_log", {})
-        out_of_range = await c.call_tool("list_apps", {"project": 5})
+        out_of_range = await c.call_tool("apps", {"project": 5})
     texts = [r.content[0].text for r in (bad_name, unknown, no_scope, out_of_range)]  # type: ignore[union-attr]
     assert all(r.is_error for r in (bad_name, unknown, no_scope, out_of_range))
     assert "Invalid `project`" in texts[0] and "'shop'" in texts[0]
-    assert "Invalid `projekt`" in texts[1] and "['project']" in texts[1]
+    assert "Invalid `projekt`" in texts[1] and "['app', 'project']" in texts[1]
     assert "audit:read" in texts[2]
     assert "Invalid `project`" in texts[3]
     rows = await audit_rows(store)
     assert [(x["tool"], x["outcome"]) for x in rows] == [
-        ("get_app", "invalid"), ("list_apps", "invalid"), ("get_audit_log", "denied"), ("list_apps", "invalid")]
+        ("apps", "invalid"), ("apps", "invalid"), ("get_audit_log", "denied"), ("apps", "invalid")]
     assert all(x["error"] for x in rows)
 
 
 async def test_secret_arguments_are_redacted_in_the_audit_row(store: PgStore, mode: str) -> None:
     secret = "hunter2-" + "z" * 10
     async with Client(server_for(store), mode=mode) as c:
-        r = await c.call_tool("list_apps", {"project": "shop", "password": secret, "token": "dmcp_" + "q" * 30})
+        r = await c.call_tool("apps", {"project": "shop", "password": secret, "token": "dmcp_" + "q" * 30})
         page = (await c.call_tool("get_audit_log", {"limit": 5})).structured_content
     assert r.is_error  # unknown arguments are refused, and still audited
     rows = await audit_rows(store)

@@ -68,7 +68,7 @@ async def create_web(p: Platform, c: Any, project: str) -> tuple[str, dict[str, 
 async def until_running(c: Any, project: str, timeout: float = BOUND) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        app = ok(await c.call_tool("get_app", {"project": project, "app": "web"}))
+        app = ok(await c.call_tool("apps", {"project": project, "app": "web"}))
         if app["status"] == "running" and app["observed"] is not None:
             return app
         assert time.monotonic() < deadline, f"get_app never said running again: {app['status_reason']}"
@@ -98,7 +98,7 @@ async def broken_then_served(p: Platform, c: Any, project: str, ns: str, broke_a
     answers for a moment while it terminates); (seconds it took, the statuses `get_app` reported meanwhile)."""
     statuses: list[str] = []
     while True:
-        app = ok(await c.call_tool("get_app", {"project": project, "app": "web"}))
+        app = ok(await c.call_tool("apps", {"project": project, "app": "web"}))
         statuses.append(f"{app['status']}: {app['status_reason']}")
         took = time.monotonic() - broke_at
         if any(s.startswith("degraded") for s in statuses) and await healed() and await answers(p, ns):
@@ -223,7 +223,7 @@ async def test_a_restart_on_an_empty_cluster_serves_every_app_without_a_call(pla
         # nothing observes the app now: once the bound passed, get_app says so instead of `running`
         stale = PERIOD * 5
         await asyncio.sleep(stale + 1)
-        shown = ok(await c.call_tool("get_app", {"project": "rs", "app": "web"}))
+        shown = ok(await c.call_tool("apps", {"project": "rs", "app": "web"}))
         assert shown["status"] == "degraded" and "not observed since" in shown["status_reason"], shown
         started = time.monotonic()
         await p.start_worker()

@@ -63,7 +63,7 @@ async def test_rollback_restores_digest_config_and_secrets_in_and_after_the_wind
         in_window = time.monotonic() - started
         assert back["phase"] == "succeeded" and back["release"] == "web-r1" and back["serving"], back
         assert await serving(p, ns) == "web-r1"
-        detail = ok(await c.call_tool("get_deployment", {"deployment_id": back["deployment_id"]}))
+        detail = ok(await c.call_tool("deployments", {"deployment_id": back["deployment_id"]}))
         assert detail["kind"] == "rollback" and detail["rollback_of"] == first["deployment_id"]
         assert detail["image_digest"] == first["image_digest"] != second["image_digest"]
         assert detail["secrets_version"] == 1
@@ -87,7 +87,7 @@ async def test_rollback_restores_digest_config_and_secrets_in_and_after_the_wind
 
         forward = ok(await c.call_tool("rollback", {"project": "rb", "app": "web", "to": second["deployment_id"]},
                                        progress_callback=on_progress))
-        history = ok(await c.call_tool("list_deployments", {"project": "rb", "app": "web"}))
+        history = ok(await c.call_tool("deployments", {"project": "rb", "app": "web"}))
     assert forward["phase"] == "succeeded" and forward["release"] == "web-r2", forward
     assert "waiting" in phases  # scaled up and waited for Ready before the switch
     assert await serving(p, ns) == "web-r2" and await replicas(p, ns, "web-r2") == 1
@@ -112,7 +112,7 @@ async def test_rollback_during_a_rollout_cancels_it_and_keeps_serving(platform: 
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
         back = ok(await c.call_tool("rollback", {"project": "rr", "app": "web"}))
-        cancelled = ok(await c.call_tool("get_deployment", {"deployment_id": slow["deployment_id"]}))
+        cancelled = ok(await c.call_tool("deployments", {"deployment_id": slow["deployment_id"]}))
     assert back["phase"] == "succeeded" and back["release"] == "web-r1"
     assert cancelled["phase"] == "cancelled"
     assert await serving(p, ns) == "web-r1"

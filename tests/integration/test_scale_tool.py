@@ -68,22 +68,22 @@ async def test_scale_arguments_and_refusals_name_the_field_and_the_fix(store: Pg
 async def test_get_app_shows_the_autoscaler_as_recorded_then_as_observed(store: PgStore, mode: str) -> None:
     app = await seed(store, "web", {})
     async with Client(server_for(store), mode=mode) as c:
-        plain = (await c.call_tool("get_app", {"project": "shop", "app": "web"})).structured_content
+        plain = (await c.call_tool("apps", {"project": "shop", "app": "web"})).structured_content
         assert plain is not None and plain["autoscaler"] is None
         auto = Autoscale(min=2, max=5, cpu_percent=60)
         await store.record_scale(app.id, AppScale(autoscale=auto))
-        recorded = (await c.call_tool("get_app", {"project": "shop", "app": "web"})).structured_content
+        recorded = (await c.call_tool("apps", {"project": "shop", "app": "web"})).structured_content
         assert recorded is not None
         assert recorded["autoscaler"]["min"] == 2 and recorded["autoscaler"]["max"] == 5
         assert recorded["autoscaler"]["conditions"][0].startswith("not observed yet")
         await store.record_observation(Observation(app_id=app.id, release="web-r1", autoscaler=AutoscalerStatus(
             min=2, max=5, cpu_percent=60, target="web-r1", current_replicas=2, desired_replicas=0,
             conditions=[NO_METRICS])))
-        seen = (await c.call_tool("get_app", {"project": "shop", "app": "web"})).structured_content
+        seen = (await c.call_tool("apps", {"project": "shop", "app": "web"})).structured_content
         assert seen is not None and seen["autoscaler"]["conditions"] == [NO_METRICS]
         assert seen["autoscaler"]["target"] == "web-r1" and seen["autoscaler"]["current_replicas"] == 2
         refused = await c.call_tool("deploy", {"project": "shop", "app": "web", "replicas": 3})
         assert "Invalid `replicas`: the app is autoscaled" in text(refused)
         await store.record_scale(app.id, AppScale(replicas=4))
-        fixed = (await c.call_tool("get_app", {"project": "shop", "app": "web"})).structured_content
+        fixed = (await c.call_tool("apps", {"project": "shop", "app": "web"})).structured_content
         assert fixed is not None and fixed["autoscaler"] is None and fixed["replicas"] == 4

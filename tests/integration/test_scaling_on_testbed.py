@@ -84,7 +84,7 @@ async def test_scale_in_place_then_the_next_release_and_rollbacks_keep_the_count
         await until_ready(p, ns, "web-r2", 3)
         assert before <= await pods_of(p, ns, "web-r2"), "the running pods are kept"
         assert (await replicas(p, ns, "web-r1"))[0] == 1, "the warm release is untouched"
-        history = ok(await c.call_tool("list_deployments", {"project": "sc", "app": "web"}))
+        history = ok(await c.call_tool("deployments", {"project": "sc", "app": "web"}))
         assert len(history["deployments"]) == 2, "no new release"
 
         third = ok(await c.call_tool("deploy", {"project": "sc", "app": "web",
@@ -149,7 +149,7 @@ async def test_the_hpa_follows_switches_and_rollbacks_and_says_there_are_no_metr
         # no metrics-server on the testbed: the HPA controller says so, and get_app says it plainly
         deadline = time.monotonic() + 120
         while True:
-            view = ok(await c.call_tool("get_app", {"project": "hpa", "app": "web"}))
+            view = ok(await c.call_tool("apps", {"project": "hpa", "app": "web"}))
             scaler: dict[str, Any] | None = view.get("autoscaler")
             if scaler and NO_METRICS in scaler["conditions"] and scaler["target"] == "web-r1":
                 break

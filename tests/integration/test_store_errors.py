@@ -51,7 +51,7 @@ async def test_taken_app_name_and_lost_secrets_race(store: PgStore) -> None:
 def test_agents_read_the_messages_the_tools_always_gave() -> None:
     cases: list[tuple[Any, type, str]] = [
         (RecordNotFound("project", "shop"), NotFound,
-         "No project named 'shop' in your tenant. Call `list_projects`; `create_app` creates projects."),
+         "No project named 'shop' in your tenant. Call `apps`; `create_app` creates projects."),
         (RecordNotFound("app", "shop/web"), NotFound,
          "No app named 'shop/web' in your tenant. Create it with `create_app`."),
         (RecordConflict("app", "shop/web"), Conflict,
@@ -86,7 +86,7 @@ async def test_an_unreachable_database_is_store_unavailable_and_the_agent_is_tol
                               transport="memory", principal=Principal("acme", "alice", frozenset({"apps:read"}),
                                                                       "memory"))
         async with Client(server) as c:
-            r = await c.call_tool("list_apps", {})
+            r = await c.call_tool("apps", {})
         assert r.is_error and "The platform's database cannot be reached now." in r.content[0].text  # type: ignore[union-attr]
     finally:
         await store.close()

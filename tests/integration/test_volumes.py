@@ -93,7 +93,7 @@ async def test_data_survives_deploy_rollback_and_pod_loss(platform: Platform) ->
             assert time.monotonic() < deadline, "the replacement pod never became Ready"
             await asyncio.sleep(0.5)
         assert await get(p, ns, "web", "/cgi-bin/read") == "1"
-        listed = ok(await c.call_tool("list_volumes", {"project": "vol"}))
+        listed = ok(await c.call_tool("volumes", {"project": "vol"}))
     vol = listed["volumes"][0]
     assert vol["status"] == "bound"
     assert vol["attachments"] == [{"app": "web", "mount_path": "/data", "read_only": False}]
@@ -103,34 +103,35 @@ async def test_snapshot_restore_backup_policy_resize_and_refusals(platform: Plat
     p = platform
     image = await counter_image(p)
     async with p.client() as c:
-        ok(await c.call_tool("create_volume", {"project": "snap", "name": "data", "size_gib": 1}))
+        ok(await c.call_tool("volume", {"action": "create", "project": "snap", "volume": "data", "size_gib": 1}))
         ok(await c.call_tool("create_app", {"project": "snap", "name": "web", "source": {"image": image},
                                             "port": 8080, "shutdown_grace_seconds": 1}))
-        attached = ok(await c.call_tool("attach_volume", {"project": "snap", "app": "web", "volume": "data",
+        attached = ok(await c.call_tool("volume", {
+                "action": "attach", "project": "snap", "app": "web", "volume": "data",
                                                           "mount_path": "/data"}))
         assert attached["phase"] == "succeeded", attached
         ns = (await p.deps.store.get_app(p.tenant, "snap", "web")).namespace  # type: ignore[union-attr]
         assert await get(p, ns, "web", "/cgi-bin/bump") == "1"
-        snap = ok(await c.call_tool("snapshot_volume", {"project": "snap", "volume": "data"}))
+        snap = ok(await c.call_tool("volume", {"action": "snapshot", "project": "snap", "volume": "data"}))
         assert snap["status"] == "ready", snap
         assert await get(p, ns, "web", "/cgi-bin/bump") == "2"  # after the snapshot: not in it
-        restored = ok(await c.call_tool("restore_volume", {"project": "snap", "from_snapshot": snap["id"],
-                                                           "name": "old"}))
+        restored = ok(await c.call_tool("volume", {"action": "restore", "project": "snap", "from_snapshot": snap["id"],
+                                                    "volume": "old"}))
         assert restored["volume"]["status"] == "bound", restored
         claim = await p.kube.get("v1", "PersistentVolumeClaim", ns, "vol-old")
         assert claim is not None and claim["spec"]["dataSource"] == {
             "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snap["name"]}
         ok(await c.call_tool("create_app", {"project": "snap", "name": "reader", "source": {"image": image},
                                             "port": 8080, "shutdown_grace_seconds": 1}))
-        ok(await c.call_tool("attach_volume", {"project": "snap", "app": "reader", "volume": "old",
+        ok(await c.call_tool("volume", {"action": "attach", "project": "snap", "app": "reader", "volume": "old",
                                                "mount_path": "/data", "read_only": True}))
         assert await get(p, ns, "reader", "/cgi-bin/read") == "1"
 
-        backup = ok(await c.call_tool("backup_volume", {"project": "snap", "volume": "data"}))
+        backup = ok(await c.call_tool("volume", {"action": "backup", "project": "snap", "volume": "data"}))
         content = await p.kube.get("snapshot.storage.k8s.io/v1", "VolumeSnapshot", ns, backup["name"])
         assert backup["status"] == "ready" and content is not None
         assert content["spec"]["volumeSnapshotClassName"] == "longhorn-backup"
-        policy = ok(await c.call_tool("set_backup_policy", {"project": "snap", "volume": "data",
+        policy = ok(await c.call_tool("volume", {"action": "policy", "project": "snap", "volume": "data",
                                                             "schedule": "0 3 * * *", "retain": 5}))
         assert policy["volume"]["backup_schedule"] == "0 3 * * *" and policy["volume"]["backup_retain"] == 5
         jobs = await p.kube.list_objects("longhorn.io/v1beta2", "RecurringJob", "longhorn-system",
@@ -140,20 +141,24 @@ async def test_snapshot_restore_backup_policy_resize_and_refusals(platform: Plat
         pvc = await p.kube.get("v1", "PersistentVolumeClaim", ns, "vol-data")
         assert pvc is not None and pvc["metadata"]["labels"]["recurring-job.longhorn.io/source"] == "enabled"
 
-        grown = ok(await c.call_tool("resize_volume", {"project": "snap", "volume": "data", "size_gib": 3}))
+        grown = ok(await c.call_tool("volume", {
+                "action": "resize", "project": "snap", "volume": "data", "size_gib": 3}))
         assert grown["done"] and grown["volume"]["size_gib"] == 3
-        listed = ok(await c.call_tool("list_volumes", {"project": "snap"}))
+        listed = ok(await c.call_tool("volumes", {"project": "snap"}))
 
-        shrink = err(await c.call_tool("resize_volume", {"project": "snap", "volume": "data", "size_gib": 1}))
-        etc = err(await c.call_tool("attach_volume", {"project": "snap", "app": "web", "volume": "old",
+        shrink = err(await c.call_tool("volume", {
+                "action": "resize", "project": "snap", "volume": "data", "size_gib": 1}))
+        etc = err(await c.call_tool("volume", {"action": "attach", "project": "snap", "app": "web", "volume": "old",
                                                       "mount_path": "/etc/app"}))
         many = err(await c.call_tool("deploy", {"project": "snap", "app": "web", "replicas": 2}))
         new_many = err(await c.call_tool("create_app", {
             "project": "snap", "name": "multi", "source": {"image": image}, "port": 8080, "replicas": 3,
             "volumes": [{"name": "m", "size_gib": 1, "mount_path": "/data"}]}))
-        busy = err(await c.call_tool("delete_volume", {"project": "snap", "volume": "data", "confirm": "snap/data"}))
-        ok(await c.call_tool("detach_volume", {"project": "snap", "app": "reader", "volume": "old"}))
-        gone = ok(await c.call_tool("delete_volume", {"project": "snap", "volume": "old", "confirm": "snap/old"}))
+        busy = err(await c.call_tool("volume", {
+                "action": "delete", "project": "snap", "volume": "data", "confirm": "snap/data"}))
+        ok(await c.call_tool("volume", {"action": "detach", "project": "snap", "app": "reader", "volume": "old"}))
+        gone = ok(await c.call_tool("volume", {
+                "action": "delete", "project": "snap", "volume": "old", "confirm": "snap/old"}))
     data = next(v for v in listed["volumes"] if v["name"] == "data")
     assert data["last_snapshot_at"] and data["last_backup_at"]
     assert "only grow" in shrink and "under /etc" in etc

@@ -119,7 +119,7 @@ async def seed(client: Client, store: PgStore, registry: str, tenant: str, proje
     assert not r.is_error, text_of(r)
     assert r.structured_content is not None
     deployment_id, app_id = r.structured_content["deployment_id"], r.structured_content["app_id"]
-    v = await client.call_tool("create_volume", {"project": project, "name": volume, "size_gib": 1,
+    v = await client.call_tool("volume", {"action": "create", "project": project, "volume": volume, "size_gib": 1,
                                                  "wait_seconds": 0})
     assert not v.is_error, text_of(v)
     found = await store.get_volume(tenant, project, volume)

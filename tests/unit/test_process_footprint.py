@@ -46,7 +46,7 @@ def test_the_server_still_registers_every_tool() -> None:
     from tools import all_tools
 
     names = {spec.name for spec in all_tools()}
-    assert {"create_app", "whoami", "list_apps", "get_audit_log", "create_volume"} <= names, names
+    assert {"create_app", "whoami", "apps", "get_audit_log", "volume"} <= names, names
 
 
 async def test_loki_log_store_needs_no_cluster_client() -> None:
