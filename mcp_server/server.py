@@ -25,9 +25,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools.base import Tool
+from mcp.types import Tool as MCPTool
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
-from mcp.types import Tool as MCPTool
 from pydantic import AnyHttpUrl, ValidationError
 from starlette.applications import Starlette
 from starlette.routing import Route
