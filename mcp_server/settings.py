@@ -551,6 +551,10 @@ class DatabasesSettings(Group):
     """Dumps kept per database: after a successful one, the oldest beyond this many are deleted."""
     backup_max_age_days: int = Field(30, ge=1, le=3650)
     """Dumps older than this are deleted too (a successful newer one always stays)."""
+    platform_namespace: str = "deploy-mcp-system"
+    """The platform's namespace: the backup CronJobs run there, with the backup Secret Plane A backups use."""
+    platform_image: str = "ghcr.io/deploy-mcp/deploy-mcp:0.1.0"
+    """The image the backup jobs run (`deploy-mcp db-dump`); the platform's own, as the worker's pod runs."""
 
     @model_validator(mode="after")
     def _default_supported(self) -> DatabasesSettings:

@@ -77,3 +77,20 @@ class ReconcileStore(Protocol):
     async def record_platform_audit(self, tenant: str | None, tool: str, arguments: dict[str, Any],
                                     k8s_refs: list[str], *, workflow_id: str | None = None, outcome: Any = "ok",
                                     error: str | None = None, duration_ms: int = 0) -> None: ...
+
+
+class DatabaseStore(Protocol):
+    """The database workflow's records (`mcp_server.store.databases.PgDatabases`)."""
+
+    async def get_database_by_id(self, database_id: UUID) -> Any: ...  # a tools.records.DatabaseRecord
+
+    async def set_database_status(self, database_id: UUID, status: str, reason: str | None = None) -> None: ...
+
+    async def promote_pending_password(self, database_id: UUID) -> None: ...
+
+    async def delete_database_row(self, database_id: UUID) -> None: ...
+
+    async def start_database_backup(self, database_id: UUID, kind: str, name: str) -> Any: ...
+
+    async def finish_database_backup(self, database_id: UUID, name: str, status: str, size_bytes: int | None,
+                                     error: str | None) -> None: ...

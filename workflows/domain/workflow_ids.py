@@ -40,3 +40,8 @@ def reconcile_workflow_id(app_id: UUID) -> str:
 def reconcile_sweep_workflow_id(task_queue: str) -> str:
     """The install's sweeper: one per task queue (one install), so two installs on one Temporal never share it."""
     return f"reconcile-sweep/{task_queue}"
+
+
+def database_workflow_id(tenant: str, project: str, database: str, op: str, key: str) -> str:
+    """One change to a database: the same request retried never runs twice."""
+    return f"database/{tenant}/{project}/{database}/{op}/{key}"

@@ -10,6 +10,7 @@ Pure, like every renderer: the database activities and the reconciler apply what
 from __future__ import annotations
 
 import base64
+import hashlib
 from typing import Any
 
 from workflows.domain.database_spec import (
@@ -271,3 +272,158 @@ def database_objects(spec: DatabaseSpec, caps: ClusterCaps, password: str) -> li
         return [database_secret(spec, password), policy, cnpg_cluster(spec)]
     return [database_secret(spec, password), database_claim(spec), policy, database_service(spec),
             database_pdb(spec, caps), database_statefulset(spec)]
+
+
+# --- Jobs that act on a database ----------------------------------------------------------------------------
+
+ROTATE_SQL = "\\getenv new_password NEW_PASSWORD\nALTER ROLE CURRENT_USER PASSWORD :'new_password';\n"
+"""The role changes its own password (a login role may, without any superuser). The new password comes from the
+environment through psql's \\getenv (Postgres 15+), so it is never on a command line."""
+ROTATE_SCRIPT = (
+    "psql -X -q -v ON_ERROR_STOP=1 -f /rotate/rotate.sql"
+    # a retry after the ALTER took but before the Secret followed: the new password already works
+    ' || PGPASSWORD="$NEW_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 -c "SELECT 1" >/dev/null'
+)
+BACKUP_SECRET_KEYS = ("deploy-mcp-config", "deploy-mcp-secrets", "deploy-mcp-backup")
+"""What the platform's backup CronJob (manifests/components/backup) reads: the config, the store's URL, and the
+backup target with its key. A database dump is sealed and kept exactly like a Plane A archive."""
+
+
+def _restricted(uid: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    pod = {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}}
+    container = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    return pod, container
+
+
+def rotate_secret_name(spec: DatabaseSpec) -> str:
+    return f"{spec.object_name}-rotate"
+
+
+def rotate_secret(spec: DatabaseSpec, new_password: str) -> dict[str, Any]:
+    """The new password and the SQL that sets it, for the rotation Job only (deleted after it)."""
+    return {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": meta(rotate_secret_name(spec), spec.namespace, database_labels(spec)),
+        "type": "Opaque",
+        "data": {"new_password": _b64(new_password), "rotate.sql": _b64(ROTATE_SQL)},
+    }
+
+
+def rotate_job(spec: DatabaseSpec, job_name: str) -> dict[str, Any]:
+    """A Job that connects as the database's role with the current password and sets the new one.
+
+    A Job rather than an exec into the database pod: the worker needs no `pods/exec` (which would let it run
+    anything in any app's pod), the SQL goes over the same authenticated TCP path an app uses, and the Job is
+    admitted by the database's NetworkPolicy through its client label like any other platform job."""
+    pod_sc, container_sc = _restricted(POSTGRES_UID)
+    labels = project_labels(spec.tenant, spec.project) | {LABEL_DATABASE_CLIENT: spec.name}
+    secret = {"name": spec.secret, "key": "password"}
+    container = {
+        "name": "rotate", "image": spec.image, "command": ["/bin/sh", "-c", ROTATE_SCRIPT],
+        "env": [
+            {"name": "PGHOST", "value": spec.host}, {"name": "PGPORT", "value": str(PORT)},
+            {"name": "PGUSER", "value": spec.user}, {"name": "PGDATABASE", "value": spec.database},
+            {"name": "PGCONNECT_TIMEOUT", "value": "10"},
+            {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": secret}},
+            {"name": "NEW_PASSWORD", "valueFrom": {"secretKeyRef": {"name": rotate_secret_name(spec),
+                                                                    "key": "new_password"}}},
+        ],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}},
+        "securityContext": container_sc,
+        "volumeMounts": [{"name": "rotate", "mountPath": "/rotate", "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a private emptyDir
+    }
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never", "automountServiceAccountToken": False, "enableServiceLinks": False,
+        "securityContext": pod_sc, "containers": [container],
+        "nodeSelector": {"pool": "run"},
+        "tolerations": [{"key": "pool", "operator": "Equal", "value": "run", "effect": "NoSchedule"}],
+        "volumes": [{"name": "rotate", "secret": {"secretName": rotate_secret_name(spec),
+                                                  "items": [{"key": "rotate.sql", "path": "rotate.sql"}]}},
+                    {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+    }
+    if spec.image_pull_secret:
+        pod["imagePullSecrets"] = [{"name": spec.image_pull_secret}]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": meta(job_name, spec.namespace, labels),
+        "spec": {"backoffLimit": 3, "activeDeadlineSeconds": 180,
+                 "template": {"metadata": {"labels": dict(labels)}, "spec": pod}},
+    }
+
+
+def backup_name(spec: DatabaseSpec) -> str:
+    """The backup CronJob's and its credentials Secret's name in the platform namespace: unique per database
+    across every project (CronJob names are at most 52 characters)."""
+    digest = hashlib.sha256(f"{spec.namespace}/{spec.name}".encode()).hexdigest()[:10]
+    return f"dbbackup-{spec.name[:20]}-{digest}"
+
+
+def backup_labels(spec: DatabaseSpec) -> dict[str, str]:
+    return database_labels(spec) | {LABEL_ROLE: ROLE_DATABASE_BACKUP}
+
+
+def backup_credentials(spec: DatabaseSpec, platform_namespace: str, password: str) -> dict[str, Any]:
+    """The database's password beside the backup job in the platform namespace (a pod reads Secrets of its own
+    namespace only). Rotation re-applies it."""
+    return {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": meta(backup_name(spec), platform_namespace, backup_labels(spec)),
+        "type": "kubernetes.io/basic-auth",
+        "data": {"username": _b64(spec.user), "password": _b64(password)},
+    }
+
+
+def backup_pod(spec: DatabaseSpec, database_id: str, platform_image: str, kind: str, keep: int,
+               max_age_days: int, dump_name: str | None = None) -> dict[str, Any]:
+    """The pod template of a dump: `deploy-mcp db-dump` of the platform image, with pg_dump (custom format),
+    the backup target and key of Plane A backups, and the store to record the run in (decision 0014)."""
+    pod_sc, container_sc = _restricted(10001)
+    args = ["db-dump", "--database-id", database_id, "--host", spec.host, "--dbname", spec.database,
+            "--kind", kind, "--keep", str(keep), "--max-age-days", str(max_age_days)]
+    if dump_name:
+        args += ["--name", dump_name]
+    container = {
+        "name": "dump", "image": platform_image, "args": args,
+        "envFrom": [{"configMapRef": {"name": BACKUP_SECRET_KEYS[0]}},
+                    *({"secretRef": {"name": n}} for n in BACKUP_SECRET_KEYS[1:])],
+        "env": [{"name": "PGUSER", "valueFrom": {"secretKeyRef": {"name": backup_name(spec), "key": "username"}}},
+                {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": backup_name(spec),
+                                                                      "key": "password"}}}],
+        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
+        "securityContext": container_sc,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a private emptyDir
+    }
+    return {
+        "metadata": {"labels": backup_labels(spec)},
+        "spec": {"restartPolicy": "Never", "automountServiceAccountToken": False, "enableServiceLinks": False,
+                 "securityContext": pod_sc, "containers": [container],
+                 "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}]},
+    }
+
+
+def backup_cronjob(spec: DatabaseSpec, database_id: str, platform_namespace: str, platform_image: str,
+                   schedule: str, keep: int, max_age_days: int, caps: ClusterCaps) -> dict[str, Any]:
+    """The scheduled dump, one run at a time, cut at 2 h. batch/v1 CronJob from 1.21; v1beta1 before."""
+    return {
+        "apiVersion": "batch/v1" if caps.minor >= 21 else "batch/v1beta1", "kind": "CronJob",
+        "metadata": meta(backup_name(spec), platform_namespace, backup_labels(spec)),
+        "spec": {"schedule": schedule, "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 3600,
+                 "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
+                 "jobTemplate": {"metadata": {"labels": backup_labels(spec)},
+                                 "spec": {"backoffLimit": 1, "activeDeadlineSeconds": 7200,
+                                          "template": backup_pod(spec, database_id, platform_image, "scheduled",
+                                                                 keep, max_age_days)}}},
+    }
+
+
+def backup_job(spec: DatabaseSpec, database_id: str, platform_namespace: str, platform_image: str, job_name: str,
+               kind: str, dump_name: str, keep: int, max_age_days: int) -> dict[str, Any]:
+    """An on-demand dump (manual, or the safety/final one before a restore or a delete) under a fixed name."""
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": meta(job_name, platform_namespace, backup_labels(spec)),
+        "spec": {"backoffLimit": 1, "activeDeadlineSeconds": 7200,
+                 "template": backup_pod(spec, database_id, platform_image, kind, keep, max_age_days, dump_name)},
+    }
