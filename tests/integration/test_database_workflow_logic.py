@@ -29,7 +29,7 @@ from workflows.domain.database_spec import DatabaseSpec
 from workflows.domain.secretbox import SecretBox
 from workflows.domain.specs import ClusterCaps
 
-OLD, NEW = "old-password-1", "new-password-2"  # noqa: S105 - test values
+OLD, NEW = "old-password-1", "new-password-2"
 
 
 @pytest.fixture
@@ -147,8 +147,8 @@ async def run(env: WorkflowEnvironment, api: FakeApi, store: FakeStore, op: Data
     async with Worker(env.client, task_queue=queue, workflows=[DatabaseWorkflow],
                       activities=[*acts.all(), ensure_namespace]):
         handle = await env.client.start_workflow(DatabaseWorkflow.run, op, id=f"database-{uuid.uuid4()}",
-                                                 task_queue=queue, result_type=DatabaseResult)
-        result = await handle.result()
+                                                 task_queue=queue)
+        result: DatabaseResult = await handle.result()
         history = await handle.fetch_history()
     text = history.to_json()
     assert OLD not in text and NEW not in text, "a password reached the workflow's history"
