@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from mcp_server.settings import Settings
 from tools.ports import WorkflowsUnavailable
+from workflows.domain.database_contract import DatabaseOp, DatabaseResult
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
@@ -81,6 +82,17 @@ class TemporalWorkflows:
         await self._start("volume", op, workflow_id)
         handle: WorkflowHandle[object, VolumeResult] = self.client.get_workflow_handle(
             workflow_id, result_type=VolumeResult)
+        try:
+            with _reachable():
+                return await asyncio.wait_for(handle.result(), timeout=wait_seconds)
+        except TimeoutError:
+            return None
+
+    async def run_database(self, workflow_id: str, op: DatabaseOp, wait_seconds: float) -> DatabaseResult | None:
+        """Start (or find) the database workflow and wait up to `wait_seconds` for its result; None while it runs."""
+        await self._start("database", op, workflow_id)
+        handle: WorkflowHandle[object, DatabaseResult] = self.client.get_workflow_handle(
+            workflow_id, result_type=DatabaseResult)
         try:
             with _reachable():
                 return await asyncio.wait_for(handle.result(), timeout=wait_seconds)

@@ -81,6 +81,7 @@ class AppView(AppSummary):
     strategy: str = Field(description="blue-green, or recreate for apps with a single-node volume.")
     spec: dict[str, Any] = Field(description="The app's current configuration, env values omitted.")
     deployments: list[DeploymentView] = Field(description="Most recent releases, newest first.")
+    database: dict[str, Any] | None = Field(None, description="Its database: name, status, last backup.")
 
 
 def app_url(app: AppRecord, port: int | None = None) -> str:
