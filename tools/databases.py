@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from tools.args import AppName, ProjectName, Wait, check_name
+from tools.args import ProjectName, check_name
 from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tools.lookups import require_app
@@ -29,10 +29,10 @@ Action = Literal["create", "attach", "detach", "backup", "restore", "rotate", "d
 class DatabaseRequest(BaseModel):
     """A database to create (create, or create_app's `database`); every field has a default."""
 
-    version: int | None = Field(None, description="Postgres major version (see `databases` for the supported).")
-    size_gib: int | None = Field(None, ge=1, description="Disk, GiB.")
-    volume_class: str | None = Field(None, description="Volume class, as for volumes.")
-    resources: DatabaseResources | None = Field(None, description="CPU/memory; default 250m, 512 MiB.")
+    version: int | None = Field(None, description="Postgres major (`databases` lists them).")
+    size_gib: int | None = Field(None, ge=1)
+    volume_class: str | None = None
+    resources: dict[str, int] | None = Field(None, description="cpu_millicores, cpu_limit_millicores, memory_mib.")
 
 
 class BackupView(BaseModel):
@@ -41,7 +41,6 @@ class BackupView(BaseModel):
     status: str
     size_bytes: int | None = None
     started_at: datetime
-    finished_at: datetime | None = None
     error: str | None = None
 
 
@@ -54,7 +53,7 @@ class DatabaseView(BaseModel):
     volume_class: str
     status: str
     status_reason: str | None = None
-    app: str | None = Field(None, description="The attached app: its pods alone may connect.")
+    app: str | None = None
     host: str
     last_backup: BackupView | None = None
     backups: list[BackupView] | None = None
@@ -69,7 +68,7 @@ class DatabaseActionResult(BaseModel):
     database: DatabaseView | None
     done: bool
     message: str | None = None
-    release: ReleaseResult | None = Field(None, description="The app's release carrying the new connection.")
+    release: dict[str, Any] | None = Field(None, description="The app's new release: deployment_id, phase.")
     next_step: str
 
 
@@ -145,7 +144,13 @@ def check_request(c: CallContext, req: DatabaseRequest) -> tuple[int, int, str, 
     if class_ not in c.config.storage_classes:
         raise InvalidInput("database.volume_class", f"{class_!r} is not a volume class here",
                            f"choose one of {sorted(c.config.storage_classes)}")
-    res = req.resources or DatabaseResources()
+    try:
+        res = DatabaseResources.model_validate(req.resources or {})
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InvalidInput(f"database.resources.{where}", first["msg"],
+                           "cpu_millicores 50-16000, cpu_limit_millicores 50-32000, memory_mib 128-65536") from None
     if res.cpu_limit_millicores < res.cpu_millicores:
         raise InvalidInput("database.resources.cpu_limit_millicores", "is below cpu_millicores",
                            "set the limit at or above the request")
@@ -184,6 +189,10 @@ def connection_values(c: CallContext, d: DatabaseRecord) -> dict[str, str]:
     return connection_env(_spec(c, d), password)
 
 
+def _release(r: ReleaseResult | None) -> dict[str, Any] | None:
+    return None if r is None else {"deployment_id": str(r.deployment_id), "phase": r.phase}
+
+
 async def release_with_secrets(c: CallContext, app: AppRecord, changes: dict[str, str | None], ctx: Context | None,
                                wait_seconds: int | None) -> ReleaseResult | None:
     """A new secrets version of the app with `changes`, released with its current image (never rebuilt). An
@@ -208,7 +217,7 @@ async def release_with_secrets(c: CallContext, app: AppRecord, changes: dict[str
 
 
 def _outcome(c: CallContext, d: DatabaseRecord, r: DatabaseResult | None, done_step: str,
-             release: ReleaseResult | None = None) -> DatabaseActionResult:
+             release: dict[str, Any] | None = None) -> DatabaseActionResult:
     if r is None:
         return DatabaseActionResult(database=view(c, d), done=False, release=release,
                                     next_step="Still running: `databases` shows the status.")
@@ -219,8 +228,8 @@ def _outcome(c: CallContext, d: DatabaseRecord, r: DatabaseResult | None, done_s
 
 
 @tool(title="Databases", scope="apps:read", read_only=True, idempotent=True)
-async def databases(project: ProjectName | None = None, name: Annotated[str | None, Field(
-        description="One database: also its recent backups.", max_length=200)] = None) -> DatabaseList:
+async def databases(project: Annotated[str | None, Field(max_length=200)] = None, name: Annotated[
+        str | None, Field(description="One database, with its backups.", max_length=200)] = None) -> DatabaseList:
     """List your databases (status, attached app, last backup), or one with its backups."""
     c = call()
     if name is not None:
@@ -241,21 +250,25 @@ async def database(
     project: ProjectName,
     name: Annotated[str, Field(description="Database name (a DNS label, at most 20 characters).", max_length=200)],
     ctx: Context,
-    app: Annotated[AppName | None, Field(description="create/attach: the app that gets DATABASE_URL.")] = None,
-    settings: Annotated[DatabaseRequest | None, Field(description="create: version, size, class, resources.")] = None,
-    backup: Annotated[str | None, Field(description="restore: the backup's name.", max_length=200)] = None,
+    app: Annotated[str | None, Field(description="create/attach: the app to get DATABASE_URL.", max_length=200)] = None,
+    version: int | None = None,
+    size_gib: Annotated[int | None, Field(ge=1)] = None,
+    volume_class: str | None = None,
+    resources: Annotated[dict[str, int] | None, Field(description="cpu_millicores, cpu_limit_millicores, "
+                                                                  "memory_mib.")] = None,
+    backup: Annotated[str | None, Field(description="restore: a backup's name.", max_length=200)] = None,
     confirm: Annotated[str | None, Field(description="delete: `<project>/<name>`.", max_length=100)] = None,
-    final_backup: Annotated[bool, Field(description="delete: dump first (default true).")] = True,
-    wait_seconds: Wait = None,
+    final_backup: Annotated[bool, Field(description="delete: dump first.")] = True,
+    wait_seconds: Annotated[int | None, Field(ge=0, le=300)] = None,
 ) -> DatabaseActionResult:
-    """Create, attach to/detach from an app, back up, restore, rotate the password of, or delete a Postgres.
-    The attached app receives DATABASE_URL and PGHOST/PGPORT/PGDATABASE/PGUSER/PGPASSWORD as secrets (a new
-    release); only its pods can connect."""
+    """Create, attach, detach, back up, restore, rotate the password of, or delete a Postgres. The attached app
+    gets DATABASE_URL and PG* as secrets (a new release); only its pods connect."""
     c = call()
     wait = wait_bound(c, wait_seconds)
     if action == "create":
-        d, r = await create_database(c, project, name, settings or DatabaseRequest(), wait)
-        release = await _attach(c, d, app, ctx, wait_seconds) if app else None
+        req = DatabaseRequest(version=version, size_gib=size_gib, volume_class=volume_class, resources=resources)
+        d, r = await create_database(c, project, name, req, wait)
+        release = _release(await _attach(c, d, app, ctx, wait_seconds)) if app else None
         d = await _database(c, project, name)
         return _outcome(c, d, r, "Ready. Attach it with action=attach to give an app DATABASE_URL."
                         if not app else "Ready; the app's new release has DATABASE_URL.", release)
@@ -263,7 +276,7 @@ async def database(
     if action == "attach":
         if app is None:
             raise InvalidInput("app", "is needed to attach", "pass the app that should get DATABASE_URL")
-        release = await _attach(c, d, app, ctx, wait_seconds)
+        release = _release(await _attach(c, d, app, ctx, wait_seconds))
         d = await _database(c, project, name)
         return DatabaseActionResult(database=view(c, d), done=True, release=release,
                                     next_step="Attached: the app's release has DATABASE_URL.")
@@ -272,7 +285,8 @@ async def database(
             raise Conflict("The database is not attached to an app.", hint="Nothing to detach.")
         row = await require_app(c, project, d.app)
         await c.store.set_database_app(d.id, None)
-        release = await release_with_secrets(c, row, dict.fromkeys(CONNECTION_VARIABLES), ctx, wait_seconds)
+        release = _release(await release_with_secrets(c, row, dict.fromkeys(CONNECTION_VARIABLES), ctx,
+                                                      wait_seconds))
         d = await _database(c, project, name)
         return DatabaseActionResult(database=view(c, d), done=True, release=release,
                                     next_step="Detached: the app no longer has DATABASE_URL; the data stays.")
@@ -318,7 +332,7 @@ async def _rotate(c: CallContext, d: DatabaseRecord, ctx: Context | None, wait: 
     release = None
     if r is not None and r.status != "failed" and d.app:
         row = await require_app(c, d.project, d.app)
-        release = await release_with_secrets(c, row, dict(connection_values(c, d)), ctx, wait_seconds)
+        release = _release(await release_with_secrets(c, row, dict(connection_values(c, d)), ctx, wait_seconds))
     return _outcome(c, d, r, "Rotated; the app's new release connects with the new password.", release)
 
 
