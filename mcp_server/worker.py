@@ -146,7 +146,8 @@ def reconcile_config(settings: Settings) -> ReconcileConfig:
         remove_orphans=r.remove_orphans, concurrent_passes=r.concurrent_passes,
         runtime_class=settings.cluster.runtime_class or None,
         ingress_class=settings.cluster.ingress_class, storage_classes=dict(settings.cluster.storage_classes),
-        image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None)
+        image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None,
+        database_images=dict(settings.databases.images))
 
 
 async def start_sweeper(client: Client, settings: Settings) -> None:

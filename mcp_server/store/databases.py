@@ -74,6 +74,10 @@ class PgDatabases(PgProjects):
         await self._one("UPDATE databases SET status = %s, status_reason = %s, updated_at = now() WHERE id = %s "
                         "RETURNING id", status, reason, database_id)
 
+    async def set_database_engine(self, database_id: UUID, engine: str) -> None:
+        await self._one("UPDATE databases SET engine = %s, updated_at = now() WHERE id = %s RETURNING id",
+                        engine, database_id)
+
     async def set_pending_password(self, database_id: UUID, ciphertext: bytes | None) -> None:
         await self._one("UPDATE databases SET pending_ciphertext = %s, updated_at = now() WHERE id = %s "
                         "RETURNING id", ciphertext, database_id)

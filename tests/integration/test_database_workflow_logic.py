@@ -101,6 +101,7 @@ class Row:
     pending_ciphertext: bytes | None = None
     status: str = "creating"
     reason: str | None = None
+    engine: str = "statefulset"
     deleted: bool = False
 
 
@@ -114,6 +115,9 @@ class FakeStore:
 
     async def set_database_status(self, database_id: uuid.UUID, status: str, reason: str | None = None) -> None:
         self.rows[database_id].status, self.rows[database_id].reason = status, reason
+
+    async def set_database_engine(self, database_id: uuid.UUID, engine: str) -> None:
+        self.rows[database_id].engine = engine
 
     async def promote_pending_password(self, database_id: uuid.UUID) -> None:
         row = self.rows[database_id]
@@ -165,7 +169,7 @@ async def test_create_applies_everything_in_order_and_waits_for_ready(env: Workf
     api, store = FakeApi(), FakeStore()
     db_id = new_row(store)
     result = await run(env, api, store, DatabaseOp(op="create", database_id=db_id, spec=SPEC))
-    assert result.status == "ready" and result.message == "engine statefulset"
+    assert result.status == "ready" and result.engine == "statefulset"
     assert api.log[0] == "ensure_namespace"
     applied = [line.split(" ", 1)[1] for line in api.log if line.startswith("apply")]
     assert applied == ["Secret/postgres--orders", "PersistentVolumeClaim/postgres--orders-data",
@@ -182,7 +186,7 @@ async def test_create_picks_cloudnative_pg_when_its_api_is_served(env: WorkflowE
     api, store = FakeApi(served={"v1", "apps/v1", "postgresql.cnpg.io/v1"}), FakeStore()
     db_id = new_row(store)
     result = await run(env, api, store, DatabaseOp(op="create", database_id=db_id, spec=SPEC))
-    assert result.message == "engine cloudnative-pg"
+    assert result.engine == "cloudnative-pg" and store.rows[db_id].engine == "cloudnative-pg"
     kinds = {k for (k, _, _) in api.objects}
     assert "Cluster" in kinds and "StatefulSet" not in kinds
     cronjob = next(o for (k, _, _), o in api.objects.items() if k == "CronJob")

@@ -145,8 +145,7 @@ class DatabaseActivities:
             return statefulset_ready(await self.kube.get("apps/v1", "StatefulSet", ns, name))
 
         await self._wait(f"database {ns}/{name} not Ready", ready, op.timeout_seconds)
-        return DatabaseResult(status="ready", refs=[ref(o) for o in objects],
-                              message=f"engine {spec.engine}")
+        return DatabaseResult(status="ready", refs=[ref(o) for o in objects], engine=spec.engine)
 
     @activity.defn
     async def database_rotate(self, op: DatabaseOp) -> DatabaseResult:
@@ -244,6 +243,8 @@ class DatabaseActivities:
         elif op.op in ("create", "rotate"):
             await self.store.set_database_status(op.database_id, "failed" if failed else "ready",
                                                  result.message if failed else None)
+            if result.engine:
+                await self.store.set_database_engine(op.database_id, result.engine)
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.database_apply, self.database_rotate, self.database_backup, self.database_delete,

@@ -2,7 +2,8 @@
 running for every recorded app and reports objects no recorded app owns.
 
 A pass renders, with the deploy's own renderers, exactly the objects the app's serving release needs
-(namespace + guardrails, pull Secret, env Secret, volume claims, Deployment, PDB, Service, Ingress), compares
+(namespace + guardrails, pull Secret, env Secret, volume claims, the attached database's objects, Deployment,
+PDB, Service, Ingress), compares
 each with the cluster (`workflows.domain.drift`: only the fields the platform renders), and applies again
 what is missing or changed, by server-side apply under the platform's field manager. It never touches other
 releases (the deploy workflow scales and prunes those) nor fields the platform does not render. It runs
@@ -29,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from workflows.activities.kube_call import _k8s, kube_call
 from workflows.activities.stores import ReconcileStore
 from workflows.adapters.kube import Kube, KubeError
+from workflows.domain.database_spec import DatabaseResources, DatabaseSpec
 from workflows.domain.deploy_contract import EnsurePullSecret
 from workflows.domain.drift import object_drift, orphans, ready_pods, ref, service_points_at
 from workflows.domain.labels import LABEL_DEPLOYMENT_ID, LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_TENANT, MANAGED_BY
@@ -43,8 +45,9 @@ from workflows.domain.reconcile_contract import (
     SweepResult,
 )
 from workflows.domain.secretbox import SecretBox, SecretBoxError
-from workflows.domain.specs import AppConfig, Guardrails, ReleaseSpec, VolumeSpec
+from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, ReleaseSpec, VolumeSpec
 from workflows.domain.workflow_ids import reconcile_workflow_id
+from workflows.render.database import database_objects
 from workflows.render.namespace import namespace_objects
 from workflows.render.release import app_ingress, app_service, release_deployment, release_pdb, release_secret
 from workflows.render.volume import volume_pvc
@@ -66,6 +69,7 @@ class ReconcileConfig:
     ingress_class: str | None = None
     image_pull_secret: str | None = None
     storage_classes: dict[str, str] = field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
+    database_images: dict[int, str] = field(default_factory=dict)
 
 
 class ReconcileActivities:
@@ -201,6 +205,9 @@ class ReconcileActivities:
                 drift.append(f"{ref(claim)} is missing (re-created empty: restore its data from a backup)")
                 repaired.append(await self._apply(claim))
 
+        if t.database is not None:
+            await self._converge_database(t, drift, repaired, caps)
+
         await self._converge(release_deployment(spec), live_dep, drift, repaired)
         pdb = release_pdb(spec, caps)
         if pdb is not None:
@@ -227,6 +234,27 @@ class ReconcileActivities:
             serving_ready=live_dep is not None and len(ready) >= config.replicas,
             service_points_at_serving=service_points_at(live_svc, endpoints, t.app, release, ready),
             drift=drift, repaired=repaired)
+
+    async def _converge_database(self, t: ReconcileTarget, drift: list[str], repaired: list[str],
+                                 caps: ClusterCaps) -> None:
+        """The attached database's objects, rendered as the database workflow renders them (its Secret and
+        claim by presence only: the password is never compared, a claim's size is the database's to grow).
+        The backup CronJob in the platform namespace is the database workflow's."""
+        db = t.database
+        assert db is not None
+        spec = DatabaseSpec(
+            tenant=t.tenant, project=t.project, namespace=t.namespace, name=db.name, version=db.version,
+            image=self.config.database_images.get(db.version, ""), size_gib=db.size_gib,
+            storage_class=self.config.storage_classes.get(db.volume_class, db.volume_class),
+            resources=DatabaseResources.model_validate(db.resources), app=t.app, engine=db.engine,
+            image_pull_secret=self.config.image_pull_secret)
+        try:
+            password = self.secretbox.open(db.ciphertext)["password"]
+        except SecretBoxError:
+            drift.append(f"database {db.name}: its password cannot be opened with the worker's secrets key")
+            return
+        for obj in database_objects(spec, caps, password):
+            await self._converge(obj, await self._get(obj), drift, repaired)
 
     async def _get(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         md = obj["metadata"]

@@ -29,6 +29,7 @@ class DatabaseResult(Msg):
     status: str  # ready, rotated, deleted, backed-up, failed
     refs: list[str] = []
     message: str | None = None
+    engine: str | None = None  # create: the engine it runs on (chosen from the served APIs)
 
 
 class DatabaseOutcome(Msg):

@@ -124,6 +124,20 @@ class TargetVolume(Msg):
     access: Literal["single_node", "shared"] = "single_node"
 
 
+class TargetDatabase(Msg):
+    """The database attached to the app, as recorded: its objects are part of the app's desired state. The
+    sealed password travels (as the release secrets' ciphertext does) and is opened in the activity only."""
+
+    database_id: UUID
+    name: str
+    engine: Literal["statefulset", "cloudnative-pg"] = "statefulset"
+    version: int
+    size_gib: int
+    volume_class: str
+    resources: dict[str, int] = {}
+    ciphertext: bytes
+
+
 TargetState = Literal["ready", "busy", "gone"]
 
 
@@ -143,6 +157,7 @@ class ReconcileTarget(Msg):
     in_flight: list[str] = []  # workflow ids of the app's releases not finished yet
     volumes: list[TargetVolume] = []
     secrets_ciphertext: bytes | None = None  # of the serving release's secrets version
+    database: TargetDatabase | None = None  # the attached database, when it is ready
 
 
 class AppKey(Msg):
