@@ -347,8 +347,11 @@ async def _delete(c: CallContext, d: DatabaseRecord, confirm: str | None, final_
         dump = f"{d.name}-final-{d.id.hex[:8]}"
         r = await _run(c, d, "backup", dump, max(wait, 60.0), backup_name=dump, backup_kind="final")
         if r is None or r.status == "failed":
-            return _outcome(c, d, r if r is not None else DatabaseResult(status="failed", message="still running"),
-                            "Not deleted: the final backup did not finish.")
+            return DatabaseActionResult(
+                database=view(c, await _database(c, d.project, d.name)), done=False,
+                message=r.message if r is not None else "the final backup is still running",
+                next_step="Not deleted: the final backup did not succeed. Fix it and call again, or pass "
+                          "final_backup=false to delete without one.")
     await c.store.set_database_status(d.id, "deleting")
     r = await _run(c, d, "delete", str(d.id), wait)
     gone = await c.store.get_database(c.principal.tenant, d.project, d.name)
