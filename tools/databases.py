@@ -18,7 +18,13 @@ from tools.lookups import require_app
 from tools.records import AppRecord, DatabaseBackupRecord, DatabaseRecord, NewRelease
 from tools.releases import ReleaseResult, claim_and_start, seal_secrets, wait_bound, wait_with_progress
 from workflows.domain.database_contract import DatabaseOp, DatabaseResult
-from workflows.domain.database_spec import CONNECTION_VARIABLES, DatabaseResources, DatabaseSpec, connection_env
+from workflows.domain.database_spec import (
+    CONNECTION_VARIABLES,
+    DatabaseResources,
+    DatabaseSpec,
+    connection_env,
+    dump_name,
+)
 from workflows.domain.names import app_hostname
 from workflows.domain.specs import AppConfig
 from workflows.domain.workflow_ids import database_workflow_id, deploy_workflow_id
@@ -291,7 +297,7 @@ async def database(
         return DatabaseActionResult(database=view(c, d), done=True, release=release,
                                     next_step="Detached: the app no longer has DATABASE_URL; the data stays.")
     if action == "backup":
-        dump = f"{d.name}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+        dump = dump_name(datetime.now(UTC))
         r = await _run(c, d, "backup", dump, wait, backup_name=dump, backup_kind="manual")
         return _outcome(c, await _database(c, project, name), r, f"Backed up as {dump}.")
     if action == "rotate":
@@ -344,7 +350,7 @@ async def _delete(c: CallContext, d: DatabaseRecord, confirm: str | None, final_
     if d.app is not None:
         raise Conflict(f"The app {d.app} uses the database.", hint="Detach it first (action=detach).")
     if final_backup:
-        dump = f"{d.name}-final-{d.id.hex[:8]}"
+        dump = dump_name(datetime.now(UTC))
         r = await _run(c, d, "backup", dump, max(wait, 60.0), backup_name=dump, backup_kind="final")
         if r is None or r.status == "failed":
             return DatabaseActionResult(

@@ -7,6 +7,7 @@ Deployment, Service or Secret can ever take a database's name in the same namesp
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 from urllib.parse import quote
 
@@ -97,3 +98,16 @@ def connection_env(spec: DatabaseSpec, password: str) -> dict[str, str]:
     url = f"postgresql://{quote(spec.user, safe='')}:{quote(password, safe='')}@{spec.host}:{PORT}/{spec.database}"
     return {"DATABASE_URL": url, "PGHOST": spec.host, "PGPORT": str(PORT), "PGDATABASE": spec.database,
             "PGUSER": spec.user, "PGPASSWORD": password}
+
+
+def dump_name(at: datetime) -> str:
+    """A database dump's name: the Plane A archive form (`deploy-mcp-<UTC time>.dmcpbak`, which the backup
+    targets list and prune), kept under the database's own prefix (`database_backup_prefix`) so it never mixes
+    with the platform's own archives."""
+    return f"deploy-mcp-{at:%Y%m%dT%H%M%S}.{at.microsecond // 1000:03d}Z.dmcpbak"
+
+
+def database_backup_prefix(tenant: str, project: str, name: str) -> str:
+    """Where a database's dumps go below the backup target: one place per database, so listing and retention
+    see that database's dumps alone."""
+    return f"databases/{tenant}/{project}/{name}"
