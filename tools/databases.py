@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from tools.args import ProjectName, check_name
 from tools.context import CallContext, call, tool
-from tools.errors import Conflict, InvalidInput, NotFound, Unavailable
+from tools.errors import Conflict, InvalidInput, NotFound
 from tools.lookups import require_app
 from tools.records import AppRecord, DatabaseBackupRecord, DatabaseRecord, NewRelease
 from tools.releases import ReleaseResult, claim_and_start, seal_secrets, wait_bound, wait_with_progress
@@ -263,6 +263,7 @@ async def database(
     resources: Annotated[dict[str, int] | None, Field(description="cpu_millicores, cpu_limit_millicores, "
                                                                   "memory_mib.")] = None,
     backup: Annotated[str | None, Field(description="restore: a backup's name.", max_length=200)] = None,
+    into: Annotated[str | None, Field(description="restore: a new database to restore into.", max_length=200)] = None,
     confirm: Annotated[str | None, Field(description="delete: `<project>/<name>`.", max_length=100)] = None,
     final_backup: Annotated[bool, Field(description="delete: dump first.")] = True,
     wait_seconds: Annotated[int | None, Field(ge=0, le=300)] = None,
@@ -304,9 +305,32 @@ async def database(
         return await _rotate(c, d, ctx, wait, wait_seconds)
     if action == "delete":
         return await _delete(c, d, confirm, final_backup, wait)
-    raise Unavailable("Restoring a database is not available in this version of the platform.",
-                      hint="Dumps are kept at the backup target; the operator can restore one with pg_restore "
-                           "(docs/operations.md, Databases).")
+    return await _restore(c, d, backup, into, wait)
+
+
+async def _restore(c: CallContext, d: DatabaseRecord, backup: str | None, into: str | None, wait: float
+                   ) -> DatabaseActionResult:
+    """A named, successful dump back into the database (after a safety dump of it as it is), or into a new
+    database of the same version, size and class."""
+    done = [b for b in await c.store.list_database_backups(d.id, limit=200) if b.status == "ok"]
+    if not backup or backup not in {b.name for b in done}:
+        names = ", ".join(b.name for b in done[:5]) or "none yet"
+        raise InvalidInput("backup", f"{backup!r} is not a successful backup of {d.project}/{d.name}",
+                           f"name one from `databases` (recent: {names})")
+    if into is None:
+        r = await _run(c, d, "restore", f"{backup}-{len(done)}", wait, restore_from=backup,
+                       backup_name=dump_name(datetime.now(UTC)))
+        return _outcome(c, await _database(c, d.project, d.name), r,
+                        f"Restored {backup}; the safety backup taken first is listed in `databases`.")
+    req = DatabaseRequest(version=d.version, size_gib=d.size_gib, volume_class=d.class_, resources=d.resources)
+    _, made = await create_database(c, d.project, into, req, wait)
+    if made is None or made.status == "failed":
+        return _outcome(c, await _database(c, d.project, into), made, "")
+    target = await _database(c, d.project, into)
+    r = await _run(c, target, "restore", f"{backup}-from-{d.id}", wait, restore_from=backup,
+                   source_database_id=d.id)
+    return _outcome(c, await _database(c, d.project, into), r,
+                    f"Restored {backup} into {into}; attach it to an app with action=attach.")
 
 
 async def _attach(c: CallContext, d: DatabaseRecord, app: str, ctx: Context | None, wait_seconds: int | None

@@ -1,6 +1,6 @@
-"""The database workflow: create (apply and wait for Ready), rotate the password, take a dump, or delete a
-platform database. Deterministic; the activities in `DatabaseActivities` (`workflows/activities/database.py`)
-do the I/O, called by method reference.
+"""The database workflow: create (apply and wait for Ready), rotate the password, take a dump, restore one
+(after a safety dump), or delete a platform database. Deterministic; the activities in `DatabaseActivities`
+(`workflows/activities/database.py`) do the I/O, called by method reference.
 
 Workflow id `database/<tenant>/<project>/<name>/<op>/<key>`: the same request retried never runs twice.
 """
@@ -27,6 +27,7 @@ OPERATIONS: dict[str, Callable[[DatabaseActivities, DatabaseOp], Awaitable[Datab
     "create": DatabaseActivities.database_apply,
     "rotate": DatabaseActivities.database_rotate,
     "backup": DatabaseActivities.database_backup,
+    "restore": DatabaseActivities.database_restore,
     "delete": DatabaseActivities.database_delete,
 }
 

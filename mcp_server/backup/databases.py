@@ -1,7 +1,8 @@
 """`deploy-mcp db-dump`: one logical dump of an app's database (pg_dump, custom format), sealed with the backup
 key and kept at the backup target like a Plane A archive, below the database's own prefix
 (`databases/<tenant>/<project>/<name>/`), then retention by count and age; the run recorded in
-`database_backups`, so a failed dump shows in `databases` and `get_app`.
+`database_backups`, so a failed dump shows in `databases` and `get_app`. `deploy-mcp db-restore`: a dump,
+verified whole, back into a database in one transaction.
 
 Runs in the backup job (workflows/render/database.py `backup_pod`) in the platform namespace: the config, the
 store URL and the backup Secret come from the platform's own Secrets, the database's role and password from
@@ -12,13 +13,17 @@ database. Decision 0014.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 from uuid import UUID
 
-from mcp_server.backup import operations
+from mcp_server.backup import operations, postgres
+from mcp_server.backup.archive import read_archive
 from mcp_server.backup.seal import BackupError
 from mcp_server.backup.targets import StoredArchive
 from mcp_server.settings import Settings
@@ -98,5 +103,55 @@ async def dump(settings: Settings, database_id: UUID, url: str, kind: str, keep:
         for old in doomed:
             await asyncio.to_thread(target.delete, old)
         return Dumped(name, size, target.display, doomed)
+    finally:
+        await store.close()
+
+
+@dataclass(frozen=True)
+class Restored:
+    name: str
+    source: str
+
+
+def _restore_into(keys: list[Any], path: Path, url: str, pg_bin: Path | None) -> None:
+    """Verify the whole archive first (pass 1, touching nothing), then pipe its dump into pg_restore in one
+    transaction, replacing the objects it holds (`--clean --if-exists`): a failure leaves the database as it
+    was."""
+    with path.open("rb") as f:
+        read_archive(keys, f)
+    conninfo, env = postgres.connection(url)
+    argv = [postgres.tool("pg_restore", pg_bin), "--single-transaction", "--exit-on-error", "--clean",
+            "--if-exists", "--no-owner", "--no-privileges", "--no-password", f"--dbname={conninfo}"]
+    with tempfile.TemporaryFile() as stderr, path.open("rb") as f, subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stderr=stderr, env=env) as proc:
+        assert proc.stdin is not None
+        try:
+            read_archive(keys, f, proc.stdin)
+            proc.stdin.close()
+        except BaseException:
+            proc.kill()
+            raise
+        code = proc.wait()
+        if code != 0:
+            raise BackupError(f"pg_restore failed (exit {code}): {postgres.tail(stderr)}")
+
+
+async def restore(settings: Settings, database_id: UUID, url: str, name: str,
+                  source_database_id: UUID | None = None) -> Restored:
+    """Restore the dump `name` of database `source_database_id` (default: the same one) into the database at
+    `url`. The caller takes the safety dump first (the database workflow does)."""
+    store = await PgStore.open(require_database_url(settings), min_size=1, max_size=2)
+    try:
+        source = await store.get_database_by_id(source_database_id or database_id)
+        if source is None:
+            raise BackupError(f"no database {source_database_id or database_id} is recorded")
+        if not settings.backup.target:
+            raise BackupError("no backup target: set backup.target (DEPLOY_MCP_BACKUP__TARGET)")
+        prefix = database_backup_prefix(source.tenant, source.project, source.name)
+        target = operations.configured_target(settings, f"{settings.backup.target.rstrip('/')}/{prefix}")
+        keys = operations.backup_keys(settings)
+        with target.local_copy(name) as path:
+            await asyncio.to_thread(_restore_into, keys, path, url, settings.backup.pg_bin_dir)
+        return Restored(name, target.display)
     finally:
         await store.close()

@@ -50,6 +50,11 @@ class Recorder:
             await self.store.promote_pending_password(op.database_id)
             await self.store.set_database_status(op.database_id, "ready")
             return DatabaseResult(status="rotated")
+        if op.op == "restore":
+            if op.backup_name:
+                await self.store.start_database_backup(op.database_id, "safety", op.backup_name)
+                await self.store.finish_database_backup(op.database_id, op.backup_name, "ok", 99, None)
+            return DatabaseResult(status="restored", message=op.restore_from)
         if op.op == "backup":
             assert op.backup_name
             await self.store.start_database_backup(op.database_id, op.backup_kind, op.backup_name)
@@ -188,3 +193,27 @@ async def test_a_failed_backup_shows_and_another_tenant_sees_nothing(store: PgSt
         assert "No database named" in err(r)
         r = await c.call_tool("database", {"action": "rotate", "project": project, "name": "orders"})
         assert "No database named" in err(r)
+
+
+async def test_restore_names_a_good_backup_and_can_go_into_a_new_database(store: PgStore, box: SecretBox) -> None:
+    rec = Recorder(store, box)
+    project = project_name()
+    async with Client(server(store, rec)) as c:
+        ok(await c.call_tool("database", {"action": "create", "project": project, "name": "orders"}))
+        made = ok(await c.call_tool("database", {"action": "backup", "project": project, "name": "orders"}))
+        dump = made["database"]["last_backup"]["name"]
+        r = await c.call_tool("database", {"action": "restore", "project": project, "name": "orders",
+                                           "backup": "deploy-mcp-20200101T000000.000Z.dmcpbak"})
+        assert "backup" in err(r) and dump in err(r)
+        same = ok(await c.call_tool("database", {"action": "restore", "project": project, "name": "orders",
+                                                 "backup": dump}))
+        assert same["done"] and rec.ops[-1].op == "restore" and rec.ops[-1].restore_from == dump
+        assert rec.ops[-1].backup_name and rec.ops[-1].backup_name != dump  # the safety dump's name
+        listed = ok(await c.call_tool("databases", {"project": project, "name": "orders"}))
+        assert [b["kind"] for b in listed["databases"][0]["backups"]] == ["safety", "manual"]
+        into = ok(await c.call_tool("database", {"action": "restore", "project": project, "name": "orders",
+                                                 "backup": dump, "into": "orders-copy"}))
+        assert into["database"]["name"] == "orders-copy"
+        orders = await store.get_database("acme", project, "orders")
+        assert orders is not None and rec.ops[-1].source_database_id == orders.id
+        assert rec.ops[-1].backup_name is None  # a new database has nothing to keep

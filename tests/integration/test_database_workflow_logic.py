@@ -241,3 +241,24 @@ async def test_delete_keeps_the_claim_when_asked(env: WorkflowEnvironment) -> No
     result = await run(env, api, store, DatabaseOp(op="delete", database_id=db_id, spec=SPEC, keep_volume=True))
     assert result.status == "deleted" and store.rows[db_id].deleted
     assert set(api.objects) == {("PersistentVolumeClaim", SPEC.namespace, "postgres--orders-data")}
+
+
+async def test_restore_takes_a_safety_dump_first_and_a_failed_one_restores_nothing(env: WorkflowEnvironment) -> None:
+    api, store = FakeApi(), FakeStore()
+    db_id = new_row(store)
+    op = DatabaseOp(op="restore", database_id=db_id, spec=SPEC, backup_name="deploy-mcp-20261202T050000.000Z.dmcpbak",
+                    restore_from="deploy-mcp-20261201T031700.000Z.dmcpbak")
+    result = await run(env, api, store, op)
+    assert result.status == "restored" and store.rows[db_id].status == "ready"
+    jobs = [line for line in api.log if line.startswith("apply Job/")]
+    assert len(jobs) == 2 and "-r-" in jobs[1]  # the safety dump's job, then the restore's
+    restore = next(o for (k, _, n), o in api.objects.items() if k == "Job" and "-r-" in n)
+    args = restore["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[0] == "db-restore" and args[args.index("--name") + 1] == op.restore_from
+    assert store.backups[op.backup_name or ""] == ("running", None)  # db-dump (in the job) finishes the row
+
+    api, store = FakeApi(failing_jobs=("dbbackup",)), FakeStore()
+    db_id = new_row(store)
+    result = await run(env, api, store, op.model_copy(update={"database_id": db_id}))
+    assert result.status == "failed" and "safety backup" in (result.message or "")
+    assert not any("-r-" in line for line in api.log), "restored although the safety dump failed"

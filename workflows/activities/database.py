@@ -33,6 +33,7 @@ from workflows.render.database import (
     backup_name,
     database_objects,
     database_secret,
+    restore_job,
     rotate_job,
     rotate_secret,
     rotate_secret_name,
@@ -180,6 +181,34 @@ class DatabaseActivities:
     async def database_backup(self, op: DatabaseOp) -> DatabaseResult:
         """One dump under `op.backup_name`, by a Job in the platform namespace; `db-dump` records its size and
         outcome. A Job that fails before it could record (say its image would not pull) is recorded here."""
+        return await self._dump(op, op.backup_kind)
+
+    @activity.defn
+    async def database_restore(self, op: DatabaseOp) -> DatabaseResult:
+        """A safety dump of the database as it is (named `op.backup_name`), then `op.restore_from` restored into
+        it in one transaction by a Job; a failed safety dump restores nothing."""
+        assert op.restore_from
+        if op.backup_name:
+            await self._dump(op, "safety")
+        spec = await self._engine(op.spec)
+        cfg = self.config
+        ns = cfg.platform_namespace
+        job_name = f"{backup_name(spec)[:38]}-r-{short_hash(op.restore_from.encode())}"
+        source = str(op.source_database_id) if op.source_database_id else None
+        restore_from = op.restore_from
+        await kube_call(lambda: self.kube.apply(restore_job(spec, str(op.database_id), ns, cfg.platform_image,
+                                                            job_name, restore_from, source)))
+
+        async def done() -> str | None:
+            return job_outcome(await self.kube.get("batch/v1", "Job", ns, job_name))
+
+        outcome = await self._wait(f"restore job {ns}/{job_name} not finished", done, op.timeout_seconds)
+        if outcome == "failed":
+            raise ApplicationError(f"restoring {op.restore_from} failed, the database is as it was: see the log of "
+                                   f"job {ns}/{job_name}", type="DatabaseRestore", non_retryable=True)
+        return DatabaseResult(status="restored", refs=[f"Job/{ns}/{job_name}"], message=op.restore_from)
+
+    async def _dump(self, op: DatabaseOp, kind: str) -> DatabaseResult:
         assert op.backup_name
         dump = op.backup_name
         row = await self._record(op)
@@ -187,11 +216,11 @@ class DatabaseActivities:
         spec = await self._engine(op.spec)
         cfg = self.config
         ns = cfg.platform_namespace
-        job_name = f"{backup_name(spec)[:40]}-{short_hash(op.backup_name.encode())}"
+        job_name = f"{backup_name(spec)[:40]}-{short_hash(dump.encode())}"
         await kube_call(lambda: self.kube.apply(backup_credentials(spec, ns, password)))
-        await self.store.start_database_backup(op.database_id, op.backup_kind, op.backup_name)
+        await self.store.start_database_backup(op.database_id, kind, dump)
         await kube_call(lambda: self.kube.apply(backup_job(
-            spec, str(op.database_id), ns, cfg.platform_image, job_name, op.backup_kind, dump,
+            spec, str(op.database_id), ns, cfg.platform_image, job_name, kind, dump,
             cfg.backup_keep, cfg.backup_max_age_days)))
 
         async def done() -> str | None:
@@ -199,11 +228,11 @@ class DatabaseActivities:
 
         outcome = await self._wait(f"backup job {ns}/{job_name} not finished", done, op.timeout_seconds)
         if outcome == "failed":
-            await self.store.finish_database_backup(op.database_id, op.backup_name, "failed", None,
+            await self.store.finish_database_backup(op.database_id, dump, "failed", None,
                                                     f"backup job {ns}/{job_name} failed (see its log)")
-            raise ApplicationError(f"backup {op.backup_name} failed: see the log of job {ns}/{job_name}",
+            raise ApplicationError(f"{kind} backup {dump} failed: see the log of job {ns}/{job_name}",
                                    type="DatabaseBackup", non_retryable=True)
-        return DatabaseResult(status="backed-up", refs=[f"Job/{ns}/{job_name}"], message=op.backup_name)
+        return DatabaseResult(status="backed-up", refs=[f"Job/{ns}/{job_name}"], message=dump)
 
     @activity.defn
     async def database_delete(self, op: DatabaseOp) -> DatabaseResult:
@@ -240,12 +269,12 @@ class DatabaseActivities:
         failed = result.status == "failed"
         if op.op == "delete" and not failed:
             await self.store.delete_database_row(op.database_id)
-        elif op.op in ("create", "rotate"):
+        elif op.op in ("create", "rotate", "restore"):
             await self.store.set_database_status(op.database_id, "failed" if failed else "ready",
                                                  result.message if failed else None)
             if result.engine:
                 await self.store.set_database_engine(op.database_id, result.engine)
 
     def all(self) -> list[Callable[..., Any]]:
-        return [self.database_apply, self.database_rotate, self.database_backup, self.database_delete,
-                self.database_record]
+        return [self.database_apply, self.database_rotate, self.database_backup, self.database_restore,
+                self.database_delete, self.database_record]

@@ -10,7 +10,7 @@ from uuid import UUID
 from workflows.domain.database_spec import DatabaseSpec
 from workflows.domain.specs import Msg
 
-DatabaseOpName = Literal["create", "rotate", "delete", "backup"]
+DatabaseOpName = Literal["create", "rotate", "delete", "backup", "restore"]
 
 
 class DatabaseOp(Msg):
@@ -19,7 +19,9 @@ class DatabaseOp(Msg):
     op: DatabaseOpName
     database_id: UUID
     spec: DatabaseSpec
-    backup_name: str | None = None  # backup: the dump to take
+    backup_name: str | None = None  # backup: the dump to take; restore: the safety dump taken first
+    restore_from: str | None = None  # restore: the dump to restore
+    source_database_id: UUID | None = None  # restore: the dump's database, when another
     backup_kind: Literal["manual", "safety", "final"] = "manual"
     keep_volume: bool = False  # delete: leave the claim (and its data) in place
     timeout_seconds: int = 300

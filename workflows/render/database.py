@@ -379,13 +379,18 @@ def backup_pod(spec: DatabaseSpec, database_id: str, platform_image: str, kind: 
                max_age_days: int, dump_name: str | None = None) -> dict[str, Any]:
     """The pod template of a dump: `deploy-mcp db-dump` of the platform image, with pg_dump (custom format),
     the backup target and key of Plane A backups, and the store to record the run in (decision 0014)."""
-    pod_sc, container_sc = _restricted(10001)
     args = ["db-dump", "--database-id", database_id, "--host", spec.host, "--dbname", spec.database,
             "--kind", kind, "--keep", str(keep), "--max-age-days", str(max_age_days)]
     if dump_name:
         args += ["--name", dump_name]
+    return _platform_job_pod(spec, platform_image, "dump", args)
+
+
+def _platform_job_pod(spec: DatabaseSpec, platform_image: str, container_name: str, args: list[str]
+                      ) -> dict[str, Any]:
+    pod_sc, container_sc = _restricted(10001)
     container = {
-        "name": "dump", "image": platform_image, "args": args,
+        "name": container_name, "image": platform_image, "args": args,
         "envFrom": [{"configMapRef": {"name": BACKUP_SECRET_KEYS[0]}},
                     *({"secretRef": {"name": n}} for n in BACKUP_SECRET_KEYS[1:])],
         "env": [{"name": "PGUSER", "valueFrom": {"secretKeyRef": {"name": backup_name(spec), "key": "username"}}},
@@ -426,4 +431,20 @@ def backup_job(spec: DatabaseSpec, database_id: str, platform_namespace: str, pl
         "metadata": meta(job_name, platform_namespace, backup_labels(spec)),
         "spec": {"backoffLimit": 1, "activeDeadlineSeconds": 7200,
                  "template": backup_pod(spec, database_id, platform_image, kind, keep, max_age_days, dump_name)},
+    }
+
+
+def restore_job(spec: DatabaseSpec, database_id: str, platform_namespace: str, platform_image: str, job_name: str,
+                dump_name: str, source_database_id: str | None = None) -> dict[str, Any]:
+    """`deploy-mcp db-restore` of one dump into the database (of another database's dump: `source_database_id`),
+    by the same kind of job as a dump, admitted by the same policy rule."""
+    args = ["db-restore", "--database-id", database_id, "--host", spec.host, "--dbname", spec.database,
+            "--name", dump_name]
+    if source_database_id:
+        args += ["--from-database-id", source_database_id]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": meta(job_name, platform_namespace, backup_labels(spec)),
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 7200,
+                 "template": _platform_job_pod(spec, platform_image, "restore", args)},
     }
