@@ -147,3 +147,29 @@ def test_the_command_needs_the_credentials_from_its_environment(monkeypatch: pyt
     monkeypatch.delenv("PGPASSWORD", raising=False)
     code = main(["db-dump", "--database-id", str(uuid.uuid4()), "--host", "h", "--dbname", "d"])
     assert code == 1
+
+
+async def test_db_restore_puts_back_dropped_rows_and_fills_a_new_database(database_url: str, pg_server_url: str,
+                                                                         tmp_path: Path) -> None:
+    db_id = await record(database_url)
+    target = tmp_path / "backups"
+    target.mkdir()
+    settings = settings_for(database_url, f"file://{target}", tmp_path / "s")
+    with app_database(pg_server_url) as url:
+        made = await dumps.dump(settings, db_id, url, "manual", keep=5, max_age_days=30)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM orders WHERE id = 1")
+            conn.execute("CREATE TABLE extra (x int)")  # not in the dump: --clean leaves it
+        restored = await dumps.restore(settings, db_id, url, made.name)
+        assert restored.name == made.name
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT id FROM orders ORDER BY id").fetchall() == [(1,), (2,)]
+        new_id = await record(database_url)
+        with app_database(pg_server_url) as other:
+            with psycopg.connect(other, autocommit=True) as conn:
+                conn.execute("DROP TABLE orders")
+            await dumps.restore(settings, new_id, other, made.name, source_database_id=db_id)
+            with psycopg.connect(other) as conn:
+                assert conn.execute("SELECT item FROM orders ORDER BY id").fetchall() == [("secret-sauce",), ("more",)]
+        with pytest.raises(BackupError):
+            await dumps.restore(settings, db_id, url, "deploy-mcp-20200101T000000.000Z.dmcpbak")
