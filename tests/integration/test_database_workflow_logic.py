@@ -22,10 +22,11 @@ from temporalio.worker import Worker
 from mcp_server.devenv.embedded import temporal_test_server
 from workflows.activities import database as database_activities
 from workflows.activities.database import DatabaseActivities, DatabaseConfig
-from workflows.adapters.kube import Kube
+from workflows.adapters.kube import Kube, KubeError
 from workflows.database import DatabaseWorkflow
 from workflows.domain.database_contract import DatabaseOp, DatabaseResult
 from workflows.domain.database_spec import DatabaseSpec
+from workflows.domain.k8s_errors import classify_status
 from workflows.domain.secretbox import SecretBox
 from workflows.domain.specs import ClusterCaps
 
@@ -51,7 +52,9 @@ class FakeApi:
     """Objects by (kind, namespace, name). A StatefulSet becomes Ready on its second read; a Job succeeds (or
     fails, for the kinds in `failing_jobs`) on its second read."""
 
-    def __init__(self, served: set[str] | None = None, failing_jobs: tuple[str, ...] = ()) -> None:
+    def __init__(self, served: set[str] | None = None, failing_jobs: tuple[str, ...] = (),
+                 missing_namespace: str | None = None) -> None:
+        self.missing_namespace = missing_namespace
         self.objects: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self.reads: dict[tuple[str, str | None, str], int] = {}
         self.log: list[str] = []
@@ -66,6 +69,8 @@ class FakeApi:
 
     async def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         md = obj["metadata"]
+        if md.get("namespace") and md.get("namespace") == self.missing_namespace:
+            raise KubeError(classify_status(404, f'namespaces "{self.missing_namespace}" not found'), "apply")
         self.objects[(obj["kind"], md.get("namespace"), md["name"])] = obj
         self.log.append(f"apply {obj['kind']}/{md['name']}")
         return obj
@@ -262,3 +267,11 @@ async def test_restore_takes_a_safety_dump_first_and_a_failed_one_restores_nothi
     result = await run(env, api, store, op.model_copy(update={"database_id": db_id}))
     assert result.status == "failed" and "safety backup" in (result.message or "")
     assert not any("-r-" in line for line in api.log), "restored although the safety dump failed"
+
+
+async def test_a_database_runs_even_where_its_backup_schedule_cannot_go(env: WorkflowEnvironment) -> None:
+    api, store = FakeApi(missing_namespace="deploy-mcp-system"), FakeStore()
+    db_id = new_row(store)
+    result = await run(env, api, store, DatabaseOp(op="create", database_id=db_id, spec=SPEC))
+    assert result.status == "ready" and "no backup schedule" in (result.message or "")
+    assert store.rows[db_id].status == "ready" and "deploy-mcp-system" in (store.rows[db_id].reason or "")

@@ -135,7 +135,7 @@ class DatabaseActivities:
         password = await self._password(row.ciphertext)
         caps = await kube_call(self.kube.caps)
         spec = await self._engine(op.spec)
-        objects = [*database_objects(spec, caps, password), *self._backup_objects(spec, op, password, caps)]
+        objects = database_objects(spec, caps, password)
         for obj in objects:
             await kube_call(lambda o=obj: self.kube.apply(o))  # type: ignore[misc]
         ns, name = spec.namespace, spec.object_name
@@ -146,7 +146,16 @@ class DatabaseActivities:
             return statefulset_ready(await self.kube.get("apps/v1", "StatefulSet", ns, name))
 
         await self._wait(f"database {ns}/{name} not Ready", ready, op.timeout_seconds)
-        return DatabaseResult(status="ready", refs=[ref(o) for o in objects], engine=spec.engine)
+        # the schedule last, and not fatal: a database that runs is worth more than its failure to schedule
+        # dumps, which its status then says (a platform namespace missing, say, on a bare test cluster)
+        schedule = self._backup_objects(spec, op, password, caps)
+        try:
+            for obj in schedule:
+                await self.kube.apply(obj)
+        except KubeError as e:
+            return DatabaseResult(status="ready", refs=[ref(o) for o in objects], engine=spec.engine,
+                                  message=f"no backup schedule: {e}"[:300])
+        return DatabaseResult(status="ready", refs=[ref(o) for o in [*objects, *schedule]], engine=spec.engine)
 
     @activity.defn
     async def database_rotate(self, op: DatabaseOp) -> DatabaseResult:
@@ -270,8 +279,9 @@ class DatabaseActivities:
         if op.op == "delete" and not failed:
             await self.store.delete_database_row(op.database_id)
         elif op.op in ("create", "rotate", "restore"):
-            await self.store.set_database_status(op.database_id, "failed" if failed else "ready",
-                                                 result.message if failed else None)
+            # a warning of a create (no backup schedule) is its reason too
+            reason = result.message if failed or (op.op == "create" and result.message) else None
+            await self.store.set_database_status(op.database_id, "failed" if failed else "ready", reason)
             if result.engine:
                 await self.store.set_database_engine(op.database_id, result.engine)
 
