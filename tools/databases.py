@@ -74,7 +74,7 @@ class DatabaseActionResult(BaseModel):
     database: DatabaseView | None
     done: bool
     message: str | None = None
-    release: dict[str, Any] | None = Field(None, description="The app's new release: deployment_id, phase.")
+    release: dict[str, Any] | None = Field(None, description="The app's new release: deployment_id, release, phase.")
     next_step: str
 
 
@@ -196,7 +196,7 @@ def connection_values(c: CallContext, d: DatabaseRecord) -> dict[str, str]:
 
 
 def _release(r: ReleaseResult | None) -> dict[str, Any] | None:
-    return None if r is None else {"deployment_id": str(r.deployment_id), "phase": r.phase}
+    return None if r is None else {"deployment_id": str(r.deployment_id), "release": r.release, "phase": r.phase}
 
 
 async def release_with_secrets(c: CallContext, app: AppRecord, changes: dict[str, str | None], ctx: Context | None,
