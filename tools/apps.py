@@ -130,8 +130,9 @@ async def create_app(
     existing = await c.store.get_app(c.principal.tenant, project, name) if idempotency_key else None
     if existing is not None:
         await check_release_key(c, existing.id, idempotency_key, fingerprint)
-    if database is not None:
-        check_request(c, database)  # refused before anything is made
+    if database is not None:  # refused before anything is made
+        c.require("databases:write")
+        check_request(c, database)
     resolved = await resolve_source(c, source, name)
     if requests:
         mounts = await volumes_for_new_app(c, project, requests, wait_bound(c, wait_seconds))

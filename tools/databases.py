@@ -273,6 +273,9 @@ async def database(
     c = call()
     wait = wait_bound(c, wait_seconds)
     if action == "create":
+        if app is not None:  # the app must exist before anything is made
+            check_name("app", app)
+            await require_app(c, project, app)
         req = DatabaseRequest(version=version, size_gib=size_gib, volume_class=volume_class, resources=resources)
         d, r = await create_database(c, project, name, req, wait)
         release = _release(await _attach(c, d, app, ctx, wait_seconds)) if app else None

@@ -26,6 +26,7 @@ from tests.support.stand_ins import StandInImages
 from tools.context import PlatformConfig, Principal
 from workflows.domain.database_contract import DatabaseOp, DatabaseResult
 from workflows.domain.deploy_contract import DeployInput
+from workflows.domain.diagnose_contract import Diagnosis
 from workflows.domain.secretbox import SecretBox
 
 SCOPES = frozenset(ALL_SCOPES)
@@ -72,7 +73,8 @@ class Recorder:
 
     async def cancel(self, workflow_id: str) -> None: ...
 
-    async def diagnose(self, inp: Any) -> Any: ...
+    async def diagnose(self, inp: Any) -> Diagnosis:
+        return Diagnosis(healthy=False, desired_replicas=1)
 
     async def run_volume(self, workflow_id: str, op: Any, wait_seconds: float) -> Any: ...
 
@@ -217,3 +219,17 @@ async def test_restore_names_a_good_backup_and_can_go_into_a_new_database(store:
         orders = await store.get_database("acme", project, "orders")
         assert orders is not None and rec.ops[-1].source_database_id == orders.id
         assert rec.ops[-1].backup_name is None  # a new database has nothing to keep
+
+
+async def test_diagnose_names_a_database_that_is_not_ready(store: PgStore, box: SecretBox) -> None:
+    rec = Recorder(store, box)
+    project = project_name()
+    async with Client(server(store, rec)) as c:
+        created = ok(await c.call_tool("create_app", {
+            "project": project, "name": "web", "source": {"image": "r/web:1"}, "port": 8080, "database": {},
+            "wait_seconds": 0}))
+        d = await store.get_database("acme", project, "web")
+        assert d is not None
+        await store.set_database_status(d.id, "failed", "database dm-x/postgres--web not Ready after 300 s")
+        diag = ok(await c.call_tool("diagnose_deployment", {"deployment_id": created["deployment_id"]}))
+        assert diag["next_step"].startswith("Its database web is failed: database dm-x/postgres--web not Ready")
