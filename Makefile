@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 export TESTBED_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deploy-mcp-testbed
 
-.PHONY: dev test install testbed lint typecheck unit bench clean image image-base image-push
+.PHONY: dev test install testbed lint typecheck unit bench clean image image-base image-push image-postgres image-postgres-push
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 needed"; exit 1; }
@@ -57,6 +57,15 @@ image:
 image-push: image
 	@test -n "$(IMAGE)" || { echo "make image-push IMAGE=host[:port]/repo:tag"; exit 1; }
 	$(IMAGE_PY).platform_image push --image $(IMAGE) $(IMAGE)
+
+# The platform's Postgres (image/postgres/Containerfile: Debian's postgresql-15 on the self-built base), tagged
+# ghcr.io/deploy-mcp/postgres:15; push: PG_IMAGE=host[:port]/repo:tag (e.g. 127.0.0.1:5000/deploy-mcp-postgres:15)
+image-postgres:
+	$(IMAGE_PY).postgres_image build $(if $(IMAGE_BASE),--base $(IMAGE_BASE))
+
+image-postgres-push: image-postgres
+	@test -n "$(PG_IMAGE)" || { echo "make image-postgres-push PG_IMAGE=host[:port]/repo:tag"; exit 1; }
+	$(IMAGE_PY).postgres_image push $(PG_IMAGE)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

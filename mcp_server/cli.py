@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID
@@ -257,6 +259,75 @@ def cmd_secrets(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_db_dump(args: argparse.Namespace) -> int:
+    """`db-dump`: one dump of an app's database (mcp_server.backup.databases), run by its backup job. The role
+    and password come from PGUSER/PGPASSWORD (a Secret), never the command line. A failure is recorded and
+    exits 1."""
+    from mcp_server.backup import databases
+    from mcp_server.backup.seal import BackupError
+    from tools.ports import StoreError
+
+    settings = _settings(args)
+    log = logging.getLogger("deploy-mcp.db-dump")
+    user, password = os.environ.get("PGUSER"), os.environ.get("PGPASSWORD")
+    if not user or not password:
+        log.error("db-dump needs PGUSER and PGPASSWORD in its environment (the database's credentials Secret)")
+        return 1
+    url = databases.database_url(args.host, args.dbname, user, password)
+    try:
+        done = asyncio.run(databases.dump(settings, args.database_id, url, args.kind, args.keep, args.max_age_days,
+                                          args.name))
+    except (BackupError, StoreError) as e:
+        log.error("db-dump failed: %s", e)
+        return 1
+    print(f"db-dump {done.name}: {done.size} bytes at {done.target}")
+    for name in done.deleted:
+        print(f"retention: deleted {name}")
+    return 0
+
+
+def cmd_db_restore(args: argparse.Namespace) -> int:
+    """`db-restore`: a dump (verified whole first) into an app's database, in one transaction; run by the
+    restore job after its safety dump. Credentials from PGUSER/PGPASSWORD."""
+    from mcp_server.backup import databases
+    from mcp_server.backup.seal import BackupError
+    from tools.ports import StoreError
+
+    settings = _settings(args)
+    log = logging.getLogger("deploy-mcp.db-restore")
+    user, password = os.environ.get("PGUSER"), os.environ.get("PGPASSWORD")
+    if not user or not password:
+        log.error("db-restore needs PGUSER and PGPASSWORD in its environment (the database's credentials Secret)")
+        return 1
+    url = databases.database_url(args.host, args.dbname, user, password)
+    try:
+        done = asyncio.run(databases.restore(settings, args.database_id, url, args.name, args.from_database_id))
+    except (BackupError, StoreError) as e:
+        log.error("db-restore failed: %s", e)
+        return 1
+    print(f"db-restore {done.name} from {done.source}: done")
+    return 0
+
+
+def _db_dump_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    d = sub.add_parser("db-dump", help="dump an app's database to the backup target (its backup job runs this)")
+    d.add_argument("--database-id", type=uuid.UUID, required=True)
+    d.add_argument("--host", required=True)
+    d.add_argument("--dbname", required=True)
+    d.add_argument("--kind", choices=["scheduled", "manual", "safety", "final"], default="scheduled")
+    d.add_argument("--keep", type=int, default=7, help="dumps kept (newest first)")
+    d.add_argument("--max-age-days", type=int, default=30, help="dumps older than this are deleted")
+    d.add_argument("--name", help="the dump's name (default: deploy-mcp-<UTC time>.dmcpbak)")
+    d.set_defaults(fn=cmd_db_dump)
+    r = sub.add_parser("db-restore", help="restore a dump into an app's database (its restore job runs this)")
+    r.add_argument("--database-id", type=uuid.UUID, required=True)
+    r.add_argument("--host", required=True)
+    r.add_argument("--dbname", required=True)
+    r.add_argument("--name", required=True, help="the dump to restore")
+    r.add_argument("--from-database-id", type=uuid.UUID, help="the dump's database (default: the same one)")
+    r.set_defaults(fn=cmd_db_restore)
+
+
 def _backup_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b = sub.add_parser("backup", help="Plane A backups: the database and the secrets keys, sealed")
     bsub = b.add_subparsers(dest="backup_cmd", required=True)
@@ -356,6 +427,7 @@ def parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=cmd_token)
 
     _backup_parser(sub)
+    _db_dump_parser(sub)
 
     tb = sub.add_parser("testbed", help="the local Kubernetes testbed (real control plane + kubelet node)")
     tbsub = tb.add_subparsers(dest="testbed_cmd", required=True)

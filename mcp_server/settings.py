@@ -26,7 +26,8 @@ from pydantic_settings import (
 from mcp_server.flat_settings import ENV_PREFIX, NESTED, Regrouped, RenamedEnv
 from workflows.domain.build_spec import BuildImages
 
-ALL_SCOPES = ("apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read")
+ALL_SCOPES = ("apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read",
+              "databases:write")
 OPERATOR_SCOPES = ("platform:read",)
 """Scopes about the platform itself (`whoami` shows the cluster preflight): the stdio operator has them; a token
 only when created with `--scope platform:read`, so tenants' agents never see cluster details by default."""
@@ -566,6 +567,49 @@ class TelemetrySettings(Group):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP receiver (e.g. .../v1/traces)")
         return value
+class DatabasesSettings(Group):
+    """Databases the platform runs for apps (`database` tools, docs/tools/databases.md): Postgres of a supported
+    major version, as a StatefulSet of the platform's own image, or a CloudNativePG Cluster where that is served."""
+
+    images: dict[int, str] = Field(default_factory=lambda: {15: "ghcr.io/deploy-mcp/postgres:15"})
+    """Postgres major version -> the image the StatefulSet runs; its keys are the versions agents may choose
+    (the self-built image, `make image-postgres`, has 15: Debian bookworm's)."""
+    default_version: int = 15
+    """The major version of a database that names none; must be a key of `images`."""
+    engine: Literal["auto", "statefulset", "cloudnative-pg"] = "auto"
+    """auto: a CloudNativePG `Cluster` when the cluster serves postgresql.cnpg.io/v1 Clusters, else the
+    StatefulSet; or force one."""
+    cnpg_images: dict[int, str] = Field(default_factory=dict)
+    """Major version -> `imageName` of CloudNativePG Clusters; a version missing here uses the operator's
+    default image (which must then be pullable)."""
+    volume_class: str = "fast"
+    """The volume class (a key of cluster.storage_classes) of a database that names none."""
+    default_size_gib: int = Field(5, ge=1, le=1024)
+    """Size of a database that names none, GiB."""
+    max_size_gib: int = Field(100, ge=1, le=1024)
+    """Largest database a tenant may ask for, GiB (the project's storage quota applies as well)."""
+    ready_timeout_seconds: int = Field(300, ge=30, le=3600)
+    """How long create/rotate/restore wait for the database to be Ready before reporting failure."""
+    backup_schedule: str = "17 3 * * *"
+    """Cron schedule of every database's logical dump (a CronJob in the platform namespace), UTC."""
+    backup_keep: int = Field(7, ge=1, le=1000)
+    """Dumps kept per database: after a successful one, the oldest beyond this many are deleted."""
+    backup_max_age_days: int = Field(30, ge=1, le=3650)
+    """Dumps older than this are deleted too (a successful newer one always stays)."""
+    platform_namespace: str = "deploy-mcp-system"
+    """The platform's namespace: the backup CronJobs run there, with the backup Secret Plane A backups use."""
+    platform_image: str = "ghcr.io/deploy-mcp/deploy-mcp:0.1.0"
+    """The image the backup jobs run (`deploy-mcp db-dump`); the platform's own, as the worker's pod runs."""
+
+    @model_validator(mode="after")
+    def _default_supported(self) -> DatabasesSettings:
+        if self.default_version not in self.images:
+            raise ValueError(f"databases.default_version {self.default_version} has no image: add it to "
+                             f"databases.images (now {sorted(self.images)})")
+        return self
+
+    def supported_versions(self) -> list[int]:
+        return sorted(self.images)
 
 
 class Settings(BaseSettings):
@@ -605,6 +649,7 @@ class Settings(BaseSettings):
     loki: LokiSettings = Field(default_factory=LokiSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    databases: DatabasesSettings = Field(default_factory=DatabasesSettings)
 
     @classmethod
     def settings_customise_sources(

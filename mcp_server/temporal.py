@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from mcp_server.settings import Settings
 from mcp_server.telemetry import tracing
 from tools.ports import WorkflowsUnavailable
+from workflows.domain.database_contract import DatabaseOp, DatabaseResult
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
@@ -110,6 +111,16 @@ class TemporalWorkflows:
                 task_queue=self.task_queue, result_type=AppMetrics,
                 execution_timeout=timedelta(seconds=inp.window_seconds + 60))
         return result
+    async def run_database(self, workflow_id: str, op: DatabaseOp, wait_seconds: float) -> DatabaseResult | None:
+        """Start (or find) the database workflow and wait up to `wait_seconds` for its result; None while it runs."""
+        await self._start("database", op, workflow_id)
+        handle: WorkflowHandle[object, DatabaseResult] = self.client.get_workflow_handle(
+            workflow_id, result_type=DatabaseResult)
+        try:
+            with _reachable():
+                return await asyncio.wait_for(handle.result(), timeout=wait_seconds)
+        except TimeoutError:
+            return None
 
     async def cancel(self, workflow_id: str) -> None:
         handle: WorkflowHandle[object, object] = self.client.get_workflow_handle(workflow_id)

@@ -48,6 +48,11 @@ def platform_config(settings: Settings) -> PlatformConfig:
         backup_max_age_hours=settings.backup.max_age_hours,
         reconcile_enabled=settings.reconcile.enabled,
         reconcile_stale_seconds=settings.reconcile.period_seconds * settings.reconcile.stale_after_periods,
+        database_images=dict(settings.databases.images), database_default_version=settings.databases.default_version,
+        database_volume_class=settings.databases.volume_class,
+        database_default_size_gib=settings.databases.default_size_gib,
+        database_max_size_gib=settings.databases.max_size_gib,
+        database_ready_timeout_seconds=settings.databases.ready_timeout_seconds,
     )
 
 

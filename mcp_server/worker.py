@@ -29,6 +29,7 @@ from mcp_server.telemetry.workflow_metrics import WorkflowMetrics
 from mcp_server.temporal import connect
 from workflows.activities.build import BuildActivities, BuildSettings, RobotSource
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
+from workflows.activities.database import DatabaseActivities, DatabaseConfig
 from workflows.activities.deploy import DeployActivities
 from workflows.activities.harbor import HarborActivities
 from workflows.activities.pod_metrics import MetricsActivities
@@ -41,6 +42,7 @@ from workflows.adapters.harbor import HarborClient
 from workflows.adapters.kube import Kube
 from workflows.adapters.loki import LokiClient
 from workflows.build import BuildWorkflow
+from workflows.database import DatabaseWorkflow
 from workflows.delete import DeleteAppWorkflow
 from workflows.deploy import DeployWorkflow
 from workflows.diagnose import DiagnoseWorkflow
@@ -56,7 +58,7 @@ log = logging.getLogger(__name__)
 # Here, not in `mcp_server.temporal`: the definitions import their activity classes, which only the worker
 # needs (the server starts workflows by name).
 WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow, ReconcileWorkflow,
-             ReconcileSweepWorkflow, ScaleWorkflow, AppMetricsWorkflow]
+             ReconcileSweepWorkflow, ScaleWorkflow, AppMetricsWorkflow, DatabaseWorkflow]
 
 
 def build_activities(settings: Settings, store: BuildStore, *, loki: LokiClient | None = None,
@@ -107,6 +109,7 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
             log.info("GitHub App %s mints clone tokens for %s", github_app.app_id, ", ".join(github_app.hosts))
         secretbox = load_secretbox(settings)
         volumes = VolumeActivities(kube, store)
+        databases = DatabaseActivities(kube, store, secretbox, database_config(settings))
         registry = HarborActivities(kube, store, secretbox, harbor, settings.image_registry.host,
                                     settings.harbor.retention_keep_last)
         reconciler = ReconcileActivities(kube, store, secretbox, reconcile_config(settings), temporal=client,
@@ -118,7 +121,7 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
         w = Worker(
             client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
             activities=activities.all() + volumes.all() + builds.all() + registry.all() + reconciler.all()
-            + ScaleActivities(kube, store, temporal=client).all() + MetricsActivities(kube).all(),
+            + ScaleActivities(kube, store, temporal=client).all() + MetricsActivities(kube).all() + databases.all(),
             max_concurrent_activities=50, interceptors=[WorkflowMetrics()],
             graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds))
         if settings.reconcile.enabled:
@@ -135,6 +138,13 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
         await kube.close()
 
 
+def database_config(settings: Settings) -> DatabaseConfig:
+    d = settings.databases
+    return DatabaseConfig(platform_namespace=d.platform_namespace, platform_image=d.platform_image, engine=d.engine,
+                          backup_schedule=d.backup_schedule, backup_keep=d.backup_keep,
+                          backup_max_age_days=d.backup_max_age_days)
+
+
 def reconcile_config(settings: Settings) -> ReconcileConfig:
     """What a reconcile pass renders with: the same settings the server hands the deploy workflow."""
     r = settings.reconcile
@@ -143,7 +153,8 @@ def reconcile_config(settings: Settings) -> ReconcileConfig:
         remove_orphans=r.remove_orphans, concurrent_passes=r.concurrent_passes,
         runtime_class=settings.cluster.runtime_class or None,
         ingress_class=settings.cluster.ingress_class, storage_classes=dict(settings.cluster.storage_classes),
-        image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None)
+        image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None,
+        database_images=dict(settings.databases.images))
 
 
 async def start_sweeper(client: Client, settings: Settings) -> None:

@@ -24,6 +24,7 @@ def all_tools() -> list[ToolSpec]:
         apps,
         audit,
         builds,
+        databases,
         deployments,
         identity,
         logs,

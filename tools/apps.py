@@ -11,6 +11,14 @@ from pydantic import BaseModel, Field
 
 from tools.args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
 from tools.context import call, tool
+from tools.databases import (
+    DatabaseRequest,
+    app_database_view,
+    check_request,
+    connection_values,
+    create_database,
+    start_database_for_app,
+)
 from tools.errors import InvalidInput
 from tools.idempotency import request_fingerprint
 from tools.lookups import require_app
@@ -56,8 +64,10 @@ async def apps(project: ProjectName | None = None, app: AppName | None = None) -
         check_name("app", app)
         row = await require_app(c, project, app, hint="Call `apps` to see the apps you have.")
         seen = await c.store.observations([row.id])
-        return app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port,
-                        seen.get(row.id), c.config).model_dump(mode="json")
+        view = app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port,
+                        seen.get(row.id), c.config)
+        return view.model_copy(update={"database": app_database_view(c, await c.store.database_of_app(row.id))}
+                               ).model_dump(mode="json")
     rows = await c.store.list_apps(c.principal.tenant, project)
     ids = [a.id for a in rows]
     seen, releasing = await c.store.observations(ids), await c.store.releasing(ids)
@@ -82,6 +92,8 @@ async def create_app(
     volumes: Annotated[list[VolumeRequest] | None, Field(description="Volumes to create and mount.",
                                                          max_length=8)] = None,
     shutdown_grace_seconds: ShutdownGrace = None,
+    database: Annotated[DatabaseRequest | None, Field(description="A Postgres named like the app, private to it; "
+                                                                  "it gets DATABASE_URL and PG* as secrets.")] = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> ReleaseResult:
@@ -105,19 +117,30 @@ async def create_app(
     fingerprint = request_fingerprint(c, "create_app", {
         "project": project, "name": name, "source": source, "port": port, "env": env, "secrets": secrets,
         "replicas": replicas, "resources": resources, "health_check": health_check, "volumes": volumes,
-        "shutdown_grace_seconds": shutdown_grace_seconds}, frozenset({"secrets"})) if idempotency_key else None
+        "shutdown_grace_seconds": shutdown_grace_seconds, "database": database},
+        frozenset({"secrets"})) if idempotency_key else None
     existing = await c.store.get_app(c.principal.tenant, project, name) if idempotency_key else None
     if existing is not None:
         await check_release_key(c, existing.id, idempotency_key, fingerprint)
+    if database is not None:  # refused before anything is made
+        c.require("databases:write")
+        check_request(c, database)
     resolved = await resolve_source(c, source, name)
     if requests:
         mounts = await volumes_for_new_app(c, project, requests, wait_bound(c, wait_seconds))
         config = mounts_config(config, mounts)
+    secret_changes: dict[str, str | None] = dict(secrets or {})
+    db = None
+    if database is not None:
+        db, _ = await create_database(c, project, name, database, 0, start=False)
+        secret_changes.update(connection_values(c, db))
     claim = await record_and_start(
         c, project=project, app=name, create=True, resolved=resolved, config=config,
-        secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=None,
+        secret_changes=secret_changes or None, idempotency_key=idempotency_key, existing=None,
         fingerprint=fingerprint,
     )
+    if db is not None:
+        await start_database_for_app(c, db, claim.app)
     for m in config.mounts:
         vol = await c.store.get_volume(c.principal.tenant, project, m.volume)
         if vol is not None:

@@ -61,6 +61,12 @@ class PlatformConfig:
     backup_max_age_hours: float = 26.0  # the operator's whoami warns when the last good backup is older
     reconcile_enabled: bool = False  # the worker observes apps: status is what it saw (`tools.status`)
     reconcile_stale_seconds: float = 90.0  # an observation older than this says the reconciler is not running
+    database_images: dict[int, str] = field(default_factory=lambda: {15: "ghcr.io/deploy-mcp/postgres:15"})
+    database_default_version: int = 15
+    database_volume_class: str = "fast"
+    database_default_size_gib: int = 5
+    database_max_size_gib: int = 100
+    database_ready_timeout_seconds: int = 300
 
 
 @dataclass

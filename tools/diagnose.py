@@ -80,6 +80,12 @@ async def diagnosis(deployment_id: UUID) -> DiagnosisView:
         step = "Healthy: nothing to fix." if live.healthy else "No failure visible yet; check again in a moment."
     else:
         step = _NEXT.get(reason or "", cause.hint or "Deploy a fixed version, or `rollback` to the last good one.")
+    db = await c.store.database_of_app(app.id)
+    if db is not None and db.status not in ("ready", "backup-failed"):
+        # an app that cannot reach its database crashes or fails its probe: the database is the first thing
+        why = f": {db.status_reason}" if db.status_reason else ""
+        step = (f"Its database {db.name} is {db.status}{why}; see `databases`. Once it is ready the app "
+                f"connects (deploy again if the release gave up). " + step)
     return DiagnosisView(
         deployment_id=d.id, release=release, phase=d.phase, serving=serving,
         healthy=live.healthy, cause=cause, ready_replicas=live.ready_replicas, desired_replicas=live.desired_replicas,

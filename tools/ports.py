@@ -16,6 +16,8 @@ from tools.records import (
     AppRecord,
     AuditEvent,
     BackupRun,
+    DatabaseBackupRecord,
+    DatabaseRecord,
     DeploymentRecord,
     NewRelease,
     ObservationRecord,
@@ -28,6 +30,7 @@ from tools.records import (
     VolumeRecord,
 )
 from workflows.adapters.registry import ResolvedImage
+from workflows.domain.database_contract import DatabaseOp, DatabaseResult
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
@@ -132,6 +135,24 @@ class Store(Protocol):
 
     async def get_volume(self, tenant: str, project: str, name: str) -> VolumeRecord | None: ...
 
+    async def create_database(self, tenant: str, project: str, name: str, *, engine: str, version: int,
+                              size_gib: int, class_: str, resources: dict[str, Any], ciphertext: bytes,
+                              created_by: str) -> tuple[DatabaseRecord, bool]: ...
+
+    async def get_database(self, tenant: str, project: str, name: str) -> DatabaseRecord | None: ...
+
+    async def database_of_app(self, app_id: UUID) -> DatabaseRecord | None: ...
+
+    async def list_databases(self, tenant: str, project: str | None) -> list[DatabaseRecord]: ...
+
+    async def set_database_app(self, database_id: UUID, app_id: UUID | None) -> None: ...
+
+    async def set_database_status(self, database_id: UUID, status: str, reason: str | None = None) -> None: ...
+
+    async def set_pending_password(self, database_id: UUID, ciphertext: bytes | None) -> None: ...
+
+    async def list_database_backups(self, database_id: UUID, limit: int = 20) -> list[DatabaseBackupRecord]: ...
+
     async def list_volumes(self, tenant: str, project: str | None) -> list[VolumeRecord]: ...
 
     async def set_attachment(self, volume_id: UUID, app_id: UUID, mount_path: str | None,
@@ -184,6 +205,10 @@ class Workflows(Protocol):
         ...
 
     async def app_metrics(self, inp: MetricsInput) -> AppMetrics: ...
+
+    async def run_database(self, workflow_id: str, op: DatabaseOp, wait_seconds: float) -> DatabaseResult | None:
+        """Start (or find) the database workflow; its result within `wait_seconds`, else None."""
+        ...
 
 
 class Images(Protocol):

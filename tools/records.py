@@ -197,3 +197,36 @@ class ObservationRecord(Record):
     last_repair_at: datetime | None
     last_repaired: list[str]
     autoscaler: dict[str, Any] | None = None  # workflows.domain.scaling.AutoscalerStatus, when autoscaled
+
+
+class DatabaseRecord(Record):
+    id: UUID
+    tenant: str
+    project: str
+    namespace: str
+    name: str
+    engine: Literal["statefulset", "cloudnative-pg"]
+    version: int
+    size_gib: int
+    class_: str = Field(alias="class")
+    resources: dict[str, Any] = Field(default_factory=dict)
+    status: str
+    status_reason: str | None = None
+    app: str | None = None
+    app_id: UUID | None = None
+    ciphertext: bytes = Field(repr=False)
+    pending_ciphertext: bytes | None = Field(None, repr=False)
+    created_at: datetime
+    last_backup: dict[str, Any] | None = None  # {name, kind, status, size_bytes, started_at, finished_at, error}
+
+
+class DatabaseBackupRecord(Record):
+    id: UUID
+    database_id: UUID
+    kind: Literal["scheduled", "manual", "safety", "final"]
+    name: str
+    status: Literal["running", "ok", "failed"]
+    size_bytes: int | None = None
+    error: str | None = None
+    started_at: datetime
+    finished_at: datetime | None = None

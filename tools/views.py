@@ -114,6 +114,7 @@ class AppView(AppSummary):
     spec: dict[str, Any] = Field(description="The app's current configuration, env values omitted.")
     deployments: list[DeploymentView] = Field(description="Most recent releases, newest first.")
     autoscaler: AutoscalerStatus | None = Field(None, description="Set by `scale`: range, replicas, problems.")
+    database: dict[str, Any] | None = Field(None, description="Its database: name, status, last backup.")
 
 
 def app_url(app: AppRecord, port: int | None = None) -> str:

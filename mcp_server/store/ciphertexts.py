@@ -16,6 +16,7 @@ CIPHERTEXT_TABLES: dict[str, tuple[str, ...]] = {
     "secret_versions": ("app_id", "version"),
     "git_credentials": ("tenant_id", "host"),
     "harbor_robots": ("tenant_id", "harbor_url"),
+    "databases": ("id",),
 }
 
 

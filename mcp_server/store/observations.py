@@ -14,7 +14,14 @@ from mcp_server.store.apps import APP_SELECT
 from mcp_server.store.audit import PgAudit
 from tools.records import AuditEvent, ObservationRecord, Outcome
 from workflows.domain.phases import TERMINAL_PHASES
-from workflows.domain.reconcile_contract import AppKey, Observation, ReconcileTarget, ServingRelease, TargetVolume
+from workflows.domain.reconcile_contract import (
+    AppKey,
+    Observation,
+    ReconcileTarget,
+    ServingRelease,
+    TargetDatabase,
+    TargetVolume,
+)
 from workflows.domain.scaling import AppScale
 
 
@@ -66,11 +73,19 @@ class PgObservations(PgAudit):
                 sv = await self._one("SELECT ciphertext FROM secret_versions WHERE app_id = %s AND version = %s",
                                      app_id, d["secrets_version"])
                 ciphertext = bytes(sv["ciphertext"]) if sv else None
+        # a database being created, rotated or deleted is its workflow's; the reconciler keeps the settled ones
+        db = await self._one("SELECT * FROM databases WHERE app_id = %s AND deleted_at IS NULL "
+                             "AND status = 'ready' AND pending_ciphertext IS NULL", app_id)
+        database = TargetDatabase(
+            database_id=db["id"], name=db["name"], engine=db["engine"], version=db["version"],
+            size_gib=db["size_gib"], volume_class=db["class"], resources=db["resources"] or {},
+            ciphertext=bytes(db["ciphertext"])) if db else None
         return ReconcileTarget(
             state="ready", app_id=app_id, tenant=app["tenant"], project=app["project"], app=app["name"],
             namespace=app["namespace"], hostname=app["hostname"], serving=serving,
             in_flight=[r["workflow_id"] for r in flying], volumes=volumes, secrets_ciphertext=ciphertext,
-            scale=AppScale.model_validate(app["scale"]) if app.get("scale") else None)
+            scale=AppScale.model_validate(app["scale"]) if app.get("scale") else None,
+            database=database)
 
     async def record_observation(self, obs: Observation) -> None:
         repaired = Jsonb(obs.repaired)

@@ -49,7 +49,8 @@ PARAMS = {
     "schedule", "retain", "force", "idempotency_key", "env", "secrets", "source", "replicas", "resources",
     "health_check", "shutdown_grace_seconds", "port", "volumes", "values", "names", "since", "until", "contains",
     "regex", "level", "pod", "direction", "follow_seconds", "tool", "host", "token", "ssh_private_key", "username",
-    "autoscale", "window_seconds", "labels", "diagnose", "action",
+    "autoscale", "window_seconds", "labels", "diagnose", "action", "version", "backup", "into", "final_backup",
+    "database",
 }
 # A parameter's value in the matrix' calls, where its schema's own minimum would not get past validation.
 PARAM_VALUES: dict[str, Any] = {"mount_path": "/data", "schedule": "0 3 * * *", "values": {"A": "b"},

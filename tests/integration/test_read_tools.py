@@ -43,11 +43,12 @@ async def audit_rows(store: PgStore) -> list[dict[str, Any]]:
 async def test_tools_are_listed_with_schemas_and_annotations(store: PgStore, mode: str) -> None:
     async with Client(server_for(store), mode=mode) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
-    reads = {"whoami", "apps", "get_audit_log", "deployments", "logs", "volumes", "builds", "app_metrics"}
+    reads = {"whoami", "apps", "get_audit_log", "deployments", "logs", "volumes", "builds", "app_metrics",
+             "databases"}
     writes = {"create_app", "deploy", "rollback", "delete_app", "set_secrets", "set_git_credentials", "volume",
-              "scale"}
+              "scale", "database"}
     assert set(tools) == reads | writes
-    destructive = {"delete_app", "volume"}
+    destructive = {"delete_app", "volume", "database"}
     for t in tools.values():
         assert t.output_schema is None, t.name  # decision 0017: results are documented in docs/tools/
         assert t.input_schema.get("additionalProperties") is False, t.name

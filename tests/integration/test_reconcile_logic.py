@@ -434,3 +434,48 @@ async def test_a_lost_claim_of_a_volume_never_backed_up_comes_back_empty_and_say
     assert f"PersistentVolumeClaim/{ns}/vol-scratch is missing (re-created empty: no backup of volume scratch " \
            "is recorded)" in obs.drift
     assert not any(k[0] == "VolumeSnapshotContent" for k in cluster.objects)
+async def test_an_attached_databases_objects_are_part_of_the_apps_desired_state(
+    env: WorkflowEnvironment, store: PgStore, box: SecretBox,
+) -> None:
+    """A ready database attached to the app: a pass applies its Secret, claim, policy, Service, PDB and
+    StatefulSet when missing, and puts back its StatefulSet's changed image; a database in a rotation is the
+    database workflow's and left alone. The password reaches only the database's Secret."""
+    app_id, ns, _ = await record_app(store, box)
+    db, created = await store.create_database(
+        "acme", "shop", "orders", engine="statefulset", version=15, size_gib=5, class_="fast",
+        resources={"memory_mib": 512}, ciphertext=box.seal({"password": "db-pass-1"}), created_by="alice")
+    assert created
+    await store.set_database_app(db.id, app_id)
+    await store.set_database_status(db.id, "ready")
+    cluster = MemoryCluster()
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    acts = activities(store, cluster, box, env, database_images={15: "r/postgres:15"})
+    async with Worker(env.client, task_queue=queue, workflows=[ReconcileWorkflow], activities=acts.all()):
+        await env.client.start_workflow(ReconcileWorkflow.run, loop(app_id),
+                                        id=reconcile_workflow_id(app_id), task_queue=queue)
+        first = (await until(lambda: store.observations([app_id])))[app_id]
+        for kind, name in (("Secret", "postgres--orders"), ("PersistentVolumeClaim", "postgres--orders-data"),
+                           ("NetworkPolicy", "postgres--orders"), ("Service", "postgres--orders"),
+                           ("PodDisruptionBudget", "postgres--orders"), ("StatefulSet", "postgres--orders")):
+            assert (kind, ns, name) in cluster.objects, (kind, name)
+        policy = cluster.objects[("NetworkPolicy", ns, "postgres--orders")]
+        assert {"podSelector": {"matchLabels": {"deploy-mcp/app": "web"}}} in policy["spec"]["ingress"][0]["from"]
+        secret_text = str(cluster.objects[("Secret", ns, "postgres--orders")])
+        assert all("db-pass-1" not in str(o) for o in cluster.objects.values() if str(o) != secret_text)
+
+        sts = cluster.objects[("StatefulSet", ns, "postgres--orders")]
+        sts["spec"]["template"]["spec"]["containers"][0]["image"] = "evil/postgres:latest"
+        cluster.applied.clear()
+        await env.sleep(PERIOD + 1)
+        second = await until(lambda: _newer(store, app_id, first.observed_at))
+        assert f"StatefulSet/{ns}/postgres--orders" in second.repaired
+        image = cluster.objects[("StatefulSet", ns, "postgres--orders")]["spec"]["template"]["spec"][
+            "containers"][0]["image"]
+        assert image == "r/postgres:15"
+
+        # a rotation pending: the database workflow's business, not the reconciler's
+        await store.set_pending_password(db.id, box.seal({"password": "db-pass-2"}))
+        del cluster.objects[("StatefulSet", ns, "postgres--orders")]
+        await env.sleep(PERIOD + 1)
+        await until(lambda: _newer(store, app_id, second.observed_at))
+        assert ("StatefulSet", ns, "postgres--orders") not in cluster.objects

@@ -129,3 +129,39 @@ def egress_allowed(objects: Iterable[Mapping[str, Any]], source: Pod, dest: Dest
             if _port_matches(rule.get("ports"), dest):
                 return True
     return False
+
+
+def _isolates_ingress(spec: Mapping[str, Any]) -> bool:
+    types = spec.get("policyTypes")
+    return "Ingress" in types if types is not None else True  # the spec's default: Ingress always
+
+
+def ingress_allowed(objects: Iterable[Mapping[str, Any]], source: Pod, target: Pod, port: int,
+                    protocol: str = "TCP") -> bool:
+    """Whether `target` accepts a connection from `source` on `port` under the NetworkPolicies among `objects`:
+    the same union rule as egress, with `from` peers matched against the source pod."""
+    selecting = [
+        o for o in objects
+        if o.get("kind") == "NetworkPolicy" and o["metadata"].get("namespace") == target.namespace.name
+        and selector_matches(o["spec"].get("podSelector") or {}, target.labels) and _isolates_ingress(o["spec"])
+    ]
+    if not selecting:
+        return True
+    as_dest = Destination(source.ip, port, protocol, source)  # peers match the source pod; ports the target's
+    for policy in selecting:
+        namespace = policy["metadata"]["namespace"]
+        for rule in policy["spec"].get("ingress") or []:
+            peers = rule.get("from")
+            if peers and not any(_peer_matches(p, namespace, as_dest) for p in peers):
+                continue
+            if _port_matches(rule.get("ports"), Destination(target.ip, port, protocol)):
+                return True
+    return False
+
+
+def connection_allowed(objects: Iterable[Mapping[str, Any]], source: Pod, target: Pod, port: int,
+                       protocol: str = "TCP") -> bool:
+    """Both ends agree: the source's egress policies let it out and the target's ingress policies let it in."""
+    objs = list(objects)
+    return (egress_allowed(objs, source, Destination(target.ip, port, protocol, target))
+            and ingress_allowed(objs, source, target, port, protocol))

@@ -401,7 +401,8 @@ def test_ingress_admits_only_the_edge_and_the_project() -> None:
         namespace_objects("acme", "shop", NAMESPACE, guard, CAPS_NEW), "NetworkPolicy", "ingress-from-edge-and-project"
     )
     spec = policy["spec"]
-    assert spec["podSelector"] == {} and spec["policyTypes"] == ["Ingress"]
+    assert spec["podSelector"] == {"matchExpressions": [{"key": "deploy-mcp/database", "operator": "DoesNotExist"}]}
+    assert spec["policyTypes"] == ["Ingress"]
     (rule,) = spec["ingress"]
     assert rule["from"] == [
         {"namespaceSelector": {"matchLabels": {"deploy-mcp/role": "edge"}}},

@@ -2,8 +2,8 @@
 running for every recorded app and reports objects no recorded app owns.
 
 A pass renders, with the deploy's own renderers, exactly the objects the app's serving release needs
-(namespace + guardrails, pull Secret, env Secret, volume claims, Deployment at the count `scale` recorded, PDB,
-Service, Ingress, the autoscaler of an autoscaled app), compares
+(namespace + guardrails, pull Secret, env Secret, volume claims, the attached database's objects, Deployment at
+the count `scale` recorded, PDB, Service, Ingress, the autoscaler of an autoscaled app), compares
 each with the cluster (`workflows.domain.drift`: only the fields the platform renders), and applies again
 what is missing or changed, by server-side apply under the platform's field manager. It never touches other
 releases (the deploy workflow scales and prunes those) nor fields the platform does not render. It runs
@@ -31,6 +31,7 @@ from workflows.activities.kube_call import _k8s, kube_call
 from workflows.activities.metrics import RECONCILE_PASSES, RECONCILE_REPAIRS, repaired_kind
 from workflows.activities.stores import ReconcileStore
 from workflows.adapters.kube import Kube, KubeError
+from workflows.domain.database_spec import DatabaseResources, DatabaseSpec
 from workflows.domain.deploy_contract import EnsurePullSecret
 from workflows.domain.drift import object_drift, orphans, ready_pods, ref, service_points_at
 from workflows.domain.labels import LABEL_DEPLOYMENT_ID, LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_TENANT, MANAGED_BY
@@ -50,6 +51,7 @@ from workflows.domain.secretbox import SecretBox, SecretBoxError
 from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, ReleaseSpec, VolumeSpec
 from workflows.domain.workflow_ids import reconcile_workflow_id
 from workflows.render.autoscaler import app_autoscaler
+from workflows.render.database import database_objects
 from workflows.render.namespace import namespace_objects
 from workflows.render.release import app_ingress, app_service, release_deployment, release_pdb, release_secret
 from workflows.render.volume import imported_backup, volume_pvc
@@ -71,6 +73,7 @@ class ReconcileConfig:
     ingress_class: str | None = None
     image_pull_secret: str | None = None
     storage_classes: dict[str, str] = field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
+    database_images: dict[int, str] = field(default_factory=dict)
 
 
 class ReconcileActivities:
@@ -232,6 +235,9 @@ class ReconcileActivities:
             if await self._get(volume_pvc(vspec)) is None:
                 repaired += await self._recreate_claim(vspec, v, drift)
 
+        if t.database is not None:
+            await self._converge_database(t, drift, repaired, caps)
+
         await self._converge(release_deployment(spec), live_dep, drift, repaired)
         pdb = release_pdb(spec, caps)
         if pdb is not None:
@@ -277,6 +283,27 @@ class ReconcileActivities:
         live = await self._get(hpa)
         await self._converge(hpa, live, drift, repaired)
         return autoscaler_status(auto, live, await self.kube.metrics_api_served())
+
+    async def _converge_database(self, t: ReconcileTarget, drift: list[str], repaired: list[str],
+                                 caps: ClusterCaps) -> None:
+        """The attached database's objects, rendered as the database workflow renders them (its Secret and
+        claim by presence only: the password is never compared, a claim's size is the database's to grow).
+        The backup CronJob in the platform namespace is the database workflow's."""
+        db = t.database
+        assert db is not None
+        spec = DatabaseSpec(
+            tenant=t.tenant, project=t.project, namespace=t.namespace, name=db.name, version=db.version,
+            image=self.config.database_images.get(db.version, ""), size_gib=db.size_gib,
+            storage_class=self.config.storage_classes.get(db.volume_class, db.volume_class),
+            resources=DatabaseResources.model_validate(db.resources), app=t.app, engine=db.engine,
+            image_pull_secret=self.config.image_pull_secret)
+        try:
+            password = self.secretbox.open(db.ciphertext)["password"]
+        except SecretBoxError:
+            drift.append(f"database {db.name}: its password cannot be opened with the worker's secrets key")
+            return
+        for obj in database_objects(spec, caps, password):
+            await self._converge(obj, await self._get(obj), drift, repaired)
 
     async def _get(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         md = obj["metadata"]

@@ -44,6 +44,9 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("v1", "PersistentVolumeClaim"): ("persistentvolumeclaims", True),
     ("apps/v1", "Deployment"): ("deployments", True),
     ("apps/v1", "ReplicaSet"): ("replicasets", True),
+    ("apps/v1", "StatefulSet"): ("statefulsets", True),
+    ("batch/v1", "CronJob"): ("cronjobs", True),
+    ("batch/v1beta1", "CronJob"): ("cronjobs", True),
     ("batch/v1", "Job"): ("jobs", True),
     ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", True),
     ("networking.k8s.io/v1", "Ingress"): ("ingresses", True),
@@ -62,6 +65,8 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent"): ("volumesnapshotcontents", False),
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"): ("volumesnapshotclasses", False),
     ("longhorn.io/v1beta2", "RecurringJob"): ("recurringjobs", True),
+    # CloudNativePG's Cluster, used only where its operator serves the CRD (workflows/activities/database.py)
+    ("postgresql.cnpg.io/v1", "Cluster"): ("clusters", True),
 }
 
 

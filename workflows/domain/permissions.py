@@ -61,7 +61,8 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
     *_grant("", "namespaces", "get " + _APPLY, False, "ensure_namespace, JobBuilder.build, reconcile_app"),
     *_grant("", "resourcequotas", "get " + _APPLY, True, "ensure_namespace, reconcile_app"),
     *_grant("", "limitranges", "get " + _APPLY, True, "ensure_namespace, reconcile_app"),
-    *_grant("networking.k8s.io", "networkpolicies", "get " + _APPLY, True, "ensure_namespace, reconcile_app"),
+    *_grant("networking.k8s.io", "networkpolicies", "get delete " + _APPLY, True,
+            "ensure_namespace, reconcile_app, database_apply, database_delete"),
     # release env Secrets (apply_release), pull Secrets (harbor.py ensure_pull_secret), build Secrets
     # (JobBuilder.build: delete + create, then a merge patch of ownerReferences); listed and deleted by
     # delete_app_objects and reconcile_app (which env and pull Secrets exist), deleted by prune_releases
@@ -110,6 +111,11 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
             "volume_snapshot, volume_backup, reconcile_app"),
     # Longhorn's recurring snapshot/backup jobs, in longhorn-system (volume_policy, volume_delete)
     *_grant("longhorn.io", "recurringjobs", "create patch delete", True, "volume_policy, volume_delete"),
+    # databases (activities/database.py): the StatefulSet applied, polled until Ready and deleted; the backup
+    # CronJob in the platform namespace; a CloudNativePG Cluster where that operator is installed
+    *_grant("apps", "statefulsets", "get delete " + _APPLY, True, "database_apply, database_delete"),
+    *_grant("batch", "cronjobs", "delete " + _APPLY, True, "database_apply, database_delete"),
+    *_grant("postgresql.cnpg.io", "clusters", "get delete " + _APPLY, True, "database_apply, database_delete"),
 )
 
 SERVER_POD_LOG_PERMISSIONS: tuple[Permission, ...] = (

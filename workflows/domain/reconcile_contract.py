@@ -129,6 +129,20 @@ class TargetVolume(Msg):
     backup_at: str | None = None  # when it was taken (ISO 8601), for the repair's audit row
 
 
+class TargetDatabase(Msg):
+    """The database attached to the app, as recorded: its objects are part of the app's desired state. The
+    sealed password travels (as the release secrets' ciphertext does) and is opened in the activity only."""
+
+    database_id: UUID
+    name: str
+    engine: Literal["statefulset", "cloudnative-pg"] = "statefulset"
+    version: int
+    size_gib: int
+    volume_class: str
+    resources: dict[str, int] = {}
+    ciphertext: bytes
+
+
 TargetState = Literal["ready", "busy", "gone"]
 
 
@@ -149,6 +163,7 @@ class ReconcileTarget(Msg):
     volumes: list[TargetVolume] = []
     secrets_ciphertext: bytes | None = None  # of the serving release's secrets version
     scale: AppScale | None = None  # what `scale` recorded; None: the serving release's own count
+    database: TargetDatabase | None = None  # the attached database, when it is ready
 
 
 class AppKey(Msg):

@@ -45,3 +45,6 @@ def reconcile_sweep_workflow_id(task_queue: str) -> str:
 def scale_workflow_id(app_id: UUID, key: str) -> str:
     """One change of an app's scale: `key` is the caller's idempotency key (or a fresh one per call)."""
     return f"scale/{app_id}/{key}"
+def database_workflow_id(tenant: str, project: str, database: str, op: str, key: str) -> str:
+    """One change to a database: the same request retried never runs twice."""
+    return f"database/{tenant}/{project}/{database}/{op}/{key}"

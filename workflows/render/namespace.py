@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from workflows.domain.labels import (
+    LABEL_DATABASE,
     LABEL_MANAGED_BY,
     LABEL_PROJECT,
     LABEL_TENANT,
@@ -127,7 +128,8 @@ def namespace_objects(
       traffic enters only through the platform's edge.
     - LimitRange gives containers that declare nothing a request and a limit (the quota would otherwise
       refuse them) and caps any one container.
-    - Ingress is allowed only from the edge's namespace and from the project's own pods.
+    - Ingress is allowed only from the edge's namespace and from the project's own pods (database pods excepted:
+      their own policy admits only their app).
     - Egress is allowed to the cluster DNS (its pods, on port 53 only: no other resolver, so DNS cannot carry
       data past the platform), to the project's own pods, and to public IPv4/IPv6 addresses only: private,
       link-local (cloud metadata), loopback, multicast and reserved ranges are cut out, so an app cannot reach
@@ -197,7 +199,9 @@ def namespace_objects(
         "kind": "NetworkPolicy",
         "metadata": meta(INGRESS_POLICY, namespace, labels),
         "spec": {
-            "podSelector": {},
+            # database pods are left to their own policy (workflows/render/database.py): policies only add, so
+            # this one selecting them would let every pod of the project (and the edge) reach every database
+            "podSelector": {"matchExpressions": [{"key": LABEL_DATABASE, "operator": "DoesNotExist"}]},
             "policyTypes": ["Ingress"],
             "ingress": [
                 {

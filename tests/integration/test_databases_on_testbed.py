@@ -1,0 +1,167 @@
+"""A database on the testbed (real API server, kubelet node, registry) with the platform's own Postgres image
+(`make image-postgres-push PG_IMAGE=127.0.0.1:5000/deploy-mcp-postgres:15` first; DEPLOY_MCP_TEST_POSTGRES_IMAGE
+names another): create_app with a database; a client pod that reads the app's release Secret (envFrom, as the
+app's pods do) writes rows through DATABASE_URL; the rows survive a deploy of the app and the loss of the
+database's pod; rotate -> the new release's DATABASE_URL works and the old password no longer does. What the
+API server holds for the database is restricted PodSecurity as rendered, and its NetworkPolicy (read back)
+admits the app's pods and not another app's (evaluated: the testbed's CNI enforces no policy).
+
+Dumps and restores need the platform installed in-cluster (its namespace, image and backup Secret); they are
+tested against an embedded Postgres in tests/integration/test_database_dumps.py."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from mcp_server.devenv.embedded import Testbed
+from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
+from mcp_server.devenv.platform import Platform, platform_settings
+from tests.support.netpol import Namespace, Pod, connection_allowed
+from tests.support.platform import ok, running_platform
+from workflows.domain.labels import LABEL_APP, LABEL_DATABASE
+from workflows.render.namespace import project_labels
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(900)]
+REGISTRY = "127.0.0.1:5000"
+POSTGRES_IMAGE = os.environ.get("DEPLOY_MCP_TEST_POSTGRES_IMAGE", f"{REGISTRY}/deploy-mcp-postgres:15")
+
+
+async def image_pushed(ref: str) -> bool:
+    host, _, rest = ref.partition("/")
+    repo, _, tag = rest.rpartition(":")
+    async with httpx.AsyncClient(timeout=5) as h:
+        r = await h.head(f"http://{host}/v2/{repo}/manifests/{tag}", headers={
+            "Accept": "application/vnd.oci.image.manifest.v1+json, "
+                      "application/vnd.docker.distribution.manifest.v2+json"})
+    return r.status_code == 200
+
+
+@pytest.fixture
+async def platform(database_url: str, temporal_address: str, needs_node: Testbed) -> AsyncIterator[Platform]:
+    if not await image_pushed(POSTGRES_IMAGE):
+        pytest.fail(f"{POSTGRES_IMAGE} is not in the registry: run `make image-postgres-push "
+                    f"PG_IMAGE={POSTGRES_IMAGE}` (as root) first")
+    settings = platform_settings(database_url, temporal_address, needs_node,
+                                 databases={"images": {15: POSTGRES_IMAGE}, "ready_timeout_seconds": 240})
+    async with running_platform(settings) as p:
+        yield p
+
+
+async def psql(p: Platform, ns: str, env_secret: str, sql: str) -> tuple[str, str]:
+    """Run `sql` with psql in a pod of the project's namespace whose environment is `env_secret` (an app
+    release's Secret, as the app's pods get it); (phase, log)."""
+    name = f"client-{uuid.uuid4().hex[:6]}"
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {**project_labels(p.tenant, "db"), LABEL_APP: "web"}},
+        "spec": {
+            "restartPolicy": "Never", "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "psql", "image": POSTGRES_IMAGE, "command": ["/bin/sh", "-c"],
+                "args": [f'psql "$DATABASE_URL" -X -q -At -v ON_ERROR_STOP=1 -c "{sql}"'],
+                "envFrom": [{"secretRef": {"name": env_secret}}],
+                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}},
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}],
+            "volumes": [{"name": "tmp", "emptyDir": {}}],
+            "tolerations": [{"key": "pool", "operator": "Exists"}],
+        },
+    }
+    await p.kube.apply(pod)
+    phase = ""
+    for _ in range(600):
+        got = await p.kube.get("v1", "Pod", ns, name)
+        phase = str(((got or {}).get("status") or {}).get("phase", ""))
+        if phase in ("Succeeded", "Failed"):
+            break
+        await asyncio.sleep(0.2)
+    log = await p.kube.pod_log(ns, name)
+    await p.kube.delete("v1", "Pod", ns, name, grace_seconds=0)
+    return phase, log.strip()
+
+
+async def ready_database(p: Platform, c: Any, name: str) -> dict[str, Any]:
+    for _ in range(600):
+        listed = ok(await c.call_tool("databases", {"project": "db", "name": name}))
+        d: dict[str, Any] = listed["databases"][0]
+        if d["status"] in ("ready", "failed"):
+            return d
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"database {name} never became ready")
+
+
+async def test_an_app_and_its_database_in_one_call_survive_deploys_restarts_and_rotation(platform: Platform) -> None:
+    p = platform
+    image = f"{REGISTRY}/{p.tenant}/web:v1"
+    await push_image(REGISTRY, f"{p.tenant}/web", "v1", busybox_web_files("db app"), cmd=BUSYBOX_HTTPD)
+    async with p.client() as c:
+        created = ok(await c.call_tool("create_app", {
+            "project": "db", "name": "web", "source": {"image": image}, "port": 8080,
+            "database": {"size_gib": 1}, "shutdown_grace_seconds": 1}))
+        assert created["phase"] == "succeeded", created
+        d = await ready_database(p, c, "web")
+        assert d["status"] == "ready", d
+        app = await p.deps.store.get_app(p.tenant, "db", "web")
+        assert app is not None
+        ns = app.namespace
+
+        # what the API server holds: restricted as rendered, on the platform's claim
+        sts = await p.kube.get("apps/v1", "StatefulSet", ns, "postgres--web")
+        assert sts is not None
+        pod_spec = sts["spec"]["template"]["spec"]
+        assert pod_spec["securityContext"]["runAsUser"] == 999 and pod_spec["automountServiceAccountToken"] is False
+        assert pod_spec["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+        claim = await p.kube.get("v1", "PersistentVolumeClaim", ns, "postgres--web-data")
+        assert claim is not None and claim["status"]["phase"] == "Bound"
+
+        phase, log = await psql(p, ns, "web-r1-env", "CREATE TABLE hits (n int); INSERT INTO hits VALUES (1); "
+                                                     "SELECT count(*) FROM hits")
+        assert (phase, log) == ("Succeeded", "1"), log
+
+        # a deploy of the app: the data stays, the new release connects
+        second = ok(await c.call_tool("deploy", {"project": "db", "app": "web", "env": {"MODE": "two"}}))
+        assert second["phase"] == "succeeded", second
+        phase, log = await psql(p, ns, "web-r2-env", "INSERT INTO hits VALUES (2); SELECT count(*) FROM hits")
+        assert (phase, log) == ("Succeeded", "2"), log
+
+        # the database's pod dies: it comes back on its claim with the rows
+        await p.kube.delete("v1", "Pod", ns, "postgres--web-0", grace_seconds=0)
+        for _ in range(600):
+            live = await p.kube.get("apps/v1", "StatefulSet", ns, "postgres--web")
+            pod = await p.kube.get("v1", "Pod", ns, "postgres--web-0")
+            if live and (live.get("status") or {}).get("readyReplicas") == 1 and pod and not pod["metadata"].get(
+                    "deletionTimestamp"):
+                break
+            await asyncio.sleep(0.5)
+        phase, log = await psql(p, ns, "web-r2-env", "SELECT count(*) FROM hits")
+        assert (phase, log) == ("Succeeded", "2"), log
+
+        # rotate: the app's next release carries the new password; the old one is refused
+        rotated = ok(await c.call_tool("database", {"action": "rotate", "project": "db", "name": "web",
+                                                    "wait_seconds": 240}))
+        assert rotated["done"] and rotated["release"]["phase"] == "succeeded", rotated
+        release = rotated["release"]["release"]
+        assert release == "web-r3"
+        phase, log = await psql(p, ns, f"{release}-env", "INSERT INTO hits VALUES (3); SELECT count(*) FROM hits")
+        assert (phase, log) == ("Succeeded", "3"), log
+        phase, log = await psql(p, ns, "web-r2-env", "SELECT 1")
+        assert phase == "Failed" and "password authentication failed" in log, log
+
+        # the policy the API server holds admits the app's pods, not another app's of the project
+        policies = await p.kube.list_objects("networking.k8s.io/v1", "NetworkPolicy", ns)
+        project = Namespace(ns, {"kubernetes.io/metadata.name": ns})
+        db_pod = Pod(project, {**project_labels(p.tenant, "db"), LABEL_DATABASE: "web"}, "10.42.9.9")
+        web = Pod(project, {**project_labels(p.tenant, "db"), LABEL_APP: "web"}, "10.42.9.10")
+        other = Pod(project, {**project_labels(p.tenant, "db"), LABEL_APP: "other"}, "10.42.9.11")
+        assert connection_allowed(policies, web, db_pod, 5432)
+        assert not connection_allowed(policies, other, db_pod, 5432)
