@@ -144,7 +144,7 @@ async def test_create_app_with_a_database_gives_it_sealed_connection_secrets(sto
         assert url.password == password and url.hostname == f"postgres--web.{app.namespace}.svc"
         assert values["PGPASSWORD"] == password and "DATABASE_URL" not in app.spec.get("env", {})
         assert [o.op for o in rec.ops] == ["create"] and rec.ops[0].spec.app == "web"
-        got = ok(await c.call_tool("get_app", {"project": project, "app": "web"}))
+        got = ok(await c.call_tool("apps", {"project": project, "app": "web"}))
         outputs.append(json.dumps(got))
         assert got["database"] == {"name": "web", "status": "ready", "status_reason": None, "last_backup": None}
         listed = ok(await c.call_tool("databases", {"project": project, "name": "web"}))
@@ -235,5 +235,5 @@ async def test_diagnose_names_a_database_that_is_not_ready(store: PgStore, box: 
         d = await store.get_database("acme", project, "web")
         assert d is not None
         await store.set_database_status(d.id, "failed", "database dm-x/postgres--web not Ready after 300 s")
-        diag = ok(await c.call_tool("diagnose_deployment", {"deployment_id": created["deployment_id"]}))
+        diag = ok(await c.call_tool("deployments", {"deployment_id": created["deployment_id"], "diagnose": True}))
         assert diag["next_step"].startswith("Its database web is failed: database dm-x/postgres--web not Ready")

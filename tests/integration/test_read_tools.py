@@ -11,11 +11,12 @@ from mcp.client import Client
 from psycopg.types.json import Jsonb
 
 from mcp_server.server import ServerDeps, build_server
+from mcp_server.settings import ALL_SCOPES
 from mcp_server.store import PgStore
 from tools.context import PlatformConfig, Principal
 from workflows.domain.names import app_hostname
 
-ALL = frozenset({"apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read"})
+ALL = frozenset(ALL_SCOPES)
 pytestmark = pytest.mark.parametrize("mode", ["auto", "legacy"])
 
 
