@@ -46,6 +46,10 @@ def platform_config(settings: Settings) -> PlatformConfig:
         backup_max_age_hours=settings.backup.max_age_hours,
         reconcile_enabled=settings.reconcile.enabled,
         reconcile_stale_seconds=settings.reconcile.period_seconds * settings.reconcile.stale_after_periods,
+        edge_name=settings.dns.edge_name(settings.apps.domain()), edge_addresses=tuple(settings.dns.edge_addresses),
+        domain_verify_hours=settings.dns.verify_timeout_hours,
+        domain_max_backoff_seconds=settings.dns.verify_max_backoff_seconds,
+        domain_recheck_seconds=settings.dns.recheck_seconds, max_domains_per_app=settings.dns.max_domains_per_app,
     )
 
 

@@ -27,6 +27,7 @@ from mcp_server.temporal import connect
 from workflows.activities.build import BuildActivities, BuildSettings, RobotSource
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
 from workflows.activities.deploy import DeployActivities
+from workflows.activities.domains import DomainActivities, DomainConfig, KubeDomainCluster
 from workflows.activities.harbor import HarborActivities
 from workflows.activities.reconcile import ReconcileActivities, ReconcileConfig
 from workflows.activities.stores import BuildStore
@@ -41,6 +42,7 @@ from workflows.deploy import DeployWorkflow
 from workflows.diagnose import DiagnoseWorkflow
 from workflows.domain.reconcile_contract import SweepInput
 from workflows.domain.workflow_ids import reconcile_sweep_workflow_id
+from workflows.domains import DomainWorkflow
 from workflows.reconcile import ReconcileSweepWorkflow, ReconcileWorkflow
 from workflows.render.pull_secret import PULL_SECRET_NAME
 from workflows.volume import VolumeWorkflow
@@ -50,7 +52,7 @@ log = logging.getLogger(__name__)
 # Here, not in `mcp_server.temporal`: the definitions import their activity classes, which only the worker
 # needs (the server starts workflows by name).
 WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow, ReconcileWorkflow,
-             ReconcileSweepWorkflow]
+             ReconcileSweepWorkflow, DomainWorkflow]
 
 
 def build_activities(settings: Settings, store: BuildStore, *, loki: LokiClient | None = None,
@@ -100,6 +102,7 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
             log.info("GitHub App %s mints clone tokens for %s", github_app.app_id, ", ".join(github_app.hosts))
         secretbox = load_secretbox(settings)
         volumes = VolumeActivities(kube, store)
+        domains = DomainActivities(store, domain_config(settings), KubeDomainCluster(kube))
         registry = HarborActivities(kube, store, secretbox, harbor, settings.image_registry.host,
                                     settings.harbor.retention_keep_last)
         reconciler = ReconcileActivities(kube, store, secretbox, reconcile_config(settings), temporal=client,
@@ -110,7 +113,8 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
                                   robots=registry if harbor is not None else None)
         w = Worker(
             client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
-            activities=activities.all() + volumes.all() + builds.all() + registry.all() + reconciler.all(),
+            activities=activities.all() + volumes.all() + builds.all() + registry.all() + reconciler.all()
+            + domains.all(),
             max_concurrent_activities=50,
             graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds))
         if settings.reconcile.enabled:
@@ -125,6 +129,15 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
             await loki.aclose()
         await store.close()
         await kube.close()
+
+
+def domain_config(settings: Settings) -> DomainConfig:
+    """What a custom-domain check compares DNS with, and what a verified domain's objects are rendered with."""
+    d = settings.dns
+    return DomainConfig(
+        edge_name=d.edge_name(settings.apps.domain()), edge_addresses=tuple(d.edge_addresses),
+        resolvers=tuple(d.resolvers), issuer=d.http01_issuer, ingress_class=settings.cluster.ingress_class,
+        external_dns=d.provider == "external-dns")
 
 
 def reconcile_config(settings: Settings) -> ReconcileConfig:

@@ -26,6 +26,7 @@ def all_tools() -> list[ToolSpec]:
         builds,
         deployments,
         diagnose,
+        domains,
         identity,
         logs,
         projects,

@@ -59,6 +59,12 @@ class PlatformConfig:
     backup_max_age_hours: float = 26.0  # the operator's whoami warns when the last good backup is older
     reconcile_enabled: bool = False  # the worker observes apps: status is what it saw (`tools.status`)
     reconcile_stale_seconds: float = 90.0  # an observation older than this says the reconciler is not running
+    edge_name: str | None = None  # custom domains CNAME here (settings dns.edge_hostname; default edge.<apps domain>)
+    edge_addresses: tuple[str, ...] = ()  # an apex custom domain's A/AAAA (settings dns.edge_addresses)
+    domain_verify_hours: float = 72.0
+    domain_max_backoff_seconds: float = 600.0
+    domain_recheck_seconds: float = 3600.0
+    max_domains_per_app: int = 10
 
 
 @dataclass

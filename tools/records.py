@@ -194,3 +194,28 @@ class ObservationRecord(Record):
     error: str | None
     last_repair_at: datetime | None
     last_repaired: list[str]
+
+
+class DomainRecord(Record):
+    """A custom domain of an app (the `domains` table), with the app it belongs to."""
+
+    id: UUID
+    app_id: UUID
+    tenant: str
+    project: str
+    app: str
+    namespace: str
+    hostname: str
+    kind: str
+    status: str
+    verification_token: str | None
+    tls_secret: str | None
+    detail: str | None
+    fix: str | None
+    verify_deadline: datetime | None
+    verified_at: datetime | None
+    checked_at: datetime | None
+    cert_not_after: datetime | None
+    workflow_id: str | None
+    created_at: datetime
+    updated_at: datetime

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from workflows.domain.build_contract import BuildDone, BuildInput, BuildStarted
+from workflows.domain.domain_contract import DomainClaimState
 from workflows.domain.phases import Phase
 from workflows.domain.reconcile_contract import AppKey, Observation, ReconcileTarget
 
@@ -77,3 +78,11 @@ class ReconcileStore(Protocol):
     async def record_platform_audit(self, tenant: str | None, tool: str, arguments: dict[str, Any],
                                     k8s_refs: list[str], *, workflow_id: str | None = None, outcome: Any = "ok",
                                     error: str | None = None, duration_ms: int = 0) -> None: ...
+
+
+class DomainStore(Protocol):
+    async def domain_claim_state(self, domain_id: UUID, token: str) -> DomainClaimState: ...
+
+    async def set_domain_status(self, domain_id: UUID, token: str, **fields: Any) -> bool: ...
+
+    async def remove_domain(self, domain_id: UUID, token: str) -> None: ...

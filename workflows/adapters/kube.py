@@ -55,6 +55,7 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent"): ("volumesnapshotcontents", False),
     ("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"): ("volumesnapshotclasses", False),
     ("longhorn.io/v1beta2", "RecurringJob"): ("recurringjobs", True),
+    ("cert-manager.io/v1", "Certificate"): ("certificates", True),
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -143,3 +144,52 @@ def check_dns(host: str, token: str, edge_name: str, edge_addresses: Sequence[st
         points = False
         missing.append(f"{host} has no CNAME (or A/AAAA) record: create CNAME {host} -> {edge}")
     return DnsCheck(owned=owned, points_at_edge=points, missing=missing)
+
+
+class Decision(BaseModel):
+    """The status one check leads to, with what it means and the owner's next step."""
+
+    status: DomainStatus
+    detail: str | None = None
+    fix: str | None = None
+    verified: bool = False  # ownership and routing proven now
+    done: bool = False  # failed for good: nothing more will be checked
+
+
+RENEWAL_WARNING = timedelta(days=14)
+"""cert-manager renews 30 days before expiry: a certificate with less than this left has missed renewals."""
+
+
+def decide(check: DnsCheck | None, lookup_error: str | None, was_verified: bool, now: datetime,
+           deadline: datetime, cert: tuple[str, str | None, datetime | None] | None) -> Decision:
+    """The status after one check. `check` None with `lookup_error`: DNS could not be asked. `cert`: (ready |
+    issuing | failed, reason, notAfter) of the domain's Certificate, None when no cluster can issue it."""
+    if check is None:
+        return Decision(status="verifying", detail=f"DNS could not be asked ({lookup_error}); checking again",
+                        fix="nothing to do unless it persists: then tell the operator (settings dns.resolvers)")
+    if not check.ok:
+        gaps = "; ".join(check.missing)
+        if was_verified:
+            return Decision(status="pending_dns", detail=f"records stopped pointing at the edge: {gaps}",
+                            fix="restore the records listed in `records`; the certificate cannot renew meanwhile")
+        if now >= deadline:
+            return Decision(status="failed", done=True, detail=f"not verified before {deadline:%Y-%m-%d %H:%M} UTC: "
+                            f"{gaps}", fix="create the records listed in `records`, then call "
+                            "`domain(action=verify)` to start over")
+        return Decision(status="pending_dns", detail=gaps, fix="create the records listed in `records`; "
+                        "verification retries by itself (or call `domain(action=verify)`)")
+    if cert is None:
+        return Decision(status="issuing", verified=True, detail="verified; no cluster is configured to issue its "
+                        "certificate yet", fix="tell the operator (cert-manager and KUBECONFIG)")
+    state, reason, not_after = cert
+    if state == "ready":
+        if not_after is not None and not_after - now < RENEWAL_WARNING:
+            return Decision(status="active", verified=True, detail=f"certificate expires {not_after:%Y-%m-%d} and "
+                            f"has not renewed{': ' + reason if reason else ''}",
+                            fix="check that the records still point at the edge; else tell the operator")
+        return Decision(status="active", verified=True)
+    if state == "failed":
+        return Decision(status="failed", verified=True, detail=f"the certificate could not be issued: {reason}",
+                        fix="keep the CNAME/A records pointing at the edge (HTTP-01 is answered there); cert-manager "
+                            "retries with backoff, `domain(action=verify)` checks again now")
+    return Decision(status="issuing", verified=True, detail=reason or "waiting for the ACME order")

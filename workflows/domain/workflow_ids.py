@@ -40,3 +40,8 @@ def reconcile_workflow_id(app_id: UUID) -> str:
 def reconcile_sweep_workflow_id(task_queue: str) -> str:
     """The install's sweeper: one per task queue (one install), so two installs on one Temporal never share it."""
     return f"reconcile-sweep/{task_queue}"
+
+
+def domain_workflow_id(domain_id: UUID, token: str) -> str:
+    """One per claim of a hostname: a takeover (new token) never signals the old claim's workflow."""
+    return f"domain/{domain_id}/{token[:12]}"
