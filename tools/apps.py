@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from tools.args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
 from tools.context import call, tool
+from tools.domains import add_domain, check_hostname
 from tools.errors import InvalidInput
 from tools.idempotency import request_fingerprint
 from tools.lookups import require_app
@@ -65,8 +66,9 @@ async def get_app(project: ProjectName, app: AppName) -> AppView:
     check_name("app", app)
     row = await require_app(c, project, app, hint="Call `list_apps` to see the apps you have.")
     seen = await c.store.observations([row.id])
+    domains = (await c.store.domains_of_apps([row.id])).get(row.id)
     return app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port,
-                    seen.get(row.id), c.config)
+                    seen.get(row.id), c.config, domains)
 
 
 @tool(title="Create app", scope="apps:write", idempotent=True, open_world=True, secret_args=frozenset({"secrets"}))
@@ -88,6 +90,8 @@ async def create_app(
         description="Volumes to create and mount: [{name, size_gib, volume_class, mount_path, access}].",
         max_length=8)] = None,
     shutdown_grace_seconds: ShutdownGrace = None,
+    domains: Annotated[list[str] | None, Field(description="Custom hostnames to add (see `domain`).",
+                                               max_length=10)] = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> ReleaseResult:
@@ -111,10 +115,14 @@ async def create_app(
         c.require("volumes:write")
     parse_source(source)
     c.require_workflows()
+    hostnames = [check_hostname(c, f"domains[{i}]", h) for i, h in enumerate(domains or [])]
+    if hostnames:
+        c.require("domains:write")
     fingerprint = request_fingerprint(c, "create_app", {
         "project": project, "name": name, "source": source, "port": port, "env": env, "secrets": secrets,
         "replicas": replicas, "resources": resources, "health_check": health_check, "volumes": volumes,
-        "shutdown_grace_seconds": shutdown_grace_seconds}, frozenset({"secrets"})) if idempotency_key else None
+        "shutdown_grace_seconds": shutdown_grace_seconds, "domains": domains}, frozenset({"secrets"})
+    ) if idempotency_key else None
     existing = await c.store.get_app(c.principal.tenant, project, name) if idempotency_key else None
     if existing is not None:
         await check_release_key(c, existing.id, idempotency_key, fingerprint)
@@ -131,7 +139,13 @@ async def create_app(
         vol = await c.store.get_volume(c.principal.tenant, project, m.volume)
         if vol is not None:
             await c.store.set_attachment(vol.id, claim.app.id, m.mount_path, m.read_only)
-    return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
+    for host in hostnames:
+        await add_domain(c, claim.app, host)
+    result = await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
+    if hostnames:
+        result = result.model_copy(update={"next_step": result.next_step + " Custom domains: create the DNS records "
+                                                        "`domains` lists for them."})
+    return result
 
 
 @tool(title="Deploy", scope="apps:write", idempotent=True, open_world=True, secret_args=frozenset({"secrets"}))

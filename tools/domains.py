@@ -67,11 +67,15 @@ def _edge(c: CallContext) -> str:
     return c.config.edge_name or f"edge.{c.config.apps_domain}"
 
 
-def _hostname(c: CallContext, raw: str) -> str:
+def check_hostname(c: CallContext, field: str, raw: str) -> str:
     try:
         return normalize_hostname(raw, c.config.apps_domain)
     except DomainNameError as e:
-        raise InvalidInput("hostname", str(e)) from e
+        raise InvalidInput(field, str(e)) from e
+
+
+def _hostname(c: CallContext, raw: str) -> str:
+    return check_hostname(c, "hostname", raw)
 
 
 def domain_input(c: CallContext, d: DomainRecord, remove: bool = False) -> DomainInput:

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from tools.context import PlatformConfig
-from tools.records import AppRecord, DeploymentRecord, ObservationRecord
+from tools.records import AppRecord, DeploymentRecord, DomainRecord, ObservationRecord
 from tools.status import ObservedStatus, observed_status, observed_view
 from workflows.domain.names import release_name
 from workflows.domain.phases import TERMINAL_PHASES
@@ -81,6 +81,8 @@ class AppView(AppSummary):
     strategy: str = Field(description="blue-green, or recreate for apps with a single-node volume.")
     spec: dict[str, Any] = Field(description="The app's current configuration, env values omitted.")
     deployments: list[DeploymentView] = Field(description="Most recent releases, newest first.")
+    domains: list[dict[str, Any]] | None = Field(None, description="Custom domains {hostname, status, detail?, "
+                                                                   "expires?}; `domains` has the records.")
 
 
 def app_url(app: AppRecord, port: int | None = None) -> str:
@@ -98,8 +100,19 @@ def app_summary(app: AppRecord, port: int | None = None, obs: ObservationRecord 
                       updated_at=app.updated_at, observed=observed_view(obs))
 
 
+def domain_brief(d: DomainRecord) -> dict[str, Any]:
+    """One custom domain in get_app: its status, what is wrong if anything, the certificate's expiry."""
+    out: dict[str, Any] = {"hostname": d.hostname, "status": d.status}
+    if d.detail:
+        out["detail"] = d.detail
+    if d.cert_not_after is not None:
+        out["expires"] = d.cert_not_after.isoformat()
+    return out
+
+
 def app_view(app: AppRecord, deployments: list[DeploymentRecord], port: int | None = None,
-             obs: ObservationRecord | None = None, config: PlatformConfig | None = None) -> AppView:
+             obs: ObservationRecord | None = None, config: PlatformConfig | None = None,
+             domains: list[DomainRecord] | None = None) -> AppView:
     spec = {k: v for k, v in app.spec.items() if k != "env"}
     releasing = any(d.phase not in TERMINAL_PHASES for d in deployments)
     return AppView(
@@ -111,4 +124,5 @@ def app_view(app: AppRecord, deployments: list[DeploymentRecord], port: int | No
         strategy=app.spec.get("strategy", "blue-green"),
         spec=spec,
         deployments=[deployment_view(d, app) for d in deployments],
+        domains=[domain_brief(d) for d in domains] if domains else None,
     )
