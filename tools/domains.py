@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from tools.args import AppName, ProjectName, check_name
+from tools.args import check_name
 from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound
 from tools.lookups import require_app
 from tools.records import AppRecord, DomainRecord
 from workflows.domain.domain_contract import DomainInput
-from workflows.domain.domains import DnsRecord, DomainNameError, normalize_hostname, required_records
+from workflows.domain.domains import DomainNameError, normalize_hostname, required_records
 from workflows.domain.workflow_ids import domain_workflow_id
 from workflows.render.domains import tls_secret_name
 
-Hostname = Annotated[str, Field(description="The custom hostname, e.g. shop.example.com (no wildcards).",
-                                max_length=253)]
+Hostname = Annotated[str, Field(description="e.g. shop.example.com (no wildcards).", max_length=253)]
 
 NEXT_STEP = {
     "verifying": "Wait a few seconds, then call `domains` again.",
@@ -37,30 +36,36 @@ NEXT_STEP = {
 }
 
 
+def _untitled(schema: dict[str, Any], _: type) -> None:
+    """Drop the titles pydantic derives from field names: they repeat the name, and tools/list is on a budget."""
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        prop.pop("title", None)
+
+
 class DomainView(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_untitled)
     hostname: str
-    project: str
-    app: str
+    app: str = Field(description="project/app.")
     status: str = Field(description="verifying, pending_dns, issuing, active or failed.")
-    detail: str | None = Field(None, description="What is missing or went wrong.")
-    fix: str | None = None
-    records: list[DnsRecord] = Field(description="The DNS records the owner must create and keep.")
-    certificate_expires: datetime | None = None
-    verify_by: datetime | None = None
-    checked_at: datetime | None = None
+    detail: str = ""
+    records: list[str] = Field(description="'TYPE name value' to create and keep.")
+    expires: str = ""
     next_step: str
 
 
 class DomainList(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_untitled)
     domains: list[DomainView]
 
 
 def domain_view(c: CallContext, d: DomainRecord) -> DomainView:
+    records = required_records(d.hostname, d.verification_token or "", _edge(c), c.config.edge_addresses)
     return DomainView(
-        hostname=d.hostname, project=d.project, app=d.app, status=d.status, detail=d.detail, fix=d.fix,
-        records=required_records(d.hostname, d.verification_token or "", _edge(c), c.config.edge_addresses),
-        certificate_expires=d.cert_not_after, verify_by=d.verify_deadline if d.status != "active" else None,
-        checked_at=d.checked_at, next_step=NEXT_STEP.get(d.status, "Call `domains`."))
+        hostname=d.hostname, app=f"{d.project}/{d.app}", status=d.status, detail=d.detail or "",
+        records=[f"{r.type} {r.name} {r.value}" for r in records],
+        expires=d.cert_not_after.isoformat() if d.cert_not_after else "",
+        next_step=d.fix or NEXT_STEP.get(d.status, "Call `domains`."))
 
 
 def _edge(c: CallContext) -> str:
@@ -106,32 +111,28 @@ async def add_domain(c: CallContext, app: AppRecord, hostname: str) -> DomainRec
 
 
 @tool(title="Domains", scope="apps:read", read_only=True, idempotent=True)
-async def domains(project: ProjectName | None = None, app: AppName | None = None,
-                  hostname: Hostname | None = None) -> DomainList:
-    """Custom domains of your apps (or of one project/app, or the one `hostname`) with status, what is missing,
-    the DNS records to create and the certificate's expiry."""
+async def domains(hostname: Annotated[str | None, Field(description="Only this one.", max_length=253)] = None
+                  ) -> DomainList:
+    """Your custom domains: status, what is missing, the DNS records to create, certificate expiry."""
     c = call()
     if hostname is not None:
         d = await c.store.get_domain(c.principal.tenant, _hostname(c, hostname))
         if d is None:
             raise NotFound("domain", hostname, hint="Call `domains`; add one with `domain` action=add.")
         return DomainList(domains=[domain_view(c, d)])
-    if project is not None:
-        check_name("project", project)
-    if app is not None:
-        check_name("app", app)
-    return DomainList(domains=[domain_view(c, d) for d in await c.store.list_domains(c.principal.tenant, project, app)])
+    return DomainList(domains=[domain_view(c, d) for d in await c.store.list_domains(c.principal.tenant, None, None)])
 
 
 @tool(title="Domain", scope="domains:write", destructive=True, idempotent=True, open_world=True)
 async def domain(action: Literal["add", "verify", "remove"], hostname: Hostname,
-                 project: ProjectName | None = None, app: AppName | None = None) -> DomainView:
-    """add (needs project, app): claim a custom domain; the result lists the DNS records to create. verify:
-    check DNS now. remove: delete the domain with its certificate and routing."""
+                 project: Annotated[str, Field(description="add: the app's project.", max_length=200)] = "",
+                 app: Annotated[str, Field(description="add: the app.", max_length=200)] = "") -> DomainView:
+    """add (with project, app): give an app a custom domain; returns the DNS records to create. verify: check
+    DNS now. remove: delete it with its certificate and routing."""
     c = call()
     if action == "add":
-        if project is None or app is None:
-            raise InvalidInput("project" if project is None else "app", "is required to add a domain",
+        if not project or not app:
+            raise InvalidInput("app" if project else "project", "is required to add a domain",
                                "name the app that should serve it")
         check_name("project", project)
         check_name("app", app)

@@ -101,15 +101,14 @@ async def test_add_tells_the_records_and_verification_follows_dns(platform: Plat
         added = ok(await c.call_tool("domain", {"action": "add", "hostname": host.upper() + ".",
                                                 "project": "shop", "app": "web"}))
         assert added["hostname"] == host
-        txt, cname = added["records"]
-        assert (txt["type"], txt["name"]) == ("TXT", f"_deploy-mcp-challenge.{host}")
-        assert txt["value"].startswith("deploy-mcp-verify=")
-        assert (cname["type"], cname["name"], cname["value"]) == ("CNAME", host, EDGE)
+        txt, cname = (r.split(" ") for r in added["records"])
+        assert txt[:2] == ["TXT", f"_deploy-mcp-challenge.{host}"] and txt[2].startswith("deploy-mcp-verify=")
+        assert cname == ["CNAME", host, EDGE]
 
         d = await until(c, host, lambda d: d["status"] == "pending_dns")
-        assert "TXT" in d["detail"] and "CNAME" in d["detail"] and d["fix"]
+        assert "TXT" in d["detail"] and "CNAME" in d["detail"] and "records" in d["next_step"]
 
-        await p.dns.replace(p.zone, txt["name"], "TXT", [txt["value"]], ttl=30)
+        await p.dns.replace(p.zone, txt[1], "TXT", [txt[2]], ttl=30)
         ok(await c.call_tool("domain", {"action": "verify", "hostname": host}))
         d = await until(c, host, lambda d: "TXT" not in (d["detail"] or ""))
         assert d["status"] == "pending_dns" and "no CNAME" in d["detail"]
@@ -147,10 +146,9 @@ async def test_one_app_of_one_tenant_per_hostname_and_names_refused(platform: Pl
     async with p.client(mode) as c:
         created = ok(await c.call_tool("create_app", WEB | {"domains": [host]}))
         assert "domains" in created["next_step"]
-        assert ok(await c.call_tool("domains", {"project": "shop", "app": "web"}))["domains"][0]["hostname"] == host
+        assert ok(await c.call_tool("domains", {}))["domains"][0]["hostname"] == host
         again = ok(await c.call_tool("domain", {"action": "add", "hostname": host, "project": "shop", "app": "web"}))
-        assert again["records"][0]["value"] == ok(await c.call_tool("domains", {"hostname": host})
-                                                 )["domains"][0]["records"][0]["value"]  # same claim, same token
+        assert again["records"] == ok(await c.call_tool("domains", {"hostname": host}))["domains"][0]["records"]
         for bad, words in (("*.example.com", ("wildcard",)), ("10.0.0.1", ("IP address",)),
                            ("x.apps.test", ("platform",)), ("https://a.example.com", ("bare hostname",)),
                            ("nodot", ("valid DNS hostname",))):
@@ -159,7 +157,8 @@ async def test_one_app_of_one_tenant_per_hostname_and_names_refused(platform: Pl
         refused(await c.call_tool("domain", {"action": "add", "hostname": "a.example.com"}), "project")
         apex = ok(await c.call_tool("domain", {"action": "add", "hostname": platform.zone, "project": "shop",
                                                "app": "web"}))
-        assert [r["type"] for r in apex["records"]] == ["TXT", "A"] and apex["records"][1]["value"] == "127.0.0.1"
+        assert [r.split(" ")[0] for r in apex["records"]] == ["TXT", "A"]
+        assert apex["records"][1] == f"A {platform.zone} 127.0.0.1"
     other = f"o{uuid.uuid4().hex[:6]}"
     async with p.client(mode, tenant=other) as c:
         ok(await c.call_tool("create_app", WEB))
@@ -177,7 +176,7 @@ async def test_unverified_past_its_deadline_fails_with_reason_and_fix(platform: 
         await asyncio.sleep(0.6)
         ok(await c.call_tool("domain", {"action": "verify", "hostname": host}))
         d = await until(c, host, lambda d: d["status"] == "failed")
-        assert "not verified before" in d["detail"] and "action=verify" in d["fix"]
+        assert "not verified before" in d["detail"] and "action=verify" in d["next_step"]
         # a failed claim lapses: another tenant may take the name over (with a new token)
     async with p.client(mode, tenant=f"o{uuid.uuid4().hex[:6]}") as c:
         ok(await c.call_tool("create_app", WEB))
