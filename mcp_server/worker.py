@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from mcp_server.health import Named, database_check, serve_health, temporal_check
+from mcp_server.platform_dns import ensure_platform_zone
 from mcp_server.preflight import preflight_at_start
 from mcp_server.settings import Settings
 from mcp_server.startup import load_secretbox, open_github_app, require_database_url
@@ -119,6 +120,7 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
             graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds))
         if settings.reconcile.enabled:
             await start_sweeper(client, settings)
+        await ensure_platform_zone(settings)
         yield WorkerClients(w, store, kube)
     finally:
         if github_app is not None:
@@ -148,7 +150,8 @@ def reconcile_config(settings: Settings) -> ReconcileConfig:
         remove_orphans=r.remove_orphans, concurrent_passes=r.concurrent_passes,
         runtime_class=settings.cluster.runtime_class or None,
         ingress_class=settings.cluster.ingress_class, storage_classes=dict(settings.cluster.storage_classes),
-        image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None)
+        image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None,
+        domain_issuer=settings.dns.http01_issuer, external_dns=settings.dns.provider == "external-dns")
 
 
 async def start_sweeper(client: Client, settings: Settings) -> None:

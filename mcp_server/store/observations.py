@@ -58,10 +58,13 @@ class PgObservations(PgAudit):
                 sv = await self._one("SELECT ciphertext FROM secret_versions WHERE app_id = %s AND version = %s",
                                      app_id, d["secrets_version"])
                 ciphertext = bytes(sv["ciphertext"]) if sv else None
+        domains = await self._all("SELECT hostname FROM domains WHERE app_id = %s AND kind = 'custom' "
+                                  "AND verified_at IS NOT NULL ORDER BY hostname", app_id)
         return ReconcileTarget(
             state="ready", app_id=app_id, tenant=app["tenant"], project=app["project"], app=app["name"],
             namespace=app["namespace"], hostname=app["hostname"], serving=serving,
-            in_flight=[r["workflow_id"] for r in flying], volumes=volumes, secrets_ciphertext=ciphertext)
+            in_flight=[r["workflow_id"] for r in flying], volumes=volumes, secrets_ciphertext=ciphertext,
+            domains=[r["hostname"] for r in domains])
 
     async def record_observation(self, obs: Observation) -> None:
         repaired = Jsonb(obs.repaired)

@@ -9,6 +9,8 @@ Authoritative server (Debian's pdns-server, gsqlite3 backend) on loopback, start
 - Errors: a wrong API key is AuthRefused (not retryable), an unknown zone ResourceNotFound, an invalid record
   InvalidRequest with PowerDNS's reason, a server that is not there ServiceUnavailable (retryable); no message
   holds the API key.
+- The worker writes the platform zone from its settings (dns.provider = powerdns) at start, again without
+  change; a refused key is logged, not raised.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import pytest
 
 from mcp_server.devenv.powerdns import PowerDns
 from mcp_server.devenv.processes import free_port
+from mcp_server.platform_dns import ensure_platform_zone
+from mcp_server.settings import load_settings
 from workflows.adapters.dns_resolver import observe, resolver
 from workflows.adapters.errors import AuthRefused, InvalidRequest, ResourceNotFound, ServiceUnavailable
 from workflows.adapters.powerdns import PowerDnsClient
@@ -113,3 +117,20 @@ async def test_errors_say_whether_a_retry_helps_and_never_echo_the_key(powerdns:
 async def test_resolver_reports_a_server_that_does_not_answer_as_an_error() -> None:
     seen = await observe("shop.example.test", [f"127.0.0.1:{free_port()}"], timeout=1.0)
     assert seen.error is not None and "shop.example.test" in seen.error
+
+
+async def test_the_worker_writes_the_platform_zone_from_its_settings(powerdns: PowerDns) -> None:
+    zone = _zone()
+    settings = load_settings(apps={"platform_domain": zone}, dns={
+        "provider": "powerdns", "powerdns_url": powerdns.api_url, "powerdns_api_key": powerdns.api_key,
+        "edge_addresses": ["127.0.0.2", "fd00::2"]})
+    assert await ensure_platform_zone(settings) is True
+    assert await ensure_platform_zone(settings) is True  # again: nothing changes
+    assert await _a(powerdns, f"web-shop-acme.apps.{zone}") == ["127.0.0.2"]
+    assert await _a(powerdns, f"edge.apps.{zone}", "AAAA") == ["fd00::2"]
+    wrong = load_settings(apps={"platform_domain": zone}, dns={
+        "provider": "powerdns", "powerdns_url": powerdns.api_url, "powerdns_api_key": "nope",
+        "edge_addresses": ["127.0.0.2"]})
+    assert await ensure_platform_zone(wrong) is False  # logged, not raised: the worker still starts
+    async with _client(powerdns) as c:
+        await c.delete_zone(zone)

@@ -96,8 +96,10 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
             "volume_snapshot, volume_backup"),
     # Longhorn's recurring snapshot/backup jobs, in longhorn-system (volume_policy, volume_delete)
     *_grant("longhorn.io", "recurringjobs", "create patch delete", True, "volume_policy, volume_delete"),
-    # custom domains (activities/domains.py): their Certificate, read for its status, deleted with the domain
-    *_grant("cert-manager.io", "certificates", "get create patch delete", True, "domain_step, domain_remove"),
+    # custom domains (activities/domains.py): their Certificate, read for its status, re-applied by the
+    # reconciler, deleted with the domain
+    *_grant("cert-manager.io", "certificates", "get create patch delete", True,
+            "domain_step, domain_remove, reconcile_app"),
 )
 
 SERVER_POD_LOG_PERMISSIONS: tuple[Permission, ...] = (

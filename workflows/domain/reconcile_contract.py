@@ -143,6 +143,7 @@ class ReconcileTarget(Msg):
     in_flight: list[str] = []  # workflow ids of the app's releases not finished yet
     volumes: list[TargetVolume] = []
     secrets_ciphertext: bytes | None = None  # of the serving release's secrets version
+    domains: list[str] = []  # verified custom domains: their Certificate and Ingress are desired state
 
 
 class AppKey(Msg):
