@@ -4,7 +4,7 @@ what DNS answered, the status each check leads to, and the rendered Certificate/
 The cert-manager objects (rendered Certificate, manifests/components/tls) validate against cert-manager's own
 CRD schemas when `CERT_MANAGER_CRDS` names a directory holding `cert-manager.io_certificates.yaml` and
 `cert-manager.io_clusterissuers.yaml` (upstream deploy/crds/; not vendored here); without it those two tests
-check the fields cert-manager documents as required.
+check the fields cert-manager documents as required. `diagnose_deployment` names the domains in trouble.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ import jsonschema
 import pytest
 import yaml
 
+from tools.diagnose import domain_troubles
+from tools.records import DomainRecord
 from workflows.domain.domains import (
     DnsCheck,
     DomainNameError,
@@ -164,3 +167,23 @@ def test_cert_manager_objects_fit_its_schema() -> None:
         else:
             solver = obj["spec"]["acme"]["solvers"][0]
             assert obj["spec"]["acme"]["privateKeySecretRef"]["name"] and ("http01" in solver or "dns01" in solver)
+
+
+def _record(host: str, status: str, detail: str | None = None, verified: bool = False) -> DomainRecord:
+    return DomainRecord(id=uuid.uuid4(), app_id=uuid.uuid4(), tenant="acme", project="shop", app="web",
+                        namespace="ns", hostname=host, kind="custom", status=status, verification_token="t",
+                        tls_secret=None, detail=detail, fix=None, verify_deadline=None,
+                        verified_at=NOW if verified else None, checked_at=None, cert_not_after=None,
+                        workflow_id=None, created_at=NOW, updated_at=NOW)
+
+
+def test_diagnose_names_the_domains_an_agent_must_act_on() -> None:
+    troubles = domain_troubles([
+        _record("a.example.com", "pending_dns", "TXT missing"),  # waiting for the owner: not a release problem
+        _record("b.example.com", "pending_dns", "records stopped pointing at the edge: x", verified=True),
+        _record("c.example.com", "failed", "the certificate could not be issued: rateLimited"),
+        _record("d.example.com", "active", "certificate expires 2026-12-05 and has not renewed"),
+        _record("e.example.com", "active"),
+    ])
+    assert [t.split(":")[0] for t in troubles] == ["b.example.com", "c.example.com", "d.example.com"]
+    assert "rateLimited" in troubles[1] and "has not renewed" in troubles[2]
