@@ -122,6 +122,20 @@ class AcmeIssuer:
             return Issued(order.fullchain_pem, key_pem.decode(), leaf.not_valid_before_utc, leaf.not_valid_after_utc)
 
 
+def solver_ingress(namespace: str, host: str, service: str, ingress_class: str | None = "traefik"
+                   ) -> dict[str, Any]:
+    """The Ingress cert-manager's HTTP-01 solver adds while a challenge is pending: the host's
+    /.well-known/acme-challenge/ to its solver Service (here: the Service in front of `AcmeIssuer`'s responder)."""
+    spec: dict[str, Any] = {"rules": [{"host": host, "http": {"paths": [{
+        "path": CHALLENGE_PATH, "pathType": "Prefix",
+        "backend": {"service": {"name": service, "port": {"number": 8089}}}}]}}]}
+    if ingress_class:
+        spec["ingressClassName"] = ingress_class
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": f"cm-acme-http-solver-{service}", "namespace": namespace,
+                         "labels": {"acme.cert-manager.io/http01-solver": "true"}}, "spec": spec}
+
+
 def acme_reason(e: BaseException) -> str:
     """The ACME server's own words for a failed order (the authorization's error), else the exception's."""
     failed = getattr(e, "failed_authzrs", None)
