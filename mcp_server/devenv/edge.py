@@ -118,7 +118,8 @@ def traefik_dynamic_config(ingresses: list[dict[str, Any]], services: dict[tuple
                 backends[key_] = {"loadBalancer": {"servers": servers}}
     config: dict[str, Any] = {"tls": {"stores": {"default": {"defaultCertificate": {
         "certFile": str(cert), "keyFile": str(key)}}}}}
-    named = [tls_files[ref] for ref in tls_secret_refs(ingresses) if ref in (tls_files or {})]
+    files = tls_files or {}
+    named = [files[ref] for ref in tls_secret_refs(ingresses) if ref in files]
     if named:
         config["tls"]["certificates"] = [{"certFile": str(c), "keyFile": str(k)} for c, k in named]
     if routers:

@@ -49,7 +49,8 @@ def test_a_custom_domains_certificate_is_served_by_sni_beside_the_default() -> N
     custom = ingress("shop.example.test") | {"spec": {**ingress("shop.example.test")["spec"],
                                                       "tls": [{"hosts": ["shop.example.test"], "secretName": "c-tls"}]}}
     files = {("ns", "c-tls"): (Path("/certs/ns_c-tls.crt"), Path("/certs/ns_c-tls.key"))}
-    config = traefik_dynamic_config([custom], {("ns", "web"): SERVICE}, CERT, KEY, endpoints("10.42.0.7"), files)
+    config = traefik_dynamic_config([custom], {("ns", "web"): SERVICE}, CERT, KEY,
+                                    {("ns", "web"): endpoints("10.42.0.7")}, files)
     assert config["tls"]["certificates"] == [{"certFile": "/certs/ns_c-tls.crt", "keyFile": "/certs/ns_c-tls.key"}]
     assert config["tls"]["stores"]["default"]["defaultCertificate"]["certFile"] == str(CERT)
     # the Secret not written yet: the default certificate only
