@@ -240,6 +240,21 @@ def acme_issuer(directory_url: str, ca_file: Path, http_port: int) -> Iterator[A
         issuer.stop()
 
 
+CERTIFICATE_CRD: dict[str, Any] = {
+    # A stand-in for cert-manager's CRD on the testbed (cert-manager itself cannot be installed there): the same
+    # group, version, kind, scope and status subresource; its schema keeps any field (validation of the objects
+    # against the real schema: tests/unit/test_render_domains.py).
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "certificates.cert-manager.io", "labels": {"deploy-mcp/fake": "cert-manager"}},
+    "spec": {"group": "cert-manager.io", "scope": "Namespaced",
+             "names": {"kind": "Certificate", "listKind": "CertificateList", "plural": "certificates",
+                       "singular": "certificate", "shortNames": ["cert", "certs"]},
+             "versions": [{"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
 async def fulfil_on_cluster(kube: Kube, issuer: AcmeIssuer, namespace: str, root_pem: str | None = None,
                             rounds: int = 1) -> int:
     """cert-manager's part on a real API server: each Certificate of `namespace` not Ready is issued, its Secret
