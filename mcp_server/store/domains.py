@@ -24,8 +24,8 @@ _STATUS_FIELDS = {"status", "detail", "fix", "verified_at", "checked_at", "cert_
 class PgDomains(PgPool):
     async def add_domain(self, app_id: UUID, hostname: str, token: str, deadline: datetime,
                          tls_secret: str) -> tuple[DomainRecord, bool]:
-        """(domain, created). The app's own claim of `hostname` is returned as is. Another app's claim that
-        failed or whose verification deadline passed is taken over (new token, so the old owner's TXT record
+        """(domain, created). The app's own claim of `hostname` is returned as is. Another app's unverified claim
+        that failed or whose verification deadline passed is taken over (new token, so the old owner's TXT record
         proves nothing); a live one raises RecordConflict("domain")."""
         async with self._transaction() as conn:
             cur = await conn.execute("SELECT * FROM domains WHERE hostname = %s FOR UPDATE", (hostname,))
@@ -33,9 +33,11 @@ class PgDomains(PgPool):
             if row is not None and row["app_id"] == app_id:
                 created = False
             elif row is not None:
-                expired = row["status"] == "failed" or (
-                    row["status"] in ("pending_dns", "verifying") and row["verify_deadline"] is not None
-                    and row["verify_deadline"] < datetime.now(row["verify_deadline"].tzinfo))
+                # a claim once verified is never taken over (its owner proved control; its objects live in its
+                # app's namespace); an unverified one lapses when it failed or its deadline passed
+                expired = row["verified_at"] is None and (row["status"] == "failed" or (
+                    row["verify_deadline"] is not None
+                    and row["verify_deadline"] < datetime.now(row["verify_deadline"].tzinfo)))
                 if not expired:
                     raise RecordConflict("domain", hostname)
                 await conn.execute(
