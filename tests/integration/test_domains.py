@@ -10,7 +10,8 @@ and says so (tests/integration/test_fake_cert_manager.py issues for real against
 - `get_app` shows the domain compactly; `create_app(domains=[...])` adds them in the same call.
 - Another tenant adding the same hostname is refused; wildcards, IPs and names under the platform's own domain
   are refused with the fix; an unverified domain past its deadline is `failed` with the reason and the fix.
-- Removing the domain removes its row; records that stop pointing at the edge after verification say so.
+- Removing the domain removes its row; records that stop pointing at the edge after verification say so; a
+  claim once verified is never taken over, even when its certificate failed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -182,3 +184,21 @@ async def test_unverified_past_its_deadline_fails_with_reason_and_fix(platform: 
         ok(await c.call_tool("create_app", WEB))
         taken = ok(await c.call_tool("domain", {"action": "add", "hostname": host, "project": "shop", "app": "web"}))
         assert taken["status"] == "verifying"
+
+
+async def test_a_verified_claim_never_lapses_even_when_its_certificate_failed(platform: Platform, mode: str) -> None:
+    p, host = platform, f"kept.{platform.zone}"
+    async with p.client(mode) as c:
+        ok(await c.call_tool("create_app", WEB))
+    mine = await p.store.get_app(p.tenant, "shop", "web")
+    assert mine is not None
+    past = datetime.now(UTC) - timedelta(hours=1)
+    d, _ = await p.store.add_domain(mine.id, host, "tok-a", past, "x-tls")
+    await p.store.set_domain_status(d.id, "tok-a", status="failed", verified_at=past, detail="ACME refused")
+    other = f"o{uuid.uuid4().hex[:6]}"
+    async with p.client(mode, tenant=other) as c:
+        ok(await c.call_tool("create_app", WEB))
+        refused(await c.call_tool("domain", {"action": "add", "hostname": host, "project": "shop", "app": "web"}),
+                "claimed by another app")
+    kept = await p.store.get_domain(p.tenant, host)
+    assert kept is not None and kept.verification_token == "tok-a"

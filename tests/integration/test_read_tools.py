@@ -46,8 +46,8 @@ async def test_tools_are_listed_with_schemas_and_annotations(store: PgStore, mod
     assert {"whoami", "list_projects", "list_apps", "get_app", "get_audit_log"} <= set(tools)
     reads = {"whoami", "list_projects", "list_apps", "get_app", "get_audit_log", "get_deployment",
              "list_deployments", "get_runtime_logs", "list_log_labels", "diagnose_deployment", "list_volumes",
-             "list_builds", "get_build_logs"}
-    destructive = {"delete_app", "delete_volume"}
+             "list_builds", "get_build_logs", "domains"}
+    destructive = {"delete_app", "delete_volume", "domain"}  # domain: its action=remove
     for t in tools.values():
         assert t.output_schema is not None, t.name
         assert t.input_schema.get("additionalProperties") is False, t.name
