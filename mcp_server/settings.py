@@ -27,7 +27,7 @@ from mcp_server.flat_settings import ENV_PREFIX, NESTED, Regrouped, RenamedEnv
 from workflows.domain.build_spec import BuildImages
 
 ALL_SCOPES = ("apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read",
-              "databases:write")
+              "databases:write", "domains:write")
 OPERATOR_SCOPES = ("platform:read",)
 """Scopes about the platform itself (`whoami` shows the cluster preflight): the stdio operator has them; a token
 only when created with `--scope platform:read`, so tenants' agents never see cluster details by default."""
@@ -478,6 +478,50 @@ class LokiSettings(Group):
     `tenant` label in every query, not by this."""
 
 
+class DnsSettings(Group):
+    """Platform DNS, custom domains and their certificates (docs/decisions/0013-domains.md)."""
+
+    provider: Literal["none", "powerdns", "external-dns"] = "none"
+    """Who writes the platform zone's records: `powerdns` (its HTTP API, below), `external-dns` (the Ingress
+    carries `external-dns.alpha.kubernetes.io/hostname`, ExternalDNS writes the record) or `none` (the operator
+    created `*.apps.<platform_domain>` by hand)."""
+    powerdns_url: str | None = None
+    """PowerDNS Authoritative's API base URL, e.g. http://pdns.internal:8081 (the webserver's address)."""
+    powerdns_api_key: SecretStr | None = None
+    """Its `api-key`, sent as X-API-Key."""
+    powerdns_server_id: str = "localhost"
+    """The server id in /api/v1/servers/<id>/...; `localhost` for a single authoritative server."""
+    zone: str | None = None
+    """The zone holding the platform's records. Unset: <platform_domain> itself."""
+    record_ttl: int = Field(60, ge=1, le=86400)
+    """TTL of the records the platform writes, in seconds: short, so moving the edge address takes a minute."""
+    edge_hostname: str | None = None
+    """The name custom domains CNAME to. Unset: edge.<apps domain> (the platform writes its A/AAAA records)."""
+    edge_addresses: list[str] = Field(default_factory=list)
+    """The edge's stable addresses (failover IP or keepalived VIP on the pool=edge nodes), IPv4 and/or IPv6: the
+    wildcard record's content and what an apex custom domain's A/AAAA records must hold."""
+    resolvers: list[str] = Field(default_factory=list)
+    """Where custom-domain verification asks, as `ip` or `ip:port`. Unset: the system resolvers."""
+    verify_timeout_hours: float = Field(72.0, gt=0, le=24 * 30)
+    """How long a new custom domain may stay unverified before it is `failed` (the owner then adds it again)."""
+    verify_max_backoff_seconds: float = Field(600.0, ge=1, le=86400)
+    """The longest pause between two DNS checks of a pending domain (the first comes after a few seconds)."""
+    recheck_seconds: float = Field(3600.0, ge=10, le=7 * 86400)
+    """How often an active domain's records are checked again (a CNAME that moved away is reported)."""
+    http01_issuer: str = "deploy-mcp-http01"
+    """The cert-manager ClusterIssuer for custom domains (HTTP-01; manifests/components/tls)."""
+    dns01_issuer: str = "deploy-mcp-dns01"
+    """The ClusterIssuer of the platform zone's wildcard certificate (DNS-01; manifests/components/tls)."""
+    max_domains_per_app: int = Field(10, ge=0, le=100)
+    """Custom domains one app may hold: each is a Certificate and an ACME order."""
+
+    def platform_zone(self, platform_domain: str) -> str:
+        return (self.zone or platform_domain).rstrip(".")
+
+    def edge_name(self, apps_domain: str) -> str:
+        return (self.edge_hostname or f"edge.{apps_domain}").rstrip(".")
+
+
 class BackupSettings(Group):
     """Plane A backups (`deploy-mcp backup create|list|restore|verify`, docs/operations.md#backups): a Postgres
     dump and the secrets key, sealed with a backup key of the operator's, to a directory or an S3 bucket."""
@@ -650,6 +694,7 @@ class Settings(BaseSettings):
     backup: BackupSettings = Field(default_factory=BackupSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     databases: DatabasesSettings = Field(default_factory=DatabasesSettings)
+    dns: DnsSettings = Field(default_factory=DnsSettings)
 
     @classmethod
     def settings_customise_sources(

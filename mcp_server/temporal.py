@@ -8,7 +8,7 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -24,6 +24,7 @@ from workflows.domain.database_contract import DatabaseOp, DatabaseResult
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
+from workflows.domain.domain_contract import DomainInput
 from workflows.domain.scaling_contract import AppMetrics, MetricsInput, ScaleInput, ScaleResult
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
 
@@ -121,6 +122,16 @@ class TemporalWorkflows:
                 return await asyncio.wait_for(handle.result(), timeout=wait_seconds)
         except TimeoutError:
             return None
+
+    async def signal_domain(self, workflow_id: str, inp: DomainInput, signal: Literal["check_now", "remove"]
+                            ) -> None:
+        """Signal-with-start: a running domain workflow gets the signal; a domain whose workflow ended (failed,
+        or never started) gets a new run, which the signal reaches first."""
+        with _reachable():
+            await self.client.start_workflow(
+                "custom-domain", inp, id=workflow_id, task_queue=self.task_queue, start_signal=signal,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
 
     async def cancel(self, workflow_id: str) -> None:
         handle: WorkflowHandle[object, object] = self.client.get_workflow_handle(workflow_id)

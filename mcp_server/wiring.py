@@ -53,6 +53,10 @@ def platform_config(settings: Settings) -> PlatformConfig:
         database_default_size_gib=settings.databases.default_size_gib,
         database_max_size_gib=settings.databases.max_size_gib,
         database_ready_timeout_seconds=settings.databases.ready_timeout_seconds,
+        edge_name=settings.dns.edge_name(settings.apps.domain()), edge_addresses=tuple(settings.dns.edge_addresses),
+        domain_verify_hours=settings.dns.verify_timeout_hours,
+        domain_max_backoff_seconds=settings.dns.verify_max_backoff_seconds,
+        domain_recheck_seconds=settings.dns.recheck_seconds, max_domains_per_app=settings.dns.max_domains_per_app,
     )
 
 

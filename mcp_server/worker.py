@@ -19,6 +19,7 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from mcp_server.health import Named, database_check, serve_health, temporal_check
+from mcp_server.platform_dns import ensure_platform_zone
 from mcp_server.preflight import preflight_at_start
 from mcp_server.settings import Settings
 from mcp_server.startup import load_secretbox, open_github_app, require_database_url
@@ -31,6 +32,7 @@ from workflows.activities.build import BuildActivities, BuildSettings, RobotSour
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
 from workflows.activities.database import DatabaseActivities, DatabaseConfig
 from workflows.activities.deploy import DeployActivities
+from workflows.activities.domains import DomainActivities, DomainConfig, KubeDomainCluster
 from workflows.activities.harbor import HarborActivities
 from workflows.activities.pod_metrics import MetricsActivities
 from workflows.activities.reconcile import ReconcileActivities, ReconcileConfig
@@ -48,6 +50,7 @@ from workflows.deploy import DeployWorkflow
 from workflows.diagnose import DiagnoseWorkflow
 from workflows.domain.reconcile_contract import SweepInput
 from workflows.domain.workflow_ids import reconcile_sweep_workflow_id
+from workflows.domains import DomainWorkflow
 from workflows.reconcile import ReconcileSweepWorkflow, ReconcileWorkflow
 from workflows.render.pull_secret import PULL_SECRET_NAME
 from workflows.scale import AppMetricsWorkflow, ScaleWorkflow
@@ -58,7 +61,7 @@ log = logging.getLogger(__name__)
 # Here, not in `mcp_server.temporal`: the definitions import their activity classes, which only the worker
 # needs (the server starts workflows by name).
 WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow, ReconcileWorkflow,
-             ReconcileSweepWorkflow, ScaleWorkflow, AppMetricsWorkflow, DatabaseWorkflow]
+             ReconcileSweepWorkflow, ScaleWorkflow, AppMetricsWorkflow, DatabaseWorkflow, DomainWorkflow]
 
 
 def build_activities(settings: Settings, store: BuildStore, *, loki: LokiClient | None = None,
@@ -110,6 +113,7 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
         secretbox = load_secretbox(settings)
         volumes = VolumeActivities(kube, store)
         databases = DatabaseActivities(kube, store, secretbox, database_config(settings))
+        domains = DomainActivities(store, domain_config(settings), KubeDomainCluster(kube))
         registry = HarborActivities(kube, store, secretbox, harbor, settings.image_registry.host,
                                     settings.harbor.retention_keep_last)
         reconciler = ReconcileActivities(kube, store, secretbox, reconcile_config(settings), temporal=client,
@@ -121,11 +125,13 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
         w = Worker(
             client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
             activities=activities.all() + volumes.all() + builds.all() + registry.all() + reconciler.all()
-            + ScaleActivities(kube, store, temporal=client).all() + MetricsActivities(kube).all() + databases.all(),
+            + ScaleActivities(kube, store, temporal=client).all() + MetricsActivities(kube).all() + databases.all()
+            + domains.all(),
             max_concurrent_activities=50, interceptors=[WorkflowMetrics()],
             graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds))
         if settings.reconcile.enabled:
             await start_sweeper(client, settings)
+        await ensure_platform_zone(settings)
         yield WorkerClients(w, store, kube)
     finally:
         if github_app is not None:
@@ -145,6 +151,15 @@ def database_config(settings: Settings) -> DatabaseConfig:
                           backup_max_age_days=d.backup_max_age_days)
 
 
+def domain_config(settings: Settings) -> DomainConfig:
+    """What a custom-domain check compares DNS with, and what a verified domain's objects are rendered with."""
+    d = settings.dns
+    return DomainConfig(
+        edge_name=d.edge_name(settings.apps.domain()), edge_addresses=tuple(d.edge_addresses),
+        resolvers=tuple(d.resolvers), issuer=d.http01_issuer, ingress_class=settings.cluster.ingress_class,
+        external_dns=d.provider == "external-dns")
+
+
 def reconcile_config(settings: Settings) -> ReconcileConfig:
     """What a reconcile pass renders with: the same settings the server hands the deploy workflow."""
     r = settings.reconcile
@@ -154,7 +169,8 @@ def reconcile_config(settings: Settings) -> ReconcileConfig:
         runtime_class=settings.cluster.runtime_class or None,
         ingress_class=settings.cluster.ingress_class, storage_classes=dict(settings.cluster.storage_classes),
         image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None,
-        database_images=dict(settings.databases.images))
+        database_images=dict(settings.databases.images), domain_issuer=settings.dns.http01_issuer,
+        external_dns=settings.dns.provider == "external-dns")
 
 
 async def start_sweeper(client: Client, settings: Settings) -> None:

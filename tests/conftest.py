@@ -22,6 +22,7 @@ import psycopg
 import pytest
 
 from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Testbed
+from mcp_server.devenv.powerdns import PowerDns
 from mcp_server.devenv.processes import ManagedProcess, free_port, port_open
 from mcp_server.store import PgStore, migrate
 
@@ -120,6 +121,18 @@ def temporal_address(workdir: Path) -> Iterator[str]:
     address = server.start()
     try:
         yield address
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def powerdns(workdir: Path) -> Iterator[PowerDns]:
+    """A real pdns_server (gsqlite3) on loopback: the platform zone's server and the owners' DNS of custom
+    domains; tests create their own zones (unique names) in it."""
+    server = PowerDns(workdir / "powerdns")
+    server.start()
+    try:
+        yield server
     finally:
         server.stop()
 

@@ -26,6 +26,7 @@ def all_tools() -> list[ToolSpec]:
         builds,
         databases,
         deployments,
+        domains,
         identity,
         logs,
         rollback,

@@ -19,6 +19,7 @@ from tools.databases import (
     create_database,
     start_database_for_app,
 )
+from tools.domains import add_domain, check_hostname
 from tools.errors import InvalidInput
 from tools.idempotency import request_fingerprint
 from tools.lookups import require_app
@@ -64,8 +65,9 @@ async def apps(project: ProjectName | None = None, app: AppName | None = None) -
         check_name("app", app)
         row = await require_app(c, project, app, hint="Call `apps` to see the apps you have.")
         seen = await c.store.observations([row.id])
+        domains = (await c.store.domains_of_apps([row.id])).get(row.id)
         view = app_view(row, await c.store.list_deployments(row.id, limit=10), c.config.apps_url_port,
-                        seen.get(row.id), c.config)
+                        seen.get(row.id), c.config, domains)
         return view.model_copy(update={"database": app_database_view(c, await c.store.database_of_app(row.id))}
                                ).model_dump(mode="json")
     rows = await c.store.list_apps(c.principal.tenant, project)
@@ -94,6 +96,8 @@ async def create_app(
     shutdown_grace_seconds: ShutdownGrace = None,
     database: Annotated[DatabaseRequest | None, Field(description="A Postgres named like the app, private to it; "
                                                                   "it gets DATABASE_URL and PG* as secrets.")] = None,
+    domains: Annotated[list[str] | None, Field(description="Custom hostnames to add (see `domain`).",
+                                               max_length=10)] = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
 ) -> ReleaseResult:
@@ -114,10 +118,13 @@ async def create_app(
         c.require("volumes:write")
     parse_source(source)
     c.require_workflows()
+    hostnames = [check_hostname(c, f"domains[{i}]", h) for i, h in enumerate(domains or [])]
+    if hostnames:
+        c.require("domains:write")
     fingerprint = request_fingerprint(c, "create_app", {
         "project": project, "name": name, "source": source, "port": port, "env": env, "secrets": secrets,
         "replicas": replicas, "resources": resources, "health_check": health_check, "volumes": volumes,
-        "shutdown_grace_seconds": shutdown_grace_seconds, "database": database},
+        "shutdown_grace_seconds": shutdown_grace_seconds, "database": database, "domains": domains},
         frozenset({"secrets"})) if idempotency_key else None
     existing = await c.store.get_app(c.principal.tenant, project, name) if idempotency_key else None
     if existing is not None:
@@ -145,7 +152,13 @@ async def create_app(
         vol = await c.store.get_volume(c.principal.tenant, project, m.volume)
         if vol is not None:
             await c.store.set_attachment(vol.id, claim.app.id, m.mount_path, m.read_only)
-    return await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
+    for host in hostnames:
+        await add_domain(c, claim.app, host)
+    result = await wait_with_progress(c, claim, ctx, wait_bound(c, wait_seconds))
+    if hostnames:
+        result = result.model_copy(update={"next_step": result.next_step + " Custom domains: create the DNS records "
+                                                        "`domains` lists for them."})
+    return result
 
 
 @tool(title="Deploy", scope="apps:write", idempotent=True, open_world=True, secret_args=frozenset({"secrets"}))

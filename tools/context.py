@@ -67,6 +67,12 @@ class PlatformConfig:
     database_default_size_gib: int = 5
     database_max_size_gib: int = 100
     database_ready_timeout_seconds: int = 300
+    edge_name: str | None = None  # custom domains CNAME here (settings dns.edge_hostname; default edge.<apps domain>)
+    edge_addresses: tuple[str, ...] = ()  # an apex custom domain's A/AAAA (settings dns.edge_addresses)
+    domain_verify_hours: float = 72.0
+    domain_max_backoff_seconds: float = 600.0
+    domain_recheck_seconds: float = 3600.0
+    max_domains_per_app: int = 10
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from tools.context import call
 from tools.errors import NotFound
 from tools.logs import app_masker
+from tools.records import DomainRecord
 from tools.status import ObservedStatus, observed_status, observed_view
 from tools.views import AppLines, DeploymentError, split_error
 from workflows.domain.diagnose_contract import DiagnoseInput
@@ -45,7 +46,20 @@ class DiagnosisView(BaseModel):
     status_reason: str | None = Field(None, description="Why the app is degraded.")
     observed: ObservedStatus | None = Field(None, description="The reconciler's last look at this release, while "
                                                               "it is the serving one: drift found and repaired.")
+    domains: list[str] = Field(default_factory=list, description="Custom domains in trouble (failed, records "
+                                                                 "moved away, certificate not renewing).")
     next_step: str
+
+
+def domain_troubles(domains: list[DomainRecord]) -> list[str]:
+    """`host: status: detail` of each custom domain an agent must act on; those still waiting for their owner's
+    first records are `domains`' business, not a release's."""
+    out = []
+    for d in domains:
+        moved = d.status == "pending_dns" and d.verified_at is not None
+        if d.status == "failed" or moved or (d.status == "active" and d.detail):
+            out.append(f"{d.hostname}: {d.status}: {d.detail or ''}".rstrip(": ")[:300])
+    return out
 
 
 async def diagnosis(deployment_id: UUID) -> DiagnosisView:
@@ -73,9 +87,12 @@ async def diagnosis(deployment_id: UUID) -> DiagnosisView:
     serving = app.serving_deployment_id == d.id
     obs = (await c.store.observations([app.id])).get(app.id)
     status, status_reason = observed_status(app, obs, c.config, releasing=bool(await c.store.releasing([app.id])))
+    troubles = domain_troubles((await c.store.domains_of_apps([app.id])).get(app.id, [])) if serving else []
     if cause is None and serving and status_reason is not None:
         step = (f"The app is degraded: {status_reason}. The platform re-applies what drifted by itself at its "
                 "next pass; if this persists, tell the operator.")
+    elif cause is None and troubles:
+        step = "The release is fine; a custom domain needs you: see `domains`, fix its records, `domain` action=verify."
     elif cause is None:
         step = "Healthy: nothing to fix." if live.healthy else "No failure visible yet; check again in a moment."
     else:
@@ -91,6 +108,6 @@ async def diagnosis(deployment_id: UUID) -> DiagnosisView:
         healthy=live.healthy, cause=cause, ready_replicas=live.ready_replicas, desired_replicas=live.desired_replicas,
         containers=[masker.mask(x) for x in live.containers], events=[masker.mask(x) for x in live.events],
         app_output=AppLines(lines=logs), app_status=status, status_reason=status_reason,
-        observed=observed_view(obs) if serving else None, next_step=step,
+        observed=observed_view(obs) if serving else None, domains=troubles, next_step=step,
     )
 

@@ -76,6 +76,10 @@ def from_store(e: StoreError) -> PlatformError:
         if e.kind == "hostname":
             return Conflict(f"The hostname {e.key} is already used by another app.",
                             hint="Choose another app or project name.")
+        if e.kind == "domain":
+            return Conflict(f"The domain {e.key} is claimed by another app.",
+                            hint="Remove it from that app first (`domain` action=remove). An unverified claim of "
+                                 "another tenant lapses at its verification deadline.")
         if e.kind == "app":
             return Conflict(f"The app {e.key} already exists.",
                             hint="Use `deploy` to release a new version, or pass the same `idempotency_key` to retry.")

@@ -19,6 +19,7 @@ from tools.records import (
     DatabaseBackupRecord,
     DatabaseRecord,
     DeploymentRecord,
+    DomainRecord,
     NewRelease,
     ObservationRecord,
     PreflightSummary,
@@ -34,6 +35,7 @@ from workflows.domain.database_contract import DatabaseOp, DatabaseResult
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
+from workflows.domain.domain_contract import DomainInput
 from workflows.domain.images import ImageRef
 from workflows.domain.log_paging import LogPage, LogQuery
 from workflows.domain.scaling_contract import AppMetrics, MetricsInput, ScaleInput, ScaleResult
@@ -54,12 +56,13 @@ class RecordNotFound(StoreError):
         super().__init__(f"no {kind} {key!r}")
 
 
-ConflictKind = Literal["app", "hostname", "secrets"]
+ConflictKind = Literal["app", "hostname", "domain", "secrets"]
 
 
 class RecordConflict(StoreError):
     """The write contradicts what is stored, and nothing was written. `kind` says what collided: `app` (an app of
-    that name exists) and `hostname` (another app has it) stay so, and a retry fails the same way; `secrets`
+    that name exists), `hostname` (another app has it) and `domain` (another app's live claim of a custom domain)
+    stay so, and a retry fails the same way; `secrets`
     (another writer recorded the next secrets version first) is a lost race: read the current version and retry."""
 
     def __init__(self, kind: ConflictKind, key: str) -> None:
@@ -179,6 +182,19 @@ class Store(Protocol):
 
     async def build_lines(self, build_id: UUID, after_seq: int, limit: int) -> list[dict[str, Any]]: ...
 
+    async def add_domain(self, app_id: UUID, hostname: str, token: str, deadline: datetime,
+                         tls_secret: str) -> tuple[DomainRecord, bool]: ...
+
+    async def get_domain(self, tenant: str, hostname: str) -> DomainRecord | None: ...
+
+    async def list_domains(self, tenant: str, project: str | None, app: str | None) -> list[DomainRecord]: ...
+
+    async def domains_of_apps(self, app_ids: list[UUID]) -> dict[UUID, list[DomainRecord]]: ...
+
+    async def set_domain_status(self, domain_id: UUID, token: str, **fields: Any) -> bool: ...
+
+    async def remove_domain(self, domain_id: UUID, token: str) -> None: ...
+
     async def record_audit(self, event: AuditEvent) -> None: ...
 
     async def list_audit(
@@ -208,6 +224,9 @@ class Workflows(Protocol):
 
     async def run_database(self, workflow_id: str, op: DatabaseOp, wait_seconds: float) -> DatabaseResult | None:
         """Start (or find) the database workflow; its result within `wait_seconds`, else None."""
+    async def signal_domain(self, workflow_id: str, inp: DomainInput, signal: Literal["check_now", "remove"]
+                            ) -> None:
+        """Signal the domain's workflow, starting it (with `inp`) when none runs under that id."""
         ...
 
 

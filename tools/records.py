@@ -230,3 +230,28 @@ class DatabaseBackupRecord(Record):
     error: str | None = None
     started_at: datetime
     finished_at: datetime | None = None
+
+
+class DomainRecord(Record):
+    """A custom domain of an app (the `domains` table), with the app it belongs to."""
+
+    id: UUID
+    app_id: UUID
+    tenant: str
+    project: str
+    app: str
+    namespace: str
+    hostname: str
+    kind: str
+    status: str
+    verification_token: str | None
+    tls_secret: str | None
+    detail: str | None
+    fix: str | None
+    verify_deadline: datetime | None
+    verified_at: datetime | None
+    checked_at: datetime | None
+    cert_not_after: datetime | None
+    workflow_id: str | None
+    created_at: datetime
+    updated_at: datetime

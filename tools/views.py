@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from tools.context import PlatformConfig
-from tools.records import AppRecord, DeploymentRecord, ObservationRecord
+from tools.records import AppRecord, DeploymentRecord, DomainRecord, ObservationRecord
 from tools.status import ObservedStatus, observed_status, observed_view
 from workflows.domain.names import release_name
 from workflows.domain.phases import TERMINAL_PHASES
@@ -115,6 +115,8 @@ class AppView(AppSummary):
     deployments: list[DeploymentView] = Field(description="Most recent releases, newest first.")
     autoscaler: AutoscalerStatus | None = Field(None, description="Set by `scale`: range, replicas, problems.")
     database: dict[str, Any] | None = Field(None, description="Its database: name, status, last backup.")
+    domains: list[dict[str, Any]] | None = Field(None, description="Custom domains {hostname, status, detail?, "
+                                                                   "expires?}; `domains` has the records.")
 
 
 def app_url(app: AppRecord, port: int | None = None) -> str:
@@ -132,8 +134,19 @@ def app_summary(app: AppRecord, port: int | None = None, obs: ObservationRecord 
                       updated_at=app.updated_at, observed=observed_view(obs))
 
 
+def domain_brief(d: DomainRecord) -> dict[str, Any]:
+    """One custom domain in get_app: its status, what is wrong if anything, the certificate's expiry."""
+    out: dict[str, Any] = {"hostname": d.hostname, "status": d.status}
+    if d.detail:
+        out["detail"] = d.detail
+    if d.cert_not_after is not None:
+        out["expires"] = d.cert_not_after.isoformat()
+    return out
+
+
 def app_view(app: AppRecord, deployments: list[DeploymentRecord], port: int | None = None,
-             obs: ObservationRecord | None = None, config: PlatformConfig | None = None) -> AppView:
+             obs: ObservationRecord | None = None, config: PlatformConfig | None = None,
+             domains: list[DomainRecord] | None = None) -> AppView:
     spec = {k: v for k, v in app.spec.items() if k != "env"}
     releasing = any(d.phase not in TERMINAL_PHASES for d in deployments)
     return AppView(
@@ -146,6 +159,7 @@ def app_view(app: AppRecord, deployments: list[DeploymentRecord], port: int | No
         spec=spec,
         deployments=[deployment_view(d, app) for d in deployments],
         autoscaler=autoscaler_view(app, obs),
+        domains=[domain_brief(d) for d in domains] if domains else None,
     )
 
 

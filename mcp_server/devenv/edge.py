@@ -13,6 +13,7 @@ none of this runs: Traefik reads the Ingresses.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import ipaddress
 import logging
@@ -79,11 +80,20 @@ def _servers(svc: dict[str, Any], port_name: str | None, port_number: int | None
     return [{"url": url} for url in endpoint_urls(endpoints, port.get("name"))]
 
 
+def tls_secret_refs(ingresses: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(namespace, secretName) of every Ingress TLS entry naming a Secret (a custom domain's certificate)."""
+    refs = {(ing["metadata"]["namespace"], t["secretName"]) for ing in ingresses
+            for t in (ing.get("spec") or {}).get("tls") or [] if t.get("secretName")}
+    return sorted(refs)
+
+
 def traefik_dynamic_config(ingresses: list[dict[str, Any]], services: dict[tuple[str, str], dict[str, Any]],
                            cert: Path, key: Path,
-                           endpoints: dict[tuple[str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+                           endpoints: dict[tuple[str, str], dict[str, Any]] | None = None,
+                           tls_files: dict[tuple[str, str], tuple[Path, Path]] | None = None) -> dict[str, Any]:
     """Traefik file-provider config for `ingresses`: one router per host/path, one service per backend,
-    load-balancing over the Service's ready endpoints as Traefik's Kubernetes provider does."""
+    load-balancing over the Service's ready endpoints as Traefik's Kubernetes provider does. `tls_files`: the
+    (cert, key) files of the TLS Secrets Ingresses name, which Traefik picks by SNI before its default."""
     routers: dict[str, Any] = {}
     backends: dict[str, Any] = {}
     for ing in ingresses:
@@ -109,6 +119,10 @@ def traefik_dynamic_config(ingresses: list[dict[str, Any]], services: dict[tuple
                 backends[key_] = {"loadBalancer": {"servers": servers}}
     config: dict[str, Any] = {"tls": {"stores": {"default": {"defaultCertificate": {
         "certFile": str(cert), "keyFile": str(key)}}}}}
+    files = tls_files or {}
+    named = [files[ref] for ref in tls_secret_refs(ingresses) if ref in files]
+    if named:
+        config["tls"]["certificates"] = [{"certFile": str(c), "keyFile": str(k)} for c, k in named]
     if routers:
         config["http"] = {"routers": routers, "services": backends}
     return config
@@ -138,7 +152,8 @@ class FakeIngressProvider:
                 self.hosts.sync(names)
             except OSError as e:
                 log.warning("edge: cannot write the app names to %s: %s", self.hosts.path, e)
-        text = yaml.safe_dump(traefik_dynamic_config(ingresses, services, self.cert, self.key, endpoints),
+        tls_files = await self._tls_files(ingresses)
+        text = yaml.safe_dump(traefik_dynamic_config(ingresses, services, self.cert, self.key, endpoints, tls_files),
                               sort_keys=True)
         if text == self._last:
             return False
@@ -147,6 +162,26 @@ class FakeIngressProvider:
         tmp.replace(self.dynamic_file)  # atomic: Traefik never reads half a file
         self._last = text
         return True
+
+    async def _tls_files(self, ingresses: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[Path, Path]]:
+        """The TLS Secrets the Ingresses name (those that exist yet), as files beside the dynamic config, as
+        Traefik's Kubernetes provider loads them."""
+        out = {}
+        for ns, name in tls_secret_refs(ingresses):
+            secret = await self.kube.get("v1", "Secret", ns, name)
+            data = (secret or {}).get("data") or {}
+            if "tls.crt" not in data or "tls.key" not in data:
+                continue
+            base = self.dynamic_file.parent / "certs" / f"{ns}_{name}"
+            base.parent.mkdir(parents=True, exist_ok=True)
+            files = (base.with_suffix(".crt"), base.with_suffix(".key"))
+            for path, field_ in zip(files, ("tls.crt", "tls.key"), strict=True):
+                content = base64.b64decode(data[field_])
+                if not path.exists() or path.read_bytes() != content:
+                    path.write_bytes(content)
+                    path.chmod(0o600)
+            out[(ns, name)] = files
+        return out
 
     async def run(self) -> None:
         while True:

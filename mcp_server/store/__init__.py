@@ -14,6 +14,7 @@ from mcp_server.store.backup_runs import PgBackupRuns
 from mcp_server.store.builds import PgBuilds
 from mcp_server.store.ciphertexts import CIPHERTEXT_TABLES, PgCiphertexts, RotationCount
 from mcp_server.store.databases import PgDatabases
+from mcp_server.store.domains import PgDomains
 from mcp_server.store.harbor_robots import PgHarborRobots, PgRobotSlot
 from mcp_server.store.oauth import PgOAuth
 from mcp_server.store.observations import PgObservations
@@ -29,6 +30,6 @@ __all__ = ["CIPHERTEXT_TABLES", "PgRobotSlot", "PgStore", "RotationCount", "migr
 
 
 class PgStore(PgApps, PgReleases, PgScaling, PgObservations, PgSecretVersions, PgVolumes, PgBuilds, PgHarborRobots,
-              PgAudit, PgTokens, PgPreflight, PgBackupRuns, PgCiphertexts, PgOAuth, PgDatabases):
+              PgAudit, PgTokens, PgPreflight, PgBackupRuns, PgCiphertexts, PgOAuth, PgDatabases, PgDomains):
     """Implements `tools.ports.Store`, the activities' stores (`workflows.activities.stores`) and the auth
     layer's `TokenStore` on one psycopg async pool; `PgStore.open(url)` opens it."""

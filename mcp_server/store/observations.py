@@ -80,12 +80,14 @@ class PgObservations(PgAudit):
             database_id=db["id"], name=db["name"], engine=db["engine"], version=db["version"],
             size_gib=db["size_gib"], volume_class=db["class"], resources=db["resources"] or {},
             ciphertext=bytes(db["ciphertext"])) if db else None
+        domains = await self._all("SELECT hostname FROM domains WHERE app_id = %s AND kind = 'custom' "
+                                  "AND verified_at IS NOT NULL ORDER BY hostname", app_id)
         return ReconcileTarget(
             state="ready", app_id=app_id, tenant=app["tenant"], project=app["project"], app=app["name"],
             namespace=app["namespace"], hostname=app["hostname"], serving=serving,
             in_flight=[r["workflow_id"] for r in flying], volumes=volumes, secrets_ciphertext=ciphertext,
             scale=AppScale.model_validate(app["scale"]) if app.get("scale") else None,
-            database=database)
+            database=database, domains=[r["hostname"] for r in domains])
 
     async def record_observation(self, obs: Observation) -> None:
         repaired = Jsonb(obs.repaired)

@@ -51,6 +51,9 @@ PARAMS = {
     "regex", "level", "pod", "direction", "follow_seconds", "tool", "host", "token", "ssh_private_key", "username",
     "autoscale", "window_seconds", "labels", "diagnose", "action", "version", "backup", "into", "final_backup",
     "database",
+    # custom domains: a hostname is looked up in the caller's tenant only (tests/integration/test_domains.py:
+    # another tenant's hostname reads as one that does not exist)
+    "hostname", "domains",
 }
 # A parameter's value in the matrix' calls, where its schema's own minimum would not get past validation.
 PARAM_VALUES: dict[str, Any] = {"mount_path": "/data", "schedule": "0 3 * * *", "values": {"A": "b"},

@@ -82,6 +82,8 @@ class Recorder:
 
     async def app_metrics(self, inp: Any) -> Any: ...
 
+    async def signal_domain(self, workflow_id: str, inp: Any, signal: Any) -> None: ...
+
 
 @pytest.fixture
 def box() -> SecretBox:

@@ -45,11 +45,11 @@ async def test_tools_are_listed_with_schemas_and_annotations(store: PgStore, mod
     async with Client(server_for(store), mode=mode) as c:
         tools = {t.name: t for t in (await c.list_tools()).tools}
     reads = {"whoami", "apps", "get_audit_log", "deployments", "logs", "volumes", "builds", "app_metrics",
-             "databases"}
+             "databases", "domains"}
     writes = {"create_app", "deploy", "rollback", "delete_app", "set_secrets", "set_git_credentials", "volume",
-              "scale", "database"}
+              "scale", "database", "domain"}
     assert set(tools) == reads | writes
-    destructive = {"delete_app", "volume", "database"}
+    destructive = {"delete_app", "volume", "database", "domain"}  # domain: its action=remove
     for t in tools.values():
         assert t.output_schema is None, t.name  # decision 0017: results are documented in docs/tools/
         assert t.input_schema.get("additionalProperties") is False, t.name

@@ -9,7 +9,8 @@ cluster played by an in-memory stand-in (what the API server stores for get/list
 - API errors: the failed pass is recorded, and the wait before the next one doubles up to the ceiling, then
   comes back to the period once the API answers;
 - the loop of a deleted app ends; the sweeper starts the loop of every recorded app and reports (by setting,
-  removes) objects with the platform's labels no recorded app owns.
+  removes) objects with the platform's labels no recorded app owns;
+- a verified custom domain's Certificate and Ingress are desired state (re-applied when deleted).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from workflows.domain.secretbox import SecretBox
 from workflows.domain.specs import ClusterCaps
 from workflows.domain.workflow_ids import reconcile_workflow_id
 from workflows.reconcile import ReconcileSweepWorkflow, ReconcileWorkflow
+from workflows.render.domains import domain_object_name, tls_secret_name
 
 DIGEST = "sha256:" + "b" * 64
 PERIOD = 30.0
@@ -479,3 +481,34 @@ async def test_an_attached_databases_objects_are_part_of_the_apps_desired_state(
         await env.sleep(PERIOD + 1)
         await until(lambda: _newer(store, app_id, second.observed_at))
         assert ("StatefulSet", ns, "postgres--orders") not in cluster.objects
+
+
+async def test_a_verified_custom_domain_is_desired_state_its_certificate_re_applied(
+    env: WorkflowEnvironment, store: PgStore, box: SecretBox,
+) -> None:
+    """A verified custom domain's Certificate (cert-manager.io/v1, HTTP-01 issuer) and Ingress are applied by a
+    pass and re-applied when deleted by hand; an unverified one is not desired yet."""
+    app_id, ns, _ = await record_app(store, box)
+    verified, _ = await store.add_domain(app_id, "shop.example.test", "tok-1", datetime.now().astimezone(),
+                                         tls_secret_name("web", "shop.example.test"))
+    await store.set_domain_status(verified.id, "tok-1", status="active", verified_at=datetime.now().astimezone())
+    await store.add_domain(app_id, "pending.example.test", "tok-2", datetime.now().astimezone(), "x-tls")
+    cluster = MemoryCluster()
+    queue = f"q-{uuid.uuid4().hex[:6]}"
+    acts = activities(store, cluster, box, env, domain_issuer="le-http01")
+    name = domain_object_name("web", "shop.example.test")
+    async with Worker(env.client, task_queue=queue, workflows=[ReconcileWorkflow], activities=acts.all()):
+        await env.client.start_workflow(ReconcileWorkflow.run, loop(app_id),
+                                        id=reconcile_workflow_id(app_id), task_queue=queue)
+        obs = (await until(lambda: store.observations([app_id])))[app_id]
+        cert = cluster.objects[("Certificate", ns, name)]
+        assert cert["spec"]["dnsNames"] == ["shop.example.test"] and cert["spec"]["issuerRef"]["name"] == "le-http01"
+        assert cluster.objects[("Ingress", ns, name)]["spec"]["rules"][0]["host"] == "shop.example.test"
+        assert not [k for k in cluster.objects if k[0] == "Certificate" and k[2] != name]  # the pending one: none
+
+        del cluster.objects[("Certificate", ns, name)]
+        await env.sleep(PERIOD + 1)
+        again = await until(lambda: _newer(store, app_id, obs.observed_at))
+        assert f"Certificate/{ns}/{name} is missing" in again.drift
+        assert ("Certificate", ns, name) in cluster.objects
+        await env.client.get_workflow_handle(reconcile_workflow_id(app_id)).terminate()

@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
 from workflows.activities.deploy import DeployActivities
+from workflows.activities.domains import DomainActivities
 from workflows.activities.volume import VolumeActivities
 from workflows.adapters.kube import Kube
 from workflows.adapters.registry import ResolvedImage
@@ -31,6 +32,7 @@ from workflows.domain.deploy_contract import RetiredRelease, Switched
 from workflows.domain.images import ImageRef
 from workflows.domain.secretbox import SecretBox
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
+from workflows.domains import DomainWorkflow
 from workflows.volume import VolumeWorkflow
 
 STEP = 0.3  # each stand-in step takes a moment, so the tool's poll (every 0.25 s) sees most phases
@@ -131,18 +133,22 @@ def volume_stand_ins() -> list[Any]:
 
 @asynccontextmanager
 async def stand_in_worker(store: PgStore, temporal_address: str, cluster: Cluster, secretbox: SecretBox,
-                          interceptors: Sequence[ClientInterceptor] = ()) -> AsyncIterator[TemporalWorkflows]:
+                          interceptors: Sequence[ClientInterceptor] = (), domains: DomainActivities | None = None,
+                          ) -> AsyncIterator[TemporalWorkflows]:
     """A worker on its own task queue running the real deploy and volume workflows with the store's real
-    activities and the stand-ins above; yields the tools' `Workflows` on that queue. `interceptors` go on the
-    client (and so on the worker too, for the ones that are also worker interceptors: tracing's)."""
+    activities and the stand-ins above (and, given `domains`, the real custom-domain workflow with those
+    activities); yields the tools' `Workflows` on that queue. `interceptors` go on the client (and so on the
+    worker too, for the ones that are also worker interceptors: tracing's)."""
     temporal = await TemporalClient.connect(temporal_address, data_converter=pydantic_data_converter,
                                             interceptors=interceptors)
     queue = f"stand-in-{uuid.uuid4().hex[:8]}"
     real = DeployActivities(cast(Kube, None), store, secretbox, temporal=temporal)
     volumes = VolumeActivities(cast(Kube, None), store)
-    worker = Worker(temporal, task_queue=queue, workflows=[DeployWorkflow, VolumeWorkflow],
+    worker = Worker(temporal, task_queue=queue,
+                    workflows=[DeployWorkflow, VolumeWorkflow, *([DomainWorkflow] if domains else [])],
                     activities=[real.set_phase, real.record_outcome, real.set_image, real.wait_workflows_closed,
-                                volumes.volume_record, *cluster.activities(), *volume_stand_ins()],
+                                volumes.volume_record, *cluster.activities(), *volume_stand_ins(),
+                                *(domains.all() if domains else [])],
                     max_heartbeat_throttle_interval=timedelta(milliseconds=100),
                     default_heartbeat_throttle_interval=timedelta(milliseconds=100))
     async with worker:

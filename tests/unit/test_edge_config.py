@@ -43,3 +43,15 @@ def test_no_ready_endpoints_means_no_router() -> None:
                                     {("ns", "web"): {"metadata": {"namespace": "ns", "name": "web"}, "subsets": []}})
     assert "http" not in config
     assert "http" not in traefik_dynamic_config([ingress("x.apps.test")], {}, CERT, KEY, {})
+
+
+def test_a_custom_domains_certificate_is_served_by_sni_beside_the_default() -> None:
+    custom = ingress("shop.example.test") | {"spec": {**ingress("shop.example.test")["spec"],
+                                                      "tls": [{"hosts": ["shop.example.test"], "secretName": "c-tls"}]}}
+    files = {("ns", "c-tls"): (Path("/certs/ns_c-tls.crt"), Path("/certs/ns_c-tls.key"))}
+    config = traefik_dynamic_config([custom], {("ns", "web"): SERVICE}, CERT, KEY,
+                                    {("ns", "web"): endpoints("10.42.0.7")}, files)
+    assert config["tls"]["certificates"] == [{"certFile": "/certs/ns_c-tls.crt", "keyFile": "/certs/ns_c-tls.key"}]
+    assert config["tls"]["stores"]["default"]["defaultCertificate"]["certFile"] == str(CERT)
+    # the Secret not written yet: the default certificate only
+    assert "certificates" not in traefik_dynamic_config([custom], {}, CERT, KEY, {}, {})["tls"]

@@ -52,6 +52,7 @@ from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, ReleaseSp
 from workflows.domain.workflow_ids import reconcile_workflow_id
 from workflows.render.autoscaler import app_autoscaler
 from workflows.render.database import database_objects
+from workflows.render.domains import domain_objects
 from workflows.render.namespace import namespace_objects
 from workflows.render.release import app_ingress, app_service, release_deployment, release_pdb, release_secret
 from workflows.render.volume import imported_backup, volume_pvc
@@ -74,6 +75,8 @@ class ReconcileConfig:
     image_pull_secret: str | None = None
     storage_classes: dict[str, str] = field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
     database_images: dict[int, str] = field(default_factory=dict)
+    domain_issuer: str = "deploy-mcp-http01"  # the ClusterIssuer of custom domains' Certificates
+    external_dns: bool = False  # custom domains' Ingresses carry ExternalDNS's hostname annotation
 
 
 class ReconcileActivities:
@@ -254,6 +257,10 @@ class ReconcileActivities:
         ingress = app_ingress(ns, t.tenant, t.project, t.app, t.hostname, self.config.ingress_class, None)
         await self._converge(ingress, await self._get(ingress), drift, repaired)
         autoscaler = await self._autoscaler(t, release, caps, drift, repaired)
+        for host in t.domains:  # verified custom domains: their Certificate and Ingress (cert-manager owns the Secret)
+            for obj in domain_objects(ns, t.tenant, t.project, t.app, host, self.config.domain_issuer,
+                                      self.config.ingress_class, self.config.external_dns):
+                await self._converge(obj, await self._get(obj), drift, repaired)
 
         # what traffic meets: as found, before the repairs above take effect (the next pass sees those)
         pods = [] if live_ns is None else await self.kube.list_objects(

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from workflows.domain.build_contract import BuildDone, BuildInput, BuildStarted
+from workflows.domain.domain_contract import DomainClaimState
 from workflows.domain.phases import Phase
 from workflows.domain.reconcile_contract import AppKey, Observation, ReconcileTarget
 from workflows.domain.scaling import AppScale
@@ -105,3 +106,9 @@ class DatabaseStore(Protocol):
 
     async def finish_database_backup(self, database_id: UUID, name: str, status: str, size_bytes: int | None,
                                      error: str | None) -> None: ...
+class DomainStore(Protocol):
+    async def domain_claim_state(self, domain_id: UUID, token: str) -> DomainClaimState: ...
+
+    async def set_domain_status(self, domain_id: UUID, token: str, **fields: Any) -> bool: ...
+
+    async def remove_domain(self, domain_id: UUID, token: str) -> None: ...

@@ -67,6 +67,7 @@ KINDS: dict[tuple[str, str], tuple[str, bool]] = {
     ("longhorn.io/v1beta2", "RecurringJob"): ("recurringjobs", True),
     # CloudNativePG's Cluster, used only where its operator serves the CRD (workflows/activities/database.py)
     ("postgresql.cnpg.io/v1", "Cluster"): ("clusters", True),
+    ("cert-manager.io/v1", "Certificate"): ("certificates", True),
 }
 
 

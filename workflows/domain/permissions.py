@@ -116,6 +116,10 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
     *_grant("apps", "statefulsets", "get delete " + _APPLY, True, "database_apply, database_delete"),
     *_grant("batch", "cronjobs", "delete " + _APPLY, True, "database_apply, database_delete"),
     *_grant("postgresql.cnpg.io", "clusters", "get delete " + _APPLY, True, "database_apply, database_delete"),
+    # custom domains (activities/domains.py): their Certificate, read for its status, re-applied by the
+    # reconciler, deleted with the domain
+    *_grant("cert-manager.io", "certificates", "get create patch delete", True,
+            "domain_step, domain_remove, reconcile_app"),
 )
 
 SERVER_POD_LOG_PERMISSIONS: tuple[Permission, ...] = (

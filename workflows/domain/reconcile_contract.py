@@ -164,6 +164,7 @@ class ReconcileTarget(Msg):
     secrets_ciphertext: bytes | None = None  # of the serving release's secrets version
     scale: AppScale | None = None  # what `scale` recorded; None: the serving release's own count
     database: TargetDatabase | None = None  # the attached database, when it is ready
+    domains: list[str] = []  # verified custom domains: their Certificate and Ingress are desired state
 
 
 class AppKey(Msg):

@@ -48,3 +48,6 @@ def scale_workflow_id(app_id: UUID, key: str) -> str:
 def database_workflow_id(tenant: str, project: str, database: str, op: str, key: str) -> str:
     """One change to a database: the same request retried never runs twice."""
     return f"database/{tenant}/{project}/{database}/{op}/{key}"
+def domain_workflow_id(domain_id: UUID, token: str) -> str:
+    """One per claim of a hostname: a takeover (new token) never signals the old claim's workflow."""
+    return f"domain/{domain_id}/{token[:12]}"
