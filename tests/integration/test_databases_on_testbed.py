@@ -23,6 +23,8 @@ import pytest
 from mcp_server.devenv.embedded import Testbed
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform, platform_settings
+from mcp_server.devenv.platform_image import push_image as push_built
+from mcp_server.devenv.postgres_image import build_postgres_image
 from tests.support.netpol import Namespace, Pod, connection_allowed
 from tests.support.platform import ok, running_platform
 from workflows.domain.labels import LABEL_APP, LABEL_DATABASE
@@ -46,8 +48,10 @@ async def image_pushed(ref: str) -> bool:
 @pytest.fixture
 async def platform(database_url: str, temporal_address: str, needs_node: Testbed) -> AsyncIterator[Platform]:
     if not await image_pushed(POSTGRES_IMAGE):
-        pytest.fail(f"{POSTGRES_IMAGE} is not in the registry: run `make image-postgres-push "
-                    f"PG_IMAGE={POSTGRES_IMAGE}` (as root) first")
+        # built from Debian's postgresql package on the cached base (a few minutes once, then cached by inputs),
+        # as `make image-postgres-push PG_IMAGE=...` does
+        ref = await asyncio.to_thread(build_postgres_image)
+        await asyncio.to_thread(push_built, None, ref, POSTGRES_IMAGE)
     settings = platform_settings(database_url, temporal_address, needs_node,
                                  databases={"images": {15: POSTGRES_IMAGE}, "ready_timeout_seconds": 240})
     async with running_platform(settings) as p:
