@@ -352,7 +352,8 @@ def test_every_name_in_the_example_files_is_a_setting() -> None:
     for key in [*example, *secrets, *_env_file(MANIFESTS / "base" / "config.env")]:
         if key not in OTHER_NAMES:
             _check_name(key)
-    assert set(secrets) == {"DATABASE_URL", "DEPLOY_MCP_SECRETS_KEY", "DEPLOY_MCP_HARBOR__PASSWORD"}
+    assert set(secrets) == {"DATABASE_URL", "DEPLOY_MCP_SECRETS_KEY", "DEPLOY_MCP_HARBOR__PASSWORD",
+                            "DEPLOY_MCP_DNS__POWERDNS_API_KEY"}
 
 
 @pytest.mark.parametrize("name", K3S_OVERLAYS)
