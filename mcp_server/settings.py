@@ -358,7 +358,7 @@ class OidcSettings(Group):
     tenant_claim: str = "tenant"
     """Claim naming the tenant (a dotted path), for rules without their own `tenant`."""
     scopes_claim: str | None = "scope"
-    """Claim with the token's scopes (a space-separated string or a list); unset: the matching rule's scopes."""
+    """Claim with the token's scopes (a space-separated string or a list); unset or "": the matching rule's scopes."""
     rules: list[OidcRule] = Field(default_factory=lambda: [OidcRule()])
     """Which tokens get which tenant and scopes; a token no rule matches is refused."""
     jwks_cache_seconds: int = Field(3600, ge=10, le=86400)
@@ -367,6 +367,11 @@ class OidcSettings(Group):
     """At most one early refetch per this many seconds when a token names a key not in the cache."""
     leeway_seconds: int = Field(30, ge=0, le=300)
     """Clock skew allowed on `exp`, `nbf` and `iat`."""
+
+    @field_validator("scopes_claim", "audience")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None  # TOML and env vars have no null
 
     @model_validator(mode="after")
     def _url(self) -> OidcSettings:

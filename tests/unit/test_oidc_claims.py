@@ -3,11 +3,14 @@ settings that refuse a half-made configuration, and the registration budget's wi
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from mcp_server.auth_audit import OIDC_REASONS
 from mcp_server.oauth.oidc import Mapped, Refused, claim_at, map_claims, token_scopes
 from mcp_server.oauth.registration_limit import RegistrationBudget
 from mcp_server.settings import ALL_SCOPES, OAuthSettings, OidcSettings
@@ -36,7 +39,8 @@ def test_scopes_are_read_from_a_space_separated_string_or_a_list() -> None:
 
 
 def test_without_a_scopes_claim_the_rule_grants_its_scopes() -> None:
-    s = settings(scopes_claim=None, rules=[{"scopes": ["apps:read", "logs:read"]}])
+    s = settings(scopes_claim="", rules=[{"scopes": ["apps:read", "logs:read"]}])  # "": none (TOML has no null)
+    assert s.scopes_claim is None
     assert map_claims(s, {"tenant": "acme", "scope": "apps:write"}) == Mapped("acme", ["apps:read", "logs:read"])
 
 
@@ -93,3 +97,11 @@ def test_the_registration_budget_refuses_past_its_count_until_the_window_ends() 
     assert budget.admit("10.0.0.2") is None  # per address
     now[0] += 3000
     assert budget.admit("10.0.0.1") is None
+
+
+def test_every_reason_the_verifier_notes_is_one_auth_refusals_admits() -> None:
+    root = Path(__file__).resolve().parents[2]
+    noted = set(re.findall(r'Refused\("([a-z_]+)"', (root / "mcp_server/oauth/oidc.py").read_text()))
+    assert noted <= {*OIDC_REASONS, "malformed", "expired"}, noted
+    migration = (root / "mcp_server/store/migrations/0017_oidc_refusals.sql").read_text()
+    assert all(f"'{r}'" in migration for r in OIDC_REASONS)
