@@ -49,22 +49,31 @@ class IssuerKeys:
         self.cache_seconds, self.refetch_seconds = cache_seconds, refetch_seconds
         self.timeout, self.clock = timeout, clock
         self._keys: KeySet | None = None
-        self._fetched = 0.0
+        self._fetched = 0.0  # when the keys held were read
+        self._tried: float | None = None  # when they were last asked for, read or not: the refetch budget
+        self._error = "not read yet"
         self._jwks_uri: str | None = None
         self._lock = asyncio.Lock()
         self.fetches = 0  # how many times the key set was read (the log says so too)
 
     async def key(self, kid: str | None, alg: str) -> RSAKey | ECKey | None:
         """The issuer's key `kid` for `alg`, refetched once if unknown (and the budget allows); None: no such
-        key even then. Raises `KeysUnavailable` when no keys could ever be read."""
+        key even then. Raises `KeysUnavailable` while no keys could be read."""
         async with self._lock:
-            if self._keys is None or self.clock() - self._fetched >= self.cache_seconds:
+            stale = self._keys is None or self.clock() - self._fetched >= self.cache_seconds
+            if stale and self._may_try():
                 await self._refresh()
+            if self._keys is None:
+                raise KeysUnavailable(f"the keys of issuer {self.issuer} could not be read: {self._error}")
             found = self._find(kid, alg)
-            if found is None and self.clock() - self._fetched >= self.refetch_seconds:
+            if found is None and self._may_try():
                 await self._refresh()
                 found = self._find(kid, alg)
             return found
+
+    def _may_try(self) -> bool:
+        # also after a failure: a broken issuer is asked again once per budget, not on every request
+        return self._tried is None or self.clock() - self._tried >= self.refetch_seconds
 
     def _find(self, kid: str | None, alg: str) -> RSAKey | ECKey | None:
         assert self._keys is not None
@@ -77,7 +86,8 @@ class IssuerKeys:
         return next((k for k in usable if k.kid == kid), None)
 
     async def _refresh(self) -> None:
-        self._fetched = self.clock()  # also on failure: a broken issuer is not asked again at once
+        """Read the key set; a failure keeps the keys held (and says why in the log)."""
+        self._tried = self.clock()
         try:
             async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as http:
                 if self._jwks_uri is None:
@@ -86,23 +96,23 @@ class IssuerKeys:
             keys = doc.get("keys")
             if not isinstance(keys, list):
                 raise KeysUnavailable(f"the key set at {self._jwks_uri} has no `keys` list")
-            # one key the library cannot read (another algorithm family, say) must not hide the others
-            readable = []
-            for k in keys:
-                try:
-                    readable.append(KeySet.import_key_set({"keys": [k]}).keys[0])
-                except (JoseError, ValueError, TypeError, KeyError):
-                    log.info("skipped a key of the issuer's key set it cannot read (kty %r)",
-                             k.get("kty") if isinstance(k, dict) else None)
-            self._keys = KeySet(readable)
-            self.fetches += 1
-            log.info("read %d key(s) of %s from %s", len(readable), self.issuer, self._jwks_uri)
         except (KeysUnavailable, httpx.HTTPError) as e:
             self._jwks_uri = None  # discover again next time: the issuer may have moved its keys
-            reason = str(e) if isinstance(e, KeysUnavailable) else f"a request failed ({type(e).__name__})"
-            if self._keys is None:
-                raise KeysUnavailable(f"the keys of issuer {self.issuer} could not be read: {reason}") from e
-            log.warning("kept the keys held of %s: reading them again failed: %s", self.issuer, reason)
+            self._error = str(e) if isinstance(e, KeysUnavailable) else f"a request failed ({type(e).__name__})"
+            log.warning("reading the keys of %s failed (%s keys held): %s", self.issuer,
+                        "no" if self._keys is None else "the", self._error)
+            return
+        # one key the library cannot read (another algorithm family, say) must not hide the others
+        readable = []
+        for k in keys:
+            try:
+                readable.append(KeySet.import_key_set({"keys": [k]}).keys[0])
+            except (JoseError, ValueError, TypeError, KeyError):
+                log.info("skipped a key of the issuer's key set it cannot read (kty %r)",
+                         k.get("kty") if isinstance(k, dict) else None)
+        self._keys, self._fetched = KeySet(readable), self.clock()
+        self.fetches += 1
+        log.info("read %d key(s) of %s from %s", len(readable), self.issuer, self._jwks_uri)
 
     async def _discover(self, http: httpx.AsyncClient) -> str:
         url = _checked_url(self.issuer.rstrip("/") + "/.well-known/openid-configuration", "discovery document")

@@ -40,6 +40,7 @@ class FakeOidcIssuer:
         self.published: list[RSAKey | ECKey] = [self.rsa, self.ec]
         self.jwks_fetches = 0
         self.discovery_fetches = 0
+        self.down = False  # answer 503 to everything, as an issuer restarting does
 
     def rotate(self) -> RSAKey:
         """A new RSA signing key, published in place of the old one (which is no longer listed)."""
@@ -76,6 +77,8 @@ class FakeOidcIssuer:
         return f"{head}.{body}.{_b64(sig)}"
 
     async def discovery(self, request: Request) -> Response:
+        if self.down:
+            return Response("restarting", status_code=503)
         self.discovery_fetches += 1
         return JSONResponse({
             "issuer": self.issuer, "authorization_endpoint": self.issuer + "/protocol/openid-connect/auth",
@@ -85,6 +88,8 @@ class FakeOidcIssuer:
             "code_challenge_methods_supported": ["S256"]})
 
     async def certs(self, request: Request) -> Response:
+        if self.down:
+            return Response("restarting", status_code=503)
         self.jwks_fetches += 1
         return JSONResponse({"keys": [k.as_dict(private=False) for k in self.published]})
 

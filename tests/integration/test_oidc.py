@@ -219,6 +219,21 @@ async def test_early_refetches_are_rate_limited(env: Env) -> None:
     assert env.issuer.jwks_fetches == 1
 
 
+async def test_an_issuer_whose_keys_cannot_be_read_refuses_until_it_answers_and_then_keeps_them(env: Env) -> None:
+    token = env.issuer.mint(aud=env.mcp_url, tenant="acme")
+    env.issuer.down = True
+    status, challenge = await mcp_status(env, token)
+    assert status == 401 and "signing keys cannot be read" in challenge
+    assert [r["reason"] for r in await refusal_rows(env.store, 1)] == ["keys_unavailable"]
+    env.issuer.down = False
+    assert (await whoami(env, token))["tenant"] == "acme"
+    # down again: an unknown kid's refetch fails, and the keys held still verify the good token
+    env.issuer.down = True
+    status, _ = await mcp_status(env, _forged(env.issuer, env.mcp_url, "unknown_kid"))
+    assert status == 401
+    assert (await whoami(env, token))["tenant"] == "acme"
+
+
 async def test_api_tokens_keep_working_beside_the_issuer(env: Env) -> None:
     api = await create_token(env.store, "acme", "ci", ["apps:read"])
     who = await whoami(env, api)
