@@ -1,12 +1,21 @@
 """Who is calling. Over stdio: the local operator named in the settings. Over HTTP: a bearer API token,
 looked up by its SHA-256 in `api_tokens`; an unknown, revoked or expired token gets 401 before any tool runs.
 With `oauth.enabled`, the OAuth provider (`mcp_server.oauth.provider`) verifies these and its own access
-tokens; its principals say `via="http-oauth"`.
+tokens; its principals say `via="http-oauth"`. With `oauth.oidc.issuer`, `mcp_server.oauth.oidc` verifies an external
+issuer's JWTs and these; its principals say `via="http-oidc"`.
+
+A verifier answers the SDK with a token or None, so the reason of a refusal would be lost: `note_refusal`
+hands it to the refused-authentication middleware (`auth_audit.py`), which records it and says it in the 401's
+`WWW-Authenticate`.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -110,3 +119,35 @@ def principal_from_request() -> Principal | None:
         read_only=bool(token.claims.get("read_only", False)),
         toolsets=frozenset(token.claims["toolsets"]) if "toolsets" in token.claims else None,
     )
+
+
+@dataclass(frozen=True)
+class TokenRefusal:
+    """Why a verifier refused a token: `reason` is an `auth_refusals.reason`, `description` what the client is
+    told (never the token, nor a claim's value a stranger chose), `tenant` the token's if it was signed
+    properly."""
+
+    reason: str
+    description: str
+    tenant: str | None = None
+
+
+_refusals: ContextVar[list[TokenRefusal] | None] = ContextVar("token_refusals", default=None)
+
+
+@contextmanager
+def refusal_notes() -> Iterator[list[TokenRefusal]]:
+    """Collect the refusals noted while one request is authenticated (a mutable list: the verifier runs below
+    the middleware that opens this, in the same context)."""
+    notes: list[TokenRefusal] = []
+    reset = _refusals.set(notes)
+    try:
+        yield notes
+    finally:
+        _refusals.reset(reset)
+
+
+def note_refusal(refusal: TokenRefusal) -> None:
+    notes = _refusals.get()
+    if notes is not None:
+        notes.append(refusal)

@@ -3,7 +3,9 @@ with the remote address, the reason and, when the token has the platform's forma
 (as `api_tokens.prefix` keeps them); never the token itself.
 
 Reasons: `missing` (no Authorization header), `malformed` (not `Bearer <token>`, or a token not of the
-`dmcp_` format), `unknown` (no such token), `revoked`, `expired`.
+`dmcp_` format), `unknown` (no such token), `revoked`, `expired`; for an external issuer's JWT
+(`mcp_server.oauth.oidc`), the reason its verifier noted (`OIDC_REASONS`), which the 401's `WWW-Authenticate`
+then also says (`error="invalid_token", error_description=...`).
 
 Rate limit, so a flood cannot fill the table: at most `rate_limits.refused_auth_rows_per_minute` rows per
 remote address per minute (a fixed window starting at the address's first refusal). Past it, refusals are
@@ -30,7 +32,7 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mcp_server.auth import TOKEN_PREFIX
+from mcp_server.auth import TOKEN_PREFIX, TokenRefusal, refusal_notes
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,10 @@ MAX_TRACKED = 10_000
 OVERFLOW = "*"
 PREFIX_CHARS = 12  # what api_tokens.prefix keeps: `dmcp_` and 7 characters of 256 random bits
 _TOKEN_FORMAT = re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]{1,195}")
+_DESCRIPTION = re.compile(rb'error_description="[^"]*"')
+# what an external issuer's token is refused for (migration 0017 admits them), besides `malformed`, `expired`
+OIDC_REASONS = ("wrong_issuer", "wrong_audience", "bad_signature", "unknown_key", "algorithm", "invalid_claims",
+                "no_tenant", "no_rule", "keys_unavailable")
 
 
 class RefusalStore(Protocol):
@@ -97,19 +103,22 @@ class RefusedAuthAudit:
             return
         status: list[int] = []
 
-        async def watch(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-            await send(message)
+        with refusal_notes() as notes:
+            async def watch(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    status.append(message["status"])
+                    if message["status"] == 401 and notes:
+                        message = {**message, "headers": _explained(message.get("headers", []), notes[0])}
+                await send(message)
 
-        await self.app(scope, receive, watch)
+            await self.app(scope, receive, watch)
         if status and status[0] == 401:
             try:
-                await self._record(scope)
+                await self._record(scope, notes[0] if notes else None)
             except Exception:
                 log.exception("could not record a refused authentication")
 
-    async def _record(self, scope: Scope) -> None:
+    async def _record(self, scope: Scope, noted: TokenRefusal | None = None) -> None:
         client = scope.get("client")
         addr = str(client[0]) if client else "unknown"
         write, summaries = self.budget.admit(addr)
@@ -120,7 +129,9 @@ class RefusedAuthAudit:
         header = _bearer(scope)
         prefix: str | None = None
         tenant: str | None = None
-        if header is None:
+        if noted is not None:
+            reason, tenant = noted.reason, noted.tenant
+        elif header is None:
             reason = "missing"
         else:
             scheme, _, token = header.partition(" ")
@@ -130,3 +141,15 @@ class RefusedAuthAudit:
                 prefix = token[:PREFIX_CHARS]
                 reason, tenant = await self.store.token_refusal(token)
         await self.store.record_auth_refusal(addr, reason, prefix, tenant)
+
+
+def _explained(headers: list[tuple[bytes, bytes]], refusal: TokenRefusal) -> list[tuple[bytes, bytes]]:
+    """The SDK's challenge (`error="invalid_token"`, its resource metadata URL) with the verifier's reason as
+    its description (RFC 6750 §3: quotes and backslashes are not allowed in it)."""
+    text = refusal.description.replace('"', "'").replace("\\", "/").encode("ascii", "replace")
+    out = []
+    for name, value in headers:
+        if name.lower() == b"www-authenticate":
+            value = _DESCRIPTION.sub(lambda _: b'error_description="' + text + b'"', bytes(value), count=1)
+        out.append((name, value))
+    return out

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from mcp.server import MCPServer
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.routes import build_metadata, build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import Context
@@ -37,7 +37,9 @@ from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
 from mcp_server.health import HealthRoutes, MetricsSource, Named
 from mcp_server.http_unavailable import StoreUnavailableResponse
 from mcp_server.oauth.github import CALLBACK_PATH, GitHubLogin
+from mcp_server.oauth.oidc import OidcVerifier
 from mcp_server.oauth.provider import OAuthStore, PlatformAuthProvider, issuer_for
+from mcp_server.oauth.registration_limit import RegistrationBudget, limit_registrations
 from mcp_server.oauth.routes import login_routes
 from mcp_server.oauth.step_up import ScopeChallenge
 from mcp_server.rate_limits import CallLimits
@@ -116,6 +118,7 @@ class DeployMCP(MCPServer[Any]):
         limits: CallLimits | None = None,
         refusals: RefusalBudget | None = None,
         oauth: PlatformAuthProvider | None = None,
+        verifier: TokenVerifier | None = None,
     ) -> None:
         self.deps = deps
         # Budgets are per token: over stdio (and in memory) the caller is the machine's operator, unlimited
@@ -124,6 +127,7 @@ class DeployMCP(MCPServer[Any]):
         self.refusals = refusals or RefusalBudget(deps.rate_limits.refused_auth_rows_per_minute)
         self.transport = transport
         self.oauth = oauth
+        self.verifier = verifier
         self.fixed_principal = principal
         self.specs: dict[str, ToolSpec] = {}
         self.arg_names: dict[str, frozenset[str]] = {}
@@ -146,7 +150,7 @@ class DeployMCP(MCPServer[Any]):
             version="0.1.0",
             tools=tools,
             # with OAuth, the provider verifies both its access tokens and the API tokens
-            token_verifier=ApiTokenVerifier(deps.store) if auth and oauth is None else None,
+            token_verifier=verifier or (ApiTokenVerifier(deps.store) if auth and oauth is None else None),
             auth_server_provider=oauth,
             auth=auth,
         )
@@ -172,8 +176,10 @@ class DeployMCP(MCPServer[Any]):
         """The SDK's app, with the refused authentications recorded around its authentication, a 503 for a
         database that cannot be reached, and the health probes' paths in front of it all."""
         app = super().streamable_http_app(**kwargs)
-        if self.oauth is not None:
+        if self.oauth is not None or isinstance(self.verifier, OidcVerifier):
             self._add_scope_challenge(app, kwargs.get("streamable_http_path", "/mcp"))
+        if self.oauth is not None:
+            limit_registrations(app, RegistrationBudget(self.oauth.settings.registrations_per_hour))
             if self.oauth.settings.client_metadata_documents:
                 self._advertise_client_metadata_documents(app)
         app.add_middleware(RefusedAuthAudit, store=self.deps.store, budget=self.refusals)
@@ -230,6 +236,8 @@ class DeployMCP(MCPServer[Any]):
         if "grant_id" in claims:
             # OAuth: per consent (one user, one client), not per client id, which every user of one client shares
             return Budget(f"grant:{claims['grant_id']}")
+        if claims.get("via") == "http-oidc":  # an external issuer's users: per user
+            return Budget(str(token.subject))
         return Budget(token.client_id, claims.get("calls_per_minute"), claims.get("concurrent_waits"))
 
     def _long_wait(self, name: str, arguments: dict[str, Any], budget: Budget) -> AbstractContextManager[None]:
@@ -416,6 +424,7 @@ def build_server(
     OAuth 2.1 authorization server of its MCP endpoint (`mcp_server.oauth`)."""
     auth = None
     provider = None
+    verifier = None
     if transport == "http":
         url = public_url or "http://127.0.0.1:8765/mcp"
         if oauth is not None and oauth.enabled:
@@ -429,6 +438,10 @@ def build_server(
                 client_registration_options=ClientRegistrationOptions(
                     enabled=True, valid_scopes=[*ALL_SCOPES, *OPERATOR_SCOPES], default_scopes=list(ALL_SCOPES)),
                 revocation_options=RevocationOptions(enabled=True))
+        elif oauth is not None and oauth.oidc.issuer is not None:
+            # an external issuer's JWTs (and API tokens); the resource metadata names that issuer (RFC 9728)
+            verifier = OidcVerifier(oauth.oidc, url, ApiTokenVerifier(deps.store))
+            auth = AuthSettings(issuer_url=oauth.oidc.issuer, resource_server_url=url, validate_token_resource=True)
         else:
             # API tokens are minted by this server for itself alone, so there is no foreign audience to refuse.
             auth = AuthSettings(issuer_url=AnyHttpUrl(url), resource_server_url=AnyHttpUrl(url),
@@ -437,4 +450,4 @@ def build_server(
     elif principal is None:
         raise ValueError(f"transport {transport!r} needs the principal it acts for")
     return DeployMCP(deps, transport=transport, principal=principal, auth=auth, limits=limits, refusals=refusals,
-                     oauth=provider)
+                     oauth=provider, verifier=verifier)

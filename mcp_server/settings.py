@@ -342,6 +342,63 @@ class OAuthRule(Group):
         return self
 
 
+class OidcRule(Group):
+    """Which tokens of the external issuer get which scopes: those whose claim `claim` is `value` (or, for a
+    list claim such as `groups`, holds it), in `tenant`, or in the tenant `oauth.oidc.tenant_claim` names.
+    Rules are tried in order; the first that matches wins."""
+
+    claim: str | None = None
+    """Claim to test (a dotted path into nested claims, e.g. `realm_access.roles`); unset: every token matches."""
+    value: str | None = None
+    """What that claim must be or hold."""
+    tenant: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    """Tenant the matching tokens act in; unset: the value of their `oauth.oidc.tenant_claim`."""
+    scopes: list[str] = Field(default_factory=lambda: list(ALL_SCOPES))
+    """What their tokens may do at most (intersected with the token's own scopes, see `scopes_claim`)."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcRule:
+        if (self.claim is None) != (self.value is None):
+            raise ValueError("oauth.oidc rule: set both `claim` and `value`, or neither (a rule for every token)")
+        unknown = sorted(set(self.scopes) - {*ALL_SCOPES, *OPERATOR_SCOPES})
+        if unknown:
+            raise ValueError(f"oauth.oidc rule: unknown scope(s) {unknown}; known: {[*ALL_SCOPES, *OPERATOR_SCOPES]}")
+        return self
+
+
+class OidcSettings(Group):
+    """An external OpenID Connect issuer (Keycloak, Dex, Authentik) instead of the GitHub sign-in: its JWT access
+    tokens are verified on every request with its published keys (docs/operations.md "OIDC issuer")."""
+
+    issuer: str | None = None
+    """The issuer URL, exactly as its tokens' `iss` and its discovery document say; set: OIDC mode is on."""
+    audience: str | None = None
+    """An `aud` accepted besides this MCP endpoint's URL (e.g. the client id Keycloak or Dex put there)."""
+    tenant_claim: str = "tenant"
+    """Claim naming the tenant (a dotted path), for rules without their own `tenant`."""
+    scopes_claim: str | None = "scope"
+    """Claim with the token's scopes (a space-separated string or a list); unset or "": the matching rule's scopes."""
+    rules: list[OidcRule] = Field(default_factory=lambda: [OidcRule()])
+    """Which tokens get which tenant and scopes; a token no rule matches is refused."""
+    jwks_cache_seconds: int = Field(3600, ge=10, le=86400)
+    """How long the issuer's keys are kept before they are fetched again."""
+    jwks_refetch_seconds: float = Field(30.0, ge=0, le=3600)
+    """At most one early refetch per this many seconds when a token names a key not in the cache."""
+    leeway_seconds: int = Field(30, ge=0, le=300)
+    """Clock skew allowed on `exp`, `nbf` and `iat`."""
+
+    @field_validator("scopes_claim", "audience")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None  # TOML and env vars have no null
+
+    @model_validator(mode="after")
+    def _url(self) -> OidcSettings:
+        if self.issuer is not None and not self.issuer.startswith(("https://", "http://")):
+            raise ValueError("oauth.oidc.issuer must be an https URL (http only on a loopback address)")
+        return self
+
+
 class OAuthSettings(Group):
     """The platform as OAuth 2.1 authorization server for its own MCP endpoint, users signing in with GitHub
     (docs/operations.md "OAuth"). API tokens keep working beside it."""
@@ -370,6 +427,10 @@ class OAuthSettings(Group):
     """Lifetime of a refresh token (each use rotates it)."""
     code_seconds: int = Field(300, ge=30, le=600)
     """Lifetime of an authorization code, and of a login waiting at GitHub or at the consent page."""
+    registrations_per_hour: int = Field(20, ge=1, le=10000)
+    """Dynamic client registrations (POST /register) one client address may make per hour; past it, 429."""
+    oidc: OidcSettings = Field(default_factory=OidcSettings)
+    """An external OIDC issuer instead (exclusive with `enabled`)."""
 
     @model_validator(mode="after")
     def _complete(self) -> OAuthSettings:
@@ -377,6 +438,9 @@ class OAuthSettings(Group):
             value = getattr(self, name)
             if value is not None and not value.startswith(("https://", "http://")):
                 raise ValueError(f"oauth.{name} must be an http(s) URL")
+        if self.enabled and self.oidc.issuer is not None:
+            raise ValueError("oauth.enabled (sign-in with GitHub) and oauth.oidc.issuer (an external issuer) exclude "
+                             "each other: set one")
         if self.enabled and (self.client_id is None or self.client_secret is None):
             raise ValueError("oauth.enabled needs the GitHub OAuth app's oauth.client_id and oauth.client_secret "
                              "(DEPLOY_MCP_OAUTH__CLIENT_ID, DEPLOY_MCP_OAUTH__CLIENT_SECRET)")

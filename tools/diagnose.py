@@ -106,7 +106,8 @@ async def diagnosis(deployment_id: UUID) -> DiagnosisView:
     return DiagnosisView(
         deployment_id=d.id, release=release, phase=d.phase, serving=serving,
         # a failed release is scaled to zero, so the cluster shows nothing wrong with it any more: not healthy
-        healthy=live.healthy and d.phase != "failed", cause=cause, ready_replicas=live.ready_replicas, desired_replicas=live.desired_replicas,
+        healthy=live.healthy and d.phase != "failed", cause=cause, ready_replicas=live.ready_replicas,
+        desired_replicas=live.desired_replicas,
         containers=[masker.mask(x) for x in live.containers], events=[masker.mask(x) for x in live.events],
         app_output=AppLines(lines=logs), app_status=status, status_reason=status_reason,
         observed=observed_view(obs) if serving else None, domains=troubles, next_step=step,

@@ -43,6 +43,7 @@ class OAuthStore(TokenStore, Protocol):
     """The queries of `mcp_server.store.oauth.PgOAuth` the provider needs."""
 
     async def save_oauth_client(self, client_id: str, info: dict[str, Any]) -> None: ...
+    async def sweep_oauth_clients(self) -> int: ...
     async def oauth_client(self, client_id: str) -> dict[str, Any] | None: ...
     async def start_oauth_login(self, login_id: str, client_id: str, params: dict[str, Any],
                                 expires_at: datetime) -> None: ...
@@ -113,6 +114,8 @@ class PlatformAuthProvider(OAuthAuthorizationServerProvider[GrantCode, GrantRefr
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
         assert client_info.client_id is not None  # the SDK's registration handler assigns it
+        # each registration sweeps the clients registered a day ago and never used (registration_limit.py)
+        await self.store.sweep_oauth_clients()
         await self.store.save_oauth_client(client_info.client_id, client_info.model_dump(mode="json"))
 
     # authorization: off to GitHub; routes.py comes back with the code

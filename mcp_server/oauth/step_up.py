@@ -3,7 +3,8 @@ answered at the HTTP layer, 403 with `WWW-Authenticate: Bearer error="insufficie
 naming the scopes the token has plus the one needed, so the client can ask the user for them and retry (the
 SDK's OAuth client does).
 
-Only for OAuth access tokens: an API token cannot ask for more, so its callers keep the tool-level refusal
+Only for OAuth access tokens (ours, or an external OIDC issuer's: its client asks that issuer): an API token
+cannot ask for more, so its callers keep the tool-level refusal
 (an error result naming the scope), as before."""
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class ScopeChallenge:
         user = scope.get("user")
         token = user.access_token if isinstance(user, AuthenticatedUser) else None
         if scope["type"] != "http" or scope.get("method") != "POST" or token is None or \
-                (token.claims or {}).get("via") != "http-oauth":
+                (token.claims or {}).get("via") not in ("http-oauth", "http-oidc"):
             await self.app(scope, receive, send)
             return
         messages: list[Message] = []

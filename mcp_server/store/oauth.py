@@ -23,6 +23,16 @@ class PgOAuth(PgProjects):
         await self._one("INSERT INTO oauth_clients (client_id, info) VALUES (%s, %s) ON CONFLICT (client_id) "
                         "DO UPDATE SET info = EXCLUDED.info RETURNING client_id", client_id, Jsonb(info))
 
+    async def sweep_oauth_clients(self) -> int:
+        """Delete the clients registered over a day ago that never got a grant and have no login under way
+        (registration is open to anyone: what was registered and never used does not stay)."""
+        row = await self._one(
+            "WITH d AS (DELETE FROM oauth_clients c WHERE c.created_at < now() - interval '1 day' "
+            "AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = c.client_id) "
+            "AND NOT EXISTS (SELECT 1 FROM oauth_logins l WHERE l.client_id = c.client_id) RETURNING 1) "
+            "SELECT count(*) AS swept FROM d")
+        return int(row["swept"]) if row else 0
+
     async def oauth_client(self, client_id: str) -> dict[str, Any] | None:
         row = await self._one("SELECT info FROM oauth_clients WHERE client_id = %s", client_id)
         return dict(row["info"]) if row else None
