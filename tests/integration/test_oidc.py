@@ -99,7 +99,7 @@ async def test_a_valid_token_acts_in_its_mapped_tenant_with_its_scopes_within_th
     # acting, not only naming: the tenant's (empty) project list, from the real store
     async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as hc, \
             Client(streamable_http_client(env.mcp_url, http_client=hc)) as c:
-        projects = await c.call_tool("list_projects", {})
+        projects = await c.call_tool("apps", {})
     assert not projects.is_error, projects.content
 
 
