@@ -79,16 +79,8 @@ async def env(store: PgStore, request: pytest.FixtureRequest) -> AsyncIterator[E
         deps = ServerDeps(store=store, config=platform_config(settings),
                           rate_limits=RateLimitSettings(calls_per_minute=getattr(request, "param", 120)))
         server = http_server(settings, make_server(settings, deps, "http"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-            if task.done():
-                task.result()
-        try:
+        async with serving(server):
             yield Env(settings.http.mcp_url(), issuer, fake, store)
-        finally:
-            server.should_exit = True
-            await task
 
 
 # a browser: follows redirects until the agent's redirect URI, which it does not open
@@ -571,16 +563,8 @@ async def cimd_env(store: PgStore, tmp_path: Path,
                 "rules": [{"tenant": "acme", "org": "acme", "team": "deployers", "scopes": ACME_SCOPES}]})
             server = http_server(settings, make_server(settings, ServerDeps(store=store,
                                                                             config=platform_config(settings)), "http"))
-            task = asyncio.create_task(server.serve())
-            while not server.started:
-                await asyncio.sleep(0.02)
-                if task.done():
-                    task.result()
-            try:
+            async with serving(server):
                 yield Env(settings.http.mcp_url(), issuer, fake, store), base, documents
-            finally:
-                server.should_exit = True
-                await task
 
 
 async def test_a_client_metadata_document_replaces_registration(

@@ -3,7 +3,6 @@ client address (429 with Retry-After past it), and clients registered a day ago 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +14,7 @@ from mcp_server.server import ServerDeps
 from mcp_server.settings import load_settings
 from mcp_server.store import PgStore
 from mcp_server.wiring import http_server, make_server, platform_config
+from tests.support.serving import serving
 
 CLIENT = {"client_name": "agent", "redirect_uris": ["http://127.0.0.1:9/callback"],
           "token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
@@ -29,16 +29,8 @@ async def base(store: PgStore) -> AsyncIterator[str]:
         "enabled": True, "client_id": "Iv1.fake", "client_secret": "fake-secret", "registrations_per_hour": 3})
     server = http_server(settings, make_server(settings, ServerDeps(store=store, config=platform_config(settings)),
                                                "http"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-        if task.done():
-            task.result()
-    try:
+    async with serving(server):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def client_ids(store: PgStore) -> set[str]:

@@ -25,6 +25,7 @@ from mcp_server.settings import load_settings
 from mcp_server.store import PgStore
 from mcp_server.wiring import http_server, make_server, platform_config
 from tests.fakes.fake_oidc import FakeOidcIssuer, fake_oidc_running
+from tests.support.serving import serving
 
 ACME_SCOPES = ["apps:read", "apps:write", "logs:read"]
 AUDIENCE = "deploy-mcp"  # the client id an issuer such as Keycloak or Dex puts in `aud`
@@ -50,16 +51,8 @@ async def env(store: PgStore, request: pytest.FixtureRequest) -> AsyncIterator[E
                       {"scopes": ACME_SCOPES}]}})
         deps = ServerDeps(store=store, config=platform_config(settings))
         server = http_server(settings, make_server(settings, deps, "http"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-            if task.done():
-                task.result()
-        try:
+        async with serving(server):
             yield Env(settings.http.mcp_url(), f"http://127.0.0.1:{port}", fake, store)
-        finally:
-            server.should_exit = True
-            await task
 
 
 async def whoami(env: Env, token: str) -> dict[str, Any]:
