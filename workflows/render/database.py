@@ -31,7 +31,7 @@ from workflows.domain.labels import (
 )
 from workflows.domain.specs import ClusterCaps, VolumeSpec
 from workflows.render.namespace import project_labels
-from workflows.render.objects import meta
+from workflows.render.objects import meta, restricted_container
 from workflows.render.volume import volume_pvc
 
 CONTAINER = "postgres"
@@ -130,13 +130,7 @@ def database_statefulset(spec: DatabaseSpec) -> dict[str, Any]:
             "requests": {"cpu": f"{res.cpu_millicores}m", "memory": f"{res.memory_mib}Mi"},
             "limits": {"cpu": f"{res.cpu_limit_millicores}m", "memory": f"{res.memory_mib}Mi"},
         },
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_container(),
         "volumeMounts": [
             {"name": "data", "mountPath": DATA_MOUNT},
             {"name": "run", "mountPath": SOCKET_DIR},
@@ -291,9 +285,7 @@ backup target with its key. A database dump is sealed and kept exactly like a Pl
 
 def _restricted(uid: int) -> tuple[dict[str, Any], dict[str, Any]]:
     pod = {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}}
-    container = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-                 "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
-    return pod, container
+    return pod, restricted_container()
 
 
 def rotate_secret_name(spec: DatabaseSpec) -> str:

@@ -19,7 +19,7 @@ from workflows.domain.labels import (
 )
 from workflows.domain.specs import ClusterCaps, HealthCheck, ReleaseSpec
 from workflows.render.namespace import project_labels
-from workflows.render.objects import meta
+from workflows.render.objects import meta, restricted_container
 
 """Name of the namespace's ResourceQuota and LimitRange."""
 
@@ -125,13 +125,7 @@ def release_deployment(spec: ReleaseSpec, replicas: int | None = None) -> dict[s
                 "requests": {"cpu": f"{res.cpu_millicores}m", "memory": f"{res.memory_mib}Mi"},
                 "limits": {"cpu": f"{res.cpu_limit_millicores}m", "memory": f"{res.memory_mib}Mi"},
             },
-            "securityContext": {
-                "allowPrivilegeEscalation": False,
-                "readOnlyRootFilesystem": True,
-                "runAsNonRoot": True,
-                "capabilities": {"drop": ["ALL"]},
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": restricted_container(),
             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - a private emptyDir
             + [{"name": f"vol-{m.volume}", "mountPath": m.mount_path, "readOnly": m.read_only}
                for m in spec.config.mounts],
