@@ -36,8 +36,9 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
+# Two xdist workers: the testbed's tests on one, in order; the others (own Postgres and Temporal) on the other.
 test: install testbed lint typecheck
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra -n 2 --dist loadgroup
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

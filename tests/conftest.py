@@ -27,6 +27,7 @@ from mcp_server.devenv.processes import ManagedProcess, free_port, port_open
 from mcp_server.store import PgStore, migrate
 
 TEMPLATE_DB = "deploy_mcp_template"
+TESTBED_MARKERS = {"cluster", "node", "last", "drill"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,6 +42,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The restore drill tears the whole testbed down and starts it empty: nothing may run after it.
     items.sort(key=lambda item: 2 if item.get_closest_marker("drill") else int(item.get_closest_marker("last")
                                                                                 is not None))
+    # Under xdist (`make test` runs two workers, --dist loadgroup) every test of the one testbed runs on one
+    # worker, in the order above; the rest, which start their own Postgres and Temporal, spread over the others.
+    for item in items:
+        if TESTBED_MARKERS & {m.name for m in item.iter_markers()} or "testbed" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("testbed"))
 
 
 @pytest.fixture(scope="session")

@@ -79,7 +79,10 @@ async def psql(p: Platform, ns: str, env_secret: str, sql: str) -> tuple[str, st
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": "psql", "image": POSTGRES_IMAGE, "command": ["/bin/sh", "-c"],
-                "args": [f'psql "$DATABASE_URL" -X -q -At -v ON_ERROR_STOP=1 -c "{sql}"'],
+                # kube-proxy may route the Service a moment after its Endpoints name a new pod, as an app's
+                # connection pool would, the client waits (up to 30 s) for the server to accept connections
+                "args": ['for i in $(seq 30); do pg_isready -q -d "$DATABASE_URL" && break; sleep 1; done; '
+                         f'psql "$DATABASE_URL" -X -q -At -v ON_ERROR_STOP=1 -c "{sql}"'],
                 "envFrom": [{"secretRef": {"name": env_secret}}],
                 "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}},
                 "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
@@ -100,6 +103,23 @@ async def psql(p: Platform, ns: str, env_secret: str, sql: str) -> tuple[str, st
     log = await p.kube.pod_log(ns, name)
     await p.kube.delete("v1", "Pod", ns, name, grace_seconds=0)
     return phase, log.strip()
+
+
+async def replacement_serving(p: Platform, ns: str, dead_uid: str) -> None:
+    """The database's pod that replaced `dead_uid` is Ready and is the address its Service's Endpoints name. The
+    StatefulSet's readyReplicas still counts the dead pod for a moment, so it is not the signal."""
+    for _ in range(600):
+        pod = await p.kube.get("v1", "Pod", ns, "postgres--web-0")
+        status = (pod or {}).get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        if pod and pod["metadata"]["uid"] != dead_uid and ready and status.get("podIP"):
+            # the testbed's Kubernetes 1.20 serves core Endpoints (its EndpointSlices are beta)
+            endpoints = await p.kube.get("v1", "Endpoints", ns, "postgres--web")
+            if any(a.get("ip") == status["podIP"] for sub in (endpoints or {}).get("subsets") or []
+                   for a in sub.get("addresses") or []):
+                return
+        await asyncio.sleep(0.5)
+    raise AssertionError("the database's pod was not replaced and serving in 300 s")
 
 
 async def ready_database(p: Platform, c: Any, name: str) -> dict[str, Any]:
@@ -147,14 +167,10 @@ async def test_an_app_and_its_database_in_one_call_survive_deploys_restarts_and_
         assert (phase, log) == ("Succeeded", "2"), log
 
         # the database's pod dies: it comes back on its claim with the rows
+        dead = await p.kube.get("v1", "Pod", ns, "postgres--web-0")
+        assert dead is not None
         await p.kube.delete("v1", "Pod", ns, "postgres--web-0", grace_seconds=0)
-        for _ in range(600):
-            live = await p.kube.get("apps/v1", "StatefulSet", ns, "postgres--web")
-            pod = await p.kube.get("v1", "Pod", ns, "postgres--web-0")
-            if live and (live.get("status") or {}).get("readyReplicas") == 1 and pod and not pod["metadata"].get(
-                    "deletionTimestamp"):
-                break
-            await asyncio.sleep(0.5)
+        await replacement_serving(p, ns, dead["metadata"]["uid"])
         phase, log = await psql(p, ns, "web-r2-env", "SELECT count(*) FROM hits")
         assert (phase, log) == ("Succeeded", "2"), log
 

@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -165,13 +166,14 @@ class JobBuilder:
                       on_line: LineSink, heartbeat: Heartbeat) -> None:
         await on_line(f"deploy-mcp: step {container}")
         try:
-            async for line in self.kube.follow_pod_log(spec.namespace, pod, container,
-                                                       max_seconds=spec.deadline_seconds + 60):
-                tail.append(line)
-                if keep is not None:
-                    keep.append(line)
-                await on_line(line)
-                heartbeat()
+            async with aclosing(self.kube.follow_pod_log(spec.namespace, pod, container,
+                                                         max_seconds=spec.deadline_seconds + 60)) as lines:
+                async for line in lines:
+                    tail.append(line)
+                    if keep is not None:
+                        keep.append(line)
+                    await on_line(line)
+                    heartbeat()
         except KubeError as e:  # the pod went away (deadline) or its log is gone: the Job status still tells
             await on_line(f"deploy-mcp: log of step {container} cut short: {e}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -211,20 +212,22 @@ class DeployActivities:
                     pods = {p["metadata"]["name"]: p for p in listed}
                     rv = None
                     await self._check(inp, pods)
-                async for kind, pod in self.kube.watch("v1", "Pod", inp.namespace, label_selector=selector,
-                                                       timeout_seconds=int(min(max(remaining, 1), 10)),
-                                                       resource_version=rv):
-                    activity.heartbeat(kind)
-                    rv = pod.get("metadata", {}).get("resourceVersion", rv)
-                    if kind == "BOOKMARK":
-                        continue
-                    name = pod["metadata"]["name"]
-                    if kind == "DELETED":
-                        pods.pop(name, None)
-                    else:
-                        pods[name] = pod
-                    if await self._check(inp, pods):
-                        return
+                # aclosing: a return from inside the watch closes its connection now, not when the GC finds it
+                async with aclosing(self.kube.watch("v1", "Pod", inp.namespace, label_selector=selector,
+                                                    timeout_seconds=int(min(max(remaining, 1), 10)),
+                                                    resource_version=rv)) as stream:
+                    async for kind, pod in stream:
+                        activity.heartbeat(kind)
+                        rv = pod.get("metadata", {}).get("resourceVersion", rv)
+                        if kind == "BOOKMARK":
+                            continue
+                        name = pod["metadata"]["name"]
+                        if kind == "DELETED":
+                            pods.pop(name, None)
+                        else:
+                            pods[name] = pod
+                        if await self._check(inp, pods):
+                            return
             except KubeError as e:
                 if e.failure.status == 410:  # resourceVersion too old: list again
                     rv = None

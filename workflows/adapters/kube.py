@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -316,7 +316,7 @@ class Kube:
     async def watch(
         self, api_version: str, kind: str, namespace: str | None, *, label_selector: str | None = None,
         field_selector: str | None = None, timeout_seconds: int = 30, resource_version: str | None = None,
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """(type, object) events of one watch request, ending when the server closes it after
         `timeout_seconds`. Callers loop, passing the last resourceVersion, to watch longer."""
         query: list[tuple[str, Any]] = [("watch", "true"), ("timeoutSeconds", timeout_seconds),
@@ -397,7 +397,7 @@ class Kube:
         return text.splitlines()
 
     async def follow_pod_log(self, namespace: str, pod: str, container: str, *,
-                             max_seconds: float = 3600) -> AsyncIterator[str]:
+                             max_seconds: float = 3600) -> AsyncGenerator[str, None]:
         """The lines of one container's log from its start, following it until the container exits (the
         server then ends the response) or `max_seconds` pass."""
         query: list[tuple[str, Any]] = [("container", container), ("follow", "true")]
