@@ -3,7 +3,10 @@ floors measured in the same run:
 - local builder (buildah): the same shallow clone + `buildah bud` + `buildah push` run by hand;
 - build Job (`builder=buildkit`, with the fake step tools of tests/fakes/fake_buildkit.py, since no BuildKit
   runs here, so this measures the platform's orchestration, not a real build): a bare one-container Job on
-  the build node, applied and waited to completion through the API.
+  the build node, applied and waited to completion through the API;
+- and the release floor (the built image's objects by `kubectl apply` + `kubectl rollout status`), since a
+  deploy also releases what it built: each ratio compares the deploy with build floor + release floor.
+Goals (issue 20): under 1.2x the composed floor with the local builder, 1.3x with the build Job.
 
 Run: .venv/bin/python bench/build.py [--runs N]   (root: needs the testbed's nodes and buildah)
 """
@@ -23,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import pct, platform, quiet, services
+from bench._harness import TINY, Report, kubectl_times, platform, quiet, services
 from mcp_server.devenv.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from mcp_server.devenv.images import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform
@@ -33,7 +36,6 @@ from workflows.domain.build_spec import BuildImages
 
 REGISTRY = "127.0.0.1:5000"
 TOKEN = "bench-0nly-git-token-for-builds"
-TINY = {"cpu_millicores": 10, "cpu_limit_millicores": 100, "memory_mib": 32}
 APP_FILES = busybox_web_files("built for the bench")
 
 
@@ -114,7 +116,7 @@ async def bare_job(kube: Kube, namespace: str, image: str) -> float:
 
 
 async def local_builder(url: str, address: str, tb: Any, server: GitHttpsServer, repos: Path, ca: Path,
-                        runs: int) -> tuple[list[float], list[float]]:
+                        runs: int) -> tuple[list[float], list[float], list[float]]:
     base = f"{REGISTRY}/bench/base:v1"
     repo = Repo(repos, f"local-{uuid.uuid4().hex[:6]}", f"FROM {base}\nCOPY index.html /www/index.html\n"
                 'CMD ["/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]\n')
@@ -131,11 +133,13 @@ async def local_builder(url: str, address: str, tb: Any, server: GitHttpsServer,
             deploys.append(await timed_deploy(p, clone_url, "local", first=False))
             repo.commit(f"raw v{i + 1}")
             floors.append(await raw_buildah(clone_url, ca, f"{REGISTRY}/bench/raw:{i}", builds / "raw"))
-    return deploys, floors
+        releases = await asyncio.to_thread(kubectl_times, tb.kubeconfig, f"{REGISTRY}/bench/raw:0", runs, p.tenant,
+                                           "local-floor-")
+    return deploys, floors, releases
 
 
 async def job_builder(url: str, address: str, tb: Any, server: GitHttpsServer, repos: Path, ca: Path,
-                      runs: int) -> tuple[list[float], list[float]]:
+                      runs: int) -> tuple[list[float], list[float], list[float]]:
     digest = build_image(APP_FILES, cmd=BUSYBOX_HTTPD).digest
     images = await push_fake_build_images(REGISTRY, "bench", digest)
     repo = Repo(repos, f"job-{uuid.uuid4().hex[:6]}", "FROM scratch\nCOPY index.html /www/index.html\n")
@@ -165,10 +169,13 @@ async def job_builder(url: str, address: str, tb: Any, server: GitHttpsServer, r
                 deploys.append(await deploy(first=False))
                 floors.append(await bare_job(kube, namespace, images["clone"]))
             await kube.delete("v1", "Namespace", None, namespace)
+            sha = git_cmd("rev-parse", "HEAD", cwd=repo.work)
+            releases = await asyncio.to_thread(kubectl_times, tb.kubeconfig, f"{REGISTRY}/{p.tenant}/job:{sha}", runs,
+                                               p.tenant, "job-floor-")
     finally:
         await kube.patch(node, {"metadata": {"labels": {"pool": "run"}}, "spec": {"taints": None}})
         await kube.close()
-    return deploys, floors
+    return deploys, floors, releases
 
 
 async def main(runs: int) -> None:
@@ -181,19 +188,24 @@ async def main(runs: int) -> None:
     try:
         with services() as (url, address, tb):
             await push_image(REGISTRY, "bench/base", "v1", busybox_web_files(""), cmd=BUSYBOX_HTTPD)
-            local, local_floor = await local_builder(url, address, tb, server, repos, cert, runs)
-            job, job_floor = await job_builder(url, address, tb, server, repos, cert, runs)
+            local, local_floor, local_release = await local_builder(url, address, tb, server, repos, cert, runs)
+            job, job_floor, job_release = await job_builder(url, address, tb, server, repos, cert, runs)
     finally:
         server.stop()
-    print(f"{'measure':62} {'n':>3} {'p50 s':>8} {'p99 s':>8}")
-    for name, values in [
-        ("local builder: deploy(new commit) -> succeeded", local),
-        ("floor: git clone + buildah bud + buildah push by hand", local_floor),
-        ("build Job (fake tools): deploy(new commit) -> succeeded", job),
-        ("floor: a bare one-container Job on the build node", job_floor),
-    ]:
-        print(f"{name:62} {len(values):>3} {pct(values, 50):>8.2f} {pct(values, 99):>8.2f}")
-
+    report = Report(unit="s")
+    report.add("local builder: deploy(new commit) -> succeeded", local)
+    report.add("floor: git clone + buildah bud + buildah push by hand", local_floor)
+    report.add("floor: release of that image (kubectl apply + rollout status)", local_release)
+    report.add("build Job (fake tools): deploy(new commit) -> succeeded", job)
+    report.add("floor: a bare one-container Job on the build node", job_floor)
+    report.add("floor: release of the Job's image (kubectl apply + rollout status)", job_release)
+    report.ratio("local builder / (build by hand + release)", "local builder: deploy(new commit) -> succeeded",
+                 "floor: git clone + buildah bud + buildah push by hand + "
+                 "floor: release of that image (kubectl apply + rollout status)", goal=1.2)
+    report.ratio("build Job / (bare Job + release)", "build Job (fake tools): deploy(new commit) -> succeeded",
+                 "floor: a bare one-container Job on the build node + "
+                 "floor: release of the Job's image (kubectl apply + rollout status)", goal=1.3)
+    report.print("deploy of a new commit on the testbed")
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

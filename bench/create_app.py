@@ -9,72 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from temporalio import workflow
-from temporalio.client import Client
-from temporalio.worker import Worker
 
-from bench._harness import pct, platform, quiet, services
+from bench._harness import TINY, Report, empty_workflow_times, kubectl_times, platform, quiet, services
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
-from workflows.domain.names import namespace_name
-from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, HealthCheck, ReleaseSpec, Resources
-from workflows.render.namespace import namespace_objects
-from workflows.render.release import app_ingress, app_service, release_deployment, release_secret
-
-TINY = {"cpu_millicores": 10, "cpu_limit_millicores": 100, "memory_mib": 32}
-
-
-@workflow.defn(name="bench-empty", sandboxed=False)  # nothing to guard; the sandbox would re-import this script
-class EmptyWorkflow:
-    @workflow.run
-    async def run(self, n: int) -> int:
-        return n
-
-
-async def empty_workflow_times(address: str, runs: int) -> list[float]:
-    client = await Client.connect(address)
-    queue = f"bench-empty-{uuid.uuid4().hex[:6]}"
-    times = []
-    async with Worker(client, task_queue=queue, workflows=[EmptyWorkflow]):
-        for i in range(runs):
-            t = time.perf_counter()
-            await client.execute_workflow(EmptyWorkflow.run, i, id=f"bench-empty-{uuid.uuid4()}", task_queue=queue)
-            times.append(time.perf_counter() - t)
-    return times
-
-
-def kubectl_times(kubeconfig: Path, image: str, runs: int, tenant: str) -> list[float]:
-    """The floor for orchestration: the same objects, `kubectl apply` + `kubectl rollout status`."""
-    kubectl = [str(kubeconfig.parent.parent / "bin" / "kubectl"), f"--kubeconfig={kubeconfig}"]
-    caps = ClusterCaps(minor=20, pdb_api="policy/v1beta1", network_policy_end_port=False)
-    times = []
-    for i in range(runs):
-        project = f"k{i}"
-        ns = namespace_name(tenant, project)
-        config = AppConfig(port=8080, resources=Resources(**TINY),
-                           health_check=HealthCheck(path="/index.html", period_seconds=1), shutdown_grace_seconds=1)
-        spec = ReleaseSpec(tenant=tenant, project=project, app="web", namespace=ns, seq=1,
-                           deployment_id=str(uuid.uuid4()), image=image, config=config, runtime_class="runc")
-        objs = [*namespace_objects(tenant, project, ns, Guardrails(), caps), release_secret(spec, {}),
-                release_deployment(spec), app_service(ns, tenant, project, "web", spec.release),
-                app_ingress(ns, tenant, project, "web", f"web-{project}-{tenant}.apps.localhost", None, None)]
-        doc = {"apiVersion": "v1", "kind": "List", "items": objs}
-        t = time.perf_counter()
-        subprocess.run([*kubectl, "apply", "-f", "-"], input=json.dumps(doc), text=True, check=True,
-                       capture_output=True)
-        subprocess.run([*kubectl, "-n", ns, "rollout", "status", "deploy/web-r1", "--timeout=120s"], check=True,
-                       capture_output=True)
-        times.append(time.perf_counter() - t)
-        subprocess.run([*kubectl, "delete", "namespace", ns, "--wait=false"], check=True, capture_output=True)
-    return times
 
 
 async def main(accept: int, releases: int) -> None:
@@ -109,16 +52,15 @@ async def main(accept: int, releases: int) -> None:
             kubectl = await asyncio.to_thread(kubectl_times, tb.kubeconfig, f"127.0.0.1:5000/bench/web@{digest}",
                                               releases, p.tenant)
         empty = await empty_workflow_times(address, max(releases, 20))
-    rows = [
-        ("create_app acceptance (wait_seconds=0)", accept_times),
-        ("create_app call -> serving (orchestration)", orchestration),
-        ("floor: kubectl apply + rollout status", kubectl),
-        ("floor: empty Temporal workflow", empty),
-    ]
-    print(f"{'measure':45} {'n':>4} {'p50 ms':>9} {'p99 ms':>9} {'max ms':>9}")
-    for name, values in rows:
-        ms = [v * 1000 for v in values]
-        print(f"{name:45} {len(ms):>4} {pct(ms, 50):>9.1f} {pct(ms, 99):>9.1f} {max(ms):>9.1f}")
+    report = Report()
+    report.add("create_app acceptance (wait_seconds=0)", accept_times)
+    report.add("create_app call -> serving (orchestration)", orchestration)
+    report.add("floor: kubectl apply + rollout status", kubectl)
+    report.add("floor: empty Temporal workflow", empty)
+    report.ratio("call -> serving / (kubectl apply + rollout + empty workflow)",
+                 "create_app call -> serving (orchestration)",
+                 "floor: kubectl apply + rollout status + floor: empty Temporal workflow")
+    report.print("create_app on the testbed")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """rollback: time from the `rollback` call to the Service switch (the selector observed on the API server)
-and to the call's return, inside the rollback window (target still running: goal under 1 s on the testbed)
-and after it (target scaled up first); beside the floor of the same switch done by a raw API patch.
+and to the call's return, inside the rollback window (target still running) and after it (target scaled up
+first); beside floors measured in the same run: the same switch by a raw API patch, an empty Temporal workflow,
+and their sum, the durable floor (a switch that is durable costs at least a workflow and a patch).
+Goal (issue 20): in window, call -> Service switched under 2x the durable floor.
 
 Run: .venv/bin/python bench/rollback.py [--runs N]   (root: needs the testbed's node)
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import pct, platform, quiet, services
+from bench._harness import Report, empty_workflow_times, platform, quiet, services
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform
 from workflows.domain.labels import LABEL_RELEASE
@@ -94,16 +96,20 @@ async def main(runs: int) -> None:
                         break
                     await asyncio.sleep(0.2)
                 cold.append(await timed_rollback(p, ns, target, release))
-    print(f"{'measure':52} {'n':>3} {'p50 ms':>9} {'p99 ms':>9}")
-    for name, values in [
-        ("rollback in window: call -> Service switched", [w[0] for w in warm]),
-        ("rollback in window: call -> returned", [w[1] for w in warm]),
-        ("rollback after window: call -> Service switched", [c[0] for c in cold]),
-        ("rollback after window: call -> returned", [c[1] for c in cold]),
-        ("floor: raw API patch of the Service selector", floor),
-    ]:
-        ms = [v * 1000 for v in values]
-        print(f"{name:52} {len(ms):>3} {pct(ms, 50):>9.1f} {pct(ms, 99):>9.1f}")
+        empty = await empty_workflow_times(address, max(runs, 20))
+    report = Report()
+    report.add("rollback in window: call -> Service switched", [w[0] for w in warm])
+    report.add("rollback in window: call -> returned", [w[1] for w in warm])
+    report.add("rollback after window: call -> Service switched", [c[0] for c in cold])
+    report.add("rollback after window: call -> returned", [c[1] for c in cold])
+    report.add("floor: raw API patch of the Service selector", floor)
+    report.add("floor: empty Temporal workflow", empty)
+    report.ratio("in window, switched / durable floor (empty workflow + patch)",
+                 "rollback in window: call -> Service switched",
+                 "floor: empty Temporal workflow + floor: raw API patch of the Service selector", goal=2.0)
+    report.ratio("in window, returned / durable floor", "rollback in window: call -> returned",
+                 "floor: empty Temporal workflow + floor: raw API patch of the Service selector")
+    report.print("rollback on the testbed")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,11 @@ async def main() -> None:
     every: dict[str, int] = {}
     for name, principal in views.items():
         s = await sizes(**principal)
+        if not s:
+            raise SystemExit(f"tools/list {name}: the server listed no tool; nothing measured")
         every = every or s
         print(f"tools/list {name}: {sum(s.values())} tokens, {len(s)} tools (budget {TOOL_LIST_BUDGET})")
+    print(f"ratio tools/list all / budget: {sum(every.values()) / TOOL_LIST_BUDGET:.2f}x (goal < 1x)")
     print()
     for tool, n in sorted(every.items(), key=lambda kv: -kv[1]):
         print(f"{n:6d}  {tool}")

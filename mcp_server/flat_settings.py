@@ -35,6 +35,7 @@ FLAT_NAMES: dict[str, tuple[str, str]] = {
     "runtime_class": ("cluster", "runtime_class"),
     "ingress_class": ("cluster", "ingress_class"),
     "storage_classes": ("cluster", "storage_classes"),
+    "node_failure_seconds": ("cluster", "node_failure_seconds"),
     "platform_domain": ("apps", "platform_domain"),
     "apps_url_port": ("apps", "url_port"),
     "ready_timeout_seconds": ("releases", "ready_timeout_seconds"),

@@ -161,6 +161,10 @@ class ClusterSettings(Group):
     storage_classes: dict[str, str] = Field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
     """Platform volume class -> Kubernetes StorageClass; the defaults are the Longhorn classes in
     manifests/storage."""
+    node_failure_seconds: int = Field(15, ge=5, le=300)
+    """Seconds an app's pod stays bound to a node that is NotReady or unreachable before it is evicted and
+    started elsewhere (its NoExecute tolerations), on top of the controller's node-monitor-grace-period: a
+    shorter one moves apps faster and evicts them on shorter network blips (docs/decisions/0019)."""
 
 
 class AppsSettings(Group):

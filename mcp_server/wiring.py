@@ -39,6 +39,7 @@ def platform_config(settings: Settings) -> PlatformConfig:
         apps_domain=settings.apps.domain(), progress_wait_seconds=settings.progress.wait_seconds,
         apps_url_port=settings.apps.url_port,
         runtime_class=settings.cluster.runtime_class or None, ingress_class=settings.cluster.ingress_class,
+        node_failure_seconds=settings.cluster.node_failure_seconds,
         ready_timeout_seconds=settings.releases.ready_timeout_seconds,
         rollback_window_seconds=settings.releases.rollback_window_seconds,
         retain_releases=settings.releases.retention_count, retain_days=settings.releases.retention_days,

@@ -167,6 +167,7 @@ def reconcile_config(settings: Settings) -> ReconcileConfig:
         period_seconds=r.period_seconds, max_backoff_seconds=r.max_backoff_seconds, sweep_seconds=r.sweep_seconds,
         remove_orphans=r.remove_orphans, concurrent_passes=r.concurrent_passes,
         runtime_class=settings.cluster.runtime_class or None,
+        node_failure_seconds=settings.cluster.node_failure_seconds,
         ingress_class=settings.cluster.ingress_class, storage_classes=dict(settings.cluster.storage_classes),
         image_pull_secret=PULL_SECRET_NAME if settings.harbor.url else None,
         database_images=dict(settings.databases.images), domain_issuer=settings.dns.http01_issuer,

@@ -49,6 +49,7 @@ class PlatformConfig:
     apps_url_port: int | None = None
     runtime_class: str | None = "gvisor"
     ingress_class: str | None = None
+    node_failure_seconds: int = 15
     ready_timeout_seconds: int = 300
     rollback_window_seconds: int = 900
     storage_classes: dict[str, str] = field(default_factory=lambda: {"fast": "fast", "standard": "standard"})

@@ -323,7 +323,8 @@ def deploy_input(c: CallContext, claim: ReleaseClaim, wait_for: list[str] | None
         build=_build_input(claim) if not d.image_digest and "git" in d.source else None,
         commit_sha=d.commit_sha, config=AppConfig.model_validate(d.config), secrets_version=d.secrets_version,
         runtime_class=c.config.runtime_class, ingress_class=c.config.ingress_class,
-        ready_timeout_seconds=c.config.ready_timeout_seconds, rollback_window_seconds=c.config.rollback_window_seconds,
+        node_failure_seconds=c.config.node_failure_seconds, ready_timeout_seconds=c.config.ready_timeout_seconds,
+        rollback_window_seconds=c.config.rollback_window_seconds,
         retain_releases=c.config.retain_releases, retain_days=c.config.retain_days,
         image_pull_secret=c.config.image_pull_secret, autoscale=_autoscale(a),
     )

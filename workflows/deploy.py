@@ -86,6 +86,7 @@ def release_spec(inp: DeployInput, image: str) -> ReleaseSpec:
         tenant=inp.tenant, project=inp.project, app=inp.app, namespace=inp.namespace, seq=inp.seq,
         deployment_id=str(inp.deployment_id), image=image, commit_sha=inp.commit_sha, config=inp.config,
         runtime_class=inp.runtime_class, image_pull_secret=inp.image_pull_secret,
+        node_failure_seconds=inp.node_failure_seconds,
     )
 
 

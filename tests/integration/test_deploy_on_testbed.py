@@ -103,7 +103,7 @@ async def test_create_app_runs_a_sandboxed_release_behind_a_stable_service(platf
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert pod_spec["nodeSelector"] == {"pool": "run"}
     assert {t["key"]: t.get("tolerationSeconds") for t in pod_spec["tolerations"]}[
-        "node.kubernetes.io/unreachable"] == 30
+        "node.kubernetes.io/unreachable"] == 15
 
     secret = await p.kube.get("v1", "Secret", ns, "web-r1-env")
     assert secret is not None

@@ -262,7 +262,9 @@ def test_pods_land_on_the_run_pool_and_leave_dead_nodes_fast() -> None:
     tolerations = {t["key"]: t for t in pod["tolerations"]}
     assert tolerations["pool"] == {"key": "pool", "operator": "Equal", "value": "run", "effect": "NoSchedule"}
     for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
-        assert tolerations[key]["tolerationSeconds"] == 30 and tolerations[key]["effect"] == "NoExecute"
+        assert tolerations[key]["tolerationSeconds"] == 15 and tolerations[key]["effect"] == "NoExecute"
+    slower = SPECS["three-replicas"].model_copy(update={"node_failure_seconds": 60})
+    assert {t.get("tolerationSeconds") for t in _pod(release_deployment(slower))["tolerations"]} == {None, 60}
     (spread,) = pod["topologySpreadConstraints"]
     assert spread["labelSelector"]["matchLabels"] == selector_for("web", "web-r3")
 

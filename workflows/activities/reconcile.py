@@ -72,6 +72,7 @@ class ReconcileConfig:
     concurrent_passes: int = 2
     runtime_class: str | None = None
     ingress_class: str | None = None
+    node_failure_seconds: int = 15
     image_pull_secret: str | None = None
     storage_classes: dict[str, str] = field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
     database_images: dict[int, str] = field(default_factory=dict)
@@ -201,7 +202,7 @@ class ReconcileActivities:
             tenant=t.tenant, project=t.project, app=t.app, namespace=ns, seq=s.release_seq,
             deployment_id=dep_label or str(s.deployment_id), image=f"{s.image}@{s.image_digest}",
             commit_sha=s.commit_sha, config=config, runtime_class=self.config.runtime_class,
-            image_pull_secret=self.config.image_pull_secret)
+            image_pull_secret=self.config.image_pull_secret, node_failure_seconds=self.config.node_failure_seconds)
 
         live_ns = await self.kube.get("v1", "Namespace", None, ns)
         if live_ns is not None and (live_ns.get("metadata") or {}).get("deletionTimestamp"):

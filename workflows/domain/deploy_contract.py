@@ -31,6 +31,7 @@ class DeployInput(Msg):
     secrets_version: int = 0
     runtime_class: str | None = None
     ingress_class: str | None = None
+    node_failure_seconds: int = 15  # the pods' NoExecute tolerations (settings: cluster.node_failure_seconds)
     ready_timeout_seconds: int = 300
     rollback_window_seconds: int = 900
     retain_releases: int = 10

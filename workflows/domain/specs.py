@@ -75,6 +75,7 @@ class ReleaseSpec(Spec):
     config: AppConfig
     runtime_class: str | None = Field(None, description="RuntimeClass name; None leaves the node's default.")
     image_pull_secret: str | None = None
+    node_failure_seconds: int = Field(15, ge=1, description="Seconds a pod stays on a NotReady/unreachable node.")
 
     @property
     def release(self) -> str:

@@ -153,9 +153,11 @@ def release_deployment(spec: ReleaseSpec, replicas: int | None = None) -> dict[s
             "nodeSelector": {"pool": "run"},
             "tolerations": [
                 {"key": "pool", "operator": "Equal", "value": "run", "effect": "NoSchedule"},
-                # the default is 300 s; an app should leave a dead node in about 30 s
+                # the default is 300 s; an app leaves a dead node this long after the node is marked NotReady
+                # (docs/decisions/0019-node-failure.md)
                 *(
-                    {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
+                    {"key": key, "operator": "Exists", "effect": "NoExecute",
+                     "tolerationSeconds": spec.node_failure_seconds}
                     for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
                 ),
             ],
