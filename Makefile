@@ -36,9 +36,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-# Two xdist workers: the testbed's tests on one, in order; the others (own Postgres and Temporal) on the other.
+# One process: a run with two xdist workers (`-n 2 --dist loadgroup`, the testbed's tests grouped on one) took
+# 31 min instead of 41, but lost its testbed mid-run once; serial until that is understood.
 test: install testbed lint typecheck
-	$(BIN)/pytest -q -ra -n 2 --dist loadgroup
+	$(BIN)/pytest -q -ra
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
