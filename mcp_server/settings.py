@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from mcp_server.flat_settings import ENV_PREFIX, NESTED, Regrouped, RenamedEnv
 from workflows.domain.build_spec import BuildImages
+from workflows.domain.specs import NODE_FAILURE_SECONDS
 
 ALL_SCOPES = ("apps:read", "apps:write", "secrets:write", "volumes:write", "logs:read", "audit:read",
               "databases:write", "domains:write")
@@ -161,7 +162,7 @@ class ClusterSettings(Group):
     storage_classes: dict[str, str] = Field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
     """Platform volume class -> Kubernetes StorageClass; the defaults are the Longhorn classes in
     manifests/storage."""
-    node_failure_seconds: int = Field(15, ge=5, le=300)
+    node_failure_seconds: int = Field(NODE_FAILURE_SECONDS, ge=5, le=300)
     """Seconds an app's pod stays bound to a node that is NotReady or unreachable before it is evicted and
     started elsewhere (its NoExecute tolerations), on top of the controller's node-monitor-grace-period: a
     shorter one moves apps faster and evicts them on shorter network blips (docs/decisions/0019)."""

@@ -42,8 +42,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # The restore drill tears the whole testbed down and starts it empty: nothing may run after it.
     items.sort(key=lambda item: 2 if item.get_closest_marker("drill") else int(item.get_closest_marker("last")
                                                                                 is not None))
-    # Under xdist (`make test` runs two workers, --dist loadgroup) every test of the one testbed runs on one
-    # worker, in the order above; the rest, which start their own Postgres and Temporal, spread over the others.
+    # Under xdist (`pytest -n 2 --dist loadgroup`; `make test` runs serially for now) every test of the one
+    # testbed runs on one worker, in the order above; the rest, which start their own Postgres and Temporal,
+    # spread over the others.
     for item in items:
         if TESTBED_MARKERS & {m.name for m in item.iter_markers()} or "testbed" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("testbed"))

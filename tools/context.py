@@ -23,6 +23,7 @@ from tools.errors import Forbidden, InvalidInput, Unavailable, from_store
 from tools.ports import Images, LogStore, Store, StoreError, Workflows, WorkflowsUnavailable
 from workflows.adapters.github_app import GitHubApp
 from workflows.domain.secretbox import SecretBox
+from workflows.domain.specs import NODE_FAILURE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class PlatformConfig:
     apps_url_port: int | None = None
     runtime_class: str | None = "gvisor"
     ingress_class: str | None = None
-    node_failure_seconds: int = 15
+    node_failure_seconds: int = NODE_FAILURE_SECONDS
     ready_timeout_seconds: int = 300
     rollback_window_seconds: int = 900
     storage_classes: dict[str, str] = field(default_factory=lambda: {"fast": "fast", "standard": "standard"})

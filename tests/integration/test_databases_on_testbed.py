@@ -79,8 +79,8 @@ async def psql(p: Platform, ns: str, env_secret: str, sql: str) -> tuple[str, st
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
                 "name": "psql", "image": POSTGRES_IMAGE, "command": ["/bin/sh", "-c"],
-                # kube-proxy may route the Service a moment after its Endpoints name a new pod, as an app's
-                # connection pool would, the client waits (up to 30 s) for the server to accept connections
+                # kube-proxy may route the Service a moment after its Endpoints name a new pod: the client waits
+                # (up to 30 s) for the server to accept connections, as an app's connection pool would
                 "args": ['for i in $(seq 30); do pg_isready -q -d "$DATABASE_URL" && break; sleep 1; done; '
                          f'psql "$DATABASE_URL" -X -q -At -v ON_ERROR_STOP=1 -c "{sql}"'],
                 "envFrom": [{"secretRef": {"name": env_secret}}],

@@ -48,7 +48,7 @@ from workflows.domain.reconcile_contract import (
 )
 from workflows.domain.scaling import AutoscalerStatus, autoscaler_status, desired_replicas, scaled_config
 from workflows.domain.secretbox import SecretBox, SecretBoxError
-from workflows.domain.specs import AppConfig, ClusterCaps, Guardrails, ReleaseSpec, VolumeSpec
+from workflows.domain.specs import NODE_FAILURE_SECONDS, AppConfig, ClusterCaps, Guardrails, ReleaseSpec, VolumeSpec
 from workflows.domain.workflow_ids import reconcile_workflow_id
 from workflows.render.autoscaler import app_autoscaler
 from workflows.render.database import database_objects
@@ -72,7 +72,7 @@ class ReconcileConfig:
     concurrent_passes: int = 2
     runtime_class: str | None = None
     ingress_class: str | None = None
-    node_failure_seconds: int = 15
+    node_failure_seconds: int = NODE_FAILURE_SECONDS
     image_pull_secret: str | None = None
     storage_classes: dict[str, str] = field(default_factory=lambda: {"fast": "fast", "standard": "standard"})
     database_images: dict[int, str] = field(default_factory=dict)

@@ -10,7 +10,7 @@ from workflows.domain.build_contract import BuildInput
 from workflows.domain.diagnosis import Failure
 from workflows.domain.phases import Phase
 from workflows.domain.scaling import Autoscale
-from workflows.domain.specs import AppConfig, Msg, ReleaseSpec
+from workflows.domain.specs import NODE_FAILURE_SECONDS, AppConfig, Msg, ReleaseSpec
 
 
 class DeployInput(Msg):
@@ -31,7 +31,7 @@ class DeployInput(Msg):
     secrets_version: int = 0
     runtime_class: str | None = None
     ingress_class: str | None = None
-    node_failure_seconds: int = 15  # the pods' NoExecute tolerations (settings: cluster.node_failure_seconds)
+    node_failure_seconds: int = NODE_FAILURE_SECONDS  # the pods' NoExecute tolerations (cluster.node_failure_seconds)
     ready_timeout_seconds: int = 300
     rollback_window_seconds: int = 900
     retain_releases: int = 10

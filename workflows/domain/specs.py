@@ -61,6 +61,10 @@ class AppConfig(Spec):
     )
 
 
+NODE_FAILURE_SECONDS = 15
+"""Default seconds an app's pod stays on a NotReady/unreachable node (docs/decisions/0019-node-failure.md)."""
+
+
 class ReleaseSpec(Spec):
     """Everything needed to render one release's objects."""
 
@@ -75,7 +79,8 @@ class ReleaseSpec(Spec):
     config: AppConfig
     runtime_class: str | None = Field(None, description="RuntimeClass name; None leaves the node's default.")
     image_pull_secret: str | None = None
-    node_failure_seconds: int = Field(15, ge=1, description="Seconds a pod stays on a NotReady/unreachable node.")
+    node_failure_seconds: int = Field(NODE_FAILURE_SECONDS, ge=1,
+                                      description="Seconds a pod stays on a NotReady/unreachable node.")
 
     @property
     def release(self) -> str:
