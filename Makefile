@@ -36,10 +36,10 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-# One process: a run with two xdist workers (`-n 2 --dist loadgroup`, the testbed's tests grouped on one) took
-# 31 min instead of 41, but lost its testbed mid-run once; serial until that is understood.
+# Two xdist workers: every test of the one testbed runs on one of them, in order (tests/conftest.py groups
+# them); the tests that start their own Postgres and Temporal share the other.
 test: install testbed lint typecheck
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra -n 2 --dist loadgroup
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

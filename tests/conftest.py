@@ -37,14 +37,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "drill: rebuilds the testbed from an empty state: runs after even `last`")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads xdist_group into the node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A gVisor sandbox can outlive its pod object (the runsc shim hangs on delete): such tests run last.
     # The restore drill tears the whole testbed down and starts it empty: nothing may run after it.
     items.sort(key=lambda item: 2 if item.get_closest_marker("drill") else int(item.get_closest_marker("last")
                                                                                 is not None))
-    # Under xdist (`pytest -n 2 --dist loadgroup`; `make test` runs serially for now) every test of the one
-    # testbed runs on one worker, in the order above; the rest, which start their own Postgres and Temporal,
-    # spread over the others.
+    # Under xdist (`make test` runs `-n 2 --dist loadgroup`) every test of the one testbed runs on one worker, in
+    # the order above; the rest, which start their own Postgres and Temporal, spread over the others. A trial
+    # whose hook ran after xdist's had the testbed's tests on both workers, each bringing its own testbed up.
     for item in items:
         if TESTBED_MARKERS & {m.name for m in item.iter_markers()} or "testbed" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("testbed"))
