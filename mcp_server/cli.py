@@ -11,6 +11,7 @@ import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 from uuid import UUID
 
 from mcp_server.settings import ALL_SCOPES, Settings, load_settings
@@ -461,5 +462,21 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def exit_without_finalizing(code: int) -> NoReturn:
+    """Out of the process without the interpreter's finalization. Temporal's Rust core keeps native threads that
+    take the GIL; one doing so while the interpreter finalizes aborts the process (SIGABRT, "PyGILState_Release:
+    thread state ... must be current", temporalio/sdk-python#300), turning a clean drain into exit -6 for the
+    kubelet. Only for a process's last step, when everything it opened is closed."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run() -> NoReturn:
+    """The `deploy-mcp` command."""
+    exit_without_finalizing(main())
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()

@@ -18,6 +18,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.worker import Worker
 
+from mcp_server.cli import exit_without_finalizing
 from mcp_server.settings import load_settings
 from mcp_server.store import PgStore
 from mcp_server.temporal import connect
@@ -62,3 +63,4 @@ async def main(markers: Path) -> None:
 
 if __name__ == "__main__":
     asyncio.run(main(Path(sys.argv[1])))
+    exit_without_finalizing(0)
