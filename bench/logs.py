@@ -7,6 +7,11 @@ prints, measured in the same run:
     cursor paging, masking, re-checking, clipping, caps): time, and peak memory with tracemalloc;
 (b) one 200-line page through the same path;
 (c) the floor: the very same query_range requests made with httpx alone (GET + JSON decode).
+Tool and floor runs alternate, so load on the machine hits both alike. Besides wall time it prints this
+process's CPU time (the fake Loki's own work is in its process), the steadier figure on a loaded machine, and
+`ratio` lines. It checks that the tool path returned every line exactly once with the secret masked, and that
+the floor received the same lines; otherwise, or when the fake Loki is not ready, it exits non-zero and prints
+no figure.
 
 Run: .venv/bin/python bench/logs.py [--runs N]
 """
@@ -21,6 +26,7 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,7 +36,7 @@ import httpx
 from mcp_server.devenv.processes import free_port
 from tools.logs import MAX_PAGE_BYTES, Budget, read_capped
 from workflows.adapters.loki import LokiClient, LokiLogStore, LokiStream
-from workflows.domain.log_paging import Direction, LogQuery
+from workflows.domain.log_paging import Direction, LogQuery, LogQueryError, LogStoreUnavailable
 from workflows.domain.masking import SecretMasker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,16 +47,24 @@ SELECTOR = {"tenant": "acme", "project": "shop", "app": "web", "stream": "runtim
 
 
 class RecordingLokiClient(LokiClient):
-    """Notes every query_range request, so the floor replays exactly the same ones."""
+    """Notes every query_range request and how many lines it answered, so the floor replays exactly the same
+    requests and can be checked to have received the same lines."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.calls: list[dict[str, str | int]] = []
+        self.lines_answered = 0
 
     async def query_range(self, query: str, start_ns: int, end_ns: int, limit: int,
                           direction: Direction) -> list[LokiStream]:
         self.calls.append({"query": query, "start": start_ns, "end": end_ns, "limit": limit, "direction": direction})
-        return await super().query_range(query, start_ns, end_ns, limit, direction)
+        streams = await super().query_range(query, start_ns, end_ns, limit, direction)
+        self.lines_answered += sum(len(s.values) for s in streams)
+        return streams
+
+
+class CannotMeasure(Exception):
+    """The run did not do the work it claims to measure; no figure is printed."""
 
 
 def dataset(base: int) -> list[LokiStream]:
@@ -67,12 +81,16 @@ def dataset(base: int) -> list[LokiStream]:
     return [LokiStream({**SELECTOR, "pod": pod, "container": "web"}, values) for pod, values in pods.items()]
 
 
-async def all_pages(store: LokiLogStore, since_ns: int, masker: SecretMasker) -> int:
+async def all_pages(store: LokiLogStore, since_ns: int, masker: SecretMasker,
+                    check: list[str] | None = None) -> int:
+    """Every line in PAGE-line pages; with `check`, the returned texts are appended to it (outside the timing)."""
     q = LogQuery(selector=SELECTOR, since_ns=since_ns, limit=PAGE)
     seen = 0
     while True:
         page = await read_capped(store, q, masker, Budget(lines=PAGE, bytes=MAX_PAGE_BYTES))
         seen += len(page.views)
+        if check is not None:
+            check.extend(v.line for v in page.views)
         if page.next_cursor is None:
             return seen
         q = q.model_copy(update={"cursor": page.next_cursor})
@@ -92,22 +110,37 @@ async def raw_replay(http: httpx.AsyncClient, calls: list[dict[str, str | int]])
     return seen
 
 
-async def timed(fn: Callable[[], Awaitable[int]], runs: int) -> float:
-    times = []
+@dataclass
+class Figures:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # this process only: the fake Loki's work is in its own
+    peak: int = 0
+
+
+async def once(fn: Callable[[], Awaitable[int]], expect: int, what: str, into: Figures) -> None:
+    wall, cpu = time.perf_counter(), time.process_time()
+    got = await fn()
+    into.wall.append(time.perf_counter() - wall)
+    into.cpu.append(time.process_time() - cpu)
+    if got != expect:
+        raise CannotMeasure(f"{what} saw {got} lines, expected {expect}")
+
+
+async def paired(tool: Callable[[], Awaitable[int]], tool_lines: int, raw: Callable[[], Awaitable[int]],
+                 raw_lines: int, runs: int, what: str) -> tuple[Figures, Figures]:
+    """Tool and floor runs interleaved, so a load change on the machine hits both alike; then peak memory."""
+    t, r = Figures(), Figures()
     for _ in range(runs):
-        t = time.perf_counter()
-        await fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-async def peak(fn: Callable[[], Awaitable[int]]) -> int:
-    tracemalloc.start()
-    try:
-        await fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+        await once(tool, tool_lines, f"{what}, tool path", t)
+        await once(raw, raw_lines, f"{what}, raw httpx", r)
+    for fn, into in ((tool, t), (raw, r)):
+        tracemalloc.start()
+        try:
+            await fn()
+            into.peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    return t, r
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 15.0) -> None:
@@ -124,7 +157,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], seconds: float = 15.0) -
     raise SystemExit(f"the fake Loki did not answer {url}/ready within {seconds:.0f} s")
 
 
-async def bench(url: str, runs: int) -> None:
+async def bench(url: str, runs: int) -> list[str]:
     since = time.time_ns() - 3600 * 10**9
     loader = LokiClient(url)
     await loader.push(dataset(since + 60 * 10**9))
@@ -134,38 +167,55 @@ async def bench(url: str, runs: int) -> None:
     store = LokiLogStore(client)
     http = httpx.AsyncClient(base_url=url, timeout=30.0)
     try:
-        assert await all_pages(store, since, masker) == LINES, "the bench must see every line exactly once"
-        full_calls = list(client.calls)
+        # One untimed pass that checks the measured path does all of its work: every line once, masked.
+        texts: list[str] = []
+        if (n := await all_pages(store, since, masker, texts)) != LINES:
+            raise CannotMeasure(f"the tool path saw {n} lines, expected every one of the {LINES} exactly once")
+        if len(set(t.split(" ", 1)[0] for t in texts)) != LINES:
+            raise CannotMeasure("the tool path returned some line twice")
+        masked = sum("[secret:API_KEY]" in t for t in texts)
+        if any(SECRET in t for t in texts) or masked != LINES // 500:
+            raise CannotMeasure(f"the secret was not masked as expected ({masked} masked lines)")
+        full_calls, full_lines = list(client.calls), client.lines_answered
         client.calls.clear()
-        await one_page(store, since, masker)
-        page_calls = list(client.calls)
-        assert await raw_replay(http, full_calls) >= LINES
+        client.lines_answered = 0
+        if (n := await one_page(store, since, masker)) != PAGE:
+            raise CannotMeasure(f"one page held {n} lines, expected {PAGE}")
+        page_calls, page_lines = list(client.calls), client.lines_answered
 
-        rows = [
-            ("(a) all 10,000 lines, tool path", await timed(lambda: all_pages(store, since, masker), runs),
-             await peak(lambda: all_pages(store, since, masker)), len(full_calls)),
-            ("(c) same requests, raw httpx", await timed(lambda: raw_replay(http, full_calls), runs),
-             await peak(lambda: raw_replay(http, full_calls)), len(full_calls)),
-            ("(b) one 200-line page, tool path", await timed(lambda: one_page(store, since, masker), runs * 5),
-             await peak(lambda: one_page(store, since, masker)), len(page_calls)),
-            ("(c) same request, raw httpx", await timed(lambda: raw_replay(http, page_calls), runs * 5),
-             await peak(lambda: raw_replay(http, page_calls)), len(page_calls)),
-        ]
+        full = await paired(lambda: all_pages(store, since, masker), LINES,
+                            lambda: raw_replay(http, full_calls), full_lines, runs, "all lines")
+        page = await paired(lambda: one_page(store, since, masker), PAGE,
+                            lambda: raw_replay(http, page_calls), page_lines, runs * 5, "one page")
     finally:
         await http.aclose()
         await store.aclose()
-    print(f"logs: {LINES:,} lines (1,000 in one nanosecond), {PAGE}-line pages, fake Loki in a child process; "
-          f"median of {runs} runs (page rows: {runs * 5})")
-    print(f"{'':36} {'time':>10} {'peak memory':>12} {'requests':>9}")
-    for name, seconds, peak_bytes, requests in rows:
-        print(f"{name:36} {seconds * 1000:8.1f} ms {peak_bytes / 2**20:8.2f} MiB {requests:9d}")
-    print(f"tool path / raw floor: all lines {rows[0][1] / rows[1][1]:.2f}x, one page {rows[2][1] / rows[3][1]:.2f}x")
+
+    out = [f"logs: {LINES:,} lines (1,000 in one nanosecond), {PAGE}-line pages, fake Loki in a child process; "
+           f"medians of {runs} interleaved tool/raw runs (page rows: {runs * 5}); cpu = this process only",
+           f"{'':36} {'wall':>10} {'client cpu':>11} {'peak memory':>12} {'requests':>9} {'lines in':>9}"]
+    rows = [("(a) all 10,000 lines, tool path", full[0], len(full_calls), full_lines),
+            ("(c) same requests, raw httpx", full[1], len(full_calls), full_lines),
+            ("(b) one 200-line page, tool path", page[0], len(page_calls), page_lines),
+            ("(c) same request, raw httpx", page[1], len(page_calls), page_lines)]
+    for name, f, requests, lines_in in rows:
+        out.append(f"{name:36} {statistics.median(f.wall) * 1000:7.1f} ms {statistics.median(f.cpu) * 1000:8.1f} ms "
+                   f"{f.peak / 2**20:8.2f} MiB {requests:9d} {lines_in:9d}")
+    for label, (tool, raw) in (("all_lines", full), ("one_page", page)):
+        for kind in ("wall", "cpu"):
+            t, r = statistics.median(getattr(tool, kind)), statistics.median(getattr(raw, kind))
+            if t <= 0 or r <= 0:
+                raise CannotMeasure(f"{label} {kind}: a median of 0 s cannot be compared")
+            out.append(f"ratio {label}{'' if kind == 'wall' else '_cpu'} tool/raw {t / r:.2f}x")
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     port = free_port()
     # The fake serves from a child process we started; it is stopped by its own handle, nothing broader.
     proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.fake_loki", "--port", str(port)], cwd=ROOT,
@@ -173,7 +223,11 @@ def main() -> None:
     try:
         url = f"http://127.0.0.1:{port}"
         wait_ready(url, proc)
-        asyncio.run(bench(url, args.runs))
+        try:
+            lines = asyncio.run(bench(url, args.runs))
+        except (CannotMeasure, httpx.HTTPError, LogStoreUnavailable, LogQueryError) as e:
+            raise SystemExit(f"logs bench: cannot measure: {e}") from None
+        print("\n".join(lines))
     finally:
         proc.terminate()
         proc.wait(timeout=10)

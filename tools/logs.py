@@ -128,30 +128,43 @@ class CappedPage:
 
 def shape(lines: Sequence[LogLine], masker: SecretMasker, recheck: Callable[[str], bool], budget: Budget
           ) -> tuple[list[LogLineView], int, Cap | None, int, int]:
-    """(views, lines consumed, cap that stopped it, lines clipped, bytes): mask, re-check, clip, then cap."""
+    """(views, lines consumed, cap that stopped it, lines clipped, bytes): mask, re-check, clip, then cap.
+    Runs once per line returned, so it keeps its counters in locals and looks labels up once per stream."""
     views: list[LogLineView] = []
     consumed, long_lines, used = 0, 0, 0
     stopped: Cap | None = None
-    for line in lines:
-        if budget.lines <= 0:
-            stopped = "lines"
-            break
-        text = masker.mask(line.line)
-        if text != line.line and not recheck(text):
-            consumed += 1  # it matched only through a secret value
-            continue
-        text, cut = clip_line(text, MAX_LINE_BYTES)
-        ts, pod, stream = format_rfc3339_ns(line.ts_ns), line.labels.get("pod"), line.labels.get("stream", "runtime")
-        size = len(ts) + len(pod or "") + len(stream) + utf8_size(text)
-        if size > budget.bytes:
-            stopped = "bytes"
-            break
-        views.append(LogLineView(ts=ts, pod=pod, stream=stream, line=text))
-        budget.lines -= 1
-        budget.bytes -= size
-        used += size
-        long_lines += cut > 0
-        consumed += 1
+    mask = masker.mask
+    left_lines, left_bytes = budget.lines, budget.bytes
+    # pod, stream and their size, once per labels dict: a store's lines of one stream share theirs (the dicts
+    # stay referenced by `lines`, so an id() is not reused meanwhile).
+    streams: dict[int, tuple[str | None, str, int]] = {}
+    try:
+        for line in lines:
+            if left_lines <= 0:
+                stopped = "lines"
+                break
+            text = mask(line.line)
+            if text != line.line and not recheck(text):
+                consumed += 1  # it matched only through a secret value
+                continue
+            text, cut = clip_line(text, MAX_LINE_BYTES)
+            where = streams.get(id(line.labels))
+            if where is None:
+                pod, stream = line.labels.get("pod"), line.labels.get("stream", "runtime")
+                where = streams[id(line.labels)] = (pod, stream, len(pod or "") + len(stream))
+            ts = format_rfc3339_ns(line.ts_ns)
+            size = len(ts) + where[2] + utf8_size(text)
+            if size > left_bytes:
+                stopped = "bytes"
+                break
+            views.append(LogLineView(ts=ts, pod=where[0], stream=where[1], line=text))
+            left_lines -= 1
+            left_bytes -= size
+            used += size
+            long_lines += cut > 0
+            consumed += 1
+    finally:
+        budget.lines, budget.bytes = left_lines, left_bytes
     return views, consumed, stopped, long_lines, used
 
 

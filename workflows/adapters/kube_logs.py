@@ -50,7 +50,7 @@ def parse_pod_log(text: str, labels: dict[str, str]) -> list[LogLine]:
             ts, line = parse_rfc3339_ns(stamp), rest
         except ValueError:
             ts, line = last, row
-        out.append(LogLine.model_construct(ts_ns=ts, line=line, labels=labels))
+        out.append(LogLine(ts_ns=ts, line=line, labels=labels))
         last = ts
     return out
 

@@ -22,6 +22,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -107,28 +108,42 @@ class LogQuery(BaseModel):
         return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-class LogLine(BaseModel):
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One line as a store returned it. A plain dataclass, not a pydantic model: a store builds thousands per
+    call from values it has just parsed, and validating or `model_construct`ing each was most of a page's cost.
+    Lines of one stream share one `labels` dict."""
 
     ts_ns: int
     line: str
-    labels: dict[str, str] = Field(description="Stream labels: pod, container, stream, deployment_id, ...")
+    labels: dict[str, str]  # stream labels: pod, container, stream, deployment_id, ...
 
 
-class LogPage(BaseModel):
+@dataclass(frozen=True, slots=True)
+class LogPage:
     lines: list[LogLine]
-    start: Cursor = Field(description="The position the page starts after; `cursor_after(start, prefix)` "
-                                      "continues after any prefix of `lines`.")
-    next_cursor: Cursor | None = Field(description="After the last line; None when no more lines match now.")
+    start: Cursor  # the position the page starts after; `cursor_after(start, prefix)` continues after any prefix
+    next_cursor: Cursor | None  # after the last line; None when no more lines match now
     source: str
 
 
-def sort_key(line: LogLine) -> tuple[int, list[tuple[str, str]], str]:
-    return line.ts_ns, sorted(line.labels.items()), line.line
+def sort_key(line: LogLine) -> tuple[int, tuple[tuple[str, str], ...], str]:
+    return line.ts_ns, tuple(sorted(line.labels.items())), line.line
 
 
 def in_order(lines: Sequence[LogLine], direction: Direction) -> list[LogLine]:
-    return sorted(lines, key=sort_key, reverse=direction == "backward")
+    """`lines` sorted by `sort_key` (reversed for backward). The labels part of the key is computed once per
+    labels dict, not once per line: lines of one stream share theirs."""
+    by_labels: dict[int, tuple[tuple[str, str], ...]] = {}
+
+    def key(line: LogLine) -> tuple[int, tuple[tuple[str, str], ...], str]:
+        labels = by_labels.get(id(line.labels))
+        if labels is None:
+            # id() is stable here: every labels dict stays referenced by `lines` until the sort is done.
+            labels = by_labels[id(line.labels)] = tuple(sorted(line.labels.items()))
+        return line.ts_ns, labels, line.line
+
+    return sorted(lines, key=key, reverse=direction == "backward")
 
 
 def check_cursor(q: LogQuery, cursor: Cursor) -> None:

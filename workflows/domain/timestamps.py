@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 NS = 1_000_000_000
 
@@ -39,5 +40,12 @@ def parse_rfc3339_ns(text: str, *, naive_is_utc: bool = False) -> int:
 def format_rfc3339_ns(ns: int) -> str:
     """`2024-05-01T12:00:00.123456789Z`: always nine fraction digits, so timestamps sort as strings."""
     seconds, frac = divmod(ns, NS)
+    return f"{_utc_second(seconds)}.{frac:09d}Z"
+
+
+@lru_cache(maxsize=1024)
+def _utc_second(seconds: int) -> str:
+    # Cached: a page's lines mostly share a few seconds, and the datetime arithmetic and strftime were the
+    # costliest part of shaping a line.
     dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{frac:09d}Z"
+    return f"{dt:%Y-%m-%dT%H:%M:%S}"
