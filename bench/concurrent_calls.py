@@ -147,6 +147,12 @@ def rss_mb(pid: int) -> float:
     return total / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time `pid` has used so far (its own threads; serve and worker start no processes)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cli(name: str, env: dict[str, str], run_dir: Path, *args: str) -> ManagedProcess:
     return ManagedProcess(name, [str(BIN / "deploy-mcp"), *args], run_dir, env=env)
 
@@ -291,8 +297,11 @@ async def main(calls: int, serve_logs: str, rounds: int) -> int:
         rss_start = (rss_mb(serve_pid), rss_mb(worker_pid))
         url = f"http://127.0.0.1:{port}/mcp"
 
+        cpu = [(cpu_seconds(serve_pid), cpu_seconds(worker_pid))]
         distinct = await create_apps(url, token_a, image, calls, one_key=False)
+        cpu.append((cpu_seconds(serve_pid), cpu_seconds(worker_pid)))
         same_key = await create_apps(url, token_b, image, calls, one_key=True)
+        cpu.append((cpu_seconds(serve_pid), cpu_seconds(worker_pid)))
         floor_times, floor_errors = await floor(database_url, address, calls)
         await asyncio.sleep(5)  # the worker has picked up the deploys it was handed (its activities retry)
         deployments = (await count_deployments(database_url, tenant_a), await count_deployments(database_url, tenant_b))
@@ -333,6 +342,11 @@ async def main(calls: int, serve_logs: str, rounds: int) -> int:
     print("\n".join(rows))
     print("\n".join(ratios))
     print("\n".join(verdicts))
+    # CPU is what load on a shared machine does not change: the serve process's work per call
+    for i, key in enumerate(("distinct", "one_key")):
+        (s0, w0), (s1, w1) = cpu[i], cpu[i + 1]
+        print(f"CPU during the {key} batch: serve {(s1 - s0) * 1000 / calls:.1f} ms/call, "
+              f"worker {(w1 - w0) * 1000 / calls:.1f} ms/call")
     for what, (start, end) in (("serve", (rss_start[0], rss_end[0])), ("worker", (rss_start[1], rss_end[1]))):
         verdict = "ok" if end < RSS_GOAL_MB else "OVER GOAL"
         print(f"RSS {what:6} at start {start:6.1f} MB, after the run {end:6.1f} MB "
