@@ -96,7 +96,8 @@ async def open_log_store(settings: Settings, *, with_workflows: bool) -> AsyncIt
 async def server_deps(settings: Settings, database_url: str, *, with_workflows: bool = True
                       ) -> AsyncIterator[ServerDeps]:
     """The server's clients. Without workflows (no cluster) the read tools still work."""
-    store = await PgStore.open(database_url)
+    store = await PgStore.open(database_url, min_size=settings.database.pool_min_size,
+                               max_size=settings.database.pool_max_size)
     registry = OciRegistry(insecure_hosts=settings.image_registry.insecure_hosts,
                            allowed_hosts=[settings.image_registry.host, *settings.image_registry.allowed_hosts])
     github_app = None

@@ -285,7 +285,8 @@ async def claim_and_start(c: CallContext, req: NewRelease) -> ReleaseClaim:
     if c.config.image_pull_secret:
         c.audit.k8s_refs.append(f"Secret/{ns}/{c.config.image_pull_secret}")
     superseded = []
-    if claim.created:
+    # A release recorded with its app (create) has no older ones to supersede: skip asking for them.
+    if claim.created and not (req.create and d.seq == 1):
         for older in await c.store.in_flight(claim.app.id):
             if older.id != d.id and older.seq < d.seq:
                 await workflows.cancel(older.workflow_id)
@@ -355,6 +356,7 @@ async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context |
     deadline = time.monotonic() + wait_seconds
     d: DeploymentRecord = claim.deployment
     progress = release_progress(d)
+    polled = False
     while True:
         step = progress.advance(d.phase)
         if step is not None and ctx is not None:
@@ -364,7 +366,9 @@ async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context |
             break
         await asyncio.sleep(0.25)
         d = await c.store.get_deployment(c.principal.tenant, d.id) or d
-    app = await c.store.get_app_by_id(claim.app.id) or claim.app
+        polled = True
+    # Not polled (wait_seconds=0, or final already): the app as the claim read it, with the release it answers.
+    app = (await c.store.get_app_by_id(claim.app.id) or claim.app) if polled else claim.app
     return release_result(app, d, c.config.apps_url_port)
 
 

@@ -15,6 +15,7 @@ statements on the one connection, so start none inside a transaction.
 
 from __future__ import annotations
 
+import select
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -40,6 +41,21 @@ def _unreachable(e: psycopg.OperationalError) -> bool:
     return e.sqlstate is None or e.sqlstate.startswith("08") or e.sqlstate in _GONE
 
 
+async def check_idle_connection(conn: Connection) -> None:
+    """The pool's check before handing out a connection, without a round trip for one nothing happened to.
+    An idle connection has nothing to read: a server that shut down (57P01), crashed or was restarted sent its
+    FATAL message or closed the socket, which makes the socket readable. Only then is the empty round trip of
+    `check_connection` made, which raises for a dead connection (the pool discards it and hands out another)
+    and consumes a harmless message (a NOTICE). One round trip per checkout was a third of the store's round
+    trips under 100 concurrent calls."""
+    if conn.closed or conn.pgconn.socket < 0:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(conn.pgconn.socket, select.POLLIN | select.POLLPRI)
+    if poller.poll(0):
+        await AsyncConnectionPool.check_connection(conn)
+
+
 # (pool, connection) the current task holds; the pool tells two stores apart (tests open several in one task)
 _held: ContextVar[tuple[object, Connection] | None] = ContextVar("deploy_mcp_store_held", default=None)
 
@@ -56,9 +72,9 @@ class PgPool:
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url, min_size=min_size, max_size=max_size, open=False, timeout=timeout,
             kwargs={"row_factory": dict_row, "autocommit": True},
-            # Checked (one empty round trip) before each use: after a database restart the idle connections are
-            # dead, and without the check the first calls after the restart would each fail on one of them.
-            check=AsyncConnectionPool.check_connection,
+            # Checked before each use: after a database restart the idle connections are dead, and without the
+            # check the first calls after the restart would each fail on one of them.
+            check=check_idle_connection,
         )
         await pool.open(wait=True, timeout=30)
         return cls(pool)

@@ -19,6 +19,11 @@ class PgProjects(PgPool):
         return TenantRecord(**row)
 
     async def ensure_project(self, tenant: str, project: str) -> ProjectRecord:
+        # read first: the project exists on every call but its first, and reading it is one round trip where
+        # ensuring tenant and project is four
+        found = await self.get_project(tenant, project)
+        if found is not None:
+            return found
         t = await self.ensure_tenant(tenant)
         await self._one(
             "INSERT INTO projects (tenant_id, name, namespace) VALUES (%s, %s, %s) "

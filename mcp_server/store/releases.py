@@ -32,31 +32,40 @@ class PgReleases(PgProjects):
                 await self.get_project(req.tenant, req.project)
             if project is None:
                 raise RecordNotFound("project", req.project)
-            created_app = False
+            inserted: dict[str, Any] | None = None
             if req.create:
+                # No savepoint of its own: a conflict ends the whole transaction anyway (RecordConflict).
                 try:
-                    async with conn.transaction():
-                        cur = await conn.execute(
-                            "INSERT INTO apps (project_id, name, spec, hostname) VALUES (%s, %s, %s, %s) "
-                            "ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
-                            (project.id, req.app, Jsonb(req.config), req.hostname),
-                        )
-                        created_app = await cur.fetchone() is not None
+                    cur = await conn.execute(
+                        "INSERT INTO apps (project_id, name, spec, hostname) VALUES (%s, %s, %s, %s) "
+                        "ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING RETURNING id",
+                        (project.id, req.app, Jsonb(req.config), req.hostname),
+                    )
+                    inserted = await cur.fetchone()
                 except psycopg.errors.UniqueViolation as e:
                     raise RecordConflict("hostname", req.hostname) from e
-            cur = await conn.execute(
-                "SELECT id FROM apps WHERE project_id = %s AND name = %s AND deleted_at IS NULL FOR UPDATE",
-                (project.id, req.app),
-            )
-            locked = await cur.fetchone()
-            if locked is None:
-                raise RecordNotFound("app", f"{req.project}/{req.app}")
-            app_id = locked["id"]
-            existing = await self._same_release(conn, app_id, req)
-            if existing is not None:
-                return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=existing, created=False)
-            if req.create and not created_app:
-                raise RecordConflict("app", f"{req.project}/{req.app}")
+            created_app = inserted is not None
+            if inserted is not None:
+                # The row this transaction inserted: no other sees it before the commit, so it is as good as
+                # locked, and it has no releases yet to be the same as or to number after.
+                app_id, seq = inserted["id"], 1
+            else:
+                cur = await conn.execute(
+                    "SELECT id FROM apps WHERE project_id = %s AND name = %s AND deleted_at IS NULL FOR UPDATE",
+                    (project.id, req.app),
+                )
+                locked = await cur.fetchone()
+                if locked is None:
+                    raise RecordNotFound("app", f"{req.project}/{req.app}")
+                app_id = locked["id"]
+                existing = await self._same_release(conn, app_id, req)
+                if existing is not None:
+                    return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=existing, created=False)
+                if req.create:
+                    raise RecordConflict("app", f"{req.project}/{req.app}")
+                cur = await conn.execute(
+                    "SELECT coalesce(max(seq), 0) + 1 AS seq FROM deployments WHERE app_id = %s", (app_id,))
+                seq = (await cur.fetchone() or {"seq": 1})["seq"]
             secrets_version = req.base_secrets_version
             if req.new_secret_ciphertext is not None:
                 cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM secret_versions WHERE app_id = %s",
@@ -71,9 +80,6 @@ class PgReleases(PgProjects):
                     (app_id, secrets_version, sorted(req.new_secret_names or []), req.new_secret_ciphertext,
                      req.created_by),
                 )
-            cur = await conn.execute("SELECT coalesce(max(seq), 0) + 1 AS seq FROM deployments WHERE app_id = %s",
-                                     (app_id,))
-            seq = (await cur.fetchone() or {"seq": 1})["seq"]
             cur = await conn.execute(
                 "INSERT INTO deployments (app_id, seq, release_seq, kind, source, image, image_digest, commit_sha, "
                 "config, secrets_version, rollback_of, workflow_id, idempotency_key, request_fingerprint, created_by) "
@@ -86,8 +92,9 @@ class PgReleases(PgProjects):
             )
             row = await cur.fetchone()
             assert row is not None
-            await conn.execute("UPDATE apps SET spec = %s, updated_at = now() WHERE id = %s",
-                               (Jsonb(req.config), app_id))
+            if not created_app:  # a new app's row holds this config already
+                await conn.execute("UPDATE apps SET spec = %s, updated_at = now() WHERE id = %s",
+                                   (Jsonb(req.config), app_id))
             return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=DeploymentRecord.model_validate(row),
                                 created=True)
 

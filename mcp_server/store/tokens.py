@@ -4,11 +4,13 @@ for each HTTP request, revoked by id. The auth layer's `TokenStore`."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from mcp_server.store.projects import PgProjects
+
+LAST_USED_PRECISION = timedelta(minutes=1)  # `last_used_at` is at most this much older than the last request
 
 
 def token_hash(token: str) -> bytes:
@@ -30,15 +32,22 @@ class PgTokens(PgProjects):
         return UUID(str(row["id"]))
 
     async def find_token(self, token: str) -> dict[str, Any] | None:
-        """The live token row (tenant, subject, scopes, its own rate limits or None) for `token`, touching
-        `last_used_at`; None if unknown, revoked or expired."""
+        """The live token row (tenant, subject, scopes, its own rate limits or None) for `token`; None if
+        unknown, revoked or expired. `last_used_at` is touched when it is older than `LAST_USED_PRECISION`:
+        touched on every request, the token's row lock would queue each concurrent call of one token behind
+        the others (an agent fanning out 100 calls waited ~0.5 s for it), while a minute is precise enough
+        to tell a token in use from a forgotten one. Under the lock Postgres re-checks the age, so concurrent
+        requests touch it once."""
         return await self._one(
-            "UPDATE api_tokens k SET last_used_at = now() FROM tenants t "
-            "WHERE k.token_hash = %s AND t.id = k.tenant_id AND k.revoked_at IS NULL "
-            "AND (k.expires_at IS NULL OR k.expires_at > now()) "
-            "RETURNING k.id, t.name AS tenant, k.subject, k.scopes, k.expires_at, k.calls_per_minute, "
-            "k.concurrent_waits, k.read_only, k.toolsets",
-            token_hash(token),
+            "WITH live AS (SELECT k.id, t.name AS tenant, k.subject, k.scopes, k.expires_at, k.calls_per_minute, "
+            "k.concurrent_waits, k.read_only, k.toolsets, k.last_used_at FROM api_tokens k "
+            "JOIN tenants t ON t.id = k.tenant_id WHERE k.token_hash = %s AND k.revoked_at IS NULL "
+            "AND (k.expires_at IS NULL OR k.expires_at > now())), "
+            "touched AS (UPDATE api_tokens SET last_used_at = now() WHERE id IN (SELECT id FROM live) "
+            "AND (last_used_at IS NULL OR last_used_at < now() - %s) RETURNING id) "
+            "SELECT id, tenant, subject, scopes, expires_at, calls_per_minute, concurrent_waits, read_only, toolsets "
+            "FROM live",
+            token_hash(token), LAST_USED_PRECISION,
         )
 
     async def token_refusal(self, token: str) -> tuple[str, str | None]:
