@@ -66,6 +66,9 @@ Result = TypeVar("Result")
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                     maximum_interval=timedelta(seconds=20), maximum_attempts=8)
 QUICK = timedelta(seconds=60)
+# Local activities hold the workflow task while they run: only steps that take milliseconds.
+LOCAL_TIMEOUT = timedelta(seconds=10)
+LOCAL_STEPS = "local-steps"
 
 _HINTS = {
     "K8sForbidden": "The platform's worker was refused by the cluster (RBAC or admission); tell the operator.",
@@ -121,9 +124,25 @@ class DeployWorkflow:
             activity, arg, start_to_close_timeout=timeout, retry_policy=retry_policy,
             heartbeat_timeout=heartbeat_timeout, cancellation_type=cancellation_type)
 
+    async def _local(self, activity: Callable[[Any, Arg], Awaitable[Result]], arg: Arg) -> Result:
+        """A short step (one row, one read) run as a local activity: inside the workflow task, recorded as a
+        marker, without the task-queue round trip and the extra workflow task a regular activity costs (the warm
+        rollback had two of them before its switch). Histories from before this change replay as they ran
+        (the LOCAL_STEPS patch)."""
+        if not workflow.patched(LOCAL_STEPS):
+            return await self._act(activity, arg)
+        try:
+            return await workflow.execute_local_activity_method(
+                activity, arg, start_to_close_timeout=LOCAL_TIMEOUT, retry_policy=RETRY)
+        except (ApplicationError, TimeoutError) as err:
+            # a local activity's failure arrives bare; the run handles every step's failure as an ActivityError
+            raise ActivityError(f"{getattr(activity, '__name__', 'step')} failed", scheduled_event_id=0,
+                                started_event_id=0, identity="", activity_type=getattr(activity, "__name__", ""),
+                                activity_id="", retry_state=None) from err
+
     async def _set_phase(self, inp: DeployInput, phase: Phase) -> None:
         self._phase = phase
-        await self._act(DeployActivities.set_phase, PhaseUpdate(deployment_id=inp.deployment_id, phase=phase))
+        await self._local(DeployActivities.set_phase, PhaseUpdate(deployment_id=inp.deployment_id, phase=phase))
 
     @workflow.run
     async def run(self, inp: DeployInput) -> DeployResult:
@@ -148,7 +167,7 @@ class DeployWorkflow:
                 if built.failure is not None or not built.digest or not built.image:
                     failure = built.failure or Failure(reason="BuildFailed", message="the build produced no image")
                     self._phase = Phase.FAILED
-                    await self._act(DeployActivities.record_outcome, RecordOutcome(
+                    await self._local(DeployActivities.record_outcome, RecordOutcome(
                         deployment_id=inp.deployment_id, app_id=inp.app_id, phase=Phase.FAILED, serving=False,
                         failure=failure))
                     return DeployResult(deployment_id=inp.deployment_id, phase=Phase.FAILED, release=release,
@@ -166,7 +185,7 @@ class DeployWorkflow:
             warm = False
             if inp.kind == "rollback":
                 # Inside the rollback window the target still runs (at the count needed): just the switch.
-                warm = await self._act(DeployActivities.release_ready, ReleaseState(
+                warm = await self._local(DeployActivities.release_ready, ReleaseState(
                     namespace=inp.namespace, release=release, replicas=replicas))
             else:
                 await self._set_phase(inp, Phase.NAMESPACE)
@@ -212,7 +231,7 @@ class DeployWorkflow:
             if inp.autoscale is not None:
                 await self._retarget(inp, release)
             self._phase = Phase.SUCCEEDED
-            await self._act(DeployActivities.record_outcome, RecordOutcome(
+            await self._local(DeployActivities.record_outcome, RecordOutcome(
                 deployment_id=inp.deployment_id, app_id=inp.app_id, phase=Phase.SUCCEEDED, serving=True))
             finished = True
             keep = [release] + ([switched.previous_release] if switched.previous_release else [])
@@ -229,7 +248,7 @@ class DeployWorkflow:
             failure = failure_of(err)
             self._phase = Phase.FAILED
             await self._cleanup_best_effort(inp, release, switched, stopped)
-            await self._act(DeployActivities.record_outcome, RecordOutcome(
+            await self._local(DeployActivities.record_outcome, RecordOutcome(
                 deployment_id=inp.deployment_id, app_id=inp.app_id, phase=Phase.FAILED, serving=False,
                 failure=failure))
             return DeployResult(deployment_id=inp.deployment_id, phase=Phase.FAILED, release=release,
@@ -265,7 +284,7 @@ class DeployWorkflow:
             return
         self._phase = Phase.CANCELLED
         await self._cleanup_best_effort(inp, release, switched, stopped)
-        await self._act(DeployActivities.record_outcome, RecordOutcome(
+        await self._local(DeployActivities.record_outcome, RecordOutcome(
             deployment_id=inp.deployment_id, app_id=inp.app_id, phase=Phase.CANCELLED, serving=False,
             failure=Failure(reason="Cancelled", message="superseded by a newer deploy or a rollback")))
 
