@@ -10,11 +10,7 @@ Run: .venv/bin/python bench/dev_first_serving.py   (root: dev runs the testbed's
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,15 +19,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx
 import httpx2
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from bench._harness import CannotMeasure, Report
-from mcp_server.devenv.dev import EDGE_HTTP_PORT
 from mcp_server.devenv.embedded import Testbed
 from mcp_server.devenv.processes import free_port
+from tests.support.dev_process import DevNotReady, DevProcess, edge_get
 
 
 def testbed_floor(tb: Testbed) -> float:
@@ -40,42 +35,6 @@ def testbed_floor(tb: Testbed) -> float:
     elapsed = time.perf_counter() - t
     tb.down()
     return elapsed
-
-
-def start_dev(state: Path, port: int) -> tuple[subprocess.Popen[str], float, str, dict[str, Any]]:
-    """dev started; (process, seconds to "ready", token, the printed first create_app arguments)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "KUBECONFIG")}
-    env |= {"DEPLOY_MCP_STATE_DIR": str(state), "DEPLOY_MCP_HTTP_PORT": str(port)}
-    exe = Path(sys.executable).parent / "deploy-mcp"
-    t = time.perf_counter()
-    proc = subprocess.Popen([str(exe), "dev"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    lines: list[str] = []
-    while time.perf_counter() - t < 600:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if "ready. Ctrl-C stops everything." in line:
-            ready = time.perf_counter() - t
-            text = "".join(lines)
-            tokens = re.findall(r"Bearer (dmcp_[A-Za-z0-9_-]+)", text)
-            first = next((json.loads(x) for x in (s.strip() for s in lines) if x.startswith('{"project"')), None)
-            if not tokens or first is None:
-                proc.send_signal(signal.SIGINT)
-                raise CannotMeasure(f"dev printed no token or no first call:\n{text[-2000:]}")
-            return proc, ready, str(tokens[-1]), first
-    proc.kill()
-    raise CannotMeasure("dev never said ready:\n" + "".join(lines)[-2000:])
-
-
-def stop_dev(proc: subprocess.Popen[str]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
 
 
 async def first_deploy(url: str, token: str, args: dict[str, Any]) -> str:
@@ -88,14 +47,6 @@ async def first_deploy(url: str, token: str, args: dict[str, Any]) -> str:
     return str(created["url"]).split("://", 1)[1].split("/", 1)[0].split(":", 1)[0]
 
 
-def answers(host: str) -> bool:
-    try:
-        r = httpx.get(f"http://127.0.0.1:{EDGE_HTTP_PORT}/", headers={"Host": host}, timeout=3, trust_env=False)
-    except httpx.HTTPError:
-        return False
-    return r.status_code == 200
-
-
 def main() -> None:
     tb = Testbed()
     if not tb.built():
@@ -105,18 +56,22 @@ def main() -> None:
     floor = testbed_floor(tb)
     state = Path(tempfile.mkdtemp(prefix="bench-dev-"))
     os.chmod(state, 0o755)  # noqa: S103 (dev's embedded Postgres runs as its own user under root)
-    port = free_port()
-    proc, ready, token, args = start_dev(state, port)
+    dev = DevProcess(state, free_port())
+    try:
+        ready = dev.start(timeout=600)
+        token, args = dev.token(), dev.first_call()
+    except DevNotReady as e:
+        raise CannotMeasure(str(e)) from e
     try:
         t = time.perf_counter()
-        host = asyncio.run(first_deploy(f"http://127.0.0.1:{port}/mcp", token, args))
-        while not answers(host):
+        host = asyncio.run(first_deploy(dev.url, token, args))
+        while edge_get(host) is None:
             if time.perf_counter() - t > 120:
                 raise CannotMeasure(f"{host} never answered through dev's edge")
             time.sleep(0.1)
         serving = time.perf_counter() - t
     finally:
-        stop_dev(proc)
+        dev.stop()
     report = Report(unit="s")
     report.add("dev start -> ready (fresh state)", [ready])
     report.add("ready -> the first app serving at its URL", [serving])
