@@ -24,7 +24,6 @@ from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_imag
 from mcp_server.devenv.slice import Slice, make_slice_repo
 
 TOKEN = "ghs_benchSlice0Token0never0shown0123456"
-NODE_MONITOR_GRACE_SECONDS = 16  # the testbed's kube-controller-manager (mcp_server/devenv/testbed/up.sh)
 
 
 async def main() -> None:
@@ -61,7 +60,7 @@ async def main() -> None:
     for name, seconds in times.items():
         report.add(name, [seconds])
     report.add("total", [total])
-    waits = NODE_MONITOR_GRACE_SECONDS + p.settings.cluster.node_failure_seconds
+    waits = tb.NODE_MONITOR_GRACE_SECONDS + p.settings.cluster.node_failure_seconds
     report.add(f"floor: node grace + toleration ({waits} s, Kubernetes' waits)", [float(waits)])
     report.add("floor: a release started by hand (kubectl apply + rollout status)", started)
     report.ratio("node death -> serving / (Kubernetes' waits + a release's start)", "rescheduled after node death",

@@ -29,7 +29,7 @@ pytestmark = [
                        reason="the slice builds with buildah and kills a kubelet node: root (CI has both)"),
 ]
 TOKEN = "ghs_sliceTest0Token0never0shown0123456"
-RESCHEDULE_BOUND = 120  # seconds; the platform's 30 s unreachable toleration + the testbed's 16 s grace
+RESCHEDULE_BOUND = 120  # seconds; the grace (Testbed.NODE_MONITOR_GRACE_SECONDS) + the toleration + a start
 
 
 @pytest.fixture
