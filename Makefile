@@ -36,10 +36,17 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-# Two xdist workers: every test of the one testbed runs on one of them, in order (tests/conftest.py groups
-# them); the tests that start their own Postgres and Temporal share the other.
+# Two processes side by side (tests/conftest.py --testbed): the tests on the one testbed, in order, and every
+# other test (each starts its own Postgres and Temporal); the second's report is printed after the first's.
 test: install testbed lint typecheck
-	$(BIN)/pytest -q -ra -n 2 --dist loadgroup
+	@rest_log=$$(mktemp -t deploy-mcp-tests.XXXXXX); \
+	$(BIN)/pytest -q -ra --testbed none -p no:cacheprovider > "$$rest_log" 2>&1 & rest=$$!; \
+	trap 'kill $$rest 2>/dev/null' INT TERM; \
+	$(BIN)/pytest -q -ra --testbed only; on_testbed=$$?; \
+	wait $$rest; others=$$?; \
+	echo "== the tests off the testbed"; cat "$$rest_log"; rm -f "$$rest_log"; \
+	echo "make test: testbed tests exit $$on_testbed, the others exit $$others"; \
+	[ $$on_testbed -eq 0 ] && [ $$others -eq 0 ]
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

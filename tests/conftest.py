@@ -37,18 +37,34 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "drill: rebuilds the testbed from an empty state: runs after even `last`")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads xdist_group into the node ids
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--testbed", choices=("all", "only", "none"), default="all",
+                     help="only: just the tests on the one testbed; none: every other test (make test runs the two "
+                          "sets as two processes side by side)")
+
+
+def uses_testbed(item: pytest.Item) -> bool:
+    return bool(TESTBED_MARKERS & {m.name for m in item.iter_markers()}) or "testbed" in getattr(
+        item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A gVisor sandbox can outlive its pod object (the runsc shim hangs on delete): such tests run last.
     # The restore drill tears the whole testbed down and starts it empty: nothing may run after it.
     items.sort(key=lambda item: 2 if item.get_closest_marker("drill") else int(item.get_closest_marker("last")
                                                                                 is not None))
-    # Under xdist (`make test` runs `-n 2 --dist loadgroup`) every test of the one testbed runs on one worker, in
-    # the order above; the rest, which start their own Postgres and Temporal, spread over the others. A trial
-    # whose hook ran after xdist's had the testbed's tests on both workers, each bringing its own testbed up.
+    # The testbed is one cluster: its tests run in one process, in the order above, while the rest (each starts
+    # its own Postgres and Temporal) run in another. Not xdist's loadgroup: with pytest 9.2 its group suffix on
+    # node ids no longer takes, and the testbed's tests landed on both workers, bringing the testbed up and down
+    # under each other.
+    which = config.getoption("--testbed")
+    if which == "all":
+        return
+    keep, drop = [], []
     for item in items:
-        if TESTBED_MARKERS & {m.name for m in item.iter_markers()} or "testbed" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("testbed"))
+        (keep if uses_testbed(item) == (which == "only") else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep
 
 
 @pytest.fixture(scope="session")
