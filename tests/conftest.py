@@ -60,7 +60,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     which = config.getoption("--testbed")
     if which == "all":
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         (keep if uses_testbed(item) == (which == "only") else drop).append(item)
     config.hook.pytest_deselected(items=drop)
