@@ -345,6 +345,9 @@ def _build_input(claim: ReleaseClaim) -> BuildInput:
                       secrets_version=d.secrets_version)
 
 
+POLL_FIRST, POLL_MAX = 0.02, 0.25  # seconds between reads of a waited release's phase
+
+
 def wait_bound(c: CallContext, wait_seconds: int | None) -> float:
     return float(c.config.progress_wait_seconds if wait_seconds is None else wait_seconds)
 
@@ -357,6 +360,7 @@ async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context |
     d: DeploymentRecord = claim.deployment
     progress = release_progress(d)
     polled = False
+    pause = POLL_FIRST
     while True:
         step = progress.advance(d.phase)
         if step is not None and ctx is not None:
@@ -364,7 +368,9 @@ async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context |
             await ctx.report_progress(step, progress.total, f"{release}: {d.phase}")
         if d.phase in TERMINAL_PHASES or time.monotonic() >= deadline:
             break
-        await asyncio.sleep(0.25)
+        # short at first: a warm rollback ends in a fraction of a second; a row read by id costs ~1 ms
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, POLL_MAX)
         d = await c.store.get_deployment(c.principal.tenant, d.id) or d
         polled = True
     # Not polled (wait_seconds=0, or final already): the app as the claim read it, with the release it answers.
