@@ -9,6 +9,8 @@ MCP from a repository on the local git server (`git http-backend`, token require
 - The same delivery again is refused (409) and audited; unsigned, wrongly signed and tampered deliveries are
   refused (403) and audited; none of them records a release. A push to another branch is recorded as ignored.
 - A Gitea-signed push deploys as `webhook:gitea`.
+- Only signed deliveries are recorded: an unsigned request cannot burn a real delivery's id; one that failed on
+  the platform's side is processed when delivered again, one that succeeded is not.
 - Pull requests (Gitea format): opened -> a preview app `web-pr5` with the parent's env and none of its secrets,
   serving the head commit; synchronized -> a new release of that preview; closed -> the preview deleted. With
   `previews_secrets`, a same-repository pull request's preview gets the secrets and a fork's does not.
@@ -171,6 +173,9 @@ async def test_a_signed_push_deploys_its_commit_and_refusals_change_nothing(stor
     assert secret not in str(await hook_audit(h)) and secret not in str(await mcp(h, "get_audit_log", {}))
 
     sha = h.repo.commit("two")
+    # an unsigned request cannot burn a real delivery's id: only signed deliveries are recorded
+    early = await post(url, "github", "push", push_payload("main", sha), None, delivery="gh-push-1")
+    assert early.status_code == 403
     r = await post(url, "github", "push", push_payload("main", sha), secret, delivery="gh-push-1")
     assert r.status_code == 202, r.text
     d = await finished(store, h.tenant, r.json()["deployment_id"])
@@ -207,7 +212,8 @@ async def test_a_signed_push_deploys_its_commit_and_refusals_change_nothing(stor
     by = {(e["principal"], e["outcome"], e["error"] or "") for e in rows}
     assert ("webhook:github", "ok", "") in by and ("webhook:gitea", "ok", "") in by
     refused = [e for e in rows if e["outcome"] == "denied"]
-    assert any("replayed" in e["error"] for e in refused) and any("unsigned" in e["error"] for e in refused)
+    assert any("replayed" in e["error"] for e in refused)
+    assert sum("unsigned" in e["error"] for e in refused) == 2
     assert sum("bad signature" in e["error"] for e in refused) == 2  # the wrong secret and the tampered body
     assert any(e["outcome"] == "ok" and "evil" in (e["error"] or "") for e in rows)  # ignored, with why
     assert secret not in str(rows)
@@ -277,3 +283,15 @@ async def test_pull_requests_get_previews_that_vanish_when_closed(store: PgStore
     assert fd.source["git"]["ref"] == "refs/pull/7/head"
     rows = await hook_audit(h)
     assert {e["arguments"].get("pull_request") for e in rows if e["outcome"] == "ok"} >= {5, 6, 7}
+
+
+async def test_a_delivery_that_failed_on_the_platforms_side_may_come_again(store: PgStore) -> None:
+    hook = uuid.uuid4().hex
+    assert await store.claim_delivery(hook, "d1", "github", "push")
+    assert not await store.claim_delivery(hook, "d1", "github", "push")  # received: a replay
+    await store.finish_delivery(hook, "d1", "failed", "Temporal away")
+    assert await store.claim_delivery(hook, "d1", "github", "push")  # the provider's redelivery
+    await store.finish_delivery(hook, "d1", "deployed", "releasing")
+    assert not await store.claim_delivery(hook, "d1", "github", "push")
+    assert await store.delivery_outcome(hook, "d1") == ("deployed", "releasing")
+    assert await store.claim_delivery(hook + "x", "d1", "github", "push")  # ids are per hook
