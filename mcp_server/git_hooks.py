@@ -37,7 +37,7 @@ from workflows.domain.git_hooks import (
     read_headers,
     signature_ok,
 )
-from workflows.domain.secretbox import SecretBox
+from workflows.domain.secretbox import SecretBox, SecretBoxError
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,12 @@ class GitHooks:
         if h.signature is None:
             raise _Refused(403, "denied", f"unsigned delivery: {_signature_header(h)} is missing; set the "
                                           "webhook's secret to the one `push_deploys` connect returned")
-        if not signature_ok(str(self.secretbox.open(conn.ciphertext)["secret"]), body, h.signature):
+        try:
+            secret = self.secretbox.open(conn.ciphertext)["secret"]
+        except (SecretBoxError, KeyError) as e:
+            raise _Refused(503, "error", "this app's webhook secret cannot be opened with the secrets key; connect "
+                                         "it again with `push_deploys`, or tell the operator") from e
+        if not signature_ok(secret, body, h.signature):
             raise _Refused(403, "denied", f"bad signature: {_signature_header(h)} does not match the body under "
                                           "this app's webhook secret")
         if not h.delivery:
