@@ -34,6 +34,7 @@ from starlette.routing import Route
 
 from mcp_server.auth import ApiTokenVerifier, principal_from_request
 from mcp_server.auth_audit import RefusalBudget, RefusalStore, RefusedAuthAudit
+from mcp_server.git_hooks import HOOKS_PATH, GitHooks
 from mcp_server.health import HealthRoutes, MetricsSource, Named
 from mcp_server.http_unavailable import StoreUnavailableResponse
 from mcp_server.oauth.github import CALLBACK_PATH, GitHubLogin
@@ -157,6 +158,10 @@ class DeployMCP(MCPServer[Any]):
         if oauth is not None:
             for route in login_routes(oauth):
                 self.custom_route(route.path, sorted(route.methods or ()))(route.endpoint)
+        if transport == "http":  # git providers post their deliveries beside the MCP endpoint
+            hooks = GitHooks(deps.store, deps.config, deps.secretbox, deps.workflows, deps.images, deps.github_app,
+                             RefusalBudget(deps.rate_limits.refused_auth_rows_per_minute))
+            self.custom_route(HOOKS_PATH + "/{hook_id}", ["POST"], include_in_schema=False)(hooks.handle)
         for p in PROMPTS:
             self.add_prompt(Prompt.from_function(p.fn, name=p.name, title=p.title, description=p.description))
 

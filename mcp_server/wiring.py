@@ -9,10 +9,12 @@ import os
 import signal
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import uvicorn
 
 from mcp_server.auth import operator_principal
+from mcp_server.git_hooks import HOOKS_PATH
 from mcp_server.health import database_check, temporal_check
 from mcp_server.server import DeployMCP, ServerDeps, build_server
 from mcp_server.settings import Settings
@@ -32,6 +34,12 @@ from workflows.adapters.registry import OciRegistry
 from workflows.render.pull_secret import PULL_SECRET_NAME
 
 log = logging.getLogger(__name__)
+
+
+def hooks_url(mcp_url: str) -> str:
+    """Git webhooks are posted beside the MCP endpoint, on the same origin (`mcp_server.git_hooks`)."""
+    parts = urlsplit(mcp_url)
+    return f"{parts.scheme}://{parts.netloc}{HOOKS_PATH}"
 
 
 def platform_config(settings: Settings) -> PlatformConfig:
@@ -58,6 +66,7 @@ def platform_config(settings: Settings) -> PlatformConfig:
         domain_verify_hours=settings.dns.verify_timeout_hours,
         domain_max_backoff_seconds=settings.dns.verify_max_backoff_seconds,
         domain_recheck_seconds=settings.dns.recheck_seconds, max_domains_per_app=settings.dns.max_domains_per_app,
+        hooks_url=hooks_url(settings.http.mcp_url()),
     )
 
 

@@ -29,6 +29,7 @@ def all_tools() -> list[ToolSpec]:
         domains,
         identity,
         logs,
+        push_deploys,
         rollback,
         scaling,
         secrets,

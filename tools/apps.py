@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
 from tools.args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
-from tools.context import call, tool
+from tools.context import CallContext, call, tool
 from tools.databases import (
     DatabaseRequest,
     app_database_view,
@@ -24,6 +24,7 @@ from tools.errors import InvalidInput
 from tools.idempotency import request_fingerprint
 from tools.lookups import require_app
 from tools.projects import ProjectView, project_views
+from tools.records import AppRecord
 from tools.releases import (
     ReleaseResult,
     Source,
@@ -249,15 +250,7 @@ async def delete_app(
         raise InvalidInput("confirm", f"must be exactly {project}/{app!s} to delete that app",
                            f"pass confirm={project}/{app!r}".replace("'", ""))
     row = await require_app(c, project, app)
-    workflows = c.require_workflows()
-    await c.store.mark_app_deleting(row.id)
-    for d in await c.store.in_flight(row.id):
-        await workflows.cancel(d.workflow_id)
-    wf_id = delete_workflow_id(c.principal.tenant, project, app, row.id)
-    c.audit.workflow_id = wf_id
-    c.audit.k8s_refs = [f"Service/{row.namespace}/{app}", f"Ingress/{row.namespace}/{app}",
-                        f"Deployment/{row.namespace}/{app}-r*", f"Secret/{row.namespace}/{app}-r*-env"]
-    await workflows.start_delete(wf_id, DeleteAppInput(app_id=row.id, namespace=row.namespace, app=app))
+    wf_id = await start_app_delete(c, row)
     deadline = time.monotonic() + wait_bound(c, wait_seconds)
     status = "deleting"
     while time.monotonic() < deadline:
@@ -270,6 +263,21 @@ async def delete_app(
     done = status == "deleted"
     return DeleteResult(app=f"{project}/{app}", workflow_id=wf_id, done=done, status=status,
                         next_step="Deleted." if done else "Still deleting; `apps` shows when it is gone.")
+
+
+async def start_app_delete(c: CallContext, row: AppRecord) -> str:
+    """Mark the app deleting, cancel its releases in flight and start its delete workflow; its workflow id."""
+    workflows = c.require_workflows()
+    await c.store.mark_app_deleting(row.id)
+    for d in await c.store.in_flight(row.id):
+        await workflows.cancel(d.workflow_id)
+    wf_id = delete_workflow_id(row.tenant, row.project, row.name, row.id)
+    c.audit.workflow_id = wf_id
+    ns, app = row.namespace, row.name
+    c.audit.k8s_refs = [f"Service/{ns}/{app}", f"Ingress/{ns}/{app}", f"Deployment/{ns}/{app}-r*",
+                        f"Secret/{ns}/{app}-r*-env"]
+    await workflows.start_delete(wf_id, DeleteAppInput(app_id=row.id, namespace=ns, app=app))
+    return wf_id
 
 
 def build_config(*, port: int, env: dict[str, str], replicas: int, resources: Resources | None,

@@ -75,6 +75,7 @@ class PlatformConfig:
     domain_max_backoff_seconds: float = 600.0
     domain_recheck_seconds: float = 3600.0
     max_domains_per_app: int = 10
+    hooks_url: str | None = None  # where git webhooks are posted: <origin of http.public_url>/hooks/git
 
 
 @dataclass

@@ -18,12 +18,14 @@ from tools.records import (
     BackupRun,
     DatabaseBackupRecord,
     DatabaseRecord,
+    DeliveryOutcome,
     DeploymentRecord,
     DomainRecord,
     NewRelease,
     ObservationRecord,
     PreflightSummary,
     ProjectRecord,
+    PushConnection,
     ReleaseClaim,
     SecretVersion,
     SnapshotRecord,
@@ -194,6 +196,28 @@ class Store(Protocol):
     async def set_domain_status(self, domain_id: UUID, token: str, **fields: Any) -> bool: ...
 
     async def remove_domain(self, domain_id: UUID, token: str) -> None: ...
+
+    async def connect_push(self, app_id: UUID, hook_id: str, branch: str, previews: bool, previews_secrets: bool,
+                           ciphertext: bytes, created_by: str) -> PushConnection: ...
+
+    async def disconnect_push(self, app_id: UUID) -> bool: ...
+
+    async def push_connection(self, app_id: UUID) -> PushConnection | None: ...
+
+    async def push_connection_by_hook(self, hook_id: str) -> PushConnection | None: ...
+
+    async def claim_delivery(self, hook_id: str, delivery_id: str, provider: str, event: str) -> bool:
+        """False: the delivery id was seen before (a replay)."""
+        ...
+
+    async def finish_delivery(self, hook_id: str, delivery_id: str, outcome: DeliveryOutcome,
+                              detail: str | None) -> None: ...
+
+    async def preview_app_id(self, parent_app_id: UUID, pr_number: int) -> UUID | None: ...
+
+    async def set_preview_app(self, parent_app_id: UUID, pr_number: int, app_id: UUID) -> None: ...
+
+    async def remove_preview_app(self, parent_app_id: UUID, pr_number: int) -> None: ...
 
     async def record_audit(self, event: AuditEvent) -> None: ...
 

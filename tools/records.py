@@ -255,3 +255,19 @@ class DomainRecord(Record):
     workflow_id: str | None
     created_at: datetime
     updated_at: datetime
+
+
+class PushConnection(Record):
+    """An app connected to a branch of its repository (`push_deploys`); `ciphertext` seals the webhook secret."""
+
+    app_id: UUID
+    hook_id: str
+    branch: str
+    previews: bool
+    previews_secrets: bool
+    ciphertext: bytes
+    created_by: str
+    created_at: datetime
+
+
+DeliveryOutcome = Literal["received", "deployed", "previewed", "removed", "ignored", "failed"]

@@ -19,6 +19,7 @@ from mcp_server.store.harbor_robots import PgHarborRobots, PgRobotSlot
 from mcp_server.store.oauth import PgOAuth
 from mcp_server.store.observations import PgObservations
 from mcp_server.store.preflight import PgPreflight
+from mcp_server.store.push_connections import PgPushConnections
 from mcp_server.store.releases import PgReleases
 from mcp_server.store.scaling import PgScaling
 from mcp_server.store.schema import migrate, migration_files
@@ -30,6 +31,7 @@ __all__ = ["CIPHERTEXT_TABLES", "PgRobotSlot", "PgStore", "RotationCount", "migr
 
 
 class PgStore(PgApps, PgReleases, PgScaling, PgObservations, PgSecretVersions, PgVolumes, PgBuilds, PgHarborRobots,
-              PgAudit, PgTokens, PgPreflight, PgBackupRuns, PgCiphertexts, PgOAuth, PgDatabases, PgDomains):
+              PgAudit, PgTokens, PgPreflight, PgBackupRuns, PgCiphertexts, PgOAuth, PgDatabases, PgDomains,
+              PgPushConnections):
     """Implements `tools.ports.Store`, the activities' stores (`workflows.activities.stores`) and the auth
     layer's `TokenStore` on one psycopg async pool; `PgStore.open(url)` opens it."""

@@ -17,6 +17,7 @@ CIPHERTEXT_TABLES: dict[str, tuple[str, ...]] = {
     "git_credentials": ("tenant_id", "host"),
     "harbor_robots": ("tenant_id", "harbor_url"),
     "databases": ("id",),
+    "push_connections": ("app_id",),
 }
 
 

@@ -54,6 +54,8 @@ PARAMS = {
     # custom domains: a hostname is looked up in the caller's tenant only (tests/integration/test_domains.py:
     # another tenant's hostname reads as one that does not exist)
     "hostname", "domains",
+    # push deploys: the app is looked up by name (BY_NAME); these only shape the connection
+    "branch", "previews", "previews_secrets",
 }
 # A parameter's value in the matrix' calls, where its schema's own minimum would not get past validation.
 PARAM_VALUES: dict[str, Any] = {"mount_path": "/data", "schedule": "0 3 * * *", "values": {"A": "b"},

@@ -47,7 +47,7 @@ async def test_tools_are_listed_with_schemas_and_annotations(store: PgStore, mod
     reads = {"whoami", "apps", "get_audit_log", "deployments", "logs", "volumes", "builds", "app_metrics",
              "databases", "domains"}
     writes = {"create_app", "deploy", "rollback", "delete_app", "set_secrets", "set_git_credentials", "volume",
-              "scale", "database", "domain"}
+              "scale", "database", "domain", "push_deploys"}
     assert set(tools) == reads | writes
     destructive = {"delete_app", "volume", "database", "domain"}  # domain: its action=remove
     for t in tools.values():

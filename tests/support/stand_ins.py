@@ -27,7 +27,9 @@ from workflows.activities.domains import DomainActivities
 from workflows.activities.volume import VolumeActivities
 from workflows.adapters.kube import Kube
 from workflows.adapters.registry import ResolvedImage
+from workflows.delete import DeleteAppWorkflow
 from workflows.deploy import DeployWorkflow
+from workflows.domain.build_contract import BuildOutput
 from workflows.domain.deploy_contract import RetiredRelease, Switched
 from workflows.domain.images import ImageRef
 from workflows.domain.secretbox import SecretBox
@@ -56,6 +58,8 @@ class Cluster:
     hold: set[str] = field(default_factory=set)
     held: asyncio.Event = field(default_factory=asyncio.Event)
     serving: str | None = None
+    builds: list[dict[str, Any]] = field(default_factory=list)  # each git build asked for (`run_build`)
+    deleted: list[str] = field(default_factory=list)  # the apps whose objects were deleted
 
     def activities(self) -> list[Any]:
         cluster = self
@@ -105,8 +109,21 @@ class Cluster:
             await asyncio.sleep(2 * STEP)  # a superseded release's clean-up: its successor shows `superseding`
             return True
 
+        @activity.defn(name="run_build")
+        async def run_build(inp: Any) -> BuildOutput:
+            # the builder is not what these tests are about: the commit asked for becomes `<repo>:<sha>`
+            await asyncio.sleep(STEP)
+            cluster.builds.append(inp)
+            digest = "sha256:" + hashlib.sha256(inp["commit_sha"].encode()).hexdigest()
+            return BuildOutput(image=f"{inp['image_repo']}@{digest}", digest=digest)
+
+        @activity.defn(name="delete_app_objects")
+        async def delete_app_objects(inp: Any) -> list[str]:
+            cluster.deleted.append(inp["app"])
+            return [f"Service/{inp['namespace']}/{inp['app']}"]
+
         return [ensure_namespace, apply_release, wait_ready, switch_service, release_ready, retire_releases,
-                prune_releases, scale_release]
+                prune_releases, scale_release, run_build, delete_app_objects]
 
 
 def volume_stand_ins() -> list[Any]:
@@ -145,8 +162,10 @@ async def stand_in_worker(store: PgStore, temporal_address: str, cluster: Cluste
     real = DeployActivities(cast(Kube, None), store, secretbox, temporal=temporal)
     volumes = VolumeActivities(cast(Kube, None), store)
     worker = Worker(temporal, task_queue=queue,
-                    workflows=[DeployWorkflow, VolumeWorkflow, *([DomainWorkflow] if domains else [])],
+                    workflows=[DeployWorkflow, VolumeWorkflow, DeleteAppWorkflow,
+                               *([DomainWorkflow] if domains else [])],
                     activities=[real.set_phase, real.record_outcome, real.set_image, real.wait_workflows_closed,
+                                real.mark_app_deleted,
                                 volumes.volume_record, *cluster.activities(), *volume_stand_ins(),
                                 *(domains.all() if domains else [])],
                     max_heartbeat_throttle_interval=timedelta(milliseconds=100),
