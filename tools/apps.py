@@ -12,11 +12,13 @@ from pydantic import BaseModel, Field
 from tools.args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
 from tools.context import CallContext, call, tool
 from tools.databases import (
+    AppDeleteChoice,
     DatabaseRequest,
     app_database_view,
     check_request,
     connection_values,
     create_database,
+    database_for_app_delete,
     start_database_for_app,
 )
 from tools.domains import add_domain, check_hostname
@@ -241,8 +243,12 @@ async def delete_app(
     confirm: Annotated[str, Field(description="`<project>/<app>`.", max_length=100)],
     ctx: Context,
     wait_seconds: Wait = None,
+    database: Annotated[AppDeleteChoice | None, Field(description=(
+        "When the app has a database: `detach` keeps it (data, backups) without the app; `delete` deletes it "
+        "too, after a final backup. Without it, an app with a database is not deleted."))] = None,
 ) -> DeleteResult:
-    """Delete an app and its releases (volumes and audit kept). Irreversible."""
+    """Delete an app and its releases (volumes and audit kept). Irreversible. An app with a database needs
+    `database` (detach or delete): nothing is deleted until that step succeeded."""
     c = call()
     check_name("project", project)
     check_name("app", app)
@@ -250,7 +256,10 @@ async def delete_app(
         raise InvalidInput("confirm", f"must be exactly {project}/{app!s} to delete that app",
                            f"pass confirm={project}/{app!r}".replace("'", ""))
     row = await require_app(c, project, app)
+    c.require_workflows()
+    database_refs = await database_for_app_delete(c, row, database, wait_bound(c, wait_seconds))
     wf_id = await start_app_delete(c, row)
+    c.audit.k8s_refs += database_refs
     deadline = time.monotonic() + wait_bound(c, wait_seconds)
     status = "deleting"
     while time.monotonic() < deadline:

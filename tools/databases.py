@@ -294,7 +294,7 @@ async def database(
         if d.app_id is None or d.app is None:
             raise Conflict("The database is not attached to an app.", hint="Nothing to detach.")
         row = await require_app(c, project, d.app)
-        await c.store.set_database_app(d.id, None)
+        await _unadmit(c, d, row)
         release = _release(await release_with_secrets(c, row, dict.fromkeys(CONNECTION_VARIABLES), ctx,
                                                       wait_seconds))
         d = await _database(c, project, name)
@@ -392,3 +392,56 @@ async def _delete(c: CallContext, d: DatabaseRecord, confirm: str | None, final_
                                 message=r.message if r else None,
                                 next_step="Deleted (its dumps stay at the backup target)." if gone is None
                                 else "Deleting: `databases` shows when it is gone.")
+
+
+async def _unadmit(c: CallContext, d: DatabaseRecord, row: AppRecord) -> None:
+    """The database no longer the app's: recorded, then its objects re-applied without the app, so its policy
+    stops admitting pods of that app's label (a later app of the same name included). The key names the
+    attachment being ended, so a later detach of a re-attached app applies again."""
+    await c.store.set_database_app(d.id, None)
+    d = await _database(c, d.project, d.name)
+    await _run(c, d, "create", f"{d.id}-detach-{row.id}-{int((d.updated_at or d.created_at).timestamp() * 1000)}", 0)
+
+
+AppDeleteChoice = Literal["detach", "delete"]
+
+
+async def database_for_app_delete(c: CallContext, row: AppRecord, choice: AppDeleteChoice | None, wait: float
+                                  ) -> list[str]:
+    """delete_app's step for the app's database, before anything of the app is touched. None attached: nothing.
+    Attached and no `choice`: refused, naming the database and both ways on. `detach`: the database keeps its
+    data, backups and schedule; its policy stops admitting the app; the app's secrets lose the connection
+    variables (a new version, not released: the app is going). `delete`: a final dump first (a failed one
+    refuses the delete, with nothing changed), then the database is detached and its deletion started. Returns
+    the database's refs for the audit row."""
+    d = await c.store.database_of_app(row.id)
+    if d is None:
+        return []
+    ref = f"database/{d.project}/{d.name}"
+    if choice is None:
+        raise Conflict(f"The app has the database {d.name} (its data would be left behind, still admitting "
+                       f"pods named {row.name}).",
+                       hint=f"Pass database=detach to keep {d.name} (data and backups) without the app, or "
+                            f"database=delete to delete it too after a final backup; or detach it first with "
+                            f"database(action=detach, project={d.project}, name={d.name}).")
+    if choice == "delete":
+        c.require("databases:write")
+        if d.status in ("creating", "deleting"):
+            raise Conflict(f"The database {d.name} is {d.status}.",
+                           hint="Call again once `databases` shows it ready, or pass database=detach.")
+        dump = dump_name(datetime.now(UTC))
+        r = await _run(c, d, "backup", dump, max(wait, 60.0), backup_name=dump, backup_kind="final")
+        if r is None or r.status == "failed":
+            why = r.message if r is not None and r.message else "the final backup is still running"
+            raise Conflict(f"Not deleted: the final backup of the database {d.name} did not succeed ({why}).",
+                           hint="Fix it and call again, or pass database=detach and delete the database later "
+                                "with database(action=delete, final_backup=false).")
+    await _unadmit(c, d, row)
+    if choice == "detach":
+        sealed = await seal_secrets(c, row.id, dict.fromkeys(CONNECTION_VARIABLES))
+        if sealed.sealed is not None and sealed.names is not None:
+            await c.store.add_secret_version(row.id, sealed.base, sealed.names, sealed.sealed, c.principal.subject)
+        return [ref]
+    await c.store.set_database_status(d.id, "deleting")
+    await _run(c, await _database(c, d.project, d.name), "delete", str(d.id), 0)
+    return [ref, f"StatefulSet/{d.namespace}/{_spec(c, d).object_name}"]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from tools.apps import start_app_delete
 from tools.args import AppName, ProjectName, check_name
 from tools.context import CallContext, call, tool
+from tools.databases import database_for_app_delete
 from tools.errors import InvalidInput
 from tools.lookups import require_app
 from tools.records import AppRecord, DeliveryOutcome, PushConnection
@@ -163,7 +164,10 @@ async def on_pull_request(c: CallContext, conn: PushConnection, parent: AppRecor
     if pr.action == "closed":
         if existing is None:
             return HookResult("ignored", f"pull request {pr.number} has no preview")
+        # a database someone attached to the preview is kept (detached), never deleted by a closed pull request
+        kept = await database_for_app_delete(c, existing, "detach", 0)
         wf_id = await start_app_delete(c, existing)
+        c.audit.k8s_refs += kept
         await c.store.remove_preview_app(parent.id, pr.number)
         return HookResult("removed", f"pull request {pr.number} closed ({'merged' if pr.merged else 'not merged'})"
                           f": deleting {existing.name}", f"{existing.project}/{existing.name}", workflow_id=wf_id)

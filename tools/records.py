@@ -217,6 +217,7 @@ class DatabaseRecord(Record):
     ciphertext: bytes = Field(repr=False)
     pending_ciphertext: bytes | None = Field(None, repr=False)
     created_at: datetime
+    updated_at: datetime | None = None
     last_backup: dict[str, Any] | None = None  # {name, kind, status, size_bytes, started_at, finished_at, error}
 
 

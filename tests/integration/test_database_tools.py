@@ -239,3 +239,56 @@ async def test_diagnose_names_a_database_that_is_not_ready(store: PgStore, box: 
         await store.set_database_status(d.id, "failed", "database dm-x/postgres--web not Ready after 300 s")
         diag = ok(await c.call_tool("deployments", {"deployment_id": created["deployment_id"], "diagnose": True}))
         assert diag["next_step"].startswith("Its database web is failed: database dm-x/postgres--web not Ready")
+
+
+async def test_delete_app_with_a_database_refuses_until_told_to_detach_or_delete(store: PgStore,
+                                                                                  box: SecretBox) -> None:
+    """delete_app of an app with a database: refused by default with the database and the fix named, nothing
+    changed; `database=detach` keeps the database (no longer admitting the app, the app's secrets without the
+    connection variables); `database=delete` refuses when the final backup fails, with nothing changed, and
+    otherwise dumps, detaches and deletes the database before the app goes."""
+    rec = Recorder(store, box)
+    project = project_name()
+    async with Client(server(store, rec)) as c:
+        for app in ("web", "api"):
+            ok(await c.call_tool("create_app", {
+                "project": project, "name": app, "source": {"image": f"r/{app}:1"}, "port": 8080,
+                "database": {}, "wait_seconds": 0}))
+        web = await store.get_app("acme", project, "web")
+        assert web is not None
+        ops_before = len(rec.ops)
+        refused = err(await c.call_tool("delete_app", {"project": project, "app": "web", "confirm": f"{project}/web"}))
+        assert "database web" in refused and "database=detach" in refused and "database=delete" in refused
+        still = await store.get_app("acme", project, "web")
+        d = await store.get_database("acme", project, "web")
+        assert still is not None and still.status == web.status and d is not None and d.app == "web"
+        assert len(rec.ops) == ops_before
+
+        ok(await c.call_tool("delete_app", {"project": project, "app": "web", "confirm": f"{project}/web",
+                                            "database": "detach"}))
+        d = await store.get_database("acme", project, "web")
+        assert d is not None and d.app_id is None and d.status == "ready"
+        # its objects re-applied without the app: the policy no longer admits pods labelled web
+        assert rec.ops[-1].op == "create" and rec.ops[-1].spec.app is None
+        assert not {"DATABASE_URL", "PGPASSWORD"} & set((await store.current_secrets(web.id)).names)
+        gone = await store.get_app("acme", project, "web")
+        assert gone is None or gone.status == "deleting"
+
+        rec.fail_backups = True
+        ops_before = len(rec.ops)
+        refused = err(await c.call_tool("delete_app", {"project": project, "app": "api", "confirm": f"{project}/api",
+                                                       "database": "delete"}))
+        assert "final backup" in refused
+        api = await store.get_app("acme", project, "api")
+        d = await store.get_database("acme", project, "api")
+        assert api is not None and api.status != "deleting" and d is not None and d.app == "api"
+        assert [o.op for o in rec.ops[ops_before:]] == ["backup"]
+
+        rec.fail_backups = False
+        ok(await c.call_tool("delete_app", {"project": project, "app": "api", "confirm": f"{project}/api",
+                                            "database": "delete"}))
+        assert [o.op for o in rec.ops[ops_before + 1:]] == ["backup", "create", "delete"]
+        assert rec.ops[ops_before + 1].backup_kind == "final"
+        assert await store.get_database("acme", project, "api") is None
+    entries = [e for e in await store.list_audit("acme", None, None, None, 100) if e.tool == "delete_app"]
+    assert [e.outcome for e in entries][:2] == ["ok", "error"] and entries[0].arguments["database"] == "delete"
