@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Literal, TypeVar
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -21,6 +21,7 @@ from mcp_server.settings import Settings
 from mcp_server.telemetry import tracing
 from tools.ports import WorkflowsUnavailable
 from workflows.domain.database_contract import DatabaseOp, DatabaseResult
+from workflows.domain.database_observation import Connections, DatabaseObservation, DiskUse, ObserveInput
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
@@ -112,6 +113,20 @@ class TemporalWorkflows:
                 task_queue=self.task_queue, result_type=AppMetrics,
                 execution_timeout=timedelta(seconds=inp.window_seconds + 60))
         return result
+    async def observe_database(self, inp: ObserveInput) -> DatabaseObservation:
+        """A question: a fresh id each time, run to completion (a few reads and one query Job)."""
+        try:
+            with _reachable():
+                result: DatabaseObservation = await self.client.execute_workflow(
+                    "database-observe", inp, id=f"database-observe/{inp.spec.namespace}/{inp.spec.name}/"
+                                                f"{uuid.uuid4().hex[:8]}",
+                    task_queue=self.task_queue, result_type=DatabaseObservation,
+                    execution_timeout=timedelta(seconds=inp.query_timeout_seconds + 60))
+        except WorkflowFailureError as e:  # timed out, or no worker took it: say so rather than fail the read
+            why = f"could not be observed: {e.cause or e}"[:200]
+            return DatabaseObservation(disk=DiskUse(unknown=why), connections=Connections(unknown=why))
+        return result
+
     async def run_database(self, workflow_id: str, op: DatabaseOp, wait_seconds: float) -> DatabaseResult | None:
         """Start (or find) the database workflow and wait up to `wait_seconds` for its result; None while it runs."""
         await self._start("database", op, workflow_id)

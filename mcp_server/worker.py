@@ -31,6 +31,7 @@ from mcp_server.temporal import connect
 from workflows.activities.build import BuildActivities, BuildSettings, RobotSource
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings
 from workflows.activities.database import DatabaseActivities, DatabaseConfig
+from workflows.activities.database_observe import DatabaseObserveActivities
 from workflows.activities.deploy import DeployActivities
 from workflows.activities.domains import DomainActivities, DomainConfig, KubeDomainCluster
 from workflows.activities.harbor import HarborActivities
@@ -44,7 +45,7 @@ from workflows.adapters.harbor import HarborClient
 from workflows.adapters.kube import Kube
 from workflows.adapters.loki import LokiClient
 from workflows.build import BuildWorkflow
-from workflows.database import DatabaseWorkflow
+from workflows.database import DatabaseObserveWorkflow, DatabaseWorkflow
 from workflows.delete import DeleteAppWorkflow
 from workflows.deploy import DeployWorkflow
 from workflows.diagnose import DiagnoseWorkflow
@@ -61,7 +62,8 @@ log = logging.getLogger(__name__)
 # Here, not in `mcp_server.temporal`: the definitions import their activity classes, which only the worker
 # needs (the server starts workflows by name).
 WORKFLOWS = [DeployWorkflow, DeleteAppWorkflow, DiagnoseWorkflow, VolumeWorkflow, BuildWorkflow, ReconcileWorkflow,
-             ReconcileSweepWorkflow, ScaleWorkflow, AppMetricsWorkflow, DatabaseWorkflow, DomainWorkflow]
+             ReconcileSweepWorkflow, ScaleWorkflow, AppMetricsWorkflow, DatabaseWorkflow, DatabaseObserveWorkflow,
+             DomainWorkflow]
 
 
 def build_activities(settings: Settings, store: BuildStore, *, loki: LokiClient | None = None,
@@ -126,6 +128,7 @@ async def worker_clients(settings: Settings, client: Client | None = None) -> As
             client, task_queue=settings.temporal.task_queue, workflows=WORKFLOWS,
             activities=activities.all() + volumes.all() + builds.all() + registry.all() + reconciler.all()
             + ScaleActivities(kube, store, temporal=client).all() + MetricsActivities(kube).all() + databases.all()
+            + DatabaseObserveActivities(kube).all()
             + domains.all(),
             max_concurrent_activities=50, interceptors=[WorkflowMetrics()],
             graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds))

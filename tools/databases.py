@@ -13,11 +13,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from tools.args import ProjectName, check_name
 from tools.context import CallContext, call, tool
-from tools.errors import Conflict, InvalidInput, NotFound
+from tools.errors import Conflict, InvalidInput, NotFound, PlatformError
 from tools.lookups import require_app
 from tools.records import AppRecord, DatabaseBackupRecord, DatabaseRecord, NewRelease
 from tools.releases import ReleaseResult, claim_and_start, seal_secrets, wait_bound, wait_with_progress
 from workflows.domain.database_contract import DatabaseOp, DatabaseResult
+from workflows.domain.database_observation import Connections, DatabaseObservation, DiskUse, ObserveInput
 from workflows.domain.database_spec import (
     CONNECTION_VARIABLES,
     DatabaseResources,
@@ -63,6 +64,9 @@ class DatabaseView(BaseModel):
     host: str
     last_backup: BackupView | None = None
     backups: list[BackupView] | None = None
+    observed: DatabaseObservation | None = Field(None, description=(
+        "With `name`: disk used of the claim and connections of max_connections, read from the cluster now "
+        "(each with `observed_at`, or `unknown` and why). Not in lists: each look runs a query job."))
 
 
 class DatabaseList(BaseModel):
@@ -110,6 +114,19 @@ def app_database_view(c: CallContext, d: DatabaseRecord | None) -> dict[str, Any
     v = view(c, d)
     return {"name": v.name, "status": v.status, "status_reason": v.status_reason,
             "last_backup": v.last_backup.status if v.last_backup else None}
+
+
+async def observe(c: CallContext, d: DatabaseRecord) -> DatabaseObservation:
+    """The database as the cluster shows it now. A database still being made or deleted is not asked (its pod
+    comes and goes); a look that cannot run is `unknown` with why, never a figure from before."""
+    if d.status in ("creating", "deleting"):
+        why = f"the database is {d.status}"
+        return DatabaseObservation(disk=DiskUse(unknown=why), connections=Connections(unknown=why))
+    try:
+        return await c.require_workflows().observe_database(ObserveInput(spec=_spec(c, d)))
+    except PlatformError as e:  # the workflow service unreachable, say: the rest of the answer still stands
+        why = f"could not be observed: {e}"[:200]
+        return DatabaseObservation(disk=DiskUse(unknown=why), connections=Connections(unknown=why))
 
 
 async def _database(c: CallContext, project: str, name: str) -> DatabaseRecord:
@@ -242,7 +259,9 @@ async def databases(project: Annotated[str | None, Field(max_length=200)] = None
         if project is None:
             raise InvalidInput("project", "is needed with name", "pass the database's project")
         d = await _database(c, project, name)
-        views = [view(c, d, await c.store.list_database_backups(d.id))]
+        one = view(c, d, await c.store.list_database_backups(d.id))
+        one.observed = await observe(c, d)
+        views = [one]
     else:
         if project is not None:
             check_name("project", project)

@@ -8,11 +8,13 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from tools.context import call
+from tools.databases import observe
 from tools.errors import NotFound
 from tools.logs import app_masker
 from tools.records import DomainRecord
 from tools.status import ObservedStatus, observed_status, observed_view
 from tools.views import AppLines, DeploymentError, split_error
+from workflows.domain.database_observation import DatabaseObservation, database_findings
 from workflows.domain.diagnose_contract import DiagnoseInput
 from workflows.domain.names import release_name
 
@@ -48,6 +50,8 @@ class DiagnosisView(BaseModel):
                                                               "it is the serving one: drift found and repaired.")
     domains: list[str] = Field(default_factory=list, description="Custom domains in trouble (failed, records "
                                                                  "moved away, certificate not renewing).")
+    database: DatabaseObservation | None = Field(None, description="The serving release's database as observed "
+                                                                   "now: disk used, connections (or why unknown).")
     next_step: str
 
 
@@ -103,6 +107,12 @@ async def diagnosis(deployment_id: UUID) -> DiagnosisView:
         why = f": {db.status_reason}" if db.status_reason else ""
         step = (f"Its database {db.name} is {db.status}{why}; see `databases`. Once it is ready the app "
                 f"connects (deploy again if the release gave up). " + step)
+    db_observed = None
+    if db is not None and db.status in ("ready", "backup-failed"):
+        db_observed = await observe(c, db)
+        findings = database_findings(db_observed, db.name)
+        if findings:
+            step = " ".join(findings) + (" " + step if step != "Healthy: nothing to fix." else "")
     return DiagnosisView(
         deployment_id=d.id, release=release, phase=d.phase, serving=serving,
         # a failed release is scaled to zero, so the cluster shows nothing wrong with it any more: not healthy
@@ -110,6 +120,7 @@ async def diagnosis(deployment_id: UUID) -> DiagnosisView:
         desired_replicas=live.desired_replicas,
         containers=[masker.mask(x) for x in live.containers], events=[masker.mask(x) for x in live.events],
         app_output=AppLines(lines=logs), app_status=status, status_reason=status_reason,
-        observed=observed_view(obs) if serving else None, domains=troubles, next_step=step,
+        observed=observed_view(obs) if serving else None, domains=troubles, database=db_observed,
+        next_step=step,
     )
 

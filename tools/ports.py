@@ -34,6 +34,7 @@ from tools.records import (
 )
 from workflows.adapters.registry import ResolvedImage
 from workflows.domain.database_contract import DatabaseOp, DatabaseResult
+from workflows.domain.database_observation import DatabaseObservation, ObserveInput
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
@@ -245,6 +246,10 @@ class Workflows(Protocol):
         ...
 
     async def app_metrics(self, inp: MetricsInput) -> AppMetrics: ...
+
+    async def observe_database(self, inp: ObserveInput) -> DatabaseObservation:
+        """The database as it is now (disk, connections), each figure observed or `unknown` with why."""
+        ...
 
     async def run_database(self, workflow_id: str, op: DatabaseOp, wait_seconds: float) -> DatabaseResult | None:
         """Start (or find) the database workflow; its result within `wait_seconds`, else None."""

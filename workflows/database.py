@@ -16,8 +16,10 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.activities.database import DatabaseActivities
+    from workflows.activities.database_observe import DatabaseObserveActivities
     from workflows.activities.deploy import DeployActivities
     from workflows.domain.database_contract import DatabaseOp, DatabaseOutcome, DatabaseResult
+    from workflows.domain.database_observation import DatabaseObservation, ObserveInput
     from workflows.domain.deploy_contract import EnsureNamespace
 
 RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=20),
@@ -56,3 +58,16 @@ class DatabaseWorkflow:
             DatabaseActivities.database_record, DatabaseOutcome(op=inp, result=result),
             start_to_close_timeout=quick, retry_policy=RETRY)
         return result
+
+
+@workflow.defn(name="database-observe")
+class DatabaseObserveWorkflow:
+    """A question like `app-metrics`: a fresh id per call, one activity, no retry (an answer that came late
+    would no longer be the state at the time of asking; the activity turns failures into `unknown`)."""
+
+    @workflow.run
+    async def run(self, inp: ObserveInput) -> DatabaseObservation:
+        return await workflow.execute_activity_method(
+            DatabaseObserveActivities.database_observe, inp,
+            start_to_close_timeout=timedelta(seconds=inp.query_timeout_seconds + 30),
+            heartbeat_timeout=timedelta(seconds=20), retry_policy=RetryPolicy(maximum_attempts=1))

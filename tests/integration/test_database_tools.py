@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from tests.support.platform import ok
 from tests.support.stand_ins import StandInImages
 from tools.context import PlatformConfig, Principal
 from workflows.domain.database_contract import DatabaseOp, DatabaseResult
+from workflows.domain.database_observation import Connections, DatabaseObservation, DiskUse, ObserveInput
 from workflows.domain.deploy_contract import DeployInput
 from workflows.domain.diagnose_contract import Diagnosis
 from workflows.domain.secretbox import SecretBox
@@ -41,6 +43,8 @@ class Recorder:
     ops: list[DatabaseOp] = field(default_factory=list)
     deploys: list[DeployInput] = field(default_factory=list)
     fail_backups: bool = False
+    observed: list[ObserveInput] = field(default_factory=list)
+    observation: DatabaseObservation = field(default_factory=DatabaseObservation)
 
     async def run_database(self, workflow_id: str, op: DatabaseOp, wait_seconds: float) -> DatabaseResult | None:
         self.ops.append(op)
@@ -81,6 +85,10 @@ class Recorder:
     async def run_scale(self, workflow_id: str, inp: Any, wait_seconds: float) -> Any: ...
 
     async def app_metrics(self, inp: Any) -> Any: ...
+
+    async def observe_database(self, inp: ObserveInput) -> DatabaseObservation:
+        self.observed.append(inp)
+        return self.observation
 
     async def signal_domain(self, workflow_id: str, inp: Any, signal: Any) -> None: ...
 
@@ -292,3 +300,45 @@ async def test_delete_app_with_a_database_refuses_until_told_to_detach_or_delete
         assert await store.get_database("acme", project, "api") is None
     entries = [e for e in await store.list_audit("acme", None, None, None, 100) if e.tool == "delete_app"]
     assert [e.outcome for e in entries][:2] == ["ok", "error"] and entries[0].arguments["database"] == "delete"
+
+
+async def test_databases_and_diagnose_show_the_observed_disk_and_connections(store: PgStore, box: SecretBox) -> None:
+    """`databases` with a name asks the cluster now (the list does not: each look runs a query job); diagnose
+    of an app with a database says when its disk is over 85% full or its connections near max_connections."""
+    rec = Recorder(store, box)
+    project = project_name()
+    when = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+    rec.observation = DatabaseObservation(
+        ready=True, pod="postgres--web-0",
+        disk=DiskUse(used_bytes=9 * 2**30, capacity_bytes=10 * 2**30, percent=90.0, observed_at=when),
+        connections=Connections(current=19, max=20, observed_at=when))
+    async with Client(server(store, rec)) as c:
+        created = ok(await c.call_tool("create_app", {
+            "project": project, "name": "web", "source": {"image": "r/web:1"}, "port": 8080, "database": {},
+            "wait_seconds": 0}))
+        listed = ok(await c.call_tool("databases", {"project": project}))
+        assert listed["databases"][0]["observed"] is None and rec.observed == []
+        one = ok(await c.call_tool("databases", {"project": project, "name": "web"}))["databases"][0]
+        assert one["observed"]["disk"]["percent"] == 90.0 and one["observed"]["connections"]["current"] == 19
+        assert one["observed"]["disk"]["observed_at"].startswith("2026-12-02T12:00")
+        assert [i.spec.name for i in rec.observed] == ["web"] and rec.observed[0].spec.app == "web"
+
+        diag = ok(await c.call_tool("deployments", {"deployment_id": created["deployment_id"], "diagnose": True}))
+        assert "disk is 90% full" in diag["next_step"] and "19 of 20 connections" in diag["next_step"]
+        assert diag["database"]["connections"]["max"] == 20
+
+        rec.observation = DatabaseObservation(disk=DiskUse(unknown="the kubelet of node run-1 is unreadable"),
+                                              connections=Connections(unknown="no database pod is running"))
+        one = ok(await c.call_tool("databases", {"project": project, "name": "web"}))["databases"][0]
+        assert one["observed"]["disk"] == {"used_bytes": None, "capacity_bytes": None, "percent": None,
+                                           "observed_at": None, "unknown": "the kubelet of node run-1 is unreadable"}
+        diag = ok(await c.call_tool("deployments", {"deployment_id": created["deployment_id"], "diagnose": True}))
+        assert "full" not in diag["next_step"] and diag["database"]["connections"]["unknown"]
+
+        # a database still being made is not asked: its pod comes and goes
+        d = await store.get_database("acme", project, "web")
+        assert d is not None
+        await store.set_database_status(d.id, "creating")
+        asked = len(rec.observed)
+        one = ok(await c.call_tool("databases", {"project": project, "name": "web"}))["databases"][0]
+        assert one["observed"]["disk"]["unknown"] == "the database is creating" and len(rec.observed) == asked

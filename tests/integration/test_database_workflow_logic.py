@@ -3,7 +3,8 @@ API server (objects by kind and name, a controller that makes StatefulSets Ready
 in-memory store: the objects a create applies and waits for, the engine chosen from the served APIs, a rotation
 that changes the Secrets and the stored password only after its Job succeeded (and leaves everything when the
 Job fails), a dump recorded as failed when its Job fails, a delete that keeps the claim when asked. No password
-ever enters the workflow's history."""
+ever enters the workflow's history. And the database-observe workflow: disk from the kubelet Summary, connections
+from a query Job (gone after), `unknown` with the reason when either cannot be read."""
 
 from __future__ import annotations
 
@@ -21,10 +22,13 @@ from temporalio.worker import Worker
 
 from mcp_server.devenv.embedded import temporal_test_server
 from workflows.activities import database as database_activities
+from workflows.activities import database_observe
 from workflows.activities.database import DatabaseActivities, DatabaseConfig
+from workflows.activities.database_observe import DatabaseObserveActivities
 from workflows.adapters.kube import Kube, KubeError
-from workflows.database import DatabaseWorkflow
+from workflows.database import DatabaseObserveWorkflow, DatabaseWorkflow
 from workflows.domain.database_contract import DatabaseOp, DatabaseResult
+from workflows.domain.database_observation import DatabaseObservation, ObserveInput
 from workflows.domain.database_spec import DatabaseSpec
 from workflows.domain.k8s_errors import classify_status
 from workflows.domain.secretbox import SecretBox
@@ -46,6 +50,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(autouse=True)
 def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(database_activities, "POLL_SECONDS", 0.01)
+    monkeypatch.setattr(database_observe, "POLL_SECONDS", 0.01)
 
 
 class FakeApi:
@@ -275,3 +280,83 @@ async def test_a_database_runs_even_where_its_backup_schedule_cannot_go(env: Wor
     result = await run(env, api, store, DatabaseOp(op="create", database_id=db_id, spec=SPEC))
     assert result.status == "ready" and "no backup schedule" in (result.message or "")
     assert store.rows[db_id].status == "ready" and "deploy-mcp-system" in (store.rows[db_id].reason or "")
+
+
+# --- Observed status: the database-observe workflow with its real activity ---------------------------------
+
+class ObservedApi(FakeApi):
+    """FakeApi plus the reads an observation makes: the database pod (Running, Ready unless told), its node's
+    kubelet Summary in the stats/v1alpha1 shape, and the query Job's pod log."""
+
+    def __init__(self, *, pod: bool = True, ready: bool = True, answer: str = "7|100\n",
+                 kubelet_down: bool = False, failing_jobs: tuple[str, ...] = ()) -> None:
+        super().__init__(failing_jobs=failing_jobs)
+        self.pod, self.ready, self.answer, self.kubelet_down = pod, ready, answer, kubelet_down
+
+    async def list_objects(self, api_version: str, kind: str, namespace: str | None, *,
+                           label_selector: str | None = None, **_: Any) -> list[dict[str, Any]]:
+        assert kind == "Pod" and label_selector
+        if label_selector.startswith("job-name="):
+            job = label_selector.split("=", 1)[1]
+            return [{"metadata": {"name": f"{job}-x1"}}] if ("Job", namespace, job) in self.objects else []
+        assert label_selector == "deploy-mcp/database=orders", label_selector
+        if not self.pod:
+            return []
+        return [{"metadata": {"name": "postgres--orders-0"}, "spec": {"nodeName": "run-1"},
+                 "status": {"phase": "Running",
+                            "conditions": [{"type": "Ready", "status": "True" if self.ready else "False"}]}}]
+
+    async def node_stats_summary(self, node: str) -> dict[str, Any]:
+        if self.kubelet_down:
+            raise KubeError(classify_status(503, "error trying to reach service: dial tcp: i/o timeout"),
+                            f"read the kubelet stats of node {node}")
+        return {"node": {"nodeName": node}, "pods": [
+            {"podRef": {"name": "postgres--orders-0", "namespace": SPEC.namespace},
+             "volume": [{"time": "2026-12-02T12:00:05Z", "name": "data", "usedBytes": 9 * 2**29,
+                         "capacityBytes": 5 * 2**30, "availableBytes": 2**29,
+                         "pvcRef": {"name": SPEC.claim, "namespace": SPEC.namespace}}]}]}
+
+    async def pod_log(self, namespace: str, pod: str, **_: Any) -> str:
+        return self.answer
+
+
+async def observe(env: WorkflowEnvironment, api: ObservedApi) -> DatabaseObservation:
+    queue = f"dbo-{uuid.uuid4().hex[:8]}"
+    async with Worker(env.client, task_queue=queue, workflows=[DatabaseObserveWorkflow],
+                      activities=DatabaseObserveActivities(cast(Kube, api)).all()):
+        result: DatabaseObservation = await env.client.execute_workflow(
+            DatabaseObserveWorkflow.run, ObserveInput(spec=SPEC), id=f"observe-{uuid.uuid4()}", task_queue=queue)
+    return result
+
+
+async def test_observe_reads_the_claims_disk_and_the_connections_now(env: WorkflowEnvironment) -> None:
+    api = ObservedApi()
+    obs = await observe(env, api)
+    assert obs.ready is True and obs.pod == "postgres--orders-0"
+    assert (obs.disk.used_bytes, obs.disk.capacity_bytes, obs.disk.percent) == (9 * 2**29, 5 * 2**30, 90.0)
+    assert obs.disk.observed_at is not None and obs.disk.unknown is None
+    assert (obs.connections.current, obs.connections.max) == (7, 100) and obs.connections.observed_at is not None
+    # the query ran as a Job that is gone again, admitted as the database's client
+    (job,) = [line.split("/", 1)[1] for line in api.log if line.startswith("apply Job/")]
+    assert f"delete Job/{job}" in api.log and not [k for k in api.objects if k[0] == "Job"]
+
+
+async def test_observe_says_unknown_and_why_instead_of_guessing(env: WorkflowEnvironment) -> None:
+    failed = await observe(env, ObservedApi(
+        answer="psql: error: FATAL:  password authentication failed for user \"orders\"\n",
+        failing_jobs=("observe",)))
+    assert failed.connections.current is None and "password authentication failed" in str(failed.connections.unknown)
+    assert failed.disk.percent == 90.0
+
+    down = await observe(env, ObservedApi(kubelet_down=True))
+    assert down.disk.used_bytes is None and "kubelet of node run-1" in str(down.disk.unknown)
+
+    api = ObservedApi(pod=False)
+    none = await observe(env, api)
+    assert none.ready is None and "no database pod is running" in str(none.disk.unknown)
+    assert none.connections.unknown == none.disk.unknown and not any("Job" in line for line in api.log)
+
+    api = ObservedApi(ready=False)
+    not_ready = await observe(env, api)
+    assert not_ready.ready is False and "not Ready" in str(not_ready.connections.unknown)
+    assert not_ready.disk.percent == 90.0 and not any("Job" in line for line in api.log)

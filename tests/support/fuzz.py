@@ -36,6 +36,7 @@ from mcp.types import CallToolResult, TextContent
 from mcp_server.devenv.images import push_image
 from mcp_server.store import PgStore
 from mcp_server.temporal import TemporalWorkflows
+from workflows.domain.database_observation import DatabaseObservation, ObserveInput
 from workflows.domain.diagnose_contract import DiagnoseInput, Diagnosis
 from workflows.domain.log_paging import LogPage, LogQuery
 from workflows.domain.scaling_contract import AppMetrics, MetricsInput, ScaleInput, ScaleResult
@@ -88,6 +89,9 @@ class RecordingWorkflows(TemporalWorkflows):
 
     async def app_metrics(self, inp: MetricsInput) -> AppMetrics:
         return AppMetrics(notes=["the app has no pods"])
+
+    async def observe_database(self, inp: ObserveInput) -> DatabaseObservation:
+        return DatabaseObservation()
 
 
 

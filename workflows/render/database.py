@@ -13,6 +13,7 @@ import base64
 import hashlib
 from typing import Any
 
+from workflows.domain.database_observation import CONNECTIONS_SQL
 from workflows.domain.database_spec import (
     DATA_MOUNT,
     PGDATA,
@@ -439,4 +440,41 @@ def restore_job(spec: DatabaseSpec, database_id: str, platform_namespace: str, p
         "metadata": meta(job_name, platform_namespace, backup_labels(spec)),
         "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 7200,
                  "template": _platform_job_pod(spec, platform_image, "restore", args)},
+    }
+
+
+def observe_job(spec: DatabaseSpec, job_name: str) -> dict[str, Any]:
+    """One query of the database's connections (`CONNECTIONS_SQL`), its answer in the pod's log. Like the
+    rotation: a Job rather than an exec, connecting as the database's role over the path its app uses, admitted
+    by the policy through its client label; no retries (a failed answer is `unknown`, not retried into a
+    stale one) and gone a minute after it ends even if the worker did not delete it."""
+    pod_sc, container_sc = _restricted(POSTGRES_UID)
+    labels = project_labels(spec.tenant, spec.project) | {LABEL_DATABASE_CLIENT: spec.name}
+    container = {
+        "name": "observe", "image": spec.image,
+        "command": ["psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", CONNECTIONS_SQL],
+        "env": [
+            {"name": "PGHOST", "value": spec.host}, {"name": "PGPORT", "value": str(PORT)},
+            {"name": "PGUSER", "value": spec.user}, {"name": "PGDATABASE", "value": spec.database},
+            {"name": "PGCONNECT_TIMEOUT", "value": "10"},
+            {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": spec.secret, "key": "password"}}},
+        ],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}},
+        "securityContext": container_sc,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a private emptyDir
+    }
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never", "automountServiceAccountToken": False, "enableServiceLinks": False,
+        "securityContext": pod_sc, "containers": [container],
+        "nodeSelector": {"pool": "run"},
+        "tolerations": [{"key": "pool", "operator": "Equal", "value": "run", "effect": "NoSchedule"}],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+    }
+    if spec.image_pull_secret:
+        pod["imagePullSecrets"] = [{"name": spec.image_pull_secret}]
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": meta(job_name, spec.namespace, labels),
+        "spec": {"backoffLimit": 0, "activeDeadlineSeconds": 60, "ttlSecondsAfterFinished": 60,
+                 "template": {"metadata": {"labels": dict(labels)}, "spec": pod}},
     }
