@@ -2,9 +2,10 @@
 (`make image-postgres-push PG_IMAGE=127.0.0.1:5000/deploy-mcp-postgres:15` first; DEPLOY_MCP_TEST_POSTGRES_IMAGE
 names another): create_app with a database; a client pod that reads the app's release Secret (envFrom, as the
 app's pods do) writes rows through DATABASE_URL; the rows survive a deploy of the app and the loss of the
-database's pod; rotate -> the new release's DATABASE_URL works and the old password no longer does. What the
-API server holds for the database is restricted PodSecurity as rendered, and its NetworkPolicy (read back)
-admits the app's pods and not another app's (evaluated: the testbed's CNI enforces no policy).
+database's pod; rotate -> the new release's DATABASE_URL works and the old password no longer does;
+`databases` reports disk and connections observed (or unknown with why). What the API server holds for the
+database is restricted PodSecurity as rendered, and its NetworkPolicy (read back) admits the app's pods and not
+another app's (evaluated: the testbed's CNI enforces no policy).
 
 Dumps and restores need the platform installed in-cluster (its namespace, image and backup Secret); they are
 tested against an embedded Postgres in tests/integration/test_database_dumps.py."""
@@ -159,6 +160,21 @@ async def test_an_app_and_its_database_in_one_call_survive_deploys_restarts_and_
         phase, log = await psql(p, ns, "web-r1-env", "CREATE TABLE hits (n int); INSERT INTO hits VALUES (1); "
                                                      "SELECT count(*) FROM hits")
         assert (phase, log) == ("Succeeded", "1"), log
+
+        # observed now, each figure with its time or `unknown` and why (never both, never a stored one)
+        seen = ok(await c.call_tool("databases", {"project": "db", "name": "web"}))["databases"][0]["observed"]
+        assert seen["ready"] is True and seen["pod"] == "postgres--web-0", seen
+        disk, conns = seen["disk"], seen["connections"]
+        assert (disk["unknown"] is None) == (disk["observed_at"] is not None), disk
+        if disk["unknown"] is None:  # a provisioner whose volumes report no stats (hostPath) says so instead
+            assert 0 < disk["used_bytes"] <= disk["capacity_bytes"] and 0 < disk["percent"] < 100, disk
+        if await p.kube.get("v1", "Service", "kube-system", "kube-dns") is None:
+            # no cluster DNS on the testbed (see rotate below): the query Job cannot resolve the Service
+            assert conns["current"] is None and conns["unknown"], conns
+        else:
+            assert conns["unknown"] is None and 0 <= conns["current"] < conns["max"] == 64, conns  # 512 MiB / 8
+        assert not [j for j in await p.kube.list_objects("batch/v1", "Job", ns)
+                    if "-observe-" in j["metadata"]["name"]], "the query job was left behind"
 
         # a deploy of the app: the data stays, the new release connects
         second = ok(await c.call_tool("deploy", {"project": "db", "app": "web", "env": {"MODE": "two"}}))
