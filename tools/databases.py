@@ -455,12 +455,14 @@ async def database_for_app_delete(c: CallContext, row: AppRecord, choice: AppDel
             raise Conflict(f"Not deleted: the final backup of the database {d.name} did not succeed ({why}).",
                            hint="Fix it and call again, or pass database=detach and delete the database later "
                                 "with database(action=delete, final_backup=false).")
-    await _unadmit(c, d, row)
     if choice == "detach":
+        await _unadmit(c, d, row)
         sealed = await seal_secrets(c, row.id, dict.fromkeys(CONNECTION_VARIABLES))
         if sealed.sealed is not None and sealed.names is not None:
             await c.store.add_secret_version(row.id, sealed.base, sealed.names, sealed.sealed, c.principal.subject)
         return [ref]
+    # no re-apply without the app first: it would race the delete and could put objects back after it
+    await c.store.set_database_app(d.id, None)
     await c.store.set_database_status(d.id, "deleting")
     await _run(c, await _database(c, d.project, d.name), "delete", str(d.id), 0)
     return [ref, f"StatefulSet/{d.namespace}/{_spec(c, d).object_name}"]

@@ -295,7 +295,7 @@ async def test_delete_app_with_a_database_refuses_until_told_to_detach_or_delete
         rec.fail_backups = False
         ok(await c.call_tool("delete_app", {"project": project, "app": "api", "confirm": f"{project}/api",
                                             "database": "delete"}))
-        assert [o.op for o in rec.ops[ops_before + 1:]] == ["backup", "create", "delete"]
+        assert [o.op for o in rec.ops[ops_before + 1:]] == ["backup", "delete"]
         assert rec.ops[ops_before + 1].backup_kind == "final"
         assert await store.get_database("acme", project, "api") is None
     entries = [e for e in await store.list_audit("acme", None, None, None, 100) if e.tool == "delete_app"]

@@ -82,7 +82,7 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
     # Summary API through the API server's node proxy. nodes/proxy `get` reaches every read of the kubelet
     # API (and, through a websocket upgrade, more): an install that serves metrics.k8s.io can drop that rule
     *_grant("metrics.k8s.io", "pods", "list", True, "app_metrics"),
-    *_grant("", "nodes/proxy", "get", False, "app_metrics (kubelet /stats/summary)"),
+    *_grant("", "nodes/proxy", "get", False, "app_metrics, database_observe (kubelet /stats/summary)"),
     *_grant("policy", "poddisruptionbudgets", "get create patch list delete", True,
             "apply_release, delete_app_objects, reconcile_app"),
     # the app's stable Service and Ingress (switch_service), the Service read by scale_release; the reconciler
@@ -95,8 +95,10 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
     # pods: wait_ready lists then watches; retire_releases, diagnose_release, JobBuilder._follow, reconcile_app
     # list;
     # their logs: diagnose/wait_ready last lines, the build steps' streamed logs
-    *_grant("", "pods", "list watch", True, "wait_ready, retire_releases, diagnose_release, JobBuilder, app_metrics"),
-    *_grant("", "pods/log", "get", True, "wait_ready, diagnose_release, JobBuilder._stream"),
+    *_grant("", "pods", "list watch", True, "wait_ready, retire_releases, diagnose_release, JobBuilder, app_metrics, "
+            "database_observe"),
+    *_grant("", "pods/log", "get", True, "wait_ready, diagnose_release, JobBuilder._stream, "
+            "database_observe"),
     *_grant("", "events", "list", True, "wait_ready, diagnose_release (Kube.events_for)"),
     # build Jobs (activities/build_job.py): read while followed, deleted when stuck or unschedulable
     *_grant("batch", "jobs", "get create patch delete", True, "JobBuilder.build, JobBuilder._follow"),
