@@ -69,5 +69,6 @@ class DatabaseObserveWorkflow:
     async def run(self, inp: ObserveInput) -> DatabaseObservation:
         return await workflow.execute_activity_method(
             DatabaseObserveActivities.database_observe, inp,
+            # no heartbeat timeout: one node-proxy read may take the adapter's whole timeout between beats
             start_to_close_timeout=timedelta(seconds=inp.query_timeout_seconds + 30),
-            heartbeat_timeout=timedelta(seconds=20), retry_policy=RetryPolicy(maximum_attempts=1))
+            retry_policy=RetryPolicy(maximum_attempts=1))
