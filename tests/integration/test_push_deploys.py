@@ -252,8 +252,16 @@ async def test_pull_requests_get_previews_that_vanish_when_closed(store: PgStore
     d2 = await finished(store, h.tenant, synced.json()["deployment_id"])
     assert d2.app_id == pr_app.id and d2.commit_sha == newer and d2.phase == "succeeded"
 
+    # a database an agent attached to the preview: kept when the pull request closes, detached, never deleted
+    db, _ = await store.create_database(h.tenant, "shop", "prdb", engine="statefulset", version=15, size_gib=1,
+                                        class_="fast", resources={}, ciphertext=b"sealed", created_by="agent")
+    await store.set_database_app(db.id, pr_app.id)
+    await store.set_database_status(db.id, "ready")
+
     closed = await post(url, "gitea", "pull_request", pull_request_payload("closed", 5, newer, merged=True), secret)
     assert closed.status_code == 202 and closed.json()["outcome"] == "removed", closed.text
+    kept = await store.get_database(h.tenant, "shop", "prdb")
+    assert kept is not None and kept.app_id is None and kept.status == "ready"
     for _ in range(120):
         row = await store.get_app_by_id(pr_app.id)
         if row is not None and row.status == "deleted":
