@@ -50,7 +50,7 @@ from prompts import PROMPTS
 from tools import all_tools
 from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
 from tools.errors import Forbidden, InvalidInput, PlatformError
-from tools.ports import Images, LogStore, Store, Workflows
+from tools.ports import ClusterPlanner, Images, LogStore, Store, Workflows
 from tools.records import AuditEvent, Outcome
 from tools.redaction import redact, storable, storable_text
 from tools.surface import Surface, hidden_because, offered
@@ -92,6 +92,7 @@ class ServerDeps:
     secretbox: SecretBox | None = None
     logs: LogStore | None = None
     github_app: GitHubApp | None = None
+    planner: ClusterPlanner | None = None  # plans' server-side dry run (`mcp_server.cluster_planner`); None: no cluster
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     health_checks: Sequence[Named] = ()  # what /readyz asks (`mcp_server.health`); none: ready once serving
     metrics: MetricsSource | None = None  # the /metrics body (`mcp_server.telemetry.metrics`); None: no /metrics
@@ -284,6 +285,7 @@ class DeployMCP(MCPServer[Any]):
             secretbox=self.deps.secretbox,
             logs=self.deps.logs,
             github_app=self.deps.github_app,
+            planner=self.deps.planner,
         )
         outcome: Outcome = "ok"
         error: str | None = None
