@@ -8,6 +8,7 @@ Only the CLI (and the tests, through `build_server`) import this module.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools.base import Tool
+from mcp.types import CallToolResult, TextContent
 from mcp.types import Tool as MCPTool
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
@@ -50,6 +52,7 @@ from prompts import PROMPTS
 from tools import all_tools
 from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
 from tools.errors import Forbidden, InvalidInput, PlatformError
+from tools.plan import PlanReady
 from tools.ports import ClusterPlanner, Images, LogStore, Store, Workflows
 from tools.records import AuditEvent, Outcome
 from tools.redaction import redact, storable, storable_text
@@ -315,6 +318,10 @@ class DeployMCP(MCPServer[Any]):
             except UnexpectedToolError:
                 raise
             except ToolError as e:
+                if isinstance(e.__cause__, PlanReady):  # `plan=true`: the plan is the answer (decision 0021)
+                    plan = e.__cause__.plan.model_dump(mode="json")
+                    return CallToolResult(content=[TextContent(type="text", text=json.dumps(plan))],
+                                          structured_content=plan)
                 # The SDK wraps what the tool raised; hand the agent our own error, unprefixed.
                 if isinstance(e.__cause__, PlatformError):
                     raise e.__cause__ from None

@@ -23,7 +23,7 @@ from tools.domains import add_domain, check_hostname
 from tools.errors import InvalidInput
 from tools.idempotency import request_fingerprint
 from tools.lookups import require_app
-from tools.plan import Plan, PlannedRow
+from tools.plan import Plan, PlannedRow, PlanReady
 from tools.planned import release_plan, volume_spec_for
 from tools.projects import ProjectView, project_views
 from tools.releases import (
@@ -106,7 +106,7 @@ async def create_app(
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
     plan: PlanFlag = False,
-) -> ReleaseResult | Plan:
+) -> ReleaseResult:
     """Create an app from an image or a git repository and release it: project on first use, sandboxed pods, a
     URL served once Ready. Waits with progress; on failure `error` and `app_output` say why."""
     c = call()
@@ -141,7 +141,8 @@ async def create_app(
         check_request(c, database)
     resolved = await resolve_source(c, source, name)
     if plan:
-        return await _create_plan(c, project, name, config, resolved, requests, secrets or {}, database, hostnames)
+        raise PlanReady(await _create_plan(c, project, name, config, resolved, requests, secrets or {}, database,
+                                           hostnames))
     if requests:
         mounts = await volumes_for_new_app(c, project, requests, wait_bound(c, wait_seconds))
         config = mounts_config(config, mounts)
@@ -185,7 +186,7 @@ async def deploy(
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
     plan: PlanFlag = False,
-) -> ReleaseResult | Plan:
+) -> ReleaseResult:
     """Release a new version of an app (image, commit and/or config), blue/green: the URL switches once it is
     Ready, else the serving release stays. Supersedes a release still rolling out."""
     c = call()
@@ -232,8 +233,8 @@ async def deploy(
         current_secrets = await c.store.current_secrets(current.id)
         names = sorted((set(current_secrets.names) | {k for k, v in (secrets or {}).items() if v is not None})
                        - {k for k, v in (secrets or {}).items() if v is None})
-        return await release_plan(c, "deploy", project=project, app=app, existing=current, config=config,
-                                  resolved=resolved, secret_names=names, secrets_changed=sorted(secrets or {}))
+        raise PlanReady(await release_plan(c, "deploy", project=project, app=app, existing=current, config=config,
+                                  resolved=resolved, secret_names=names, secrets_changed=sorted(secrets or {})))
     claim = await record_and_start(
         c, project=project, app=app, create=False, resolved=resolved, config=config,
         secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=current,

@@ -15,7 +15,7 @@ from tools.args import PlanFlag, ProjectName, check_name
 from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound
 from tools.lookups import require_app
-from tools.plan import Plan
+from tools.plan import PlanReady
 from tools.planned import database_plan
 from tools.records import AppRecord, DatabaseBackupRecord, DatabaseRecord, NewRelease
 from tools.releases import ReleaseResult, claim_and_start, seal_secrets, wait_bound, wait_with_progress
@@ -270,7 +270,7 @@ async def database(
     final_backup: Annotated[bool, Field(description="delete: dump first.")] = True,
     wait_seconds: Annotated[int | None, Field(ge=0, le=300)] = None,
     plan: PlanFlag = False,
-) -> DatabaseActionResult | Plan:
+) -> DatabaseActionResult:
     """Create, attach, detach, back up, restore, rotate the password of, or delete a Postgres. The attached app
     gets DATABASE_URL and PG* as secrets (a new release); only its pods connect."""
     c = call()
@@ -285,7 +285,7 @@ async def database(
             check_name("project", project)
             check_name("name", name)
             v, size, class_, res = check_request(c, req)
-            return await database_plan(c, project, name, v, size, class_, res, app)
+            raise PlanReady(await database_plan(c, project, name, v, size, class_, res, app))
         d, r = await create_database(c, project, name, req, wait)
         release = _release(await _attach(c, d, app, ctx, wait_seconds)) if app else None
         d = await _database(c, project, name)

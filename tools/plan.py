@@ -16,6 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
 from tools.context import CallContext
@@ -25,6 +26,16 @@ from workflows.domain.plan_diff import changed_paths, redact_object
 from workflows.domain.specs import ClusterCaps
 
 NO_CLUSTER = "no cluster is configured for this server (cluster.kubeconfig), so the API server was not asked"
+
+
+class PlanReady(ToolError):
+    """Raised by a tool with its plan instead of returning its result: the plan is not the tool's declared
+    output, which the SDK would validate it against. The server answers it as the call's result
+    (`mcp_server.server`), and the audit row is the call's ordinary one."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        super().__init__(f"plan of {plan.tool}")
 
 
 class PlannedRow(BaseModel):

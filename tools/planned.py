@@ -26,6 +26,10 @@ PLANNED_ID = "planned"
 """The deployment-id label of a planned release: the row that would give it an id is not written."""
 
 
+PLACEHOLDER_VALUE = "planned"
+"""Stands in for a secret value a plan never decrypts or generates; the plan shows Secrets redacted anyway."""
+
+
 async def _next_release_seq(c: CallContext, app: AppRecord | None) -> int:
     if app is None:
         return 1
@@ -54,7 +58,7 @@ async def release_plan(c: CallContext, tool: str, *, project: str, app: str, exi
                        image=_image(resolved), commit_sha=resolved.commit_sha, config=config,
                        runtime_class=c.config.runtime_class, image_pull_secret=c.config.image_pull_secret,
                        node_failure_seconds=c.config.node_failure_seconds)
-    values = dict(config.env) | dict.fromkeys(secret_names, "")
+    values = dict(config.env) | dict.fromkeys(secret_names, PLACEHOLDER_VALUE)
     objects: list[dict[str, Any]] = []
     if existing is None:
         objects += namespace_objects(tenant, project, ns, Guardrails(), caps)
@@ -139,4 +143,4 @@ async def database_plan(c: CallContext, project: str, name: str, version: int, s
     caps = await planned_caps(c)
     rows = [PlannedRow(table="databases", action="insert", key=f"{project}/{name}",
                        fields={"version": version, "size_gib": size_gib, "class": class_, "app": app})]
-    return await make_plan(c, "database", rows, database_objects(spec, caps, password="planned-password"))
+    return await make_plan(c, "database", rows, database_objects(spec, caps, PLACEHOLDER_VALUE))

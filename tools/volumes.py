@@ -22,7 +22,7 @@ from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tools.idempotency import check_same_request, request_fingerprint
 from tools.lookups import require_app
-from tools.plan import Plan
+from tools.plan import Plan, PlanReady
 from tools.planned import volume_plan, volume_spec_for
 from tools.records import AppRecord, NewRelease, VolumeRecord
 from tools.releases import ReleaseResult, check_release_key, claim_and_start, wait_bound, wait_with_progress
@@ -501,7 +501,7 @@ async def volume(
         raise InvalidInput(extra[0], f"does not apply to action={action}", f"leave it out; {action} takes "
                            f"{sorted(ACTION_ARGS[action]) or 'only project and volume'}")
     if plan:
-        return (await _plan(action, project, volume, size_gib, volume_class, access)).model_dump(mode="json")
+        raise PlanReady(await _plan(action, project, volume, size_gib, volume_class, access))
     result: BaseModel
     if action == "create":
         assert size_gib is not None
