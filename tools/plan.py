@@ -49,6 +49,7 @@ class PlannedObject(BaseModel):
     ref: str = Field(description="Kind/namespace/name.")
     action: Literal["create", "update", "unchanged", "delete", "scale"]
     changed: list[str] = Field(default_factory=list, description="Paths that would change (update).")
+    validated: bool = Field(False, description="The API server's dry run accepted it.")
     object: dict[str, Any] | None = Field(None, description="As rendered; Secret values redacted.")
 
 
@@ -63,7 +64,7 @@ class Plan(BaseModel):
 
 
 # "Deployment.apps \"web-r1\" is invalid: metadata.labels: Invalid value: ..." -> metadata.labels
-_FIELD = re.compile(r"(?:is invalid|is forbidden)?:\s*((?:metadata|spec|data|stringData|type)[\w.\[\]\-/=]*):")
+_FIELD = re.compile(r"(?:is invalid|is forbidden)?:\s*\[?((?:metadata|spec|data|stringData|type)[\w.\[\]\-/=]*):")
 
 
 def refused_field(e: DryRunRefused) -> str:
@@ -97,29 +98,38 @@ async def make_plan(c: CallContext, tool: str, rows: list[PlannedRow], objects: 
     would fail; an unreachable cluster leaves the plan unvalidated, saying why."""
     planned: list[PlannedObject] = []
     reason = None if c.planner is not None or not (objects or scales) else NO_CLUSTER
+    new_namespaces: set[str] = set()  # created by this plan: nothing in them can be dry-run before they exist
     for obj in objects:
         action: Literal["create", "update", "unchanged"] = "create"
         changed: list[str] = []
-        if c.planner is not None and reason is None:
+        checked = False
+        ns = (obj.get("metadata") or {}).get("namespace")
+        if c.planner is not None and reason is None and ns not in new_namespaces:
             try:
                 live = await c.planner.live(obj)
                 await c.planner.dry_run_apply(obj)
                 action, changed = changed_paths(obj, live)
+                checked = True
+                if obj.get("kind") == "Namespace" and live is None:
+                    new_namespaces.add(obj["metadata"]["name"])
             except DryRunUnavailable as e:
                 reason = str(e)
             except DryRunRefused as e:
                 raise InvalidInput(refused_field(e), f"the cluster's API server refuses it: {e.message}",
                                    "change the argument that sets it; nothing was changed") from e
-        planned.append(PlannedObject(ref=object_ref(obj), action=action, changed=changed,
+        elif ns in new_namespaces and reason is None:
+            reason = (f"the namespace {ns} does not exist yet, so the API server can check the objects in it only "
+                      "once it does (the Namespace itself was checked)")
+        planned.append(PlannedObject(ref=object_ref(obj), action=action, changed=changed, validated=checked,
                                      object=redact_object(obj)))
-    for ns, dep, replicas in scales:
+    for ns_, dep, replicas in scales:
         if c.planner is not None and reason is None:
             try:
                 live = await c.planner.live({"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "metadata": {"namespace": ns, "name": dep}})
-                await c.planner.dry_run_scale(ns, dep, replicas)
+                                             "metadata": {"namespace": ns_, "name": dep}})
+                await c.planner.dry_run_scale(ns_, dep, replicas)
                 now = ((live or {}).get("spec") or {}).get("replicas")
-                planned.append(PlannedObject(ref=f"Deployment/{ns}/{dep}", action="scale",
+                planned.append(PlannedObject(ref=f"Deployment/{ns_}/{dep}", action="scale", validated=True,
                                              changed=[] if now == replicas else ["spec.replicas"]))
                 continue
             except DryRunUnavailable as e:
@@ -127,7 +137,7 @@ async def make_plan(c: CallContext, tool: str, rows: list[PlannedRow], objects: 
             except DryRunRefused as e:
                 raise InvalidInput(refused_field(e), f"the cluster's API server refuses it: {e.message}",
                                    "change the argument that sets it; nothing was changed") from e
-        planned.append(PlannedObject(ref=f"Deployment/{ns}/{dep}", action="scale", changed=["spec.replicas"]))
+        planned.append(PlannedObject(ref=f"Deployment/{ns_}/{dep}", action="scale", changed=["spec.replicas"]))
     planned += [PlannedObject(ref=r, action="delete") for r in deletes]
     c.audit.k8s_refs = [p.ref for p in planned]
     return Plan(tool=tool, rows=rows, objects=planned, validated=reason is None, reason=reason)
