@@ -23,7 +23,7 @@ from tools.domains import add_domain, check_hostname
 from tools.errors import InvalidInput
 from tools.idempotency import request_fingerprint
 from tools.lookups import require_app
-from tools.plan import Plan, PlannedRow, PlanReady
+from tools.plan import Plan, PlannedRow, PlanReady, make_plan
 from tools.planned import release_plan, volume_spec_for
 from tools.projects import ProjectView, project_views
 from tools.releases import (
@@ -258,6 +258,7 @@ async def delete_app(
     confirm: Annotated[str, Field(description="`<project>/<app>`.", max_length=100)],
     ctx: Context,
     wait_seconds: Wait = None,
+    plan: PlanFlag = False,
 ) -> DeleteResult:
     """Delete an app and its releases (volumes and audit kept). Irreversible."""
     c = call()
@@ -267,6 +268,11 @@ async def delete_app(
         raise InvalidInput("confirm", f"must be exactly {project}/{app!s} to delete that app",
                            f"pass confirm={project}/{app!r}".replace("'", ""))
     row = await require_app(c, project, app)
+    if plan:  # what the delete workflow removes; volumes and the audit trail stay
+        raise PlanReady(await make_plan(c, "delete_app", [
+            PlannedRow(table="apps", action="update", key=f"{project}/{app}", fields={"status": "deleting"})],
+            deletes=[f"Service/{row.namespace}/{app}", f"Ingress/{row.namespace}/{app}",
+                     f"Deployment/{row.namespace}/{app}-r*", f"Secret/{row.namespace}/{app}-r*-env"]))
     workflows = c.require_workflows()
     await c.store.mark_app_deleting(row.id)
     for d in await c.store.in_flight(row.id):

@@ -46,13 +46,13 @@ def _image(resolved: ResolvedSource) -> str:
 async def release_plan(c: CallContext, tool: str, *, project: str, app: str, existing: AppRecord | None,
                        config: AppConfig, resolved: ResolvedSource, secret_names: list[str],
                        secrets_changed: list[str], extra_rows: list[PlannedRow] | None = None,
-                       extra_objects: list[dict[str, Any]] | None = None) -> Plan:
+                       extra_objects: list[dict[str, Any]] | None = None, rollback_seq: int | None = None) -> Plan:
     """A release of `app`: its project's namespace objects (a new app), the release's Secret (secret values
     as placeholders: a plan never decrypts), Deployment and PDB, and the app's Service and Ingress."""
     tenant = c.principal.tenant
     ns = existing.namespace if existing else namespace_name(tenant, project)
     hostname = existing.hostname if existing else app_hostname(app, project, tenant, c.config.apps_domain)
-    seq = await _next_release_seq(c, existing)
+    seq = rollback_seq or await _next_release_seq(c, existing)
     caps = await planned_caps(c)
     spec = ReleaseSpec(tenant=tenant, project=project, app=app, namespace=ns, seq=seq, deployment_id=PLANNED_ID,
                        image=_image(resolved), commit_sha=resolved.commit_sha, config=config,
@@ -62,7 +62,9 @@ async def release_plan(c: CallContext, tool: str, *, project: str, app: str, exi
     objects: list[dict[str, Any]] = []
     if existing is None:
         objects += namespace_objects(tenant, project, ns, Guardrails(), caps)
-    objects += [release_secret(spec, values), release_deployment(spec, config.replicas)]
+    if rollback_seq is None:  # a rollback runs its release's own (immutable) Secret again, as it was
+        objects.append(release_secret(spec, values))
+    objects.append(release_deployment(spec, config.replicas))
     pdb = release_pdb(spec, caps)
     if pdb:
         objects.append(pdb)
@@ -73,7 +75,8 @@ async def release_plan(c: CallContext, tool: str, *, project: str, app: str, exi
     rows = [] if existing else [PlannedRow(table="apps", action="insert", key=key,
                                            fields={"namespace": ns, "hostname": hostname})]
     rows.append(PlannedRow(table="deployments", action="insert", key=f"{key} release {seq}",
-                           fields={"release": spec.release, "image": spec.image, "replicas": config.replicas,
+                           fields={"kind": "rollback" if rollback_seq else "deploy", "release": spec.release,
+                                   "image": spec.image, "replicas": config.replicas,
                                    "env_names": sorted(config.env)}))
     if secrets_changed:
         rows.append(PlannedRow(table="secret_versions", action="insert", key=key,

@@ -86,6 +86,8 @@ PLANS: list[tuple[str, dict[str, Any]]] = [
     ("domain", {"action": "add", "hostname": "shop.example.com", "project": "shop", "app": "web"}),
     ("database", {"action": "create", "project": "shop", "name": "orders"}),
     ("set_secrets", {"project": "shop", "app": "web", "values": {"TOKEN": SECRET}}),
+    ("set_git_credentials", {"host": "git.example.com", "token": SECRET}),
+    ("delete_app", {"project": "shop", "app": "web", "confirm": "shop/web"}),
 ]
 
 
@@ -102,7 +104,9 @@ async def test_plans_write_nothing_but_their_audit_row_and_start_no_workflow(pla
             plan = ok(await c.call_tool(tool, args | {"plan": True}))
             assert plan["planned"] is True and plan["tool"] == tool, plan
             assert plan["rows"], plan
-            if tool not in ("set_secrets", "scale"):  # a version is a row; nothing serves yet to scale
+            if tool == "delete_app":
+                assert {o["action"] for o in plan["objects"]} == {"delete"}, plan
+            elif tool not in ("set_secrets", "scale", "set_git_credentials"):  # rows only (nothing serves yet)
                 assert plan["objects"] and plan["validated"] is False and plan["reason"] == NO_CLUSTER, plan
             assert SECRET not in json.dumps(plan)
             assert await platform.counts() == before, tool
