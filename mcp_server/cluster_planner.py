@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 # What the API server answers when it refuses the object itself (the real call would be refused the same way):
 # 400 bad request, 403 forbidden by admission (PodSecurity, a webhook), 409 conflict, 422 invalid.
 _REFUSED = {400, 403, 409, 422}
+_RBAC_DENIAL = "cannot "  # `... is forbidden: User "system:serviceaccount:..." cannot patch resource ...`
 
 
 class KubePlanner:
@@ -45,8 +46,13 @@ class KubePlanner:
 
     @staticmethod
     def _fail(what: str, e: KubeError) -> Exception:
+        message = e.failure.message or str(e)
+        if e.failure.status == 403 and _RBAC_DENIAL in message:
+            # RBAC: this server may not make that request (dry runs are authorized as real ones), which says
+            # nothing about the object itself
+            return DryRunUnavailable(f"this server is not allowed to dry-run {what} ({message})")
         if e.failure.status in _REFUSED and not e.retryable:
-            return DryRunRefused(what, e.failure.message or str(e))
+            return DryRunRefused(what, message)
         return DryRunUnavailable(f"the cluster's API server could not be asked ({e})")
 
     async def caps(self) -> ClusterCaps:
