@@ -8,6 +8,7 @@ Only the CLI (and the tests, through `build_server`) import this module.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.prompts.base import Prompt
 from mcp.server.mcpserver.tools.base import Tool
+from mcp.types import CallToolResult, TextContent
 from mcp.types import Tool as MCPTool
 from opentelemetry import trace
 from opentelemetry.trace import Span, StatusCode
@@ -51,7 +53,8 @@ from prompts import PROMPTS
 from tools import all_tools
 from tools.context import CallContext, PlatformConfig, Principal, ToolSpec, enter_call, exit_call
 from tools.errors import Forbidden, InvalidInput, PlatformError
-from tools.ports import Images, LogStore, Store, Workflows
+from tools.plan import PlanReady
+from tools.ports import ClusterPlanner, Images, LogStore, Store, Workflows
 from tools.records import AuditEvent, Outcome
 from tools.redaction import redact, storable, storable_text
 from tools.surface import Surface, hidden_because, offered
@@ -93,6 +96,7 @@ class ServerDeps:
     secretbox: SecretBox | None = None
     logs: LogStore | None = None
     github_app: GitHubApp | None = None
+    planner: ClusterPlanner | None = None  # plans' server-side dry run (`mcp_server.cluster_planner`); None: no cluster
     rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
     health_checks: Sequence[Named] = ()  # what /readyz asks (`mcp_server.health`); none: ready once serving
     metrics: MetricsSource | None = None  # the /metrics body (`mcp_server.telemetry.metrics`); None: no /metrics
@@ -289,6 +293,7 @@ class DeployMCP(MCPServer[Any]):
             secretbox=self.deps.secretbox,
             logs=self.deps.logs,
             github_app=self.deps.github_app,
+            planner=self.deps.planner,
         )
         outcome: Outcome = "ok"
         error: str | None = None
@@ -318,6 +323,10 @@ class DeployMCP(MCPServer[Any]):
             except UnexpectedToolError:
                 raise
             except ToolError as e:
+                if isinstance(e.__cause__, PlanReady):  # `plan=true`: the plan is the answer (decision 0021)
+                    plan = e.__cause__.plan.model_dump(mode="json")
+                    return CallToolResult(content=[TextContent(type="text", text=json.dumps(plan))],
+                                          structured_content=plan)
                 # The SDK wraps what the tool raised; hand the agent our own error, unprefixed.
                 if isinstance(e.__cause__, PlatformError):
                     raise e.__cause__ from None

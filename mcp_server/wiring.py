@@ -9,11 +9,13 @@ import os
 import signal
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import uvicorn
 
 from mcp_server.auth import operator_principal
+from mcp_server.cluster_planner import KubePlanner
 from mcp_server.git_hooks import HOOKS_PATH
 from mcp_server.health import database_check, temporal_check
 from mcp_server.server import DeployMCP, ServerDeps, build_server
@@ -32,6 +34,9 @@ from tools.surface import Surface
 from workflows.adapters.loki import LokiClient, LokiLogStore
 from workflows.adapters.registry import OciRegistry
 from workflows.render.pull_secret import PULL_SECRET_NAME
+
+if TYPE_CHECKING:
+    from workflows.adapters.kube import Kube
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +106,21 @@ async def open_log_store(settings: Settings, *, with_workflows: bool) -> AsyncIt
     yield None
 
 
+def open_planner(settings: Settings, *, with_workflows: bool) -> KubePlanner | None:
+    """Plans' dry run against the cluster the platform reconciles, the same one the pod-log reader reads (its
+    own client, connected on the first plan); none without a cluster, and plans say `validated: false`."""
+    kubeconfig = settings.cluster.kubeconfig
+    if not (with_workflows and (kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"))):
+        return None
+
+    async def connect() -> Kube:
+        from workflows.adapters.kube import Kube  # see open_log_store: loaded only when a plan needs it
+
+        return await Kube.connect(kubeconfig)
+
+    return KubePlanner(connect)
+
+
 @asynccontextmanager
 async def server_deps(settings: Settings, database_url: str, *, with_workflows: bool = True
                       ) -> AsyncIterator[ServerDeps]:
@@ -117,8 +137,13 @@ async def server_deps(settings: Settings, database_url: str, *, with_workflows: 
         if with_workflows:
             workflows = TemporalWorkflows(await connect(settings), settings.temporal.task_queue)
             checks.append(temporal_check(workflows.client))
-        async with open_log_store(settings, with_workflows=with_workflows) as logs:
+        planner = open_planner(settings, with_workflows=with_workflows)
+        async with open_log_store(settings, with_workflows=with_workflows) as logs, \
+                contextlib.AsyncExitStack() as stack:
+            if planner is not None:
+                stack.push_async_callback(planner.aclose)
             yield ServerDeps(store=store, config=platform_config(settings), workflows=workflows, images=registry,
+                             planner=planner,
                              secretbox=load_secretbox(settings), logs=logs, github_app=github_app,
                              rate_limits=settings.rate_limits, health_checks=checks,
                              metrics=exposition([backup_age(store)]) if settings.telemetry.metrics else None,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
-from tools.args import AppName, IdempotencyKey, ProjectName, ShutdownGrace, Wait, check_name
+from tools.args import AppName, IdempotencyKey, PlanFlag, ProjectName, ShutdownGrace, Wait, check_name
 from tools.context import CallContext, call, tool
 from tools.databases import (
     AppDeleteChoice,
@@ -25,10 +25,13 @@ from tools.domains import add_domain, check_hostname
 from tools.errors import InvalidInput
 from tools.idempotency import request_fingerprint
 from tools.lookups import require_app
+from tools.plan import Plan, PlannedRow, PlanReady, make_plan
+from tools.planned import release_plan, volume_spec_for
 from tools.projects import ProjectView, project_views
 from tools.records import AppRecord
 from tools.releases import (
     ReleaseResult,
+    ResolvedSource,
     Source,
     check_env,
     check_environment,
@@ -41,10 +44,12 @@ from tools.releases import (
 )
 from tools.views import AppSummary, app_summary, app_view
 from tools.volumes import VolumeRequest, check_volume_requests, mounts_config, volumes_for_new_app
+from workflows.domain.database_spec import CONNECTION_VARIABLES
 from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.env_limits import MAX_VARIABLES
-from workflows.domain.specs import AppConfig, HealthCheck, Resources
+from workflows.domain.specs import AppConfig, HealthCheck, Mount, Resources
 from workflows.domain.workflow_ids import delete_workflow_id
+from workflows.render.volume import volume_pvc
 
 ENV_LIMITS = f"Env + secrets: <= {MAX_VARIABLES} variables, 256 KiB."
 
@@ -103,6 +108,7 @@ async def create_app(
                                                max_length=10)] = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
+    plan: PlanFlag = False,
 ) -> ReleaseResult:
     """Create an app from an image or a git repository and release it: project on first use, sandboxed pods, a
     URL served once Ready. Waits with progress; on failure `error` and `app_output` say why."""
@@ -120,7 +126,8 @@ async def create_app(
     if requests:
         c.require("volumes:write")
     parse_source(source)
-    c.require_workflows()
+    if not plan:  # a plan starts nothing, so it needs no worker
+        c.require_workflows()
     hostnames = [check_hostname(c, f"domains[{i}]", h) for i, h in enumerate(domains or [])]
     if hostnames:
         c.require("domains:write")
@@ -136,6 +143,9 @@ async def create_app(
         c.require("databases:write")
         check_request(c, database)
     resolved = await resolve_source(c, source, name)
+    if plan:
+        raise PlanReady(await _create_plan(c, project, name, config, resolved, requests, secrets or {}, database,
+                                           hostnames))
     if requests:
         mounts = await volumes_for_new_app(c, project, requests, wait_bound(c, wait_seconds))
         config = mounts_config(config, mounts)
@@ -178,6 +188,7 @@ async def deploy(
     shutdown_grace_seconds: ShutdownGrace = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
+    plan: PlanFlag = False,
 ) -> ReleaseResult:
     """Release a new version of an app (image, commit and/or config), blue/green: the URL switches once it is
     Ready, else the serving release stays. Supersedes a release still rolling out."""
@@ -192,7 +203,8 @@ async def deploy(
     if replicas is not None and current.scale and current.scale.get("autoscale"):
         raise InvalidInput("replicas", "the app is autoscaled, so its count is the autoscaler's",
                            "omit replicas, or call `scale` (replicas=N fixes a count)")
-    c.require_workflows()
+    if not plan:
+        c.require_workflows()
     fingerprint = request_fingerprint(c, "deploy", {
         "project": project, "app": app, "source": source, "env": env, "secrets": secrets, "replicas": replicas,
         "resources": resources, "health_check": health_check, "shutdown_grace_seconds": shutdown_grace_seconds},
@@ -220,6 +232,12 @@ async def deploy(
             stored["git"] = {k: v for k, v in stored["git"].items() if k != "commit"}
         source = Source.model_validate(stored)
     resolved = await resolve_source(c, source, app)
+    if plan:
+        current_secrets = await c.store.current_secrets(current.id)
+        names = sorted((set(current_secrets.names) | {k for k, v in (secrets or {}).items() if v is not None})
+                       - {k for k, v in (secrets or {}).items() if v is None})
+        raise PlanReady(await release_plan(c, "deploy", project=project, app=app, existing=current, config=config,
+                                  resolved=resolved, secret_names=names, secrets_changed=sorted(secrets or {})))
     claim = await record_and_start(
         c, project=project, app=app, create=False, resolved=resolved, config=config,
         secret_changes=dict(secrets) if secrets else None, idempotency_key=idempotency_key, existing=current,
@@ -246,6 +264,7 @@ async def delete_app(
     database: Annotated[AppDeleteChoice | None, Field(description=(
         "When the app has a database: `detach` keeps it (data, backups) without the app; `delete` deletes it "
         "too, after a final backup. Without it, an app with a database is not deleted."))] = None,
+    plan: PlanFlag = False,
 ) -> DeleteResult:
     """Delete an app and its releases (volumes and audit kept). Irreversible. An app with a database needs
     `database` (detach or delete): nothing is deleted until that step succeeded."""
@@ -256,6 +275,13 @@ async def delete_app(
         raise InvalidInput("confirm", f"must be exactly {project}/{app!s} to delete that app",
                            f"pass confirm={project}/{app!r}".replace("'", ""))
     row = await require_app(c, project, app)
+    if plan:  # what the delete workflow removes; volumes and the audit trail stay
+        if database is None:  # refused as the call itself is when the app has a database (no side effect then)
+            await database_for_app_delete(c, row, None, 0)
+        raise PlanReady(await make_plan(c, "delete_app", [
+            PlannedRow(table="apps", action="update", key=f"{project}/{app}", fields={"status": "deleting"})],
+            deletes=[f"Service/{row.namespace}/{app}", f"Ingress/{row.namespace}/{app}",
+                     f"Deployment/{row.namespace}/{app}-r*", f"Secret/{row.namespace}/{app}-r*-env"]))
     c.require_workflows()
     database_refs = await database_for_app_delete(c, row, database, wait_bound(c, wait_seconds))
     wf_id = await start_app_delete(c, row)
@@ -287,6 +313,35 @@ async def start_app_delete(c: CallContext, row: AppRecord) -> str:
                         f"Secret/{ns}/{app}-r*-env"]
     await workflows.start_delete(wf_id, DeleteAppInput(app_id=row.id, namespace=ns, app=app))
     return wf_id
+
+
+async def _create_plan(c: CallContext, project: str, name: str, config: AppConfig, resolved: ResolvedSource,
+                       requests: list[VolumeRequest], secrets: dict[str, str], database: DatabaseRequest | None,
+                       hostnames: list[str]) -> Plan:
+    """create_app's plan: the app's first release, with the volumes, database and domain claims it would add
+    (their objects are their own tools' plans: `volume`, `database`, `domain` with plan=true)."""
+    tenant = c.principal.tenant
+    extra: list[dict[str, Any]] = []
+    rows: list[PlannedRow] = []
+    mounts = []
+    for req in requests:
+        spec = volume_spec_for(c, tenant, project, req.name, req.size_gib, req.volume_class, req.access)
+        extra.append(volume_pvc(spec))
+        rows.append(PlannedRow(table="volumes", action="insert", key=f"{project}/{req.name}",
+                               fields={"size_gib": req.size_gib, "mount_path": req.mount_path}))
+        mounts.append(Mount(volume=req.name, claim=spec.claim, mount_path=req.mount_path.rstrip("/"),
+                            access=req.access))
+    if mounts:
+        config = mounts_config(config, mounts)
+    names = sorted(secrets)
+    if database is not None:
+        rows.append(PlannedRow(table="databases", action="insert", key=f"{project}/{name}",
+                               fields={"app": f"{project}/{name}"}))
+        names = sorted(set(names) | set(CONNECTION_VARIABLES))
+    rows += [PlannedRow(table="domains", action="insert", key=h, fields={"status": "verifying"}) for h in hostnames]
+    return await release_plan(c, "create_app", project=project, app=name, existing=None, config=config,
+                              resolved=resolved, secret_names=names, secrets_changed=names, extra_rows=rows,
+                              extra_objects=extra)
 
 
 def build_config(*, port: int, env: dict[str, str], replicas: int, resources: Resources | None,

@@ -29,3 +29,4 @@ def check_name(field: str, value: str) -> str:
     if problem:
         raise InvalidInput(field, f"{value!r} {problem}", f"use a name like {suggest_name(value)!r}")
     return value
+PlanFlag = Annotated[bool, Field(description="Only show what would change (dry run); nothing is changed.")]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from tools.context import call, tool
 from tools.errors import InvalidInput
+from tools.records import AuditEvent
 
 
 class AuditEntry(BaseModel):
@@ -17,7 +18,7 @@ class AuditEntry(BaseModel):
     at: datetime
     principal: str
     tool: str
-    outcome: str = Field(description="ok, error, denied (not allowed) or invalid (bad arguments).")
+    outcome: str = Field(description="ok, planned (plan=true: nothing changed), error, denied or invalid.")
     arguments: dict[str, Any] = Field(description="Arguments as called, secret values redacted.")
     error: str | None
     workflow_id: str | None
@@ -45,6 +46,12 @@ def _decode_cursor(cursor: str) -> int:
         raise InvalidInput("cursor", "is not a cursor this tool returned", "pass `next_cursor` unchanged") from e
 
 
+def shown_outcome(r: AuditEvent) -> str:
+    """`planned` for a plan that answered (decision 0021): stored as ok with `plan: true` in its arguments, which
+    the audit table's outcome check (migration 0001) keeps to ok/error/denied/invalid."""
+    return "planned" if r.outcome == "ok" and r.arguments.get("plan") is True else r.outcome
+
+
 @tool(title="Read the audit log", scope="audit:read", read_only=True, idempotent=True)
 async def get_audit_log(
     tool: Annotated[str | None, Field(max_length=64)] = None,
@@ -59,7 +66,7 @@ async def get_audit_log(
     page = rows[:limit]
     entries = [
         AuditEntry(
-            id=r.id or 0, at=r.at or datetime.min, principal=r.principal, tool=r.tool, outcome=r.outcome,
+            id=r.id or 0, at=r.at or datetime.min, principal=r.principal, tool=r.tool, outcome=shown_outcome(r),
             arguments=r.arguments, error=r.error, workflow_id=r.workflow_id, k8s_refs=r.k8s_refs,
             request_id=r.request_id, duration_ms=r.duration_ms,
         )

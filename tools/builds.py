@@ -9,10 +9,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from tools.args import AppName, ProjectName, check_name
+from tools.args import AppName, PlanFlag, ProjectName, check_name
 from tools.context import call, tool
 from tools.errors import InvalidInput, NotFound
 from tools.lookups import require_app
+from tools.plan import PlannedRow, PlanReady, make_plan
 from tools.views import AppOutput
 from workflows.domain.git_urls import InvalidGitSource, parse_git_url
 
@@ -34,6 +35,7 @@ async def set_git_credentials(
     token: Annotated[str | None, Field(description="https access token.", max_length=4096)] = None,
     ssh_private_key: Annotated[str | None, Field(description="OpenSSH deploy key.", max_length=16384)] = None,
     username: Annotated[str, Field(description="For the token (GitLab: oauth2).", max_length=100)] = "x-access-token",
+    plan: PlanFlag = False,
 ) -> GitCredentialsResult:
     """Store your tenant's credentials for a private git host (a token or an SSH key; write-only)."""
     c = call()
@@ -44,6 +46,9 @@ async def set_git_credentials(
     except InvalidGitSource as e:
         raise InvalidInput("host", str(e), "pass a host name such as git.example.com") from e
     kind = "token" if token else "ssh_key"
+    if plan:
+        raise PlanReady(await make_plan(c, "set_git_credentials", [PlannedRow(
+            table="git_credentials", action="update", key=clean, fields={"kind": kind, "username": username})]))
     sealed = c.require_secretbox().seal({"secret": token or ssh_private_key or ""})
     await c.store.set_git_credentials(c.principal.tenant, clean, kind, username, sealed, c.principal.subject)
     return GitCredentialsResult(host=clean, kind=kind, username=username,

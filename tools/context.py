@@ -20,7 +20,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
 from tools.errors import Forbidden, InvalidInput, Unavailable, from_store
-from tools.ports import Images, LogStore, Store, StoreError, Workflows, WorkflowsUnavailable
+from tools.ports import ClusterPlanner, Images, LogStore, Store, StoreError, Workflows, WorkflowsUnavailable
 from workflows.adapters.github_app import GitHubApp
 from workflows.domain.secretbox import SecretBox
 from workflows.domain.specs import NODE_FAILURE_SECONDS
@@ -96,6 +96,7 @@ class CallContext:
     secretbox: SecretBox | None = None
     logs: LogStore | None = None
     github_app: GitHubApp | None = None
+    planner: ClusterPlanner | None = None  # `plan=true`: the cluster's dry run; None: plans are not validated
     audit: AuditNotes = field(default_factory=AuditNotes)
 
     def require_workflows(self) -> Workflows:

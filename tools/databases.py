@@ -11,10 +11,12 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field, ValidationError
 
-from tools.args import ProjectName, check_name
+from tools.args import PlanFlag, ProjectName, check_name
 from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound, PlatformError
 from tools.lookups import require_app
+from tools.plan import PlanReady
+from tools.planned import database_plan
 from tools.records import AppRecord, DatabaseBackupRecord, DatabaseRecord, NewRelease
 from tools.releases import ReleaseResult, claim_and_start, seal_secrets, wait_bound, wait_with_progress
 from workflows.domain.database_contract import DatabaseOp, DatabaseResult
@@ -286,6 +288,7 @@ async def database(
     confirm: Annotated[str | None, Field(description="delete: `<project>/<name>`.", max_length=100)] = None,
     final_backup: Annotated[bool, Field(description="delete: dump first.")] = True,
     wait_seconds: Annotated[int | None, Field(ge=0, le=300)] = None,
+    plan: PlanFlag = False,
 ) -> DatabaseActionResult:
     """Create, attach, detach, back up, restore, rotate the password of, or delete a Postgres. The attached app
     gets DATABASE_URL and PG* as secrets (a new release); only its pods connect."""
@@ -296,11 +299,20 @@ async def database(
             check_name("app", app)
             await require_app(c, project, app)
         req = DatabaseRequest(version=version, size_gib=size_gib, volume_class=volume_class, resources=resources)
+        if plan:
+            c.require("databases:write")
+            check_name("project", project)
+            check_name("name", name)
+            v, size, class_, res = check_request(c, req)
+            raise PlanReady(await database_plan(c, project, name, v, size, class_, res, app))
         d, r = await create_database(c, project, name, req, wait)
         release = _release(await _attach(c, d, app, ctx, wait_seconds)) if app else None
         d = await _database(c, project, name)
         return _outcome(c, d, r, "Ready. Attach it with action=attach to give an app DATABASE_URL."
                         if not app else "Ready; the app's new release has DATABASE_URL.", release)
+    if plan:
+        raise InvalidInput("plan", f"is offered for action=create, not {action} yet",
+                           "call without plan; the action's result says what it did")
     d = await _database(c, project, name)
     if action == "attach":
         if app is None:

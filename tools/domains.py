@@ -15,15 +15,17 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.args import check_name
+from tools.args import PlanFlag, check_name
 from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound
 from tools.lookups import require_app
+from tools.plan import PlannedRow, PlanReady, make_plan
+from tools.planned import domain_add_plan
 from tools.records import AppRecord, DomainRecord
 from workflows.domain.domain_contract import DomainInput
 from workflows.domain.domains import DomainNameError, normalize_hostname, required_records
 from workflows.domain.workflow_ids import domain_workflow_id
-from workflows.render.domains import tls_secret_name
+from workflows.render.domains import domain_object_name, tls_secret_name
 
 Hostname = Annotated[str, Field(description="e.g. shop.example.com (no wildcards).", max_length=253)]
 
@@ -126,7 +128,8 @@ async def domains(hostname: Annotated[str | None, Field(description="Only this o
 @tool(title="Domain", scope="domains:write", destructive=True, idempotent=True, open_world=True)
 async def domain(action: Literal["add", "verify", "remove"], hostname: Hostname,
                  project: Annotated[str, Field(description="add: the app's project.", max_length=200)] = "",
-                 app: Annotated[str, Field(description="add: the app.", max_length=200)] = "") -> DomainView:
+                 app: Annotated[str, Field(description="add: the app.", max_length=200)] = "",
+                 plan: PlanFlag = False) -> DomainView:
     """add (with project, app): give an app a custom domain; returns the DNS records to create. verify: check
     DNS now. remove: delete it with its certificate and routing."""
     c = call()
@@ -137,11 +140,20 @@ async def domain(action: Literal["add", "verify", "remove"], hostname: Hostname,
         check_name("project", project)
         check_name("app", app)
         row = await require_app(c, project, app)
+        if plan:
+            raise PlanReady(await domain_add_plan(c, row, _hostname(c, hostname)))
         return domain_view(c, await add_domain(c, row, hostname))
     host = _hostname(c, hostname)
     d = await c.store.get_domain(c.principal.tenant, host)
     if d is None:
         raise NotFound("domain", host, hint="Call `domains`; add one with `domain` action=add.")
+    if plan:  # verify changes a status and checks DNS; remove deletes what the domain owns
+        raise PlanReady(await make_plan(c, "domain", [PlannedRow(
+            table="domains", action="update" if action == "verify" else "delete", key=host,
+            fields={"status": "verifying"} if action == "verify" else {})],
+            deletes=[] if action == "verify" else [f"Ingress/{d.namespace}/{domain_object_name(d.app, host)}",
+                                                   f"Certificate/{d.namespace}/{domain_object_name(d.app, host)}",
+                                                   f"Secret/{d.namespace}/{d.tls_secret or ''}"]))
     wf = domain_workflow_id(d.id, d.verification_token or "")
     c.audit.workflow_id = wf
     if action == "verify":

@@ -42,6 +42,7 @@ from workflows.domain.domain_contract import DomainInput
 from workflows.domain.images import ImageRef
 from workflows.domain.log_paging import LogPage, LogQuery
 from workflows.domain.scaling_contract import AppMetrics, MetricsInput, ScaleInput, ScaleResult
+from workflows.domain.specs import ClusterCaps
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
 
 
@@ -277,3 +278,29 @@ class LogStore(Protocol):
     async def read(self, q: LogQuery) -> LogPage: ...
 
     async def labels(self, selector: dict[str, str]) -> dict[str, list[str]]: ...
+
+
+class DryRunRefused(Exception):
+    """The API server's dry run refused an object (validation or admission), as the real call would be refused.
+    `what` is the object (`Kind/namespace/name`), `message` the API server's own text (it names the field)."""
+
+    def __init__(self, what: str, message: str) -> None:
+        self.what, self.message = what, message
+        super().__init__(f"{what}: {message}")
+
+
+class DryRunUnavailable(Exception):
+    """The cluster cannot be asked now (unreachable, not allowed): a plan says so instead of validating."""
+
+
+class ClusterPlanner(Protocol):
+    """The cluster as a plan reads it (`plan=true`, decision 0021): the live objects, and the API server's
+    server-side dry run (`dryRun=All`), which persists nothing. Raises `DryRunRefused` or `DryRunUnavailable`."""
+
+    async def caps(self) -> ClusterCaps: ...
+
+    async def live(self, obj: dict[str, Any]) -> dict[str, Any] | None: ...
+
+    async def dry_run_apply(self, obj: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def dry_run_scale(self, namespace: str, deployment: str, replicas: int) -> dict[str, Any]: ...

@@ -10,13 +10,22 @@ from uuid import UUID
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from tools.args import AppName, IdempotencyKey, ProjectName, Wait, check_name
+from tools.args import AppName, IdempotencyKey, PlanFlag, ProjectName, Wait, check_name
 from tools.context import call, tool
 from tools.errors import Conflict, InvalidInput
 from tools.idempotency import check_same_request, request_fingerprint
 from tools.lookups import require_app
+from tools.plan import PlanReady
+from tools.planned import release_plan
 from tools.records import AppRecord, DeploymentRecord, NewRelease
-from tools.releases import ReleaseResult, check_release_kind, claim_and_start, wait_bound, wait_with_progress
+from tools.releases import (
+    ReleaseResult,
+    ResolvedSource,
+    check_release_kind,
+    claim_and_start,
+    wait_bound,
+    wait_with_progress,
+)
 from workflows.domain.names import app_hostname, release_name
 from workflows.domain.scaling import AppScale, scale_refusal
 from workflows.domain.specs import AppConfig
@@ -35,6 +44,7 @@ async def rollback(
     force: Annotated[bool, Field(description="Allow one that never became healthy.")] = False,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
+    plan: PlanFlag = False,
 ) -> ReleaseResult:
     """Restore an earlier release exactly (image digest, config, secrets version); instant while it is still
     warm. Cancels a deploy still rolling out."""
@@ -42,7 +52,8 @@ async def rollback(
     check_name("project", project)
     check_name("app", app)
     row = await require_app(c, project, app)
-    c.require_workflows()
+    if not plan:
+        c.require_workflows()
     history = await c.store.list_deployments(row.id, limit=100)
     serving = next((d for d in history if d.id == row.serving_deployment_id), None)
     rolling_out = await c.store.in_flight(row.id)
@@ -57,6 +68,13 @@ async def rollback(
         target = next((d for d in history if d.id == first.rollback_of), None) or first
     else:
         target = await _new_target(app, history, serving, bool(rolling_out), to, force)
+    if plan:
+        raise PlanReady(await release_plan(
+            c, "rollback", project=project, app=app, existing=row,
+            config=AppConfig.model_validate(rollback_config(row, target)),
+            resolved=ResolvedSource(repository=target.image or "", digest=target.image_digest,
+                                    commit_sha=target.commit_sha, stored=target.source),
+            secret_names=[], secrets_changed=[], rollback_seq=target.release_seq))
     claim = await claim_and_start(c, NewRelease(
         tenant=c.principal.tenant, project=project, app=app,
         hostname=app_hostname(app, project, c.principal.tenant, c.config.apps_domain), create=False,

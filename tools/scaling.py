@@ -10,10 +10,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.args import AppName, ProjectName, check_name
+from tools.args import AppName, PlanFlag, ProjectName, check_name
 from tools.context import call, tool
 from tools.errors import Conflict, InvalidInput, Unavailable
 from tools.lookups import require_app
+from tools.plan import PlanReady
+from tools.planned import scale_plan
 from workflows.domain.scaling import AppScale, Autoscale, drop_titles, scale_refusal
 from workflows.domain.scaling_contract import AppMetrics, MetricsInput, ScaleInput
 from workflows.domain.specs import AppConfig
@@ -35,6 +37,7 @@ async def scale(
     app: AppName,
     replicas: Annotated[int | None, Field(ge=1, le=20)] = None,
     autoscale: Autoscale | None = None,
+    plan: PlanFlag = False,
 ) -> ScaleView:
     """Set the serving release's replicas in place, kept by later deploys and rollbacks; or `autoscale`;
     neither: stop autoscaling."""
@@ -51,6 +54,8 @@ async def scale(
     refusal = scale_refusal(AppConfig.model_validate(row.spec), replicas, autoscale)
     if refusal is not None:
         raise InvalidInput("autoscale" if autoscale is not None else "replicas", refusal[0], refusal[1])
+    if plan:
+        raise PlanReady(await scale_plan(c, row, replicas, autoscale))
     # a release in progress is refused by the workflow, under the app's lock (its workflow must still run)
     workflows = c.require_workflows()
     wf_id = scale_workflow_id(row.id, uuid.uuid4().hex[:12])

@@ -17,11 +17,13 @@ from uuid import UUID
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.args import AppName, IdempotencyKey, ProjectName, Wait, check_name
+from tools.args import AppName, IdempotencyKey, PlanFlag, ProjectName, Wait, check_name
 from tools.context import CallContext, call, tool
 from tools.errors import Conflict, InvalidInput, NotFound, Unavailable
 from tools.idempotency import check_same_request, request_fingerprint
 from tools.lookups import require_app
+from tools.plan import Plan, PlanReady
+from tools.planned import volume_plan, volume_spec_for
 from tools.records import AppRecord, NewRelease, VolumeRecord
 from tools.releases import ReleaseResult, check_release_key, claim_and_start, wait_bound, wait_with_progress
 from workflows.domain.names import app_hostname
@@ -417,6 +419,29 @@ async def volumes_for_new_app(c: CallContext, project: str, requests: list[Volum
     return mounts
 
 
+async def _plan(action: str, project: str, volume: str, size_gib: int | None, class_: str, access: str) -> Plan:
+    c = call()
+    check_name("project", project)
+    check_name("volume", volume)
+    if action == "create":
+        assert size_gib is not None
+        existing = await c.store.get_volume(c.principal.tenant, project, volume)
+        if existing is not None and (existing.size_gib, existing.class_, existing.access) != (size_gib, class_, access):
+            raise Conflict(f"A volume {project}/{volume} exists with {existing.size_gib} GiB, {existing.class_}, "
+                           f"{existing.access}.", hint="Use that volume, resize it, or choose another name.")
+        return await volume_plan(c, action, volume_spec_for(c, c.principal.tenant, project, volume, size_gib,
+                                                            class_, access), existing)
+    if action == "resize":
+        assert size_gib is not None
+        v = await _volume(c, project, volume)
+        if size_gib < v.size_gib:
+            raise InvalidInput("size_gib", f"{size_gib} GiB is smaller than the volume's {v.size_gib} GiB; volumes "
+                               "only grow", f"pass {v.size_gib} or more")
+        return await volume_plan(c, action, volume_spec(c, v, size_gib), v)
+    raise InvalidInput("plan", f"is offered for action=create and resize, not {action} yet",
+                       "call without plan; the action's result says what it did")
+
+
 VolumeAction = Literal["create", "resize", "snapshot", "backup", "restore", "policy", "delete", "attach", "detach"]
 # the arguments each action needs, and those it takes, besides `project` and `volume` (which all take)
 _NEEDS: dict[str, tuple[str, ...]] = {"create": ("size_gib",), "resize": ("size_gib",), "restore": ("from_snapshot",),
@@ -461,6 +486,7 @@ async def volume(
                                          max_length=100)] = None,
     idempotency_key: IdempotencyKey = None,
     wait_seconds: Wait = None,
+    plan: PlanFlag = False,
 ) -> dict[str, Any]:
     """Change a durable volume (a Longhorn PVC) of a project, by `action`."""
     given = {"size_gib": size_gib, "app": app, "mount_path": mount_path, "from_snapshot": from_snapshot,
@@ -474,6 +500,8 @@ async def volume(
     if extra:
         raise InvalidInput(extra[0], f"does not apply to action={action}", f"leave it out; {action} takes "
                            f"{sorted(ACTION_ARGS[action]) or 'only project and volume'}")
+    if plan:
+        raise PlanReady(await _plan(action, project, volume, size_gib, volume_class, access))
     result: BaseModel
     if action == "create":
         assert size_gib is not None

@@ -20,7 +20,13 @@ from workflows.adapters.dns_resolver import observe
 from workflows.adapters.kube import Kube, KubeError
 from workflows.domain.domain_contract import DomainInput, DomainStep
 from workflows.domain.domains import check_dns, decide
-from workflows.render.domains import certificate_state, domain_object_name, domain_objects, tls_secret_name
+from workflows.render.domains import (
+    DEFAULT_ISSUER,
+    certificate_state,
+    domain_object_name,
+    domain_objects,
+    tls_secret_name,
+)
 
 
 class DomainCluster(Protocol):
@@ -54,7 +60,7 @@ class DomainConfig:
     edge_name: str
     edge_addresses: tuple[str, ...] = ()
     resolvers: tuple[str, ...] = ()
-    issuer: str = "deploy-mcp-http01"
+    issuer: str = DEFAULT_ISSUER
     ingress_class: str | None = None
     external_dns: bool = False
     lookup_timeout: float = 5.0

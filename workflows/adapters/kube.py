@@ -230,12 +230,15 @@ class Kube:
 
     # objects
 
-    async def apply(self, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply under the platform's field manager; `force` takes fields over from kubectl edits."""
+    async def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply under the platform's field manager; `force` takes fields over from kubectl edits.
+        `dry_run`: the API server validates, defaults and admits it (`dryRun=All`) and persists nothing; the
+        answer is the object as it would be stored."""
         md = obj["metadata"]
         path = f"{collection_path(obj['apiVersion'], obj['kind'], md.get('namespace'))}/{md['name']}"
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")] + ([("dryRun", "All")] if dry_run else [])
         result: dict[str, Any] = await self._call(
-            "PATCH", path, f"apply {ref(obj)}", query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            "PATCH", path, f"{'dry-run ' if dry_run else ''}apply {ref(obj)}", query=query,
             body=dict(obj), content_type="application/apply-patch+yaml",
         )
         return result
@@ -303,12 +306,15 @@ class Kube:
             query=[("fieldManager", FIELD_MANAGER)], body=dict(obj))
         return result
 
-    async def scale(self, namespace: str, deployment: str, replicas: int) -> dict[str, Any]:
+    async def scale(self, namespace: str, deployment: str, replicas: int, *, dry_run: bool = False
+                    ) -> dict[str, Any]:
         """Scale through the `scale` subresource. Not by server-side apply: an apply that names only
-        `spec.replicas` would remove every other field this field manager applied before."""
+        `spec.replicas` would remove every other field this field manager applied before. `dry_run`: validated
+        and admitted (`dryRun=All`), not persisted."""
         path = f"{collection_path('apps/v1', 'Deployment', namespace)}/{deployment}/scale"
+        query = [("fieldManager", FIELD_MANAGER)] + ([("dryRun", "All")] if dry_run else [])
         result: dict[str, Any] = await self._call(
-            "PATCH", path, f"scale Deployment/{namespace}/{deployment}", query=[("fieldManager", FIELD_MANAGER)],
+            "PATCH", path, f"scale Deployment/{namespace}/{deployment}", query=query,
             body={"spec": {"replicas": replicas}}, content_type="application/merge-patch+json",
         )
         return result

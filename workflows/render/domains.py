@@ -20,6 +20,7 @@ CERT_API = "cert-manager.io/v1"
 LABEL_DOMAIN = "deploy-mcp/domain"
 EXTERNAL_DNS_HOSTNAME = "external-dns.alpha.kubernetes.io/hostname"
 PORT_NAME = "http"  # the app Service's port name (render/release.py)
+DEFAULT_ISSUER = "deploy-mcp-http01"  # the ClusterIssuer manifests/ install (settings dns.issuer may name another)
 
 
 def domain_object_name(app: str, hostname: str) -> str:
