@@ -3,13 +3,16 @@ chromedriver, nothing downloaded), against the real server (uvicorn, real Postgr
 real HTTP. The MCP SDK's OAuth client starts the flow (discovery, registration, PKCE S256) and hands its
 authorization URL to the browser; the browser signs in at the fake GitHub's form, sees the consent page, clicks
 Allow (or Deny), and lands on the client's own loopback redirect URI, a real listener, as with a desktop agent.
-Debian's packages come from `make browser` (mcp_server/devenv/browser_packages.sh)."""
+MCP Inspector's CLI signs in the same way, with its own OAuth client. Debian's packages come from `make browser`
+(mcp_server/devenv/browser_packages.sh)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
+import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -244,12 +247,12 @@ async def token_rows(env: Env) -> int:
     return int(row["n"]) if row else 0
 
 
-def assert_consent_as_seen(seen: Seen) -> None:
+def assert_consent_as_seen(seen: Seen, client_name: str = "Chromium Test Agent") -> None:
     # the authorization request the MCP client made: PKCE S256, bound to the MCP resource
     assert seen.authorize_query["code_challenge_method"] == ["S256"]
     assert len(seen.authorize_query["code_challenge"][0]) == 43  # base64url of a SHA-256, unpadded
     # what the person reads: the client by its registered name, the GitHub user, the tenant, each scope
-    for text in ("Allow access to Deploy MCP?", "Chromium Test Agent", "octocat", "acme", "127.0.0.1"):
+    for text in ("Allow access to Deploy MCP?", client_name, "octocat", "acme", "127.0.0.1"):
         assert text in seen.consent_text, seen.consent_text
     assert seen.consent_items == SCOPES
     csp = seen.consent_headers["content-security-policy"]
@@ -308,3 +311,57 @@ async def test_chromium_refuses_to_frame_the_sign_in_pages(env: Env) -> None:
 
         console = await asyncio.to_thread(frame)
     assert any("frame-ancestors 'none'" in m and "has been blocked" in m for m in console), console
+
+
+INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"  # as tests/integration/test_http_auth.py
+_NAVIGATE = re.compile(r"(http://127\.0\.0\.1:\d+/authorize\?\S+)")
+
+
+@pytest.mark.skipif(shutil.which("npx") is None, reason="Node.js (npx) is not installed")
+async def test_mcp_inspector_cli_signs_in_with_oauth_and_lists_tools(env: Env, tmp_path: Path) -> None:
+    """MCP Inspector's CLI with no token: its own OAuth client (discovery, registration, PKCE) prints the
+    authorization URL and listens on its loopback callback; the person signs in and allows in Chromium; the
+    CLI then exchanges the code and answers tools/list."""
+    callback = f"http://127.0.0.1:{free_port()}/oauth/callback"
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        "npx", "-y", INSPECTOR, "--cli", env.mcp_url, "--transport", "http", "--method", "tools/list",
+        "--callback-url", callback, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        # a home of its own (Inspector keeps client config there), secrets in memory. Without a TTY Inspector
+        # signs in only when told to open a browser itself; xdg-open's BROWSER is then `true` (opens nothing)
+        # and the test's Chromium opens the URL Inspector prints
+        env={**os.environ, "HOME": str(tmp_path), "MCP_INSPECTOR_SECRET_STORE": "memory",
+             "MCP_AUTO_OPEN_ENABLED": "true", "BROWSER": "true", "NO_COLOR": "1"})
+    assert proc.stdout is not None and proc.stderr is not None
+    seen = Seen(landed=callback)
+    stderr: list[str] = []
+    try:
+        url = None
+        while url is None:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 120)).decode()
+            assert line, "Inspector ended without an authorization URL: " + "".join(stderr)[-2000:]
+            stderr.append(line)
+            m = _NAVIGATE.search(line)
+            url = m.group(1) if m else None
+
+        def browse() -> None:
+            with chromium() as driver:
+                sign_in_and_answer(driver, url, "allow", seen)
+
+        await asyncio.to_thread(browse)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    print(f"inspector oauth flow: {time.monotonic() - started:.1f} s")
+    assert proc.returncode == 0, ("".join(stderr) + err.decode())[-2000:]
+    # Inspector registered itself by name; the consent names its loopback listener as where the answer goes
+    assert_consent_as_seen(seen, "MCP Inspector")
+    assert f"returning to {urlsplit(callback).netloc}" in seen.consent_text, seen.consent_text
+    names = {t["name"] for t in json.loads(out)["tools"]}
+    assert {"whoami", "apps", "deploy"} <= names
+    # one grant, bound to this MCP endpoint (RFC 8707) for the GitHub user who clicked
+    async with env.store.pool.connection() as conn:
+        grants = await (await conn.execute("SELECT resource, subject FROM oauth_grants")).fetchall()
+    assert [(g["resource"], g["subject"]) for g in grants] == [(env.mcp_url, "github:octocat")]

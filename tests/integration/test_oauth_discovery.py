@@ -9,8 +9,8 @@ checked against the server URL (`selectResourceURL` / `checkResourceAllowed`), t
 metadata from `authorization_servers[0]` (`buildDiscoveryUrls`: RFC 8414 first, then OpenID; the `issuer`
 echoed exactly, trailing slash aside), then what `startAuthorization`, `registerClient` and
 `assertSecureTokenEndpoint` refuse. The Inspector's web UI fetches these from a browser page, so CORS too.
-Node 22 (which Inspector needs) is not on this machine, hence this test instead of Inspector itself
-(docs/operations.md, OAuth)."""
+Inspector's CLI runs the whole flow in test_oauth_browser.py; this one names which expectation breaks, when one
+does, and covers the path the CLI does not take (the well-known fallback, the web UI's CORS)."""
 
 from __future__ import annotations
 
