@@ -247,9 +247,10 @@ async def token_rows(env: Env) -> int:
     return int(row["n"]) if row else 0
 
 
-def assert_consent_as_seen(seen: Seen, client_name: str = "Chromium Test Agent") -> None:
-    # the authorization request the MCP client made: PKCE S256, bound to the MCP resource
+def assert_consent_as_seen(env: Env, seen: Seen, client_name: str = "Chromium Test Agent") -> None:
+    # the authorization request the MCP client made: PKCE S256, bound to the MCP resource (RFC 8707)
     assert seen.authorize_query["code_challenge_method"] == ["S256"]
+    assert seen.authorize_query["resource"] == [env.mcp_url]
     assert len(seen.authorize_query["code_challenge"][0]) == 43  # base64url of a SHA-256, unpadded
     # what the person reads: the client by its registered name, the GitHub user, the tenant, each scope
     for text in ("Allow access to Deploy MCP?", client_name, "octocat", "acme", "127.0.0.1"):
@@ -265,7 +266,7 @@ def assert_consent_as_seen(seen: Seen, client_name: str = "Chromium Test Agent")
 async def test_the_consent_clicked_in_chromium_gives_the_mcp_client_a_token_for_tools_list(env: Env) -> None:
     run = await run_flow(env, "allow")
     print(f"chromium allow flow: {run.seconds:.1f} s")
-    assert_consent_as_seen(run.seen)
+    assert_consent_as_seen(env, run.seen)
     assert run.error is None and run.tools is not None, repr(run.error)
     assert {"whoami", "apps", "deploy"} <= set(run.tools), run.tools
     # Chromium followed the 303 to the client's loopback listener with a code and the client's state
@@ -281,7 +282,7 @@ async def test_the_consent_clicked_in_chromium_gives_the_mcp_client_a_token_for_
 async def test_deny_clicked_in_chromium_sends_access_denied_and_no_token_exists(env: Env) -> None:
     run = await run_flow(env, "deny")
     print(f"chromium deny flow: {run.seconds:.1f} s")
-    assert_consent_as_seen(run.seen)
+    assert_consent_as_seen(env, run.seen)
     hits = run.loopback.hits
     assert len(hits) == 1 and hits[0]["error"] == "access_denied", hits
     assert "code" not in hits[0] and hits[0]["state"]
@@ -357,7 +358,7 @@ async def test_mcp_inspector_cli_signs_in_with_oauth_and_lists_tools(env: Env, t
     print(f"inspector oauth flow: {time.monotonic() - started:.1f} s")
     assert proc.returncode == 0, ("".join(stderr) + err.decode())[-2000:]
     # Inspector registered itself by name; the consent names its loopback listener as where the answer goes
-    assert_consent_as_seen(seen, "MCP Inspector")
+    assert_consent_as_seen(env, seen, "MCP Inspector")
     assert f"returning to {urlsplit(callback).netloc}" in seen.consent_text, seen.consent_text
     names = {t["name"] for t in json.loads(out)["tools"]}
     assert {"whoami", "apps", "deploy"} <= names
