@@ -1,6 +1,7 @@
 # The two commands of the README: `make dev` runs the platform on embedded defaults, `make test` runs the tests.
 # Both install what they need first: a virtualenv with the project, and (as root) the testbed's Debian
-# packages and its Kubernetes build, cached in $(TESTBED_CACHE) outside the repository.
+# packages and its Kubernetes build, cached in $(TESTBED_CACHE) outside the repository, and the browser tests'
+# Chromium.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 export TESTBED_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/deploy-mcp-testbed
 
-.PHONY: dev test install testbed lint typecheck unit bench clean image image-base image-push image-postgres image-postgres-push
+.PHONY: dev test install testbed browser lint typecheck unit bench clean image image-base image-push image-postgres image-postgres-push
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python >= 3.11 needed"; exit 1; }
@@ -26,6 +27,10 @@ dev: install
 testbed: install
 	$(BIN)/deploy-mcp testbed build
 
+# Debian's chromium and chromium-driver for the browser tests (as root; only the missing ones; skipped otherwise)
+browser:
+	mcp_server/devenv/browser_packages.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
@@ -38,7 +43,7 @@ unit: install
 
 # Two processes side by side (tests/conftest.py --testbed): the tests on the one testbed, in order, and every
 # other test (each starts its own Postgres and Temporal); the second's report is printed after the first's.
-test: install testbed lint typecheck
+test: install testbed browser lint typecheck
 	@rest_log=$$(mktemp -t deploy-mcp-tests.XXXXXX); \
 	$(BIN)/pytest -q -ra --testbed none -p no:cacheprovider > "$$rest_log" 2>&1 & rest=$$!; \
 	trap 'kill $$rest 2>/dev/null' INT TERM; \

@@ -209,13 +209,17 @@ class DeployMCP(MCPServer[Any]):
 
     def _advertise_client_metadata_documents(self, app: Starlette) -> None:
         """The SDK's RFC 8414 metadata, plus `client_id_metadata_document_supported` (the SDK's model has the
-        field, its route builder does not set it): clients then send their document's URL as client_id."""
+        field, its route builder does not set it): clients then send their document's URL as client_id. And
+        `none` among the token endpoint's methods: public PKCE clients (every MCP agent) register with it and are
+        accepted; left out, a client choosing from the metadata would register as a confidential one."""
         auth = self.settings.auth
         assert auth is not None
         metadata = build_metadata(auth.issuer_url, auth.service_documentation_url,
                                   auth.client_registration_options or ClientRegistrationOptions(),
                                   auth.revocation_options or RevocationOptions())
         metadata.client_id_metadata_document_supported = True
+        methods = metadata.token_endpoint_auth_methods_supported or []
+        metadata.token_endpoint_auth_methods_supported = [*methods, *(["none"] if "none" not in methods else [])]
         for route in app.routes:
             if isinstance(route, Route) and route.path == "/.well-known/oauth-authorization-server":
                 route.app = cors_middleware(MetadataHandler(metadata).handle, ["GET", "OPTIONS"])

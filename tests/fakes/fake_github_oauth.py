@@ -3,10 +3,12 @@ formats GitHub documents (docs.github.com: "Authorizing OAuth apps", "Troublesho
 request errors", REST "Users", "Organizations", "Teams > Members"). The API is served under /api/v3, as GitHub
 Enterprise Server serves it, so the platform's `oauth.github_api_url` is exercised as a separate setting.
 
-- `GET /login/oauth/authorize?client_id&redirect_uri&scope&state`: GitHub's own sign-in and "Authorize app"
-  screens are skipped: the fake's `signed_in` user authorizes at once, 302 to `redirect_uri?code&state`. An
-  unknown client_id: 404; a redirect_uri not on the app's callback URL (same host and port, path below it):
-  302 to the callback with `error=redirect_uri_mismatch`, as GitHub does.
+- `GET /login/oauth/authorize?client_id&redirect_uri&scope&state`: GitHub's "Authorize app" screen is skipped:
+  the signed-in user (the fake's `signed_in`, or the browser's `user_session` cookie) authorizes at once, 302 to
+  `redirect_uri?code&state`. Nobody signed in: a sign-in form (`login`, `password`, "Sign in") posting to
+  `POST /session` with `return_to`, which sets the cookie and sends the browser back (a known login, any
+  password: the fake checks no passwords). An unknown client_id: 404; a redirect_uri not on the app's callback
+  URL (same host and port, path below it): 302 to the callback with `error=redirect_uri_mismatch`, as GitHub does.
 - `POST /login/oauth/access_token` (form: client_id, client_secret, code, redirect_uri; `Accept:
   application/json`): 200 `{"access_token", "token_type": "bearer", "scope"}`; errors also with 200 and
   `{"error", "error_description", "error_uri"}`: `incorrect_client_credentials`, `redirect_uri_mismatch`,
@@ -27,12 +29,13 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from html import escape
 from urllib.parse import urlencode, urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from mcp_server.devenv.processes import free_port
@@ -67,6 +70,7 @@ class FakeGitHubOAuth:
     codes: dict[str, _Code] = field(default_factory=dict)
     tokens: dict[str, tuple[str, str]] = field(default_factory=dict)  # token -> (login, scope)
     token_requests: int = 0
+    sessions: dict[str, str] = field(default_factory=dict)  # user_session cookie -> login
 
     def add_user(self, login: str, orgs: dict[str, bool] | None = None,
                  teams: dict[tuple[str, str], str] | None = None) -> FakeUser:
@@ -87,12 +91,24 @@ class FakeGitHubOAuth:
         if not self._callback_ok(redirect_uri):
             error = urlencode({"error": "redirect_uri_mismatch", "state": state or ""})
             return RedirectResponse(f"{self.callback_url}?{error}")
-        if self.signed_in is None:
-            return Response("Sign in to GitHub", status_code=200)
+        login = self.signed_in or self.sessions.get(request.cookies.get("user_session", ""))
+        if login is None:
+            return _sign_in_form(str(request.url))
         code = secrets.token_hex(10)
-        self.codes[code] = _Code(self.signed_in, redirect_uri, q.get("scope", ""), time.time())
+        self.codes[code] = _Code(login, redirect_uri, q.get("scope", ""), time.time())
         params = {"code": code, **({"state": state} if state is not None else {})}
         return RedirectResponse(f"{redirect_uri}?{urlencode(params)}", status_code=302)
+
+    async def session(self, request: Request) -> Response:
+        form = await request.form()
+        login, return_to = str(form.get("login", "")), str(form.get("return_to", "/"))
+        if login not in self.users:
+            return _sign_in_form(return_to, "Incorrect username or password.")
+        sid = secrets.token_hex(16)
+        self.sessions[sid] = login
+        response = RedirectResponse(return_to, status_code=302)
+        response.set_cookie("user_session", sid, httponly=True, samesite="lax")
+        return response
 
     async def access_token(self, request: Request) -> Response:
         self.token_requests += 1
@@ -152,10 +168,21 @@ class FakeGitHubOAuth:
         return Starlette(routes=[
             Route("/login/oauth/authorize", self.authorize, methods=["GET"]),
             Route("/login/oauth/access_token", self.access_token, methods=["POST"]),
+            Route("/session", self.session, methods=["POST"]),
             Route("/api/v3/user", self.user, methods=["GET"]),
             Route("/api/v3/user/orgs", self.user_orgs, methods=["GET"]),
             Route("/api/v3/orgs/{org}/teams/{team}/memberships/{username}", self.team_membership, methods=["GET"]),
         ])
+
+
+def _sign_in_form(return_to: str, flash: str = "") -> Response:
+    return HTMLResponse(
+        "<!doctype html><title>Sign in to GitHub</title><h1>Sign in to GitHub</h1>"
+        + (f"<p class=flash>{escape(flash)}</p>" if flash else "")
+        + "<form method=post action=/session><label>Username <input name=login id=login_field></label>"
+        "<label>Password <input type=password name=password id=password></label>"
+        f"<input type=hidden name=return_to value=\"{escape(return_to)}\"><input type=submit name=commit "
+        "value=\"Sign in\"></form>", status_code=200 if not flash else 422)
 
 
 def _error(error: str, description: str) -> Response:
