@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from mcp.client import Client
@@ -34,12 +35,19 @@ async def kube(testbed: Testbed) -> AsyncIterator[Kube]:
         await k.close()
 
 
-def client(store: PgStore, testbed: Testbed, tenant: str, **config: object) -> Client:
+@asynccontextmanager
+async def client(store: PgStore, testbed: Testbed, tenant: str, **config: object) -> AsyncIterator[Client]:
+    """An MCP client of a server whose planner dry-runs on the testbed; the planner's client is closed after."""
     planner = KubePlanner(lambda: Kube.connect(testbed.kubeconfig))
     deps = ServerDeps(store=store, config=PlatformConfig(apps_domain="apps.test", runtime_class=None,
                                                          **config),  # type: ignore[arg-type]
                       images=StandInImages(), planner=planner)  # no workflows: a plan starts none
-    return Client(build_server(deps, transport="memory", principal=Principal(tenant, "agent", SCOPES, "memory")))
+    try:
+        async with Client(build_server(deps, transport="memory",
+                                       principal=Principal(tenant, "agent", SCOPES, "memory"))) as c:
+            yield c
+    finally:
+        await planner.aclose()
 
 
 def web(name: str) -> dict[str, object]:
