@@ -56,6 +56,8 @@ PARAMS = {
     "hostname", "domains",
     # push deploys: the app is looked up by name (BY_NAME); these only shape the connection
     "branch", "previews", "previews_secrets",
+    # dry-run: left at false here, so every call acts (test_plan.py covers plans, which write nothing)
+    "plan",
 }
 # A parameter's value in the matrix' calls, where its schema's own minimum would not get past validation.
 PARAM_VALUES: dict[str, Any] = {"mount_path": "/data", "schedule": "0 3 * * *", "values": {"A": "b"},
