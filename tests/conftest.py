@@ -25,6 +25,7 @@ from mcp_server.devenv.embedded import EmbeddedPostgres, TemporalDevServer, Test
 from mcp_server.devenv.powerdns import PowerDns
 from mcp_server.devenv.processes import ManagedProcess, free_port, port_open
 from mcp_server.store import PgStore, migrate
+from workflows.adapters.kube import Kube
 
 TEMPLATE_DB = "deploy_mcp_template"
 TESTBED_MARKERS = {"cluster", "node", "last", "drill"}
@@ -176,6 +177,16 @@ def testbed() -> Iterator[Testbed]:
         tb.down()
     left = tb.leftovers()  # a down that leaves container shims behind leaks processes on every run
     assert not left, f"testbed down left processes working in {tb.state}: {left}"
+
+
+@pytest.fixture
+async def kube(testbed: Testbed) -> AsyncIterator[Kube]:
+    """The testbed's API server as its administrator (the harness's own view, not the platform's account)."""
+    k = await Kube.connect(testbed.kubeconfig)
+    try:
+        yield k
+    finally:
+        await k.close()
 
 
 @pytest.fixture

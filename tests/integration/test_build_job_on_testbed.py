@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
-from mcp_server.devenv.embedded import Testbed
 from workflows.adapters.kube import Kube
 from workflows.domain.build_spec import BuildImages, BuildSpec
 from workflows.domain.credentials import GitCredentials
@@ -18,15 +16,6 @@ from workflows.render.build_job import build_job, git_secret_body
 
 pytestmark = pytest.mark.cluster
 TOKEN = "ghs_0nly0in0the0secret0never0in0the0job"
-
-
-@pytest.fixture
-async def kube(testbed: Testbed) -> AsyncIterator[Kube]:
-    k = await Kube.connect(testbed.kubeconfig)
-    try:
-        yield k
-    finally:
-        await k.close()
 
 
 @pytest.mark.parametrize("builder", ["railpack", "dockerfile"])

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
-from mcp_server.devenv.embedded import Testbed
 from workflows.adapters.kube import Kube
 from workflows.domain.database_spec import DatabaseSpec
 from workflows.render.database import backup_credentials, backup_cronjob, observe_job
@@ -20,15 +18,6 @@ from workflows.render.objects import restricted_container
 
 pytestmark = pytest.mark.cluster
 PASSWORD = "only-in-the-secret-never-in-the-cronjob"
-
-
-@pytest.fixture
-async def kube(testbed: Testbed) -> AsyncIterator[Kube]:
-    k = await Kube.connect(testbed.kubeconfig)
-    try:
-        yield k
-    finally:
-        await k.close()
 
 
 async def test_the_backup_cronjob_is_accepted_by_the_api_server(kube: Kube) -> None:

@@ -26,15 +26,6 @@ pytestmark = pytest.mark.cluster
 SCOPES = frozenset({"apps:read", "apps:write", "secrets:write", "audit:read"})
 
 
-@pytest.fixture
-async def kube(testbed: Testbed) -> AsyncIterator[Kube]:
-    k = await Kube.connect(testbed.kubeconfig)
-    try:
-        yield k
-    finally:
-        await k.close()
-
-
 @asynccontextmanager
 async def client(store: PgStore, testbed: Testbed, tenant: str, **config: object) -> AsyncIterator[Client]:
     """An MCP client of a server whose planner dry-runs on the testbed; the planner's client is closed after."""

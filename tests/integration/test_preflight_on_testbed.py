@@ -28,7 +28,6 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +92,8 @@ class Run:
 
 
 @pytest.fixture
-async def admin(testbed: Testbed) -> AsyncIterator[Kube]:
-    kube = await Kube.connect(testbed.kubeconfig)
-    try:
-        yield kube
-    finally:
-        await kube.close()
+def admin(kube: Kube) -> Kube:
+    return kube
 
 
 async def sa_kubeconfig(admin: Kube, testbed: Testbed, namespace: str, sa: str, path: Path) -> Path:
