@@ -44,6 +44,7 @@ from mcp_server.settings import RateLimitSettings, load_settings
 from mcp_server.store import PgStore, token_hash
 from mcp_server.wiring import http_server, make_server, platform_config
 from tests.fakes.fake_github_oauth import FakeGitHubOAuth, fake_github_oauth_running
+from tests.support.memory_tokens import MemoryTokens
 from tests.support.serving import serving
 
 # The agent's redirect URI: never connected to; the test reads the code off the Location header.
@@ -165,26 +166,6 @@ async def mcp_status(env: Env, access_token: str) -> tuple[int, str]:
                          headers={"Authorization": f"Bearer {access_token}",
                                   "Accept": "application/json, text/event-stream"})
     return r.status_code, r.headers.get("www-authenticate", "")
-
-
-class MemoryTokens:
-    """The SDK client's `TokenStorage`, in memory."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client = client_info
 
 
 async def test_the_sdk_client_signs_in_with_github_and_acts_in_the_mapped_tenant(env: Env) -> None:

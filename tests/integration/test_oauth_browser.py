@@ -27,7 +27,7 @@ import uvicorn
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from pydantic import AnyUrl
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -45,6 +45,7 @@ from mcp_server.settings import load_settings
 from mcp_server.store import PgStore, token_hash
 from mcp_server.wiring import http_server, make_server, platform_config
 from tests.fakes.fake_github_oauth import FakeGitHubOAuth, fake_github_oauth_running
+from tests.support.memory_tokens import MemoryTokens
 from tests.support.serving import serving
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -219,26 +220,6 @@ async def run_flow(env: Env, decision: str) -> Outcome:
         except Exception as e:  # the deny run asserts on it
             error = e
     return Outcome(seen, lb, storage, tools, error, time.monotonic() - started)
-
-
-class MemoryTokens:
-    """The SDK client's `TokenStorage`, in memory."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client = client_info
 
 
 async def token_rows(env: Env) -> int:
