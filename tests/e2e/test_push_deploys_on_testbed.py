@@ -1,8 +1,10 @@
-"""Deploy on push and previews on the testbed, for real: the example app (examples/hello's page, its Dockerfile
-on the testbed's local base image) in a repository on the local git server, created over MCP and connected
-with `push_deploys`; signed deliveries posted to the platform's own HTTP endpoint:
+"""A new agent's first session on the testbed, over MCP only (issue 19's "done when"), with deploy on push and
+previews for real. The example app (examples/hello's page, its Dockerfile on the testbed's local base image) is
+in a repository on the local git server; signed deliveries are posted to the platform's own HTTP endpoint:
 
-- a push of a new commit to `main` -> the new page serves at the app's URL (through the edge);
+- tools/list fits the token budget; create_app from git waits until it serves; its URL answers a plain HTTP
+  client (the standard library's, through the edge); its build's output and its runtime log line read back;
+- a push of a new commit to `main` -> the new page serves at the app's URL; `rollback` -> the first page again;
 - a pull request opened -> the preview app `hello-pr1` answers at its own URL with the pull request's page;
 - the pull request closed -> the preview is deleted and its URL stops answering; the app still serves.
 """
@@ -14,6 +16,8 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +36,7 @@ from tests.conftest import Edge
 from tests.support.git_deliveries import delivery_headers, encode, pull_request_payload, push_payload
 from tests.support.platform import ok, running_platform
 from tests.support.serving import serving
+from tools.surface import TOOL_LIST_BUDGET, list_tokens
 
 pytestmark = [
     pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(900),
@@ -41,6 +46,7 @@ pytestmark = [
 REGISTRY = "127.0.0.1:5000"
 TOKEN = "glpat-Test0nly0Token0For0PushHooks0"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "hello"
+STARTED = "hello: serving /www on 8080"
 
 
 @pytest.fixture
@@ -61,7 +67,9 @@ def example_repo(repos: Path, work: Path, base: str) -> None:
     git_cmd("init", "-q", "--bare", "-b", "main", str(repos / "hello.git"), cwd=repos)
     git_cmd("init", "-q", "-b", "main", str(work), cwd=work)
     (work / "index.html").write_text((EXAMPLE / "index.html").read_text())
-    (work / "Dockerfile").write_text(f"FROM {base}\nCOPY index.html /www/index.html\n")
+    (work / "Dockerfile").write_text(f"FROM {base}\nCOPY index.html /www/index.html\n"
+                                     f'CMD ["/busybox", "sh", "-c", "echo {STARTED}; exec /busybox httpd -f -p 8080 '
+                                     f'-h /www"]\n')
     git_cmd("add", ".", cwd=work)
     git_cmd("commit", "-q", "-m", "the example", cwd=work)
     git_cmd("push", "-q", str(repos / "hello.git"), "main", cwd=work)
@@ -96,6 +104,15 @@ async def via_edge(edge: Edge, url: str, expect: str | None, timeout: float = 30
     raise AssertionError(f"{url} via the edge: wanted {expect!r}; last {last}")
 
 
+def plain_get(edge: Edge, url: str) -> str:
+    """The app's page as any HTTP client gets it: urllib, to the edge's loopback port, the URL's host as Host."""
+    host = url.split("://", 1)[1].split("/")[0].split(":")[0]
+    req = urllib.request.Request(f"http://127.0.0.1:{edge.http_port}/", headers={"Host": host})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10) as r:
+        assert r.status == 200
+        return str(r.read().decode()).strip()
+
+
 async def post(url: str, event: str, payload: dict[str, Any], secret: str) -> dict[str, Any]:
     body = encode(payload)
     async with httpx.AsyncClient(timeout=60, trust_env=False) as h:
@@ -115,7 +132,7 @@ async def wait_phase(p: Platform, deployment_id: str) -> str:
     raise AssertionError(f"deployment {deployment_id} never finished")
 
 
-async def test_push_deploys_and_pull_request_previews(platform: tuple[Platform, Path], edge: Edge) -> None:
+async def test_a_new_agents_first_session(platform: tuple[Platform, Path], edge: Edge) -> None:
     p, tls_dir = platform
     repos, work = Path(tempfile.mkdtemp(prefix="hooks-repos-")), Path(tempfile.mkdtemp(prefix="hooks-work-"))
     await push_image(REGISTRY, f"{p.tenant}/base", "v1", busybox_web_files(""), cmd=BUSYBOX_HTTPD)
@@ -123,21 +140,41 @@ async def test_push_deploys_and_pull_request_previews(platform: tuple[Platform, 
     server = GitHttpsServer(repos, tls_dir / "cert.pem", tls_dir / "key.pem", TOKEN)
     server.start()
     try:
+        page = (EXAMPLE / "index.html").read_text().strip()
         async with p.client() as c:
+            listed = list_tokens((await c.list_tools()).tools)
+            print(f"first session: tools/list {sum(listed.values())} tokens, {len(listed)} tools")
+            assert sum(listed.values()) <= TOOL_LIST_BUDGET, listed
             ok(await c.call_tool("set_git_credentials", {"host": "127.0.0.1", "token": TOKEN}))
             first = ok(await c.call_tool("create_app", {
                 "project": "hooks", "name": "hello", "port": 8080, "wait_seconds": 300,
                 "source": {"git": {"url": server.url("hello.git"), "ref": "main"}}}))
-            assert first["phase"] == "succeeded", first
+            assert first["phase"] == "succeeded" and first["serving"], first
+            await via_edge(edge, first["url"], page)
+            assert await asyncio.to_thread(plain_get, edge, first["url"]) == page
+            built = ok(await c.call_tool("builds", {"project": "hooks", "app": "hello"}))["builds"]
+            assert [b["status"] for b in built] == ["succeeded"], built
+            output = ok(await c.call_tool("builds", {"project": "hooks", "app": "hello",
+                                                     "deployment_id": first["deployment_id"]}))
+            assert any("COPY index.html" in x["line"] for x in output["app_output"]["lines"]), output
+            for _ in range(60):  # the pod's first line, through the pod log API (no Loki on the testbed)
+                ran = ok(await c.call_tool("logs", {"project": "hooks", "app": "hello", "since": "15m"}))
+                if STARTED in [x["line"] for x in ran["app_output"]["lines"]]:
+                    break
+                await asyncio.sleep(1)
+            assert STARTED in [x["line"] for x in ran["app_output"]["lines"]], ran
             conn = ok(await c.call_tool("push_deploys", {"project": "hooks", "app": "hello", "action": "connect",
                                                          "branch": "main"}))
         hook, secret = conn["webhook_url"], conn["webhook_secret"]
-        await via_edge(edge, first["url"], (EXAMPLE / "index.html").read_text().strip())
 
         sha = commit(repos, work, "main", "pushed two")
         pushed = await post(hook, "push", push_payload("main", sha, repo="hooks/hello"), secret)
         assert await wait_phase(p, pushed["deployment_id"]) == "succeeded"
         await via_edge(edge, first["url"], "pushed two")
+        async with p.client() as c:
+            back = ok(await c.call_tool("rollback", {"project": "hooks", "app": "hello", "wait_seconds": 120}))
+        assert back["phase"] == "succeeded" and back["serving"], back
+        await via_edge(edge, first["url"], page)
 
         head = commit(repos, work, "feature", "preview one")
         opened = await post(hook, "pull_request", pull_request_payload("opened", 1, head, repo="hooks/hello"), secret)
@@ -159,6 +196,6 @@ async def test_push_deploys_and_pull_request_previews(platform: tuple[Platform, 
                     break
                 await asyncio.sleep(1)
         assert names == ["hello"]
-        await via_edge(edge, first["url"], "pushed two")
+        await via_edge(edge, first["url"], page)
     finally:
         server.stop()
