@@ -7,13 +7,14 @@ database's pod; rotate -> the new release's DATABASE_URL works and the old passw
 database is restricted PodSecurity as rendered, and its NetworkPolicy (read back) admits the app's pods and not
 another app's (evaluated: the testbed's CNI enforces no policy).
 
-Dumps and restores need the platform installed in-cluster (its namespace, image and backup Secret); they are
-tested against an embedded Postgres in tests/integration/test_database_dumps.py."""
+Cluster DNS is the testbed's dnsmasq (its README), so the app, the rotation and the query Jobs reach the
+database by its Service's name as on k3s. Dumps and restores need the platform installed in-cluster (its
+namespace, image and backup Secret); they are tested against an embedded Postgres in
+tests/integration/test_database_dumps.py."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -64,18 +65,11 @@ async def psql(p: Platform, ns: str, env_secret: str, sql: str) -> tuple[str, st
     """Run `sql` with psql in a pod of the project's namespace whose environment is `env_secret` (an app
     release's Secret, as the app's pods get it); (phase, log)."""
     name = f"client-{uuid.uuid4().hex[:6]}"
-    # The testbed runs no cluster DNS (its README): the Services' names the connection variables use are given
-    # to the client as host aliases of their ClusterIPs, as CoreDNS would answer them on k3s.
-    aliases = [{"ip": svc["spec"]["clusterIP"], "hostnames": [f"{svc['metadata']['name']}.{ns}.svc",
-                                                              f"{svc['metadata']['name']}.{ns}.svc.cluster.local"]}
-               for svc in await p.kube.list_objects("v1", "Service", ns)
-               if svc["metadata"]["name"].startswith("postgres--")
-               and svc["spec"].get("clusterIP") not in (None, "None")]
     pod = {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": ns, "labels": {**project_labels(p.tenant, "db"), LABEL_APP: "web"}},
         "spec": {
-            "restartPolicy": "Never", "automountServiceAccountToken": False, "hostAliases": aliases,
+            "restartPolicy": "Never", "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{
@@ -168,11 +162,8 @@ async def test_an_app_and_its_database_in_one_call_survive_deploys_restarts_and_
         assert (disk["unknown"] is None) == (disk["observed_at"] is not None), disk
         if disk["unknown"] is None:  # a provisioner whose volumes report no stats (hostPath) says so instead
             assert 0 < disk["used_bytes"] <= disk["capacity_bytes"] and 0 < disk["percent"] < 100, disk
-        if await p.kube.get("v1", "Service", "kube-system", "kube-dns") is None:
-            # no cluster DNS on the testbed (see rotate below): the query Job cannot resolve the Service
-            assert conns["current"] is None and conns["unknown"], conns
-        else:
-            assert conns["unknown"] is None and 0 <= conns["current"] < conns["max"] == 64, conns  # 512 MiB / 8
+        # the one-query Job reaches the database by its Service's name (the testbed's cluster DNS)
+        assert conns["unknown"] is None and 0 <= conns["current"] < conns["max"] == 64, conns  # 512 MiB / 8
         assert not [j for j in await p.kube.list_objects("batch/v1", "Job", ns)
                     if "-observe-" in j["metadata"]["name"]], "the query job was left behind"
 
@@ -193,24 +184,14 @@ async def test_an_app_and_its_database_in_one_call_survive_deploys_restarts_and_
         # rotate: the app's next release carries the new password; the old one is refused
         answer = await c.call_tool("database", {"action": "rotate", "project": "db", "name": "web",
                                                 "wait_seconds": 240})
-        if await p.kube.get("v1", "Service", "kube-system", "kube-dns") is None:
-            # The testbed runs no cluster DNS (its README), so the rotation Job cannot resolve the database's
-            # Service: what is checked here is that a rotation which fails changes nothing, the old password
-            # still works. The success path runs on a cluster with DNS, and in test_database_workflow_logic.
-            said = json.dumps(answer.structured_content) if answer.structured_content else str(answer.content)
-            assert "kept its password" in said, said
-            phase, log = await psql(p, ns, "web-r2-env", "SELECT count(*) FROM hits")
-            assert (phase, log) == ("Succeeded", "2"), log
-        else:
-            rotated = ok(answer)
-            assert rotated["done"] and rotated["release"]["phase"] == "succeeded", rotated
-            release = rotated["release"]["release"]
-            assert release == "web-r3"
-            phase, log = await psql(p, ns, f"{release}-env",
-                                    "INSERT INTO hits VALUES (3); SELECT count(*) FROM hits")
-            assert (phase, log) == ("Succeeded", "3"), log
-            phase, log = await psql(p, ns, "web-r2-env", "SELECT 1")
-            assert phase == "Failed" and "password authentication failed" in log, log
+        rotated = ok(answer)
+        assert rotated["done"] and rotated["release"]["phase"] == "succeeded", rotated
+        release = rotated["release"]["release"]
+        assert release == "web-r3"
+        phase, log = await psql(p, ns, f"{release}-env", "INSERT INTO hits VALUES (3); SELECT count(*) FROM hits")
+        assert (phase, log) == ("Succeeded", "3"), log
+        phase, log = await psql(p, ns, "web-r2-env", "SELECT 1")
+        assert phase == "Failed" and "password authentication failed" in log, log
 
         # the policy the API server holds admits the app's pods, not another app's of the project
         policies = await p.kube.list_objects("networking.k8s.io/v1", "NetworkPolicy", ns)
