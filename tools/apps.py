@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import Context
 from pydantic import BaseModel, Field
 
+from tools.app_delete import app_refs, delete_preview, previews_of, start_app_delete, stop_app
 from tools.args import AppName, IdempotencyKey, PlanFlag, ProjectName, ShutdownGrace, Wait, check_name
 from tools.context import CallContext, call, tool
 from tools.databases import (
@@ -45,10 +46,8 @@ from tools.releases import (
 from tools.views import AppSummary, app_summary, app_view
 from tools.volumes import VolumeRequest, check_volume_requests, mounts_config, volumes_for_new_app
 from workflows.domain.database_spec import CONNECTION_VARIABLES
-from workflows.domain.delete_contract import DeleteAppInput
 from workflows.domain.env_limits import MAX_VARIABLES
 from workflows.domain.specs import AppConfig, HealthCheck, Mount, Resources
-from workflows.domain.workflow_ids import delete_workflow_id
 from workflows.render.volume import volume_pvc
 
 ENV_LIMITS = f"Env + secrets: <= {MAX_VARIABLES} variables, 256 KiB."
@@ -251,6 +250,7 @@ class DeleteResult(BaseModel):
     workflow_id: str
     done: bool
     status: str
+    previews: list[str] = Field(default_factory=list, description="Its pull request previews, deleted with it.")
     next_step: str
 
 
@@ -266,8 +266,8 @@ async def delete_app(
         "too, after a final backup. Without it, an app with a database is not deleted."))] = None,
     plan: PlanFlag = False,
 ) -> DeleteResult:
-    """Delete an app and its releases (volumes and audit kept). Irreversible. An app with a database needs
-    `database` (detach or delete): nothing is deleted until that step succeeded."""
+    """Delete an app, its releases and its pull request previews (volumes and audit kept). Irreversible. An app
+    with a database needs `database` (detach or delete): nothing is deleted until that step succeeded."""
     c = call()
     check_name("project", project)
     check_name("app", app)
@@ -278,41 +278,55 @@ async def delete_app(
     if plan:  # what the delete workflow removes; volumes and the audit trail stay
         if database is None:  # refused as the call itself is when the app has a database (no side effect then)
             await database_for_app_delete(c, row, None, 0)
-        raise PlanReady(await make_plan(c, "delete_app", [
-            PlannedRow(table="apps", action="update", key=f"{project}/{app}", fields={"status": "deleting"})],
-            deletes=[f"Service/{row.namespace}/{app}", f"Ingress/{row.namespace}/{app}",
-                     f"Deployment/{row.namespace}/{app}-r*", f"Secret/{row.namespace}/{app}-r*-env"]))
+        raise PlanReady(await _delete_plan(c, row))
     c.require_workflows()
-    database_refs = await database_for_app_delete(c, row, database, wait_bound(c, wait_seconds))
+    # the one step that may refuse comes first: until it succeeded, neither the app nor a preview is touched
+    refs = await database_for_app_delete(c, row, database, wait_bound(c, wait_seconds))
+    c.audit.k8s_refs = refs
+    # stopped before its previews are read: a delivery still in flight then either recorded its preview before
+    # that read or finds the app deleting and deletes its preview itself (`tools.push_deploys`)
+    await stop_app(c, row)
+    previews = await previews_of(c, row)
+    for p in previews:  # any failure here is retried by calling again: what is done is not done twice
+        _, preview_refs = await delete_preview(c, row.id, p)
+        refs += preview_refs
+        c.audit.k8s_refs = refs
     wf_id = await start_app_delete(c, row)
-    c.audit.k8s_refs += database_refs
+    c.audit.workflow_id = wf_id
+    c.audit.k8s_refs = app_refs(row) + refs
+    ids = [row.id] + [p.app.id for p in previews]
     deadline = time.monotonic() + wait_bound(c, wait_seconds)
-    status = "deleting"
-    while time.monotonic() < deadline:
-        now = await c.store.get_app_by_id(row.id)
-        status = now.status if now else "deleted"
-        if status == "deleted":
+    while True:  # done once the app and every preview are gone
+        now = [await c.store.get_app_by_id(i) for i in ids]
+        status = now[0].status if now[0] else "deleted"
+        done = all(r is None or r.status == "deleted" for r in now)
+        if done or time.monotonic() >= deadline:
             break
         await ctx.report_progress(0, 1, "deleting")
         await asyncio.sleep(0.25)
-    done = status == "deleted"
     return DeleteResult(app=f"{project}/{app}", workflow_id=wf_id, done=done, status=status,
+                        previews=[f"{p.app.project}/{p.app.name}" for p in previews],
                         next_step="Deleted." if done else "Still deleting; `apps` shows when it is gone.")
 
 
-async def start_app_delete(c: CallContext, row: AppRecord) -> str:
-    """Mark the app deleting, cancel its releases in flight and start its delete workflow; its workflow id."""
-    workflows = c.require_workflows()
-    await c.store.mark_app_deleting(row.id)
-    for d in await c.store.in_flight(row.id):
-        await workflows.cancel(d.workflow_id)
-    wf_id = delete_workflow_id(row.tenant, row.project, row.name, row.id)
-    c.audit.workflow_id = wf_id
-    ns, app = row.namespace, row.name
-    c.audit.k8s_refs = [f"Service/{ns}/{app}", f"Ingress/{ns}/{app}", f"Deployment/{ns}/{app}-r*",
-                        f"Secret/{ns}/{app}-r*-env"]
-    await workflows.start_delete(wf_id, DeleteAppInput(app_id=row.id, namespace=ns, app=app))
-    return wf_id
+async def _delete_plan(c: CallContext, row: AppRecord) -> Plan:
+    """delete_app's plan: the app and each preview marked deleting (a preview's database detached, as a closed
+    pull request leaves it), the push-deploy connection removed, and the objects their delete workflows remove."""
+    key = f"{row.project}/{row.name}"
+    rows = [PlannedRow(table="apps", action="update", key=key, fields={"status": "deleting"})]
+    deletes = app_refs(row)
+    if await c.store.push_connection(row.id) is not None:
+        rows.append(PlannedRow(table="push_connections", action="delete", key=key))
+    for p in await previews_of(c, row):
+        rows += [PlannedRow(table="apps", action="update", key=f"{p.app.project}/{p.app.name}",
+                            fields={"status": "deleting", "preview_of": key, "pull_request": p.number}),
+                 PlannedRow(table="preview_apps", action="delete", key=f"{key}#{p.number}")]
+        d = await c.store.database_of_app(p.app.id)
+        if d is not None:
+            rows.append(PlannedRow(table="databases", action="update", key=f"{d.project}/{d.name}",
+                                   fields={"app": None}))
+        deletes += app_refs(p.app)
+    return await make_plan(c, "delete_app", rows, deletes=deletes)
 
 
 async def _create_plan(c: CallContext, project: str, name: str, config: AppConfig, resolved: ResolvedSource,

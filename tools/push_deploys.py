@@ -2,7 +2,7 @@
 branch of its git repository, and what a verified webhook delivery does (`mcp_server.git_hooks` verifies it
 and calls `on_push` / `on_pull_request` with the webhook as the principal): a push to the branch releases that
 commit through the same path `deploy` takes; a pull request gets a preview app of its own, removed when the
-pull request closes."""
+pull request closes or the app is deleted (`tools.app_delete`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from tools.apps import start_app_delete
+from tools.app_delete import Preview, delete_preview
 from tools.args import AppName, ProjectName, check_name
 from tools.context import CallContext, call, tool
-from tools.databases import database_for_app_delete
 from tools.errors import InvalidInput
 from tools.lookups import require_app
 from tools.records import AppRecord, DeliveryOutcome, PushConnection
@@ -164,11 +163,7 @@ async def on_pull_request(c: CallContext, conn: PushConnection, parent: AppRecor
     if pr.action == "closed":
         if existing is None:
             return HookResult("ignored", f"pull request {pr.number} has no preview")
-        # a database someone attached to the preview is kept (detached), never deleted by a closed pull request
-        kept = await database_for_app_delete(c, existing, "detach", 0)
-        wf_id = await start_app_delete(c, existing)
-        c.audit.k8s_refs += kept
-        await c.store.remove_preview_app(parent.id, pr.number)
+        wf_id, _ = await delete_preview(c, parent.id, Preview(pr.number, existing))
         return HookResult("removed", f"pull request {pr.number} closed ({'merged' if pr.merged else 'not merged'})"
                           f": deleting {existing.name}", f"{existing.project}/{existing.name}", workflow_id=wf_id)
     if pr.action not in ("opened", "reopened", "synchronize"):
@@ -192,6 +187,11 @@ async def on_pull_request(c: CallContext, conn: PushConnection, parent: AppRecor
         secret_changes=secret_changes, idempotency_key=release_key(conn.hook_id, delivery), existing=existing)
     if existing is None:
         await c.store.set_preview_app(parent.id, pr.number, claim.app.id)
+        now = await c.store.get_app_by_id(parent.id)
+        if now is None or now.status in ("deleting", "deleted"):  # deleted meanwhile, without seeing this preview
+            wf_id, _ = await delete_preview(c, parent.id, Preview(pr.number, claim.app))
+            return HookResult("removed", f"{parent.project}/{parent.name} is being deleted: deleting its new "
+                              f"preview {name} too", f"{parent.project}/{name}", workflow_id=wf_id)
     copied = "with" if secret_changes else "without"
     return HookResult("previewed", f"pull request {pr.number} ({pr.action}): releasing {pr.head_sha[:12]} as "
                       f"{name}, {copied} the app's secrets", f"{parent.project}/{name}", claim.deployment.id,

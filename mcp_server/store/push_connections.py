@@ -67,6 +67,12 @@ class PgPushConnections(PgPool):
                               parent_app_id, pr_number)
         return UUID(str(row["app_id"])) if row else None
 
+    async def preview_apps(self, parent_app_id: UUID) -> list[tuple[int, UUID]]:
+        """The app's pull requests with a recorded preview: (number, preview app id), by number."""
+        rows = await self._all("SELECT pr_number, app_id FROM preview_apps WHERE parent_app_id = %s "
+                               "ORDER BY pr_number", parent_app_id)
+        return [(int(r["pr_number"]), UUID(str(r["app_id"]))) for r in rows]
+
     async def set_preview_app(self, parent_app_id: UUID, pr_number: int, app_id: UUID) -> None:
         await self._one(
             "INSERT INTO preview_apps (parent_app_id, pr_number, app_id) VALUES (%s, %s, %s) "

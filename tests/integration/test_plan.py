@@ -153,3 +153,27 @@ async def test_a_plan_is_refused_as_the_real_call_would_be(platform: Platform) -
         assert r.is_error and "plan" in r.content[0].text  # type: ignore[union-attr]
     assert await platform.counts() == before
     assert await platform.workflows_started() == 0
+
+
+async def test_a_delete_plan_lists_the_previews_it_would_delete(platform: Platform) -> None:
+    async with platform.client() as c:
+        ok(await c.call_tool("create_app", WEB))
+        ok(await c.call_tool("create_app", WEB | {"name": "web-pr3"}))
+        web = await platform.store.get_app(platform.tenant, "shop", "web")
+        pr3 = await platform.store.get_app(platform.tenant, "shop", "web-pr3")
+        assert web is not None and pr3 is not None
+        await platform.store.set_preview_app(web.id, 3, pr3.id)
+        await platform.store.connect_push(web.id, uuid.uuid4().hex, "main", True, False, b"sealed", "agent")
+        before = await platform.counts()
+        plan = ok(await c.call_tool("delete_app", {"project": "shop", "app": "web", "confirm": "shop/web",
+                                                   "plan": True}))
+    rows = {(r["table"], r["action"], r["key"]): r["fields"] for r in plan["rows"]}
+    assert rows[("apps", "update", "shop/web-pr3")] == {"status": "deleting", "preview_of": "shop/web",
+                                                        "pull_request": 3}, plan
+    assert ("preview_apps", "delete", "shop/web#3") in rows and ("push_connections", "delete", "shop/web") in rows
+    refs = {o["ref"] for o in plan["objects"]}
+    assert {f"Deployment/{web.namespace}/web-r*", f"Deployment/{web.namespace}/web-pr3-r*",
+            f"Ingress/{web.namespace}/web-pr3"} <= refs, refs
+    assert {o["action"] for o in plan["objects"]} == {"delete"}
+    assert await platform.counts() == before
+    assert (await platform.store.get_app_by_id(pr3.id)).status != "deleting"  # type: ignore[union-attr]

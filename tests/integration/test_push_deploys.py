@@ -14,6 +14,9 @@ MCP from a repository on the local git server (`git http-backend`, token require
 - Pull requests (Gitea format): opened -> a preview app `web-pr5` with the parent's env and none of its secrets,
   serving the head commit; synchronized -> a new release of that preview; closed -> the preview deleted. With
   `previews_secrets`, a same-repository pull request's preview gets the secrets and a fork's does not.
+- `delete_app` of the parent deletes its previews by the closed pull request's path (a preview's database kept,
+  detached), says which in its result and its audit row, and its plan lists them; the hook then answers 404 as
+  an unknown one. A delivery already past the hook's check when the app was deleted deletes the preview it made.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_server.auth import create_token
 from mcp_server.devenv.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from mcp_server.devenv.processes import free_port
+from mcp_server.git_hooks import WEBHOOK_SCOPES
 from mcp_server.server import ServerDeps, build_server
 from mcp_server.settings import load_settings
 from mcp_server.store import PgStore
@@ -44,7 +48,10 @@ from tests.support.git_deliveries import delivery_headers, encode, pull_request_
 from tests.support.platform import ok
 from tests.support.serving import serving
 from tests.support.stand_ins import Cluster, StandInImages, stand_in_worker
-from tools.context import PlatformConfig
+from tools.context import CallContext, PlatformConfig, Principal, enter_call, exit_call
+from tools.push_deploys import on_pull_request
+from tools.records import AppRecord, PushConnection
+from workflows.domain.git_hooks import parse_pull_request
 from workflows.domain.secretbox import SecretBox
 
 pytestmark = [pytest.mark.timeout(300)]
@@ -73,6 +80,7 @@ class Hooked:
     tenant: str
     cluster: Cluster
     repo: Repo
+    context: CallContext  # what a delivery of this tenant's hook runs as
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +126,10 @@ async def hooked(store: PgStore, temporal_address: str, tls: tuple[Path, Path],
         server = http_server(settings, build_server(deps, transport="http", public_url=mcp_url))
         tenant = f"t{uuid.uuid4().hex[:6]}"
         token = await create_token(store, tenant, "agent", ["apps:read", "apps:write", "secrets:write", "audit:read"])
+        context = CallContext(principal=Principal(tenant, "webhook:gitea", WEBHOOK_SCOPES, "webhook"), store=store,
+                              config=config, workflows=workflows, images=StandInImages(), secretbox=box)
         async with serving(server):
-            yield Hooked(mcp_url, token, tenant, cluster, make_repo(git_server))
+            yield Hooked(mcp_url, token, tenant, cluster, make_repo(git_server), context)
 
 
 async def mcp(h: Hooked, tool: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -291,6 +301,77 @@ async def test_pull_requests_get_previews_that_vanish_when_closed(store: PgStore
     assert fd.source["git"]["ref"] == "refs/pull/7/head"
     rows = await hook_audit(h)
     assert {e["arguments"].get("pull_request") for e in rows if e["outcome"] == "ok"} >= {5, 6, 7}
+
+
+async def test_deleting_the_app_deletes_its_previews_and_its_hook(store: PgStore, hooked: Hooked) -> None:
+    h = hooked
+    await created_app(h)
+    conn = await mcp(h, "push_deploys", {"project": "shop", "app": "web", "action": "connect", "branch": "main"})
+    url, secret = conn["webhook_url"], conn["webhook_secret"]
+    head = h.repo.commit("feature one", branch="feature")
+    for n in (5, 6):
+        r = await post(url, "gitea", "pull_request", pull_request_payload("opened", n, head), secret)
+        assert r.status_code == 202, r.text
+        await finished(store, h.tenant, r.json()["deployment_id"])
+    parent, pr5, pr6 = [await preview(store, h, n) for n in ("web", "web-pr5", "web-pr6")]
+    assert parent is not None and pr5 is not None and pr6 is not None
+    connection = await store.push_connection(parent.id)
+    assert connection is not None
+    db, _ = await store.create_database(h.tenant, "shop", "prdb", engine="statefulset", version=15, size_gib=1,
+                                        class_="fast", resources={}, ciphertext=b"sealed", created_by="agent")
+    await store.set_database_app(db.id, pr5.id)
+    await store.set_database_status(db.id, "ready")
+
+    args = {"project": "shop", "app": "web", "confirm": "shop/web"}
+    plan = await mcp(h, "delete_app", args | {"plan": True})
+    keys = {(r["table"], r["key"]) for r in plan["rows"]}
+    assert {("apps", "shop/web-pr5"), ("apps", "shop/web-pr6"), ("databases", "shop/prdb"),
+            ("push_connections", "shop/web")} <= keys, plan
+    assert len(await store.preview_apps(parent.id)) == 2  # the plan changed nothing
+
+    # the preview's database needs no `database` choice: a preview's is kept, detached, as a closed PR leaves it
+    deleted = await mcp(h, "delete_app", args | {"wait_seconds": 60})
+    assert deleted["previews"] == ["shop/web-pr5", "shop/web-pr6"], deleted
+    assert deleted["done"] and deleted["status"] == "deleted", deleted
+    for app in (parent, pr5, pr6):
+        row = await store.get_app_by_id(app.id)
+        assert row is not None and row.status == "deleted"
+    assert {"web", "web-pr5", "web-pr6"} <= set(h.cluster.deleted)
+    kept = await store.get_database(h.tenant, "shop", "prdb")
+    assert kept is not None and kept.app_id is None and kept.status == "ready"
+    assert await store.preview_apps(parent.id) == []
+    assert await store.push_connection(parent.id) is None
+
+    audit = [e for e in (await mcp(h, "get_audit_log", {"tool": "delete_app"}))["entries"]
+             if e["outcome"] == "ok"]
+    assert len(audit) == 1 and audit[0]["workflow_id"] == deleted["workflow_id"]
+    ns = parent.namespace
+    assert {f"Deployment/{ns}/web-r*", f"Deployment/{ns}/web-pr5-r*", f"Deployment/{ns}/web-pr6-r*",
+            "database/shop/prdb"} <= set(audit[0]["k8s_refs"]), audit[0]
+
+    newer = h.repo.commit("feature two", branch="feature")
+    late = await post(url, "gitea", "pull_request", pull_request_payload("opened", 7, newer), secret)
+    assert late.status_code == 404 and "no such hook" in late.json()["error"]
+    assert (await post(url, "github", "push", push_payload("main", newer), secret)).status_code == 404
+    assert await preview(store, h, "web-pr7") is None
+
+    # a delivery that passed the hook's check before the delete, and records its preview after it
+    made = await raced_delivery(h, connection, parent, pull_request_payload("opened", 8, newer))
+    assert made.outcome == "removed" and made.app == "shop/web-pr8", made
+    assert await store.preview_apps(parent.id) == []
+    for _ in range(240):  # its delete workflow ran to the end: objects removed, the app marked deleted
+        if "web-pr8" in h.cluster.deleted and await preview(store, h, "web-pr8") is None:
+            break
+        await asyncio.sleep(0.25)
+    assert "web-pr8" in h.cluster.deleted and await preview(store, h, "web-pr8") is None
+
+
+async def raced_delivery(h: Hooked, conn: PushConnection, parent: AppRecord, payload: dict[str, Any]) -> Any:
+    token = enter_call(h.context)
+    try:
+        return await on_pull_request(h.context, conn, parent, parse_pull_request(encode(payload)), "raced-1")
+    finally:
+        exit_call(token)
 
 
 async def test_a_delivery_that_failed_on_the_platforms_side_may_come_again(store: PgStore) -> None:
