@@ -60,7 +60,7 @@ class Report:
 
     unit: str = "ms"
     rows: list[tuple[str, list[float]]] = field(default_factory=list)
-    ratios: list[tuple[str, str, str, float | None]] = field(default_factory=list)
+    ratios: list[tuple[str, str, tuple[str, ...], float | None]] = field(default_factory=list)
 
     def add(self, name: str, seconds: Sequence[float]) -> list[float]:
         values = [float(v) for v in seconds]
@@ -69,13 +69,14 @@ class Report:
         self.rows.append((name, values))
         return values
 
-    def ratio(self, label: str, measure: str, floor: str, goal: float | None = None) -> None:
-        """`label`: p50 of `measure` over p50 of `floor` (row names, or sums of rows joined by ' + ')."""
-        self.ratios.append((label, measure, floor, goal))
+    def ratio(self, label: str, measure: str, floor: str | Sequence[str], goal: float | None = None) -> None:
+        """`label`: p50 of `measure` over the p50 of `floor`, a row or several rows summed (a composed floor).
+        Rows are named, never parsed: a name may itself hold a '+'."""
+        self.ratios.append((label, measure, (floor,) if isinstance(floor, str) else tuple(floor), goal))
 
-    def _p50(self, names: str) -> float:
+    def _p50(self, names: tuple[str, ...]) -> float:
         total = 0.0
-        for name in names.split(" + "):
+        for name in names:
             values = dict(self.rows).get(name)
             if values is None:
                 raise CannotMeasure(f"{name}: not measured")
@@ -91,7 +92,7 @@ class Report:
             v = [x * scale for x in values]
             print(f"{name:{width}} {len(v):>4} {pct(v, 50):>9.2f} {pct(v, 99):>9.2f} {max(v):>9.2f}")
         for label, measure, floor, goal in self.ratios:
-            r = self._p50(measure) / self._p50(floor)
+            r = self._p50((measure,)) / self._p50(floor)
             verdict = "" if goal is None else f" (goal < {goal:g}x: {'met' if r < goal else 'NOT met'})"
             print(f"ratio {label}: {r:.2f}x{verdict}")
 

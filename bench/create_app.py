@@ -59,7 +59,7 @@ async def main(accept: int, releases: int) -> None:
     report.add("floor: empty Temporal workflow", empty)
     report.ratio("call -> serving / (kubectl apply + rollout + empty workflow)",
                  "create_app call -> serving (orchestration)",
-                 "floor: kubectl apply + rollout status + floor: empty Temporal workflow")
+                 ("floor: kubectl apply + rollout status", "floor: empty Temporal workflow"))
     report.print("create_app on the testbed")
 
 

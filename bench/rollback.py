@@ -106,9 +106,9 @@ async def main(runs: int) -> None:
     report.add("floor: empty Temporal workflow", empty)
     report.ratio("in window, switched / durable floor (empty workflow + patch)",
                  "rollback in window: call -> Service switched",
-                 "floor: empty Temporal workflow + floor: raw API patch of the Service selector", goal=2.0)
+                 ("floor: empty Temporal workflow", "floor: raw API patch of the Service selector"), goal=2.0)
     report.ratio("in window, returned / durable floor", "rollback in window: call -> returned",
-                 "floor: empty Temporal workflow + floor: raw API patch of the Service selector")
+                 ("floor: empty Temporal workflow", "floor: raw API patch of the Service selector"))
     report.print("rollback on the testbed")
 
 

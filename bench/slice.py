@@ -64,8 +64,8 @@ async def main() -> None:
     report.add(f"floor: node grace + toleration ({waits} s, Kubernetes' waits)", [float(waits)])
     report.add("floor: a release started by hand (kubectl apply + rollout status)", started)
     report.ratio("node death -> serving / (Kubernetes' waits + a release's start)", "rescheduled after node death",
-                 f"floor: node grace + toleration ({waits} s, Kubernetes' waits) + "
-                 "floor: a release started by hand (kubectl apply + rollout status)")
+                 (f"floor: node grace + toleration ({waits} s, Kubernetes' waits)",
+                  "floor: a release started by hand (kubectl apply + rollout status)"))
     report.print("the seed's slice on the two-node testbed")
     node_death = dict(report.rows)["rescheduled after node death"][0]
     print(f"node death -> serving again: {node_death:.1f} s (goal < 40 s: {'met' if node_death < 40 else 'NOT met'})")
