@@ -17,6 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from mcp.client import Client
+
 from bench._harness import Report, empty_workflow_times, platform, quiet, services
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform
@@ -31,8 +33,9 @@ async def selector(p: Platform, ns: str) -> str:
     return str((svc or {}).get("spec", {}).get("selector", {}).get(LABEL_RELEASE))
 
 
-async def timed_rollback(p: Platform, ns: str, to: str, want: str) -> tuple[float, float]:
-    """(seconds until the API server shows the switch, seconds until the call returned)."""
+async def timed_rollback(c: Client, p: Platform, ns: str, to: str, want: str) -> tuple[float, float]:
+    """(seconds until the API server shows the switch, seconds until the call returned), from the `tools/call`
+    on an open session, as an agent calls (its session was set up once, not per call)."""
     switched: list[float] = []
     t0 = time.perf_counter()
 
@@ -42,8 +45,7 @@ async def timed_rollback(p: Platform, ns: str, to: str, want: str) -> tuple[floa
         switched.append(time.perf_counter() - t0)
 
     watcher = asyncio.create_task(watch())
-    async with p.client() as c:
-        r = await c.call_tool("rollback", {"project": "rb", "app": "web", "to": to})
+    r = await c.call_tool("rollback", {"project": "rb", "app": "web", "to": to})
     returned = time.perf_counter() - t0
     await asyncio.wait_for(watcher, 30)
     assert r.structured_content and r.structured_content["phase"] == "succeeded", r.content
@@ -82,8 +84,9 @@ async def main(runs: int) -> None:
         images = ("127.0.0.1:5000/bench/rb:v1", "127.0.0.1:5000/bench/rb:v2")
         async with platform(url, address, tb, releases={"rollback_window_seconds": 3600}) as p:
             ns, d1, d2 = await setup(p, *images)
-            warm = [await timed_rollback(p, ns, d1 if i % 2 == 0 else d2, "web-r1" if i % 2 == 0 else "web-r2")
-                    for i in range(runs)]
+            async with p.client() as c:
+                warm = [await timed_rollback(c, p, ns, d1 if i % 2 == 0 else d2,
+                                             "web-r1" if i % 2 == 0 else "web-r2") for i in range(runs)]
             floor = await raw_patch_times(p, ns, runs)
         async with platform(url, address, tb, releases={"rollback_window_seconds": 2}) as p:
             ns, d1, d2 = await setup(p, *images)
@@ -95,7 +98,8 @@ async def main(runs: int) -> None:
                     if dep and dep["spec"]["replicas"] == 0:
                         break
                     await asyncio.sleep(0.2)
-                cold.append(await timed_rollback(p, ns, target, release))
+                async with p.client() as c:
+                    cold.append(await timed_rollback(c, p, ns, target, release))
         empty = await empty_workflow_times(address, max(runs, 20))
     report = Report()
     report.add("rollback in window: call -> Service switched", [w[0] for w in warm])
