@@ -5,6 +5,7 @@ secrets of its release (DATABASE_URL and PG*), and never appears in any result, 
 from __future__ import annotations
 
 import secrets as random
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -345,15 +346,21 @@ async def database(
 async def _restore(c: CallContext, d: DatabaseRecord, backup: str | None, into: str | None, wait: float
                    ) -> DatabaseActionResult:
     """A named, successful dump back into the database (after a safety dump of it as it is), or into a new
-    database of the same version, size and class."""
+    database of the same version, size and class. The database is `restoring` until the workflow records how it
+    went, so a call that returned before the end can be followed in `databases`, and a second call meanwhile is
+    refused rather than started as another restore (its key counts the good dumps, which the safety dump
+    changes)."""
+    if into is None and d.status == "restoring":
+        raise Conflict(f"The database {d.name} is being restored.",
+                       hint="Wait until `databases` shows it ready (or failed, with the reason), then call again.")
     done = [b for b in await c.store.list_database_backups(d.id, limit=200) if b.status == "ok"]
     if not backup or backup not in {b.name for b in done}:
         names = ", ".join(b.name for b in done[:5]) or "none yet"
         raise InvalidInput("backup", f"{backup!r} is not a successful backup of {d.project}/{d.name}",
                            f"name one from `databases` (recent: {names})")
     if into is None:
-        r = await _run(c, d, "restore", f"{backup}-{len(done)}", wait, restore_from=backup,
-                       backup_name=dump_name(datetime.now(UTC)))
+        r = await _restoring(c, d, lambda: _run(c, d, "restore", f"{backup}-{len(done)}", wait, restore_from=backup,
+                                                backup_name=dump_name(datetime.now(UTC))))
         return _outcome(c, await _database(c, d.project, d.name), r,
                         f"Restored {backup}; the safety backup taken first is listed in `databases`.")
     req = DatabaseRequest(version=d.version, size_gib=d.size_gib, volume_class=d.class_, resources=d.resources)
@@ -361,10 +368,23 @@ async def _restore(c: CallContext, d: DatabaseRecord, backup: str | None, into: 
     if made is None or made.status == "failed":
         return _outcome(c, await _database(c, d.project, into), made, "")
     target = await _database(c, d.project, into)
-    r = await _run(c, target, "restore", f"{backup}-from-{d.id}", wait, restore_from=backup,
-                   source_database_id=d.id)
+    r = await _restoring(c, target, lambda: _run(c, target, "restore", f"{backup}-from-{d.id}", wait,
+                                                 restore_from=backup, source_database_id=d.id))
     return _outcome(c, await _database(c, d.project, into), r,
                     f"Restored {backup} into {into}; attach it to an app with action=attach.")
+
+
+async def _restoring(c: CallContext, d: DatabaseRecord, start: Callable[[], Awaitable[DatabaseResult | None]]
+                     ) -> DatabaseResult | None:
+    """`restoring` while the restore's workflow runs (it records ready or failed at its end); back to what it
+    was when the call fails (Temporal unreachable, say), so no database stays marked by a restore that never
+    ran. A workflow that did start records its outcome over that at its end."""
+    await c.store.set_database_status(d.id, "restoring")
+    try:
+        return await start()
+    except Exception:
+        await c.store.set_database_status(d.id, d.status, d.status_reason)
+        raise
 
 
 async def _attach(c: CallContext, d: DatabaseRecord, app: str, ctx: Context | None, wait_seconds: int | None
@@ -457,7 +477,7 @@ async def database_for_app_delete(c: CallContext, row: AppRecord, choice: AppDel
                             f"database(action=detach, project={d.project}, name={d.name}).")
     if choice == "delete":
         c.require("databases:write")
-        if d.status in ("creating", "deleting"):
+        if d.status in ("creating", "deleting", "restoring"):
             raise Conflict(f"The database {d.name} is {d.status}.",
                            hint="Call again once `databases` shows it ready, or pass database=detach.")
         dump = dump_name(datetime.now(UTC))

@@ -1,7 +1,8 @@
 """`deploy-mcp db-dump` (mcp_server/backup/databases.py) against a real (embedded) Postgres standing in for an
 app's database: the dump is sealed with the backup key (no clear rows at the target), kept below the database's
 own prefix, restorable with pg_restore (rows back after a dropped table), recorded with its size; retention by
-count keeps the newest; a dump that cannot reach its database is recorded failed, and shows in `databases`."""
+count keeps the newest; a dump that cannot reach its database is recorded failed, and shows in `databases`. The
+same through an s3:// target (the fake S3), as the dump and restore jobs in a cluster use it."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from mcp_server.backup.targets import NAME, StoredArchive, archive_name
 from mcp_server.cli import main
 from mcp_server.settings import Settings, load_settings
 from mcp_server.store import PgStore
-from workflows.domain.database_spec import dump_name
+from tests.fakes.fake_s3 import fake_s3
+from workflows.domain.database_spec import database_backup_prefix, dump_name
 from workflows.domain.secretbox import SecretBox
 
 KEY = base64.b64encode(b"D" * 32).decode()
@@ -173,3 +175,28 @@ async def test_db_restore_puts_back_dropped_rows_and_fills_a_new_database(databa
                 assert conn.execute("SELECT item FROM orders ORDER BY id").fetchall() == [("secret-sauce",), ("more",)]
         with pytest.raises(BackupError):
             await dumps.restore(settings, db_id, url, "deploy-mcp-20200101T000000.000Z.dmcpbak")
+
+
+async def test_a_dump_to_an_s3_target_restores_dropped_rows(database_url: str, pg_server_url: str,
+                                                          tmp_path: Path) -> None:
+    db_id = await record(database_url)
+    with fake_s3("dumps") as s3, app_database(pg_server_url) as url:
+        settings = load_settings(state_dir=tmp_path / "s", database={"url": database_url}, backup={
+            "target": "s3://dumps/cluster", "key": KEY, "endpoint_url": s3.endpoint, "region": s3.region,
+            "access_key_id": s3.access_key, "secret_access_key": s3.secret_key})
+        made = await dumps.dump(settings, db_id, url, "manual", keep=5, max_age_days=30)
+        store = await PgStore.open(database_url)
+        try:
+            d = await store.get_database_by_id(db_id)
+        finally:
+            await store.close()
+        assert d is not None
+        key = f"cluster/{database_backup_prefix('acme', d.project, 'orders')}/{made.name}"
+        stored = s3.buckets["dumps"][key].data
+        assert len(stored) == made.size > 0 and b"secret-sauce" not in stored
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE orders")
+        await dumps.restore(settings, db_id, url, made.name)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT item FROM orders ORDER BY id").fetchall() == [("secret-sauce",), ("more",)]
+        assert {"PutObject", "GetObject"} <= set(s3.operations())

@@ -2,7 +2,8 @@
 a recorder that carries out what the database workflow would record (status, the rotation's promotion) and
 accepts releases: hostile input refused with the field named and nothing recorded; another tenant's database
 not found; create_app(database=...) hands the app DATABASE_URL and PG* as secrets of its release, sealed;
-attach/detach; rotate changes the stored password and releases the app with it; delete refuses while an app
+attach/detach; rotate changes the stored password and releases the app with it; a restore shows `restoring`
+until its workflow ends and refuses a second one meanwhile; delete refuses while an app
 uses it and without the confirm string, and takes a final dump first. No password appears in any tool result
 or audit row."""
 
@@ -43,6 +44,7 @@ class Recorder:
     ops: list[DatabaseOp] = field(default_factory=list)
     deploys: list[DeployInput] = field(default_factory=list)
     fail_backups: bool = False
+    hold_restores: bool = False  # a restore still running when the call's wait ends
     observed: list[ObserveInput] = field(default_factory=list)
     observation: DatabaseObservation = field(default_factory=DatabaseObservation)
 
@@ -59,6 +61,9 @@ class Recorder:
             if op.backup_name:
                 await self.store.start_database_backup(op.database_id, "safety", op.backup_name)
                 await self.store.finish_database_backup(op.database_id, op.backup_name, "ok", 99, None)
+            if self.hold_restores:
+                return None
+            await self.store.set_database_status(op.database_id, "ready")
             return DatabaseResult(status="restored", message=op.restore_from)
         if op.op == "backup":
             assert op.backup_name
@@ -233,6 +238,33 @@ async def test_restore_names_a_good_backup_and_can_go_into_a_new_database(store:
         orders = await store.get_database("acme", project, "orders")
         assert orders is not None and rec.ops[-1].source_database_id == orders.id
         assert rec.ops[-1].backup_name is None  # a new database has nothing to keep
+
+
+async def test_a_restore_that_outlives_its_call_shows_restoring_and_refuses_a_second(store: PgStore,
+                                                                                    box: SecretBox) -> None:
+    rec = Recorder(store, box, hold_restores=True)
+    project = project_name()
+    async with Client(server(store, rec)) as c:
+        ok(await c.call_tool("database", {"action": "create", "project": project, "name": "orders"}))
+        dump = ok(await c.call_tool("database", {"action": "backup", "project": project,
+                                                 "name": "orders"}))["database"]["last_backup"]["name"]
+        args = {"action": "restore", "project": project, "name": "orders", "backup": dump}
+        first = ok(await c.call_tool("database", args))
+        assert not first["done"] and first["database"]["status"] == "restoring", first
+        listed = ok(await c.call_tool("databases", {"project": project, "name": "orders"}))["databases"][0]
+        assert listed["status"] == "restoring"
+        # the safety dump made the count of good dumps (the restore's key) grow: a second call would be
+        # another restore, so it is refused while the first runs
+        assert "being restored" in err(await c.call_tool("database", args))
+        assert [o.op for o in rec.ops].count("restore") == 1
+        assert "restoring" in err(await c.call_tool("database", {"action": "rotate", "project": project,
+                                                                 "name": "orders"}))
+        orders = await store.get_database("acme", project, "orders")
+        assert orders is not None
+        await store.set_database_status(orders.id, "ready")  # what the workflow records at its end
+        rec.hold_restores = False
+        again = ok(await c.call_tool("database", args))
+        assert again["done"] and again["database"]["status"] == "ready"
 
 
 async def test_diagnose_names_a_database_that_is_not_ready(store: PgStore, box: SecretBox) -> None:

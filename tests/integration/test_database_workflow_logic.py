@@ -1,10 +1,11 @@
-"""The database workflow with its real activities, on Temporal's time-skipping test server, against an in-memory
-API server (objects by kind and name, a controller that makes StatefulSets Ready and finishes Jobs) and an
-in-memory store: the objects a create applies and waits for, the engine chosen from the served APIs, a rotation
-that changes the Secrets and the stored password only after its Job succeeded (and leaves everything when the
-Job fails), a dump recorded as failed when its Job fails, a delete that keeps the claim when asked. No password
-ever enters the workflow's history. And the database-observe workflow: disk from the kubelet Summary, connections
-from a query Job (gone after), `unknown` with the reason when either cannot be read."""
+"""The database workflow with its real activities, on Temporal's time-skipping test server, against an in-memory API
+server (objects by kind and name, a controller that makes StatefulSets Ready and finishes Jobs) and an in-memory
+store: the objects a create applies and waits for, the engine chosen from the served APIs, a rotation that changes
+the Secrets and the stored password only after its Job succeeded (and leaves everything when the Job fails), a dump
+recorded as failed when its Job fails, a delete that keeps the claim when asked, and on 1.20 removes the schedule in
+the batch/v1beta1 it was applied in. No password ever enters the workflow's history. And the database-observe
+workflow: disk from the kubelet Summary, connections from a query Job (gone after), `unknown` with the reason when
+either cannot be read."""
 
 from __future__ import annotations
 
@@ -58,8 +59,9 @@ class FakeApi:
     fails, for the kinds in `failing_jobs`) on its second read."""
 
     def __init__(self, served: set[str] | None = None, failing_jobs: tuple[str, ...] = (),
-                 missing_namespace: str | None = None) -> None:
+                 missing_namespace: str | None = None, minor: int = 30) -> None:
         self.missing_namespace = missing_namespace
+        self.minor = minor
         self.objects: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self.reads: dict[tuple[str, str | None, str], int] = {}
         self.log: list[str] = []
@@ -67,7 +69,7 @@ class FakeApi:
         self.failing_jobs = failing_jobs
 
     async def caps(self) -> ClusterCaps:
-        return ClusterCaps(minor=30)
+        return ClusterCaps(minor=self.minor, pdb_api="policy/v1" if self.minor >= 21 else "policy/v1beta1")
 
     async def served_api_versions(self) -> set[str]:
         return self.served
@@ -98,8 +100,13 @@ class FakeApi:
         return obj
 
     async def delete(self, api_version: str, kind: str, namespace: str | None, name: str, **_: Any) -> bool:
+        """Found only under the version it was applied in (as a version the server does not serve is 404)."""
         self.log.append(f"delete {kind}/{name}")
-        return self.objects.pop((kind, namespace, name), None) is not None
+        obj = self.objects.get((kind, namespace, name))
+        if obj is None or obj["apiVersion"] != api_version:
+            return False
+        del self.objects[(kind, namespace, name)]
+        return True
 
     def secret_password(self, namespace: str, name: str) -> str:
         return base64.b64decode(self.objects[("Secret", namespace, name)]["data"]["password"]).decode()
@@ -251,6 +258,17 @@ async def test_delete_keeps_the_claim_when_asked(env: WorkflowEnvironment) -> No
     result = await run(env, api, store, DatabaseOp(op="delete", database_id=db_id, spec=SPEC, keep_volume=True))
     assert result.status == "deleted" and store.rows[db_id].deleted
     assert set(api.objects) == {("PersistentVolumeClaim", SPEC.namespace, "postgres--orders-data")}
+
+
+async def test_delete_on_a_1_20_cluster_removes_the_schedule_in_the_version_it_has(env: WorkflowEnvironment) -> None:
+    api, store = FakeApi(minor=20), FakeStore()
+    db_id = new_row(store)
+    await run(env, api, store, DatabaseOp(op="create", database_id=db_id, spec=SPEC))
+    cronjob = next(o for (k, _, _), o in api.objects.items() if k == "CronJob")
+    assert cronjob["apiVersion"] == "batch/v1beta1"
+    result = await run(env, api, store, DatabaseOp(op="delete", database_id=db_id, spec=SPEC))
+    assert result.status == "deleted" and not api.objects, api.objects
+    assert f"CronJob/deploy-mcp-system/{cronjob['metadata']['name']}" in result.refs
 
 
 async def test_restore_takes_a_safety_dump_first_and_a_failed_one_restores_nothing(env: WorkflowEnvironment) -> None:

@@ -9,52 +9,34 @@ another app's (evaluated: the testbed's CNI enforces no policy).
 
 Cluster DNS is the testbed's dnsmasq (its README), so the app, the rotation and the query Jobs reach the
 database by its Service's name as on k3s. Dumps and restores need the platform installed in-cluster (its
-namespace, image and backup Secret); they are tested against an embedded Postgres in
-tests/integration/test_database_dumps.py."""
+namespace, image and backup Secret): tests/e2e/test_install.py backs up, drops and restores there, and
+tests/integration/test_database_dumps.py runs them against an embedded Postgres. The psql client pod is
+tests/support/psql_pod.py, shared with the install test."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
 from mcp_server.devenv.embedded import Testbed
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform, platform_settings
-from mcp_server.devenv.platform_image import push_image as push_built
-from mcp_server.devenv.postgres_image import build_postgres_image
+from tests.support import psql_pod
 from tests.support.netpol import Namespace, Pod, connection_allowed
 from tests.support.platform import ok, running_platform
+from tests.support.psql_pod import POSTGRES_IMAGE, REGISTRY, postgres_image_pushed
 from workflows.domain.labels import LABEL_APP, LABEL_DATABASE
 from workflows.render.namespace import project_labels
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(900)]
-REGISTRY = "127.0.0.1:5000"
-POSTGRES_IMAGE = os.environ.get("DEPLOY_MCP_TEST_POSTGRES_IMAGE", f"{REGISTRY}/deploy-mcp-postgres:15")
-
-
-async def image_pushed(ref: str) -> bool:
-    host, _, rest = ref.partition("/")
-    repo, _, tag = rest.rpartition(":")
-    async with httpx.AsyncClient(timeout=5) as h:
-        r = await h.head(f"http://{host}/v2/{repo}/manifests/{tag}", headers={
-            "Accept": "application/vnd.oci.image.manifest.v1+json, "
-                      "application/vnd.docker.distribution.manifest.v2+json"})
-    return r.status_code == 200
 
 
 @pytest.fixture
 async def platform(database_url: str, temporal_address: str, needs_node: Testbed) -> AsyncIterator[Platform]:
-    if not await image_pushed(POSTGRES_IMAGE):
-        # built from Debian's postgresql package on the cached base (a few minutes once, then cached by inputs),
-        # as `make image-postgres-push PG_IMAGE=...` does
-        ref = await asyncio.to_thread(build_postgres_image)
-        await asyncio.to_thread(push_built, None, ref, POSTGRES_IMAGE)
+    await postgres_image_pushed(POSTGRES_IMAGE)
     settings = platform_settings(database_url, temporal_address, needs_node,
                                  databases={"images": {15: POSTGRES_IMAGE}, "ready_timeout_seconds": 240})
     async with running_platform(settings) as p:
@@ -62,42 +44,8 @@ async def platform(database_url: str, temporal_address: str, needs_node: Testbed
 
 
 async def psql(p: Platform, ns: str, env_secret: str, sql: str) -> tuple[str, str]:
-    """Run `sql` with psql in a pod of the project's namespace whose environment is `env_secret` (an app
-    release's Secret, as the app's pods get it); (phase, log)."""
-    name = f"client-{uuid.uuid4().hex[:6]}"
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": ns, "labels": {**project_labels(p.tenant, "db"), LABEL_APP: "web"}},
-        "spec": {
-            "restartPolicy": "Never", "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 999, "runAsGroup": 999,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "psql", "image": POSTGRES_IMAGE, "command": ["/bin/sh", "-c"],
-                # kube-proxy may route the Service a moment after its Endpoints name a new pod: the client waits
-                # (up to 30 s) for the server to accept connections, as an app's connection pool would
-                "args": ['for i in $(seq 30); do pg_isready -q -d "$DATABASE_URL" && break; sleep 1; done; '
-                         f'psql "$DATABASE_URL" -X -q -At -v ON_ERROR_STOP=1 -c "{sql}"'],
-                "envFrom": [{"secretRef": {"name": env_secret}}],
-                "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}},
-                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
-                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}],
-            "volumes": [{"name": "tmp", "emptyDir": {}}],
-            "tolerations": [{"key": "pool", "operator": "Exists"}],
-        },
-    }
-    await p.kube.apply(pod)
-    phase = ""
-    for _ in range(600):
-        got = await p.kube.get("v1", "Pod", ns, name)
-        phase = str(((got or {}).get("status") or {}).get("phase", ""))
-        if phase in ("Succeeded", "Failed"):
-            break
-        await asyncio.sleep(0.2)
-    log = await p.kube.pod_log(ns, name)
-    await p.kube.delete("v1", "Pod", ns, name, grace_seconds=0)
-    return phase, log.strip()
+    """`sql` in a client pod of the app `web`, with the release Secret `env_secret` as its environment."""
+    return await psql_pod.psql(p.kube, ns, env_secret, sql, tenant=p.tenant, project="db", app="web")
 
 
 async def replacement_serving(p: Platform, ns: str, dead_uid: str) -> None:

@@ -49,13 +49,24 @@ def render(directory: Path) -> list[dict[str, Any]]:
 
 
 def write_testbed_install(directory: Path, *, config: Mapping[str, str], secrets: Mapping[str, str],
-                          image_tag: str = "test", image: str = "127.0.0.1:5000/deploy-mcp") -> Path:
+                          image_tag: str = "test", image: str = "127.0.0.1:5000/deploy-mcp",
+                          backup: Mapping[str, str] | None = None) -> Path:
     """A kustomization in `directory` (outside the repository) that is the testbed overlay with what a run
     started: `config` merged into ConfigMap deploy-mcp-config (addresses, public URL, ...), `secrets` as the
-    Secret deploy-mcp-secrets (DATABASE_URL, DEPLOY_MCP_SECRETS_KEY), the image tag. Render it with
-    `render_text(directory)` and pipe that to the testbed's `kubectl apply -f -`. kustomize refuses absolute
-    resource paths, hence the relative one."""
+    Secret deploy-mcp-secrets (DATABASE_URL, DEPLOY_MCP_SECRETS_KEY), `backup` (if any) as the Secret
+    deploy-mcp-backup (DEPLOY_MCP_BACKUP__*), the image tag. Render it with `render_text(directory)` and pipe that
+    to the testbed's `kubectl apply -f -`. kustomize refuses absolute resource paths, hence the relative one.
+
+    The Secrets keep their plain names, as when the operator creates them with kubectl (README, "Install"): the
+    database dump and restore jobs the worker renders name them so (`BACKUP_SECRET_KEYS`), and only kustomize's
+    own output would follow a hashed name."""
     directory.mkdir(parents=True, exist_ok=True)
+    plain = {"disableNameSuffixHash": True}
+    generated = [{"name": "deploy-mcp-secrets", "namespace": "deploy-mcp-system", "options": plain,
+                  "literals": [f"{k}={v}" for k, v in secrets.items()]}]
+    if backup is not None:
+        generated.append({"name": "deploy-mcp-backup", "namespace": "deploy-mcp-system", "options": plain,
+                          "literals": [f"{k}={v}" for k, v in backup.items()]})
     kustomization = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
@@ -63,8 +74,7 @@ def write_testbed_install(directory: Path, *, config: Mapping[str, str], secrets
         "images": [{"name": image, "newTag": image_tag}],
         "configMapGenerator": [{"name": "deploy-mcp-config", "namespace": "deploy-mcp-system", "behavior": "merge",
                                 "literals": [f"{k}={v}" for k, v in config.items()]}],
-        "secretGenerator": [{"name": "deploy-mcp-secrets", "namespace": "deploy-mcp-system",
-                             "literals": [f"{k}={v}" for k, v in secrets.items()]}],
+        "secretGenerator": generated,
     }
     path = directory / "kustomization.yaml"
     path.write_text(json.dumps(kustomization, indent=2))  # JSON is YAML; no quoting surprises in values

@@ -16,11 +16,14 @@
 - Pod placement: every pod template of each overlay matches the table in manifests/README.md.
 - Settings: every DEPLOY_MCP_ name in the example files and the rendered ConfigMaps is a real setting, and
   each overlay's config (with example secrets) loads; the k3s overlays set every setting the example does.
-- The wrapper the testbed cluster test writes (write_testbed_install) renders with its values.
+- No overlay generates (and so renames) the Secrets the worker's database dump and restore jobs read by name.
+- The wrapper the testbed cluster test writes (write_testbed_install) renders with its values, its Secrets
+  under their plain names.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Iterator
@@ -35,6 +38,7 @@ from kubernetes_validate.utils import SchemaNotFoundError, all_versions, latest_
 
 from mcp_server.settings import Settings
 from tests.support.kustomize import MANIFESTS, OVERLAYS, render, write_testbed_install
+from workflows.render.database import BACKUP_SECRET_KEYS
 
 LATEST = latest_version()
 OLDEST = all_versions()[0]
@@ -386,18 +390,32 @@ def test_each_overlays_config_loads(name: str, monkeypatch: pytest.MonkeyPatch) 
 # --- the testbed cluster test's wrapper ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("name", ALL_OVERLAYS)
+def test_what_the_database_jobs_read_is_never_renamed_by_kustomize(name: str) -> None:
+    """The dump and restore jobs the worker renders name their Secrets as they are; a generated object of that
+    name (with kustomize's hash) would leave them waiting for one that does not exist."""
+    generated = [o["metadata"]["name"] for o in _objects(name) if o["kind"] in ("ConfigMap", "Secret")]
+    for key in BACKUP_SECRET_KEYS:
+        assert not [g for g in generated if g.startswith(f"{key}-")], (key, generated)
+    assert "deploy-mcp-config" not in BACKUP_SECRET_KEYS  # generated with a hash by base/ (it rolls the pods)
+
+
 def test_the_testbed_wrapper_renders_with_the_values_a_run_fills(tmp_path: Path) -> None:
     write_testbed_install(tmp_path / "install", image_tag="t2",
                           config={"DEPLOY_MCP_TEMPORAL__ADDRESS": "10.250.0.1:17233",
                                   "DEPLOY_MCP_HTTP__PUBLIC_URL": "http://127.0.0.1:30765/mcp"},
                           secrets={"DATABASE_URL": "postgresql://u:p@10.250.0.1:54329/deploy_mcp",
-                                   "DEPLOY_MCP_SECRETS_KEY": "not-a-real-key"})
+                                   "DEPLOY_MCP_SECRETS_KEY": "not-a-real-key"},
+                          backup={"DEPLOY_MCP_BACKUP__TARGET": "s3://dumps/testbed"})
     objs = render(tmp_path / "install")
     config = next(o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("deploy-mcp-config"))
     assert config["data"]["DEPLOY_MCP_TEMPORAL__ADDRESS"] == "10.250.0.1:17233"
     assert config["data"]["DEPLOY_MCP_CLUSTER__RUNTIME_CLASS"] == "runc"  # the overlay's own values stay
-    secret = next(o for o in objs if o["kind"] == "Secret")
-    assert secret["metadata"]["name"].startswith("deploy-mcp-secrets-")
+    # by the names the worker's database jobs read, as the operator's kubectl would create them
+    assert sorted(o["metadata"]["name"] for o in objs if o["kind"] == "Secret") == sorted(BACKUP_SECRET_KEYS)
+    secret = _one(objs, "Secret", "deploy-mcp-secrets")
+    backup = _one(objs, "Secret", "deploy-mcp-backup")
+    assert base64.b64decode(backup["data"]["DEPLOY_MCP_BACKUP__TARGET"]) == b"s3://dumps/testbed"
     for workload in ("deploy-mcp-server", "deploy-mcp-worker"):
         pod = _pod(_one(objs, "Deployment", workload))
         for c in _containers(pod):

@@ -249,14 +249,16 @@ class DatabaseActivities:
         target stay: they are the way back."""
         spec = await self._engine(op.spec)
         ns, name = spec.namespace, spec.object_name
+        caps = await kube_call(self.kube.caps)
         targets: list[tuple[str, str, str, str]] = [
             ("apps/v1", "StatefulSet", ns, name), ("v1", "Service", ns, name),
             ("networking.k8s.io/v1", "NetworkPolicy", ns, name), ("v1", "Secret", ns, spec.secret),
-            ("batch/v1", "CronJob", self.config.platform_namespace, backup_name(spec)),
+            # in the version it was applied in: a 1.20 cluster's batch/v1 has no CronJob, so deleting that one
+            # is "not found" and the schedule would go on dumping a database that is gone
+            (caps.cronjob_api, "CronJob", self.config.platform_namespace, backup_name(spec)),
             ("v1", "Secret", self.config.platform_namespace, backup_name(spec)),
+            (caps.pdb_api, "PodDisruptionBudget", ns, name),
         ]
-        caps = await kube_call(self.kube.caps)
-        targets.append((caps.pdb_api, "PodDisruptionBudget", ns, name))
         if spec.engine == "cloudnative-pg":
             targets.append((CNPG_API, "Cluster", ns, name))
         if not op.keep_volume:

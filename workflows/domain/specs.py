@@ -138,6 +138,12 @@ class ClusterCaps(Spec):
         """The API server labels namespaces `kubernetes.io/metadata.name` (beta, on by default, in 1.21)."""
         return self.minor >= 21
 
+    @property
+    def cronjob_api(self) -> str:
+        """CronJob's version: batch/v1 from 1.21, batch/v1beta1 before (a 1.20 API server serves no batch/v1
+        CronJob: applied, read or deleted there, it is not found)."""
+        return "batch/v1" if self.minor >= 21 else "batch/v1beta1"
+
 
 class Msg(BaseModel):
     model_config = ConfigDict(extra="forbid")

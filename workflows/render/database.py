@@ -279,9 +279,13 @@ ROTATE_SCRIPT = (
     # a retry after the ALTER took but before the Secret followed: the new password already works
     ' || PGPASSWORD="$NEW_PASSWORD" psql -X -q -v ON_ERROR_STOP=1 -c "SELECT 1" >/dev/null'
 )
-BACKUP_SECRET_KEYS = ("deploy-mcp-config", "deploy-mcp-secrets", "deploy-mcp-backup")
-"""What the platform's backup CronJob (manifests/components/backup) reads: the config, the store's URL, and the
-backup target with its key. A database dump is sealed and kept exactly like a Plane A archive."""
+BACKUP_SECRET_KEYS = ("deploy-mcp-secrets", "deploy-mcp-backup")
+"""The Secrets a dump or restore job takes its settings from, by these fixed names: the store's URL
+(`deploy-mcp-secrets`) and every `backup.*` setting, target and key included (`deploy-mcp-backup`), as the
+operator creates them. Not the ConfigMap `deploy-mcp-config`: manifests/base generates it under a hashed name
+(`deploy-mcp-config-<hash>`, so a change of settings rolls the pods), which only kustomize rewrites in the
+manifests it renders; a job the worker renders naming `deploy-mcp-config` would never start. A database dump is
+sealed and kept exactly like a Plane A archive."""
 
 
 def _restricted(uid: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -384,8 +388,7 @@ def _platform_job_pod(spec: DatabaseSpec, platform_image: str, container_name: s
     pod_sc, container_sc = _restricted(10001)
     container = {
         "name": container_name, "image": platform_image, "args": args,
-        "envFrom": [{"configMapRef": {"name": BACKUP_SECRET_KEYS[0]}},
-                    *({"secretRef": {"name": n}} for n in BACKUP_SECRET_KEYS[1:])],
+        "envFrom": [{"secretRef": {"name": n}} for n in BACKUP_SECRET_KEYS],
         "env": [{"name": "PGUSER", "valueFrom": {"secretKeyRef": {"name": backup_name(spec), "key": "username"}}},
                 {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": backup_name(spec),
                                                                       "key": "password"}}}],
@@ -405,7 +408,7 @@ def backup_cronjob(spec: DatabaseSpec, database_id: str, platform_namespace: str
                    schedule: str, keep: int, max_age_days: int, caps: ClusterCaps) -> dict[str, Any]:
     """The scheduled dump, one run at a time, cut at 2 h. batch/v1 CronJob from 1.21; v1beta1 before."""
     return {
-        "apiVersion": "batch/v1" if caps.minor >= 21 else "batch/v1beta1", "kind": "CronJob",
+        "apiVersion": caps.cronjob_api, "kind": "CronJob",
         "metadata": meta(backup_name(spec), platform_namespace, backup_labels(spec)),
         "spec": {"schedule": schedule, "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 3600,
                  "successfulJobsHistoryLimit": 1, "failedJobsHistoryLimit": 3,
