@@ -10,6 +10,12 @@ What it does, through the real API server, for claims of the Longhorn classes (`
   with Longhorn's handle (`snap://<volume>/<name>` or `bak://<volume>/<name>` by the class's type) and sets
   `readyToUse` (the external-snapshotter + Longhorn).
 - reclaims: PVs whose claim is gone are deleted with their directory.
+- releases volumes of a dead node, as Longhorn's "Pod Deletion Policy When Node is Down" setting does
+  (`node-down-pod-deletion-policy`): a pod the control plane evicted from a node that is not Ready, and that
+  mounts one of its claims, is force-deleted, so its StatefulSet (or ReplicaSet) starts the replacement on a
+  live node. Kubernetes itself never force-deletes a StatefulSet's pod. Longhorn's default is `do-nothing`;
+  docs/operations.md tells operators to set it (for databases); the fake runs as
+  `delete-both-statefulset-and-deployment-pod`.
 Both testbed nodes share the host, so a volume "moves" with its pod, as a Longhorn volume does.
 """
 
@@ -39,11 +45,25 @@ LONGHORN_CLASSES = ("fast", "standard")
 DRIVER = "driver.longhorn.io"
 
 
+NODE_DOWN_POLICIES = {  # Longhorn's setting values -> the owner kinds whose terminating pods it force-deletes
+    "do-nothing": (),
+    "delete-statefulset-pod": ("StatefulSet",),
+    "delete-deployment-pod": ("ReplicaSet",),
+    "delete-both-statefulset-and-deployment-pod": ("StatefulSet", "ReplicaSet"),
+}
+
+
+def _node_ready(node: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (node.get("status") or {}).get("conditions") or [])
+
+
 @dataclass
 class FakeLonghorn:
     kube: Kube
     root: Path
     interval: float = 0.3
+    node_down_pod_deletion_policy: str = "delete-both-statefulset-and-deployment-pod"
 
     def _dir(self, pv: str) -> Path:
         return self.root / "volumes" / pv
@@ -66,6 +86,7 @@ class FakeLonghorn:
             elif name in pvs:
                 await self._expand(pvc, pvs[name])
         await self._snapshots(pvcs)
+        await self._release_down_nodes(pvs)
         claims = {(p["metadata"]["namespace"], p["metadata"]["name"], p["metadata"]["uid"]) for p in pvcs}
         for pv in pvs.values():
             ref = pv["spec"].get("claimRef") or {}
@@ -73,6 +94,28 @@ class FakeLonghorn:
             if ours and (ref.get("namespace"), ref.get("name"), ref.get("uid")) not in claims:
                 await self.kube.delete("v1", "PersistentVolume", None, pv["metadata"]["name"])
                 shutil.rmtree(self._dir(pv["metadata"]["name"]), ignore_errors=True)
+
+    async def _release_down_nodes(self, pvs: dict[str, dict[str, Any]]) -> None:
+        kinds = NODE_DOWN_POLICIES[self.node_down_pod_deletion_policy]
+        if not kinds:
+            return
+        down = {n["metadata"]["name"] for n in await self.kube.list_objects("v1", "Node", None) if not _node_ready(n)}
+        if not down:
+            return
+        ours = {((pv["spec"].get("claimRef") or {}).get("namespace"), (pv["spec"].get("claimRef") or {}).get("name"))
+                for pv in pvs.values()
+                if (pv["metadata"].get("annotations") or {}).get("pv.kubernetes.io/provisioned-by") == DRIVER}
+        for pod in await self.kube.list_objects("v1", "Pod", None):
+            md, spec = pod["metadata"], pod.get("spec") or {}
+            if spec.get("nodeName") not in down or not md.get("deletionTimestamp"):
+                continue  # only what the control plane already evicted: the fake decides nothing itself
+            if not any(o.get("kind") in kinds for o in md.get("ownerReferences") or []):
+                continue
+            claims = {(v.get("persistentVolumeClaim") or {}).get("claimName") for v in spec.get("volumes") or []}
+            if any((md["namespace"], c) in ours for c in claims if c):
+                await self.kube.delete("v1", "Pod", md["namespace"], md["name"], grace_seconds=0)
+                log.info("fake longhorn: force-deleted %s/%s from down node %s", md["namespace"], md["name"],
+                         spec["nodeName"])
 
     async def _provision(self, pvc: dict[str, Any]) -> None:
         md, spec = pvc["metadata"], pvc["spec"]

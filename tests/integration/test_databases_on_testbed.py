@@ -2,7 +2,8 @@
 (`make image-postgres-push PG_IMAGE=127.0.0.1:5000/deploy-mcp-postgres:15` first; DEPLOY_MCP_TEST_POSTGRES_IMAGE
 names another): create_app with a database; a client pod that reads the app's release Secret (envFrom, as the
 app's pods do) writes rows through DATABASE_URL; the rows survive a deploy of the app and the loss of the
-database's pod; rotate -> the new release's DATABASE_URL works and the old password no longer does;
+database's pod and of its node (the volume follows, released as Longhorn's node-down policy does: the
+fake's); rotate -> the new release's DATABASE_URL works and the old password no longer does;
 `databases` reports disk and connections observed (or unknown with why). What the API server holds for the
 database is restricted PodSecurity as rendered, and its NetworkPolicy (read back) admits the app's pods and not
 another app's (evaluated: the testbed's CNI enforces no policy).
@@ -16,6 +17,7 @@ tests/support/psql_pod.py, shared with the install test."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -75,7 +77,8 @@ async def ready_database(p: Platform, c: Any, name: str) -> dict[str, Any]:
     raise AssertionError(f"database {name} never became ready")
 
 
-async def test_an_app_and_its_database_in_one_call_survive_deploys_restarts_and_rotation(platform: Platform) -> None:
+async def test_an_app_and_its_database_in_one_call_survive_deploys_restarts_and_rotation(
+        platform: Platform, needs_node: Testbed) -> None:
     p = platform
     image = f"{REGISTRY}/{p.tenant}/web:v1"
     await push_image(REGISTRY, f"{p.tenant}/web", "v1", busybox_web_files("db app"), cmd=BUSYBOX_HTTPD)
@@ -128,6 +131,25 @@ async def test_an_app_and_its_database_in_one_call_survive_deploys_restarts_and_
         await replacement_serving(p, ns, dead["metadata"]["uid"])
         phase, log = await psql(p, ns, "web-r2-env", "SELECT count(*) FROM hits")
         assert (phase, log) == ("Succeeded", "2"), log
+
+        # its node dies (kubelet and containerd stop, its containers killed): the control plane evicts the pod
+        # after the database's 30 s toleration, Longhorn's node-down policy (the fake's) releases the volume, and
+        # the StatefulSet starts the database on the other node with the rows
+        dead = await p.kube.get("v1", "Pod", ns, "postgres--web-0")
+        assert dead is not None
+        node = dead["spec"]["nodeName"]
+        started = time.monotonic()
+        needs_node.stop_node(node)
+        try:
+            await replacement_serving(p, ns, dead["metadata"]["uid"])
+            moved = await p.kube.get("v1", "Pod", ns, "postgres--web-0")
+            assert moved is not None and moved["spec"]["nodeName"] != node, moved
+            print(f"database: serving again on {moved['spec']['nodeName']} {time.monotonic() - started:.1f} s "
+                  f"after {node} died")
+            phase, log = await psql(p, ns, "web-r2-env", "SELECT count(*) FROM hits")
+            assert (phase, log) == ("Succeeded", "2"), log
+        finally:
+            needs_node.start_node(node)
 
         # rotate: the app's next release carries the new password; the old one is refused
         answer = await c.call_tool("database", {"action": "rotate", "project": "db", "name": "web",
