@@ -45,9 +45,9 @@ unit: install
 # other test (each starts its own Postgres and Temporal); the second's report is printed after the first's.
 test: install testbed browser lint typecheck
 	@rest_log=$$(mktemp -t deploy-mcp-tests.XXXXXX); \
-	$(BIN)/pytest -q -ra --testbed none -p no:cacheprovider > "$$rest_log" 2>&1 & rest=$$!; \
+	$(BIN)/pytest -q -ra --durations=8 --testbed none -p no:cacheprovider > "$$rest_log" 2>&1 & rest=$$!; \
 	trap 'kill $$rest 2>/dev/null' INT TERM; \
-	$(BIN)/pytest -q -ra --testbed only; on_testbed=$$?; \
+	$(BIN)/pytest -q -ra --durations=12 --testbed only; on_testbed=$$?; \
 	wait $$rest; others=$$?; \
 	echo "== the tests off the testbed"; cat "$$rest_log"; rm -f "$$rest_log"; \
 	echo "make test: testbed tests exit $$on_testbed, the others exit $$others"; \
