@@ -86,6 +86,9 @@ class MemoryCluster:
 
     async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         self._check()
+        if kind == "Secret":  # the install's RBAC (manifests/base/rbac.yaml): Secrets are listed, never read by name
+            raise KubeError(classify_status(403, 'secrets "x" is forbidden: User cannot get resource "secrets"'),
+                            f"read Secret/{name}")
         found = self.objects.get((kind, namespace, name))
         return copy.deepcopy(found) if found else None
 

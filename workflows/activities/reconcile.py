@@ -34,7 +34,14 @@ from workflows.adapters.kube import Kube, KubeError
 from workflows.domain.database_spec import DatabaseResources, DatabaseSpec
 from workflows.domain.deploy_contract import EnsurePullSecret
 from workflows.domain.drift import object_drift, orphans, ready_pods, ref, service_points_at
-from workflows.domain.labels import LABEL_DEPLOYMENT_ID, LABEL_MANAGED_BY, LABEL_RELEASE, LABEL_TENANT, MANAGED_BY
+from workflows.domain.labels import (
+    LABEL_DATABASE,
+    LABEL_DEPLOYMENT_ID,
+    LABEL_MANAGED_BY,
+    LABEL_RELEASE,
+    LABEL_TENANT,
+    MANAGED_BY,
+)
 from workflows.domain.names import release_name
 from workflows.domain.reconcile_contract import (
     Observation,
@@ -311,7 +318,16 @@ class ReconcileActivities:
             drift.append(f"database {db.name}: its password cannot be opened with the worker's secrets key")
             return
         for obj in database_objects(spec, caps, password):
-            await self._converge(obj, await self._get(obj), drift, repaired)
+            live = await self._present_secret(obj, db.name) if obj["kind"] == "Secret" else await self._get(obj)
+            await self._converge(obj, live, drift, repaired)
+
+    async def _present_secret(self, obj: dict[str, Any], database: str) -> dict[str, Any] | None:
+        """A database's Secret, found among the Secrets its label selects: the worker may list Secrets, never read
+        one by name (manifests/base/rbac.yaml), and a Secret is converged by presence only."""
+        md = obj["metadata"]
+        found = await self.kube.list_objects("v1", "Secret", md["namespace"],
+                                             label_selector=f"{LABEL_DATABASE}={database}")
+        return next((s for s in found if s["metadata"]["name"] == md["name"]), None)
 
     async def _get(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         md = obj["metadata"]
