@@ -71,7 +71,10 @@ async def test_real_failure_modes_are_diagnosed(platform: Platform) -> None:
             assert not r.is_error, r.content[0].text  # type: ignore[union-attr]
             assert r.structured_content is not None
             ids[name] = r.structured_content["deployment_id"]
-        results = {name: await diagnosed(c, ids[name], reason) for name, (_, reason) in cases.items() if reason}
+        # all at once: a failed release is cleaned up after a while (its pods go), so each is read while it runs
+        failing = [(name, reason) for name, (_, reason) in cases.items() if reason]
+        found = await asyncio.gather(*(diagnosed(c, ids[name], reason) for name, reason in failing))
+        results = {name: d for (name, _), d in zip(failing, found, strict=True)}
         deadline = time.monotonic() + 120
         while True:
             fine = (await c.call_tool("deployments", {
