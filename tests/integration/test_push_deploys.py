@@ -155,6 +155,12 @@ async def created_app(h: Hooked) -> None:
     assert first["phase"] == "succeeded", first
 
 
+async def connected_app(h: Hooked) -> dict[str, Any]:
+    """The app created from git and connected to push deploys on `main`; the connection as `connect` shows it."""
+    await created_app(h)
+    return await mcp(h, "push_deploys", {"project": "shop", "app": "web", "action": "connect", "branch": "main"})
+
+
 async def finished(store: PgStore, tenant: str, deployment_id: str) -> Any:
     phase = None
     for _ in range(240):
@@ -174,8 +180,7 @@ async def hook_audit(h: Hooked) -> list[dict[str, Any]]:
 async def test_a_signed_push_deploys_its_commit_and_refusals_change_nothing(store: PgStore, hooked: Hooked
                                                                             ) -> None:
     h = hooked
-    await created_app(h)
-    conn = await mcp(h, "push_deploys", {"project": "shop", "app": "web", "action": "connect", "branch": "main"})
+    conn = await connected_app(h)
     url, secret = conn["webhook_url"], conn["webhook_secret"]
     assert url.startswith(hooks_url(h.mcp_url) + "/") and secret and conn["branch"] == "main"
     shown = await mcp(h, "push_deploys", {"project": "shop", "app": "web"})
@@ -239,8 +244,7 @@ async def preview(store: PgStore, h: Hooked, name: str) -> Any:
 
 async def test_pull_requests_get_previews_that_vanish_when_closed(store: PgStore, hooked: Hooked) -> None:
     h = hooked
-    await created_app(h)
-    conn = await mcp(h, "push_deploys", {"project": "shop", "app": "web", "action": "connect", "branch": "main"})
+    conn = await connected_app(h)
     url, secret = conn["webhook_url"], conn["webhook_secret"]
     head = h.repo.commit("feature one", branch="feature")
 
@@ -305,8 +309,7 @@ async def test_pull_requests_get_previews_that_vanish_when_closed(store: PgStore
 
 async def test_deleting_the_app_deletes_its_previews_and_its_hook(store: PgStore, hooked: Hooked) -> None:
     h = hooked
-    await created_app(h)
-    conn = await mcp(h, "push_deploys", {"project": "shop", "app": "web", "action": "connect", "branch": "main"})
+    conn = await connected_app(h)
     url, secret = conn["webhook_url"], conn["webhook_secret"]
     head = h.repo.commit("feature one", branch="feature")
     for n in (5, 6):
