@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -166,6 +167,15 @@ class GracefulServer(uvicorn.Server):
     raise the signal again once the graceful shutdown is done, so the process would die of SIGTERM (exit
     143) instead of exiting 0 after letting its in-flight calls finish."""
 
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.bound = asyncio.Event()
+        """Set once the listening socket is bound (uvicorn exits the process instead when it cannot bind)."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.bound.set()
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         try:
@@ -190,7 +200,7 @@ class GracefulServer(uvicorn.Server):
         self.should_exit = True
 
 
-def http_server(settings: Settings, server: DeployMCP) -> uvicorn.Server:
+def http_server(settings: Settings, server: DeployMCP) -> GracefulServer:
     """uvicorn serving the MCP app (stateless unless `http.stateless` is off) beside /healthz and /readyz."""
     app = server.streamable_http_app(streamable_http_path=settings.http.path, host=settings.http.host,
                                      stateless_http=settings.http.stateless)

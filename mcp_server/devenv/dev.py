@@ -191,9 +191,15 @@ async def _serve(settings: Settings, has_cluster: bool, edge: bool = False) -> i
         print(client_configs(settings, token), flush=True)
         if demo:
             print(demo, flush=True)
-        say("ready. Ctrl-C stops everything.")
+        # "ready" only once the port is bound: a client that reads it and calls at once must not be refused
+        serving = asyncio.create_task(http.serve(), name="http")
         try:
-            await http.serve()
+            bound = asyncio.create_task(http.bound.wait())
+            await asyncio.wait([serving, bound], return_when=asyncio.FIRST_COMPLETED)
+            bound.cancel()
+            if http.bound.is_set():
+                say("ready. Ctrl-C stops everything.")
+            await serving
         finally:
             for t in tasks:
                 t.cancel()

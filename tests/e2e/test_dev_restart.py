@@ -38,8 +38,15 @@ async def call(url: str, token: str, tool: str, args: dict[str, Any]) -> dict[st
 
 def test_an_app_serves_again_after_dev_is_stopped_and_started(needs_node: Testbed, workdir: Path) -> None:
     needs_node.down()  # dev runs its own testbed, as on a user's machine
-    state = workdir / "dev-restart"
-    dev = DevProcess(state, free_port())
+    try:
+        restarted(DevProcess(workdir / "dev-restart", free_port()))
+    finally:
+        needs_node.up(node=True, nodes=2)  # the session's testbed again, for the drill after this one
+
+
+def restarted(dev: DevProcess) -> None:
+    """Create an app in dev, stop dev, start it again and wait for the app to serve; any failure carries what
+    dev printed (dev runs in a child process, its log is nowhere else)."""
     mcp = dev.url
     dev.start()
     token = dev.token()
@@ -56,8 +63,10 @@ def test_an_app_serves_again_after_dev_is_stopped_and_started(needs_node: Testbe
         while edge_get(host) != "hello from dev":
             assert time.monotonic() < deadline, f"{host} never served through dev's edge"
             time.sleep(0.3)
-    finally:
+    except BaseException as e:
         code, rest = dev.stop()
+        raise AssertionError(f"dev (exit {code}) printed:\n{(dev.output + rest)[-6000:]}") from e
+    code, rest = dev.stop()
     assert code == 0 and "stopping what dev started" in rest, dev.output + rest
 
     dev.start()
@@ -73,7 +82,8 @@ def test_an_app_serves_again_after_dev_is_stopped_and_started(needs_node: Testbe
                 "status"] != "running":
             assert time.monotonic() - ready < BOUND + 40, shown
             time.sleep(1)
-    finally:
+    except BaseException as e:
         code, rest = dev.stop()
-        needs_node.up(node=True, nodes=2)  # the session's testbed again, for the drill after this one
+        raise AssertionError(f"dev (exit {code}) printed:\n{(dev.output + rest)[-6000:]}") from e
+    code, rest = dev.stop()
     assert code == 0, dev.output + rest

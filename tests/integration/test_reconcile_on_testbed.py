@@ -92,18 +92,28 @@ Check = Callable[[], Awaitable[bool]]
 
 
 async def broken_then_served(p: Platform, c: Any, project: str, ns: str, broke_at: float,
-                             healed: Check) -> tuple[float, list[str]]:
+                             healed: Check, repairable_at: Callable[[], float | None] | None = None,
+                             ) -> tuple[float, list[str]]:
     """Poll `get_app` and the Service from the moment the app was broken until the Service answers again and
     `healed()` says the broken object is back (not just still there: a pod of a deleted Deployment or namespace
-    answers for a moment while it terminates); (seconds it took, the statuses `get_app` reported meanwhile)."""
+    answers for a moment while it terminates); (seconds it took, the statuses `get_app` reported meanwhile).
+
+    BOUND counts from `repairable_at()` when given: the moment the cluster let the platform repair (a deleted
+    namespace can only be created again once Kubernetes has finished deleting it, which takes what its pods'
+    termination takes: 15 s on a quiet testbed, over a minute under CI's load)."""
     statuses: list[str] = []
     while True:
         app = ok(await c.call_tool("apps", {"project": project, "app": "web"}))
         statuses.append(f"{app['status']}: {app['status_reason']}")
-        took = time.monotonic() - broke_at
+        now = time.monotonic()
+        took = now - broke_at
         if any(s.startswith("degraded") for s in statuses) and await healed() and await answers(p, ns):
             return took, statuses
-        assert took < BOUND, f"not served again within {BOUND} s; get_app said {statuses[-3:]}"
+        since = broke_at if repairable_at is None else repairable_at()
+        if since is None:
+            assert took < 4 * BOUND, f"Kubernetes still deleting after {took:.0f} s; get_app said {statuses[-3:]}"
+        else:
+            assert now - since < BOUND, f"not served again within {BOUND} s; get_app said {statuses[-3:]}"
         await asyncio.sleep(0.2)
 
 
@@ -162,9 +172,18 @@ async def test_a_deleted_namespace_is_re_created_with_everything_in_it(platform:
         old = await uid(p, "v1", "Namespace", None, ns)
         broke_at = time.monotonic()
         assert await p.kube.delete("v1", "Namespace", None, ns)
-        took, statuses = await broken_then_served(p, c, "dn", ns, broke_at, lambda: re_created(
-            p, "v1", "Namespace", None, ns, old))
-        print(f"deleted namespace: serving again after {took:.1f} s")
+        gone_at: list[float] = []
+
+        async def healed() -> bool:
+            back = await re_created(p, "v1", "Namespace", None, ns, old)
+            if not gone_at and (back or await p.kube.get("v1", "Namespace", None, ns) is None):
+                gone_at.append(time.monotonic())
+            return back
+
+        took, statuses = await broken_then_served(p, c, "dn", ns, broke_at, healed,
+                                                  lambda: gone_at[0] if gone_at else None)
+        print(f"deleted namespace: serving again after {took:.1f} s, "
+              f"{took - (gone_at[0] - broke_at):.1f} s of them after Kubernetes had deleted it")
         assert any(s.startswith("degraded") for s in statuses), statuses
         refs = {r for row in await repairs(p, since) for r in row.k8s_refs}
         assert {f"Namespace/{ns}", f"ResourceQuota/{ns}/guardrails", f"NetworkPolicy/{ns}/egress-public-only",
