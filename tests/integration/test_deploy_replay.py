@@ -12,7 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
 from tests.integration.test_deploy_phases import Facts, Run, StandIns, deploy_input
-from workflows.deploy import LOCAL_STEPS, DeployWorkflow
+from workflows.deploy import LOCAL_STEPS, LOCAL_SWITCH, DeployWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -29,6 +29,15 @@ async def test_a_history_from_before_local_steps_replays(name: str) -> None:
     assert result.replay_failure is None, result.replay_failure
 
 
+@pytest.mark.parametrize("name", ["local-steps-deploy-build", "local-steps-rollback-warm"])
+async def test_a_history_from_before_the_local_switch_replays(name: str) -> None:
+    text = (HISTORIES / f"{name}.json").read_text()
+    assert LOCAL_STEPS in text and LOCAL_SWITCH not in text  # the switch was still a regular activity
+    assert '"switch_service"' in text
+    result = await replayer().replay_workflow(WorkflowHistory.from_json(f"hist-{name}", text))
+    assert result.replay_failure is None, result.replay_failure
+
+
 async def test_a_run_of_today_replays_and_runs_its_short_steps_locally(temporal_address: str) -> None:
     client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
     stand_ins, queue = StandIns(), f"replay-{uuid.uuid4().hex[:6]}"
@@ -41,11 +50,17 @@ async def test_a_run_of_today_replays_and_runs_its_short_steps_locally(temporal_
     history = await handle.fetch_history()
     scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
                  if e.HasField("activity_task_scheduled_event_attributes")]
-    # the warm rollback's short steps (release_ready, set_phase, record_outcome) run in the workflow task
-    assert scheduled == ["switch_service", "retire_releases", "prune_releases"], scheduled
+    # the warm rollback up to the switch (release_ready, set_phase, switch_service, record_outcome) runs in
+    # its first workflow task: no activity is scheduled before the Service is switched
+    assert scheduled == ["retire_releases", "prune_releases"], scheduled
     markers = [e.marker_recorded_event_attributes for e in history.events
                if e.HasField("marker_recorded_event_attributes")]
-    assert [m.marker_name for m in markers].count("core_local_activity") == 3, markers
-    assert any(LOCAL_STEPS.encode() in p.data for m in markers for ps in m.details.values() for p in ps.payloads)
+    assert [m.marker_name for m in markers].count("core_local_activity") == 4, markers
+    for patch in (LOCAL_STEPS, LOCAL_SWITCH):
+        assert any(patch.encode() in p.data for m in markers for ps in m.details.values() for p in ps.payloads)
+    completed = [e for e in history.events if e.HasField("workflow_task_completed_event_attributes")]
+    first_activity = next(i for i, e in enumerate(history.events)
+                          if e.HasField("activity_task_scheduled_event_attributes"))
+    assert sum(1 for e in completed if e.event_id < history.events[first_activity].event_id) == 1
     result = await replayer().replay_workflow(history)
     assert result.replay_failure is None, result.replay_failure

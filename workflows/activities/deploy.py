@@ -324,7 +324,8 @@ class DeployActivities:
                        for a in s.get("addresses") or []]
             if targets and all(t.startswith(f"{release}-") for t in targets):
                 return
-            activity.heartbeat("endpoints")
+            if not activity.info().is_local:  # a local activity holds its workflow task, which core keeps alive
+                activity.heartbeat("endpoints")
             await asyncio.sleep(0.2)
         activity.logger.warning("Service %s/%s endpoints not yet on %s after %.0f s", namespace, app, release, timeout)
 
