@@ -173,3 +173,37 @@ def kubectl_times(kubeconfig: Path, image: str, runs: int, tenant: str, prefix: 
         times.append(time.perf_counter() - t)
         subprocess.run([*kubectl, "delete", "namespace", ns, "--wait=false"], check=True, capture_output=True)
     return times
+
+
+async def timeline(address: str, workflow_id: str, called_at: float) -> list[str]:
+    """Where a workflow's time went, from its history: each activity's wait in the task queue and its run,
+    each workflow task, each local activity's marker, as milliseconds since the tool was called (`called_at`,
+    wall-clock seconds; the Temporal server runs on this machine, so its event times share the clock)."""
+    client = await Client.connect(address)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    names: dict[int, str] = {}
+    lines: list[str] = []
+    for e in history.events:
+        at = (e.event_time.ToDatetime().timestamp() - called_at) * 1000
+        kind = e.WhichOneof("attributes") or ""
+        what = kind.removesuffix("_event_attributes")
+        if kind == "activity_task_scheduled_event_attributes":
+            names[e.event_id] = e.activity_task_scheduled_event_attributes.activity_type.name
+            what += f" {names[e.event_id]}"
+        elif kind in ("activity_task_started_event_attributes", "activity_task_completed_event_attributes"):
+            what += f" {names.get(getattr(e, kind).scheduled_event_id, '?')}"
+        elif kind == "marker_recorded_event_attributes":
+            data = e.marker_recorded_event_attributes.details.get("data")
+            raw = data.payloads[0].data if data and data.payloads else b"{}"
+            try:
+                info = json.loads(raw)
+            except ValueError:
+                info = {}
+            if isinstance(info, dict) and info.get("activity_type"):
+                done = info.get("complete_time") or {}
+                ended = (done.get("seconds", 0) + done.get("nanos", 0) / 1e9 - called_at) * 1000
+                what += f" {info['activity_type']} (local, ended at {ended:.1f} ms)"
+            elif e.marker_recorded_event_attributes.marker_name:
+                what += f" {e.marker_recorded_event_attributes.marker_name}"
+        lines.append(f"  {at:9.1f} ms  {what}")
+    return lines

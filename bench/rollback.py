@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mcp.client import Client
 
-from bench._harness import Report, empty_workflow_times, platform, quiet, services
+from bench._harness import Report, empty_workflow_times, platform, quiet, services, timeline
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform
 from workflows.domain.labels import LABEL_RELEASE
@@ -33,11 +33,15 @@ async def selector(p: Platform, ns: str) -> str:
     return str((svc or {}).get("spec", {}).get("selector", {}).get(LABEL_RELEASE))
 
 
-async def timed_rollback(c: Client, p: Platform, ns: str, to: str, want: str) -> tuple[float, float]:
-    """(seconds until the API server shows the switch, seconds until the call returned), from the `tools/call`
-    on an open session, as an agent calls (its session was set up once, not per call)."""
+Timed = tuple[float, float, str, float]
+
+
+async def timed_rollback(c: Client, p: Platform, ns: str, to: str, want: str) -> Timed:
+    """(seconds until the API server shows the switch, seconds until the call returned, the workflow id, the
+    wall-clock time of the call), from the `tools/call` on an open session, as an agent calls (its session was
+    set up once, not per call)."""
     switched: list[float] = []
-    t0 = time.perf_counter()
+    wall, t0 = time.time(), time.perf_counter()
 
     async def watch() -> None:
         while await selector(p, ns) != want:  # noqa: ASYNC110 - observing the API server is the point
@@ -49,7 +53,7 @@ async def timed_rollback(c: Client, p: Platform, ns: str, to: str, want: str) ->
     returned = time.perf_counter() - t0
     await asyncio.wait_for(watcher, 30)
     assert r.structured_content and r.structured_content["phase"] == "succeeded", r.content
-    return switched[0], returned
+    return switched[0], returned, str(r.structured_content["workflow_id"]), wall
 
 
 async def setup(p: Platform, image1: str, image2: str) -> tuple[str, str, str]:
@@ -88,6 +92,8 @@ async def main(runs: int) -> None:
                 warm = [await timed_rollback(c, p, ns, d1 if i % 2 == 0 else d2,
                                              "web-r1" if i % 2 == 0 else "web-r2") for i in range(runs)]
             floor = await raw_patch_times(p, ns, runs)
+            _, _, last_id, last_at = warm[-1]
+            where = await timeline(address, last_id, last_at)
         async with platform(url, address, tb, releases={"rollback_window_seconds": 2}) as p:
             ns, d1, d2 = await setup(p, *images)
             cold = []
@@ -114,6 +120,8 @@ async def main(runs: int) -> None:
     report.ratio("in window, returned / durable floor", "rollback in window: call -> returned",
                  ("floor: empty Temporal workflow", "floor: raw API patch of the Service selector"))
     report.print("rollback on the testbed")
+    print(f"the last rollback in window, from its history (switched at {warm[-1][0] * 1000:.1f} ms):")
+    print("\n".join(where))
 
 
 if __name__ == "__main__":
