@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import TINY, Report, kubectl_times, platform, quiet, services
+from bench._harness import TINY, Report, kubectl_times, platform, quiet, services, timeline
 from mcp_server.devenv.git_server import GitHttpsServer, git_cmd, self_signed_tls
 from mcp_server.devenv.images import BUSYBOX_HTTPD, build_image, busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform
@@ -58,9 +58,13 @@ class Repo:
         return git_cmd("rev-parse", "HEAD", cwd=self.work)
 
 
+TIMELINES: dict[str, list[str]] = {}
+"""The last deploy's workflow timeline of each app (read after it was timed), printed under the figures."""
+
+
 async def timed_deploy(p: Platform, url: str, app: str, first: bool) -> float:
     args: dict[str, Any] = {"project": "bench", "source": {"git": {"url": url}}, "wait_seconds": 300}
-    t = time.perf_counter()
+    wall, t = time.time(), time.perf_counter()
     async with p.client() as c:
         if first:
             r = await c.call_tool("create_app", args | {"name": app, "port": 8080, "resources": TINY,
@@ -69,6 +73,9 @@ async def timed_deploy(p: Platform, url: str, app: str, first: bool) -> float:
             r = await c.call_tool("deploy", args | {"app": app})
     elapsed = time.perf_counter() - t
     assert r.structured_content and r.structured_content["phase"] == "succeeded", r.content
+    if not first:
+        workflow_id = str(r.structured_content["workflow_id"])
+        TIMELINES[app] = await timeline(p.settings.temporal.address or "", workflow_id, wall)
     return elapsed
 
 
@@ -206,6 +213,9 @@ async def main(runs: int) -> None:
                  ("floor: a bare one-container Job on the build node",
                   "floor: release of the Job's image (kubectl apply + rollout status)"), goal=1.3)
     report.print("deploy of a new commit on the testbed")
+    for app, lines in TIMELINES.items():
+        print(f"the last deploy of {app!r}, from its workflow's history:")
+        print("\n".join(lines))
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
