@@ -346,6 +346,7 @@ def _build_input(claim: ReleaseClaim) -> BuildInput:
 
 
 POLL_FIRST, POLL_MAX = 0.02, 0.25  # seconds between reads of a waited release's phase
+POLL_FAST_FOR = 1.0  # seconds of reads every POLL_FIRST before backing off: a warm rollback ends within it
 
 
 def wait_bound(c: CallContext, wait_seconds: int | None) -> float:
@@ -356,7 +357,8 @@ async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context |
                              ) -> ReleaseResult:
     """Poll the release's phase (the workflow records each one) until it is final or `wait_seconds` pass,
     sending a progress notification at every phase change that moves forward."""
-    deadline = time.monotonic() + wait_seconds
+    started = time.monotonic()
+    deadline = started + wait_seconds
     d: DeploymentRecord = claim.deployment
     progress = release_progress(d)
     polled = False
@@ -370,7 +372,8 @@ async def wait_with_progress(c: CallContext, claim: ReleaseClaim, ctx: Context |
             break
         # short at first: a warm rollback ends in a fraction of a second; a row read by id costs ~1 ms
         await asyncio.sleep(pause)
-        pause = min(pause * 2, POLL_MAX)
+        if time.monotonic() - started >= POLL_FAST_FOR:
+            pause = min(pause * 2, POLL_MAX)
         d = await c.store.get_deployment(c.principal.tenant, d.id) or d
         polled = True
     # Not polled (wait_seconds=0, or final already): the app as the claim read it, with the release it answers.
