@@ -60,6 +60,8 @@ from workflows.render.namespace import namespace_objects
 from workflows.render.release import app_ingress, app_service, release_deployment, release_pdb, release_secret
 
 RELEASE_FAILED = "ReleaseFailed"
+ENDPOINTS_FIRST_PAUSE = 0.01
+ENDPOINTS_MAX_PAUSE = 0.2
 
 
 def _epoch(rfc3339: str) -> float:
@@ -308,16 +310,21 @@ class DeployActivities:
         previous = ((current or {}).get("spec") or {}).get("selector", {}).get(LABEL_RELEASE)
         svc = app_service(inp.namespace, inp.tenant, inp.project, inp.app, inp.release)
         ing = app_ingress(inp.namespace, inp.tenant, inp.project, inp.app, inp.hostname, inp.ingress_class, None)
-        for obj in (svc, ing):
-            await kube_call(lambda o=obj: self.kube.apply(o))  # type: ignore[misc]
-        await self._wait_endpoints(inp.namespace, inp.app, inp.release)
+        await kube_call(lambda: self.kube.apply(svc))
+        # The switch is the Service; the Ingress (unchanged on a rollback) need not hold it up.
+        endpoints = asyncio.create_task(self._wait_endpoints(inp.namespace, inp.app, inp.release))
+        try:
+            await kube_call(lambda: self.kube.apply(ing))
+            await endpoints
+        finally:
+            endpoints.cancel()  # a refused Ingress fails the switch; its wait must not outlive the activity
         return Switched(previous_release=previous if previous != inp.release else None,
                         refs=[ref(svc), ref(ing)])
 
     async def _wait_endpoints(self, namespace: str, app: str, release: str, timeout: float = 30.0) -> None:
         """"Switched" means traffic reaches the new release: wait until the Service's endpoints are its pods
         (the endpoints controller lags the selector change by a moment)."""
-        deadline = time.monotonic() + timeout
+        deadline, pause = time.monotonic() + timeout, ENDPOINTS_FIRST_PAUSE
         while time.monotonic() < deadline:
             ep = await kube_call(lambda: self.kube.get("v1", "Endpoints", namespace, app))
             targets = [a.get("targetRef", {}).get("name", "") for s in (ep or {}).get("subsets") or []
@@ -326,7 +333,10 @@ class DeployActivities:
                 return
             if not activity.info().is_local:  # a local activity holds its workflow task, which core keeps alive
                 activity.heartbeat("endpoints")
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(pause)
+            # The controller usually follows within milliseconds (warm pods); a release still starting takes
+            # seconds, so the reads back off rather than hammer the API server.
+            pause = min(pause * 2, ENDPOINTS_MAX_PAUSE)
         activity.logger.warning("Service %s/%s endpoints not yet on %s after %.0f s", namespace, app, release, timeout)
 
     @activity.defn
