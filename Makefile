@@ -54,7 +54,7 @@ test: install testbed browser lint typecheck
 	[ $$on_testbed -eq 0 ] && [ $$others -eq 0 ]
 
 bench: install
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # The platform's image (image/Containerfile) with buildah, as root, in the testbed's buildah storage.
 # IMAGE_BASE=docker.io/library/python:3.11-slim-bookworm builds on a pullable base; without it the Debian

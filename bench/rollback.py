@@ -1,7 +1,8 @@
-"""rollback: time from the `rollback` call to the Service switch (the selector observed on the API server)
-and to the call's return, inside the rollback window (target still running) and after it (target scaled up
-first); beside floors measured in the same run: the same switch by a raw API patch, an empty Temporal workflow,
-and their sum, the durable floor (a switch that is durable costs at least a workflow and a patch).
+"""rollback: time from the `rollback` call to the Service switch (the selector as a watch of the API server, in a
+process of its own, received it) and to the call's return, inside the rollback window (target still running)
+and after it (target scaled up first); beside floors measured in the same run: the same switch by a raw API
+patch (until its response, and until the same watcher saw it), an empty Temporal workflow, and the durable
+floor, their sum (a switch that is durable costs at least a workflow and a patch, observed the same way).
 Goal (issue 20): in window, call -> Service switched under 2x the durable floor.
 
 Run: .venv/bin/python bench/rollback.py [--runs N]   (root: needs the testbed's node)
@@ -11,15 +12,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mcp.client import Client
 
-from bench._harness import Report, empty_workflow_times, platform, quiet, services, timeline
+from bench._harness import CannotMeasure, Report, empty_workflow_times, platform, quiet, services, timeline
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform
 from workflows.domain.labels import LABEL_RELEASE
@@ -28,32 +32,56 @@ TINY = {"cpu_millicores": 10, "cpu_limit_millicores": 100, "memory_mib": 32}
 HC = {"type": "http", "path": "/index.html", "period_seconds": 1}
 
 
-async def selector(p: Platform, ns: str) -> str:
-    svc = await p.kube.get("v1", "Service", ns, "web")
-    return str((svc or {}).get("spec", {}).get("selector", {}).get(LABEL_RELEASE))
+class SwitchWatch:
+    """The Service's selector changes with the wall-clock time they reached a watcher of their own process
+    (bench/_service_watch.py): what the API server shows, undelayed by the platform running in this one."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        self.events: list[tuple[float, str]] = []
+        self._seen = threading.Condition()
+        self._proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("_service_watch.py")), str(kubeconfig), namespace, "web"],
+            stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        self.wait_for(lambda release: True, 0.0, 30)  # the first event: the Service as it is
+
+    def _read(self) -> None:
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            at, release = line.split()
+            with self._seen:
+                self.events.append((float(at), release))
+                self._seen.notify_all()
+
+    def wait_for(self, want: Callable[[str], bool], since: float, timeout: float) -> float:
+        """The wall-clock time of the first event at or after `since` whose release is wanted."""
+        def found() -> float | None:
+            return next((at for at, release in self.events if at >= since and want(release)), None)
+        with self._seen:
+            if not self._seen.wait_for(lambda: found() is not None, timeout):
+                raise CannotMeasure(f"the watcher saw no wanted switch in {timeout:.0f} s")
+            at = found()
+        assert at is not None
+        return at
+
+    def close(self) -> None:
+        self._proc.terminate()
+        self._proc.wait(10)
 
 
 Timed = tuple[float, float, str, float]
 
 
-async def timed_rollback(c: Client, p: Platform, ns: str, to: str, want: str) -> Timed:
-    """(seconds until the API server shows the switch, seconds until the call returned, the workflow id, the
+async def timed_rollback(c: Client, w: SwitchWatch, to: str, want: str) -> Timed:
+    """(seconds until the API server showed the switch, seconds until the call returned, the workflow id, the
     wall-clock time of the call), from the `tools/call` on an open session, as an agent calls (its session was
     set up once, not per call)."""
-    switched: list[float] = []
     wall, t0 = time.time(), time.perf_counter()
-
-    async def watch() -> None:
-        while await selector(p, ns) != want:  # noqa: ASYNC110 - observing the API server is the point
-            await asyncio.sleep(0.01)
-        switched.append(time.perf_counter() - t0)
-
-    watcher = asyncio.create_task(watch())
     r = await c.call_tool("rollback", {"project": "rb", "app": "web", "to": to})
     returned = time.perf_counter() - t0
-    await asyncio.wait_for(watcher, 30)
     assert r.structured_content and r.structured_content["phase"] == "succeeded", r.content
-    return switched[0], returned, str(r.structured_content["workflow_id"]), wall
+    switched = await asyncio.to_thread(w.wait_for, lambda release: release == want, wall, 30)
+    return switched - wall, returned, str(r.structured_content["workflow_id"]), wall
 
 
 async def setup(p: Platform, image1: str, image2: str) -> tuple[str, str, str]:
@@ -67,17 +95,21 @@ async def setup(p: Platform, image1: str, image2: str) -> tuple[str, str, str]:
     return app.namespace, a.structured_content["deployment_id"], b.structured_content["deployment_id"]
 
 
-async def raw_patch_times(p: Platform, ns: str, runs: int) -> list[float]:
-    times = []
+async def raw_patch_times(p: Platform, w: SwitchWatch, ns: str, runs: int) -> tuple[list[float], list[float]]:
+    """The same switch by one raw API patch: (until its response, until the watcher saw it). The second is
+    the floor of what the rollback's `switched` measures (the same watcher, the same way)."""
+    answered, seen = [], []
     for i in range(runs):
         release = "web-r1" if i % 2 == 0 else "web-r2"
-        t = time.perf_counter()
+        wall, t = time.time(), time.perf_counter()
         await p.kube.api.call_api(
             f"/api/v1/namespaces/{ns}/services/web", "PATCH", header_params={"Content-Type":
             "application/merge-patch+json", "Accept": "application/json"}, body={"spec": {"selector": {
                 LABEL_RELEASE: release}}}, auth_settings=["BearerToken"], response_types_map={200: "object"})
-        times.append(time.perf_counter() - t)
-    return times
+        answered.append(time.perf_counter() - t)
+        at = await asyncio.to_thread(w.wait_for, lambda r, want=release: r == want, wall, 30)  # type: ignore[misc]
+        seen.append(at - wall)
+    return answered, seen
 
 
 async def main(runs: int) -> None:
@@ -88,14 +120,19 @@ async def main(runs: int) -> None:
         images = ("127.0.0.1:5000/bench/rb:v1", "127.0.0.1:5000/bench/rb:v2")
         async with platform(url, address, tb, releases={"rollback_window_seconds": 3600}) as p:
             ns, d1, d2 = await setup(p, *images)
-            async with p.client() as c:
-                warm = [await timed_rollback(c, p, ns, d1 if i % 2 == 0 else d2,
-                                             "web-r1" if i % 2 == 0 else "web-r2") for i in range(runs)]
-            floor = await raw_patch_times(p, ns, runs)
+            w = SwitchWatch(tb.kubeconfig, ns)
+            try:
+                async with p.client() as c:
+                    warm = [await timed_rollback(c, w, d1 if i % 2 == 0 else d2,
+                                                 "web-r1" if i % 2 == 0 else "web-r2") for i in range(runs)]
+                answered, seen = await raw_patch_times(p, w, ns, runs)
+            finally:
+                w.close()
             _, _, last_id, last_at = warm[-1]
             where = await timeline(address, last_id, last_at)
         async with platform(url, address, tb, releases={"rollback_window_seconds": 2}) as p:
             ns, d1, d2 = await setup(p, *images)
+            w = SwitchWatch(tb.kubeconfig, ns)
             cold = []
             for i in range(max(2, runs // 2)):
                 target, release = (d1, "web-r1") if i % 2 == 0 else (d2, "web-r2")
@@ -105,20 +142,22 @@ async def main(runs: int) -> None:
                         break
                     await asyncio.sleep(0.2)
                 async with p.client() as c:
-                    cold.append(await timed_rollback(c, p, ns, target, release))
+                    cold.append(await timed_rollback(c, w, target, release))
+            w.close()
         empty = await empty_workflow_times(address, max(runs, 20))
     report = Report()
     report.add("rollback in window: call -> Service switched", [w[0] for w in warm])
     report.add("rollback in window: call -> returned", [w[1] for w in warm])
     report.add("rollback after window: call -> Service switched", [c[0] for c in cold])
     report.add("rollback after window: call -> returned", [c[1] for c in cold])
-    report.add("floor: raw API patch of the Service selector", floor)
+    report.add("floor: raw API patch of the Service selector, answered", answered)
+    report.add("floor: raw API patch of the Service selector, seen", seen)
     report.add("floor: empty Temporal workflow", empty)
     report.ratio("in window, switched / durable floor (empty workflow + patch)",
                  "rollback in window: call -> Service switched",
-                 ("floor: empty Temporal workflow", "floor: raw API patch of the Service selector"), goal=2.0)
+                 ("floor: empty Temporal workflow", "floor: raw API patch of the Service selector, seen"), goal=2.0)
     report.ratio("in window, returned / durable floor", "rollback in window: call -> returned",
-                 ("floor: empty Temporal workflow", "floor: raw API patch of the Service selector"))
+                 ("floor: empty Temporal workflow", "floor: raw API patch of the Service selector, seen"))
     report.print("rollback on the testbed")
     print(f"the last rollback in window, from its history (switched at {warm[-1][0] * 1000:.1f} ms):")
     print("\n".join(where))
