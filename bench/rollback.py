@@ -43,7 +43,11 @@ class SwitchWatch:
             [sys.executable, str(Path(__file__).with_name("_service_watch.py")), str(kubeconfig), namespace, "web"],
             stdout=subprocess.PIPE, text=True)
         threading.Thread(target=self._read, daemon=True).start()
-        self.wait_for(lambda release: True, 0.0, 30)  # the first event: the Service as it is
+        try:
+            self.wait_for(lambda release: True, 0.0, 30)  # the first event: the Service as it is
+        except BaseException:
+            self.__exit__()
+            raise
 
     def _read(self) -> None:
         assert self._proc.stdout is not None
@@ -64,7 +68,10 @@ class SwitchWatch:
         assert at is not None
         return at
 
-    def close(self) -> None:
+    def __enter__(self) -> SwitchWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self._proc.terminate()
         self._proc.wait(10)
 
@@ -120,30 +127,26 @@ async def main(runs: int) -> None:
         images = ("127.0.0.1:5000/bench/rb:v1", "127.0.0.1:5000/bench/rb:v2")
         async with platform(url, address, tb, releases={"rollback_window_seconds": 3600}) as p:
             ns, d1, d2 = await setup(p, *images)
-            w = SwitchWatch(tb.kubeconfig, ns)
-            try:
+            with SwitchWatch(tb.kubeconfig, ns) as w:
                 async with p.client() as c:
                     warm = [await timed_rollback(c, w, d1 if i % 2 == 0 else d2,
                                                  "web-r1" if i % 2 == 0 else "web-r2") for i in range(runs)]
                 answered, seen = await raw_patch_times(p, w, ns, runs)
-            finally:
-                w.close()
             _, _, last_id, last_at = warm[-1]
             where = await timeline(address, last_id, last_at)
         async with platform(url, address, tb, releases={"rollback_window_seconds": 2}) as p:
             ns, d1, d2 = await setup(p, *images)
-            w = SwitchWatch(tb.kubeconfig, ns)
             cold = []
-            for i in range(max(2, runs // 2)):
-                target, release = (d1, "web-r1") if i % 2 == 0 else (d2, "web-r2")
-                while True:  # wait for the window to close: the target is scaled to zero
-                    dep = await p.kube.get("apps/v1", "Deployment", ns, release)
-                    if dep and dep["spec"]["replicas"] == 0:
-                        break
-                    await asyncio.sleep(0.2)
-                async with p.client() as c:
-                    cold.append(await timed_rollback(c, w, target, release))
-            w.close()
+            with SwitchWatch(tb.kubeconfig, ns) as w:
+                for i in range(max(2, runs // 2)):
+                    target, release = (d1, "web-r1") if i % 2 == 0 else (d2, "web-r2")
+                    while True:  # wait for the window to close: the target is scaled to zero
+                        dep = await p.kube.get("apps/v1", "Deployment", ns, release)
+                        if dep and dep["spec"]["replicas"] == 0:
+                            break
+                        await asyncio.sleep(0.2)
+                    async with p.client() as c:
+                        cold.append(await timed_rollback(c, w, target, release))
         empty = await empty_workflow_times(address, max(runs, 20))
     report = Report()
     report.add("rollback in window: call -> Service switched", [w[0] for w in warm])

@@ -61,8 +61,8 @@ from workflows.volume import VolumeWorkflow
 log = logging.getLogger(__name__)
 
 # The platform's own workflow modules pass through the sandbox instead of being re-imported for every run (that
-# cost a warm rollback ~15 ms of CPU before its first step); decision 0023. The tests' workers keep the default
-# sandbox, which re-imports and checks every workflow.
+# cost a warm rollback ~7 ms before its switch step, bench/workflow_sandbox.py); decision 0023. The tests' workers
+# keep the default sandbox, which re-imports and checks every workflow.
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(
     restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
 
