@@ -35,22 +35,11 @@ from workflows.deploy import DeployWorkflow
 from workflows.domain.deploy_contract import DeployInput, Switched
 from workflows.domain.specs import AppConfig
 
-
-@activity.defn(name="release_ready")
-async def release_ready(inp: Any) -> bool:
-    return True
-
-
-@activity.defn(name="set_phase")
-async def set_phase(inp: Any) -> None:
-    return None
-
-
 SWITCHED: list[float] = []
 
 
-@activity.defn(name="switch_service")
-async def switch_service(inp: Any) -> Switched:
+@activity.defn(name="switch_if_ready")
+async def switch_if_ready(inp: Any) -> Switched | None:
     SWITCHED.append(time.perf_counter())
     return Switched(previous_release=None, refs=[])  # no previous release: no rollback window to wait out
 
@@ -70,7 +59,7 @@ async def prune_releases(inp: Any) -> list[str]:
     return []
 
 
-STEPS = [release_ready, set_phase, switch_service, record_outcome, retire_releases, prune_releases]
+STEPS = [switch_if_ready, record_outcome, retire_releases, prune_releases]
 
 
 def rollback_input() -> DeployInput:

@@ -115,6 +115,8 @@ class ReleaseClaim(Record):
     app: AppRecord
     deployment: DeploymentRecord
     created: bool = Field(description="False when an earlier identical call already recorded this release")
+    # a new release's predecessors still rolling out, read under the app's lock (the ones it supersedes)
+    rolling_out: list[DeploymentRecord] = []
 
 
 class SecretVersion(Record):

@@ -285,9 +285,8 @@ async def claim_and_start(c: CallContext, req: NewRelease) -> ReleaseClaim:
     if c.config.image_pull_secret:
         c.audit.k8s_refs.append(f"Secret/{ns}/{c.config.image_pull_secret}")
     superseded = []
-    # A release recorded with its app (create) has no older ones to supersede: skip asking for them.
-    if claim.created and not (req.create and d.seq == 1):
-        for older in await c.store.in_flight(claim.app.id):
+    if claim.created:
+        for older in claim.rolling_out:
             if older.id != d.id and older.seq < d.seq:
                 await workflows.cancel(older.workflow_id)
                 superseded.append(older.workflow_id)

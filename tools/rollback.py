@@ -4,6 +4,7 @@ Never rebuilds, never resolves a tag again."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -54,9 +55,10 @@ async def rollback(
     row = await require_app(c, project, app)
     if not plan:
         c.require_workflows()
-    history = await c.store.list_deployments(row.id, limit=100)
+    # two reads, sent together: the call's time to switched starts with them
+    history, rolling_out = await asyncio.gather(c.store.list_deployments(row.id, limit=100),
+                                                c.store.in_flight(row.id))
     serving = next((d for d in history if d.id == row.serving_deployment_id), None)
-    rolling_out = await c.store.in_flight(row.id)
     fingerprint = request_fingerprint(c, "rollback", {"project": project, "app": app, "to": to, "force": force}) \
         if idempotency_key else None
     first = await c.store.release_by_key(row.id, idempotency_key) if idempotency_key else None

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         RetireReleases,
         ScaleRelease,
         Switched,
+        SwitchIfReady,
         SwitchService,
         WaitClosed,
         WaitReady,
@@ -73,6 +74,9 @@ LOCAL_STEPS = "local-steps"
 # switched, without the activity's task-queue round trip and the workflow task after it (~20 ms on loopback).
 LOCAL_SWITCH = "local-switch"
 SWITCH_TIMEOUT = timedelta(seconds=60)  # two applies and the endpoints wait (at most 30 s)
+# The `switching` phase is written by the switch itself, beside its patch, and a warm rollback's readiness check
+# is the switch's first read: one local activity from start to switched, not three.
+WARM_SWITCH = "warm-switch"
 
 _HINTS = {
     "K8sForbidden": "The platform's worker was refused by the cluster (RBAC or admission); tell the operator.",
@@ -189,10 +193,22 @@ class DeployWorkflow:
                     namespace=inp.namespace, app=inp.app, autoscale=inp.autoscale))
                 spec = spec.model_copy(update={"config": scaled_config(inp.config, replicas)})
             warm = False
+            switch = SwitchService(namespace=inp.namespace, tenant=inp.tenant, project=inp.project, app=inp.app,
+                                   release=release, hostname=inp.hostname, ingress_class=inp.ingress_class)
             if inp.kind == "rollback":
                 # Inside the rollback window the target still runs (at the count needed): just the switch.
-                warm = await self._local(DeployActivities.release_ready, ReleaseState(
-                    namespace=inp.namespace, release=release, replicas=replicas))
+                if workflow.patched(WARM_SWITCH):
+                    switched = await self._local(
+                        DeployActivities.switch_if_ready,
+                        SwitchIfReady(switch=switch.model_copy(update={"deployment_id": inp.deployment_id}),
+                                      replicas=replicas),
+                        timeout=SWITCH_TIMEOUT, cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED)
+                    warm = switched is not None
+                    if warm:
+                        self._phase = Phase.SWITCHING
+                else:
+                    warm = await self._local(DeployActivities.release_ready, ReleaseState(
+                        namespace=inp.namespace, release=release, replicas=replicas))
             else:
                 await self._set_phase(inp, Phase.NAMESPACE)
                 await self._act(DeployActivities.ensure_namespace, EnsureNamespace(
@@ -228,10 +244,13 @@ class DeployWorkflow:
                     retry_policy=RetryPolicy(maximum_attempts=6, initial_interval=timedelta(seconds=2),
                                              maximum_interval=timedelta(seconds=15)),
                 )
-            await self._set_phase(inp, Phase.SWITCHING)
-            switched = await self._switch(SwitchService(
-                namespace=inp.namespace, tenant=inp.tenant, project=inp.project, app=inp.app, release=release,
-                hostname=inp.hostname, ingress_class=inp.ingress_class))
+            if switched is None:
+                if workflow.patched(WARM_SWITCH):
+                    self._phase = Phase.SWITCHING
+                    switch = switch.model_copy(update={"deployment_id": inp.deployment_id})
+                else:
+                    await self._set_phase(inp, Phase.SWITCHING)
+                switched = await self._switch(switch)
             if inp.autoscale is not None:
                 await self._retarget(inp, release)
             self._phase = Phase.SUCCEEDED

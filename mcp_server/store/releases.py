@@ -26,14 +26,13 @@ class PgReleases(PgProjects):
         """Record a release atomically under the app's row lock: the same call retried (same idempotency key,
         or the same digest + config + secrets as the latest live release) returns the release recorded first,
         with the request fingerprint it was recorded with (the tools refuse a key reused for another request).
-        Raises RecordNotFound (project, app) and RecordConflict (app, hostname, secrets)."""
+        A new release comes with the app's releases still rolling out, read under the same lock (the ones it
+        supersedes). Raises RecordNotFound (project, app) and RecordConflict (app, hostname, secrets).
+        Round trips are few on purpose: a warm rollback's time to switched starts with this transaction."""
         async with self._transaction() as conn:
-            project = await self.ensure_project(req.tenant, req.project) if req.create else \
-                await self.get_project(req.tenant, req.project)
-            if project is None:
-                raise RecordNotFound("project", req.project)
             inserted: dict[str, Any] | None = None
             if req.create:
+                project = await self.ensure_project(req.tenant, req.project)
                 # No savepoint of its own: a conflict ends the whole transaction anyway (RecordConflict).
                 try:
                     cur = await conn.execute(
@@ -45,27 +44,29 @@ class PgReleases(PgProjects):
                 except psycopg.errors.UniqueViolation as e:
                     raise RecordConflict("hostname", req.hostname) from e
             created_app = inserted is not None
+            rolling_out: list[DeploymentRecord] = []
             if inserted is not None:
                 # The row this transaction inserted: no other sees it before the commit, so it is as good as
-                # locked, and it has no releases yet to be the same as or to number after.
+                # locked, and it has no releases yet to be the same as, to number after or to supersede.
                 app_id, seq = inserted["id"], 1
             else:
                 cur = await conn.execute(
-                    "SELECT id FROM apps WHERE project_id = %s AND name = %s AND deleted_at IS NULL FOR UPDATE",
-                    (project.id, req.app),
+                    "SELECT a.id FROM apps a JOIN projects p ON p.id = a.project_id JOIN tenants t ON t.id = "
+                    "p.tenant_id WHERE t.name = %s AND p.name = %s AND a.name = %s AND a.deleted_at IS NULL "
+                    "FOR UPDATE OF a",
+                    (req.tenant, req.project, req.app),
                 )
                 locked = await cur.fetchone()
                 if locked is None:
+                    if await self.get_project(req.tenant, req.project) is None:
+                        raise RecordNotFound("project", req.project)
                     raise RecordNotFound("app", f"{req.project}/{req.app}")
                 app_id = locked["id"]
-                existing = await self._same_release(conn, app_id, req)
+                existing, seq, rolling_out = await self._releases_so_far(conn, app_id, req)
                 if existing is not None:
                     return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=existing, created=False)
                 if req.create:
                     raise RecordConflict("app", f"{req.project}/{req.app}")
-                cur = await conn.execute(
-                    "SELECT coalesce(max(seq), 0) + 1 AS seq FROM deployments WHERE app_id = %s", (app_id,))
-                seq = (await cur.fetchone() or {"seq": 1})["seq"]
             secrets_version = req.base_secrets_version
             if req.new_secret_ciphertext is not None:
                 cur = await conn.execute("SELECT coalesce(max(version), 0) AS v FROM secret_versions WHERE app_id = %s",
@@ -80,11 +81,15 @@ class PgReleases(PgProjects):
                     (app_id, secrets_version, sorted(req.new_secret_names or []), req.new_secret_ciphertext,
                      req.created_by),
                 )
+            # The app's row takes this config in the same statement (a new app's row holds it already): a data-
+            # modifying WITH runs whether or not the query reads it.
             cur = await conn.execute(
+                "WITH spec AS (UPDATE apps SET spec = %s, updated_at = now() WHERE id = %s AND %s) "
                 "INSERT INTO deployments (app_id, seq, release_seq, kind, source, image, image_digest, commit_sha, "
                 "config, secrets_version, rollback_of, workflow_id, idempotency_key, request_fingerprint, created_by) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING *",
-                (app_id, seq, req.release_seq or seq, req.kind, Jsonb(req.source), req.image, req.image_digest,
+                (Jsonb(req.config), app_id, not created_app,
+                 app_id, seq, req.release_seq or seq, req.kind, Jsonb(req.source), req.image, req.image_digest,
                  req.commit_sha,
                  Jsonb(req.config), secrets_version, req.rollback_of, f"{req.workflow_id_prefix}{seq}",
                  req.idempotency_key,
@@ -92,11 +97,8 @@ class PgReleases(PgProjects):
             )
             row = await cur.fetchone()
             assert row is not None
-            if not created_app:  # a new app's row holds this config already
-                await conn.execute("UPDATE apps SET spec = %s, updated_at = now() WHERE id = %s",
-                                   (Jsonb(req.config), app_id))
             return ReleaseClaim(app=await self._app_in(conn, app_id), deployment=DeploymentRecord.model_validate(row),
-                                created=True)
+                                created=True, rolling_out=rolling_out)
 
     async def release_by_key(self, app_id: UUID, idempotency_key: str) -> DeploymentRecord | None:
         """The release an idempotency key recorded for the app, if any (a look before a call writes anything
@@ -113,22 +115,28 @@ class PgReleases(PgProjects):
         return AppRecord.model_validate(row)
 
     @staticmethod
-    async def _same_release(conn: Connection, app_id: UUID, req: NewRelease) -> DeploymentRecord | None:
+    async def _releases_so_far(conn: Connection, app_id: UUID, req: NewRelease
+                               ) -> tuple[DeploymentRecord | None, int, list[DeploymentRecord]]:
+        """In one read under the app's lock: the release this request recorded already (its key's, or the
+        latest when it is the same release), the next number, and the releases still rolling out."""
+        cur = await conn.execute(
+            "SELECT * FROM deployments WHERE app_id = %s AND (seq = (SELECT max(seq) FROM deployments WHERE "
+            "app_id = %s) OR phase <> ALL(%s) OR (%s::text IS NOT NULL AND idempotency_key = %s)) ORDER BY seq DESC",
+            (app_id, app_id, list(TERMINAL_PHASES), req.idempotency_key, req.idempotency_key),
+        )
+        rows = [DeploymentRecord.model_validate(r) for r in await cur.fetchall()]
+        latest = rows[0] if rows else None
+        rolling_out = [d for d in rows if d.phase not in TERMINAL_PHASES]
+        seq = (latest.seq if latest else 0) + 1
         if req.idempotency_key:
-            cur = await conn.execute("SELECT * FROM deployments WHERE app_id = %s AND idempotency_key = %s",
-                                     (app_id, req.idempotency_key))
-            row = await cur.fetchone()
-            return DeploymentRecord.model_validate(row) if row else None
-        cur = await conn.execute("SELECT * FROM deployments WHERE app_id = %s ORDER BY seq DESC LIMIT 1", (app_id,))
-        row = await cur.fetchone()
-        if row is None or row["phase"] in (Phase.FAILED, Phase.CANCELLED) or row["kind"] != req.kind:
-            return None
-        latest = DeploymentRecord.model_validate(row)
+            return next((d for d in rows if d.idempotency_key == req.idempotency_key), None), seq, rolling_out
+        if latest is None or latest.phase in (Phase.FAILED, Phase.CANCELLED) or latest.kind != req.kind:
+            return None, seq, rolling_out
         same = (latest.image_digest == req.image_digest and latest.commit_sha == req.commit_sha
                 and latest.config == req.config
                 and req.new_secret_ciphertext is None and latest.secrets_version == req.base_secrets_version
                 and (req.release_seq is None or latest.release_seq == req.release_seq))
-        return latest if same else None
+        return (latest if same else None), seq, rolling_out
 
     async def set_deployment_phase(self, deployment_id: UUID, phase: Phase) -> None:
         # never move a finished release back (a retried activity may arrive late)

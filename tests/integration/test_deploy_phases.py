@@ -71,7 +71,11 @@ class StandIns:
                 await asyncio.sleep(0.05)
         elif name == run.fail_at and name != "run_build":
             raise ApplicationError(f"{name} failed", type="StandInFailure", non_retryable=True)
-        return result(run)
+        out = result(run)
+        switch = inp.get("switch", inp) if name in ("switch_service", "switch_if_ready") else {}
+        if switch.get("deployment_id") and out is not None:  # the real switch writes `switching` beside its patch
+            run.phases.append(Phase.SWITCHING.value)
+        return out
 
     def all(self) -> list[Any]:
         def built(run: Run) -> BuildOutput:
@@ -85,6 +89,7 @@ class StandIns:
             "ensure_namespace": lambda r: [], "ensure_pull_secret": lambda r: [], "retire_releases": lambda r: [],
             "apply_release": lambda r: [], "wait_ready": lambda r: None,
             "switch_service": lambda r: Switched(previous_release=None, refs=[]),
+            "switch_if_ready": lambda r: Switched(previous_release=None, refs=[]) if r.facts.warm else None,
             "prune_releases": lambda r: [], "scale_release": lambda r: True,
         }
 

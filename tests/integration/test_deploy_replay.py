@@ -12,7 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer, Worker
 
 from tests.integration.test_deploy_phases import Facts, Run, StandIns, deploy_input
-from workflows.deploy import LOCAL_STEPS, LOCAL_SWITCH, DeployWorkflow
+from workflows.deploy import LOCAL_STEPS, LOCAL_SWITCH, WARM_SWITCH, DeployWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -38,6 +38,15 @@ async def test_a_history_from_before_the_local_switch_replays(name: str) -> None
     assert result.replay_failure is None, result.replay_failure
 
 
+@pytest.mark.parametrize("name", ["local-switch-deploy-build", "local-switch-rollback-warm",
+                                  "local-switch-rollback-cold"])
+async def test_a_history_from_before_the_warm_switch_replays(name: str) -> None:
+    text = (HISTORIES / f"{name}.json").read_text()
+    assert LOCAL_SWITCH in text and WARM_SWITCH not in text  # `switching` was a step of its own
+    result = await replayer().replay_workflow(WorkflowHistory.from_json(f"hist-{name}", text))
+    assert result.replay_failure is None, result.replay_failure
+
+
 async def test_a_run_of_today_replays_and_runs_its_short_steps_locally(temporal_address: str) -> None:
     client = await Client.connect(temporal_address, data_converter=pydantic_data_converter)
     stand_ins, queue = StandIns(), f"replay-{uuid.uuid4().hex[:6]}"
@@ -50,13 +59,13 @@ async def test_a_run_of_today_replays_and_runs_its_short_steps_locally(temporal_
     history = await handle.fetch_history()
     scheduled = [e.activity_task_scheduled_event_attributes.activity_type.name for e in history.events
                  if e.HasField("activity_task_scheduled_event_attributes")]
-    # the warm rollback up to the switch (release_ready, set_phase, switch_service, record_outcome) runs in
-    # its first workflow task: no activity is scheduled before the Service is switched
+    # the warm rollback up to the switch (switch_if_ready, which writes the phase too, then record_outcome)
+    # runs in its first workflow task: no activity is scheduled before the Service is switched
     assert scheduled == ["retire_releases", "prune_releases"], scheduled
     markers = [e.marker_recorded_event_attributes for e in history.events
                if e.HasField("marker_recorded_event_attributes")]
-    assert [m.marker_name for m in markers].count("core_local_activity") == 4, markers
-    for patch in (LOCAL_STEPS, LOCAL_SWITCH):
+    assert [m.marker_name for m in markers].count("core_local_activity") == 2, markers
+    for patch in (LOCAL_STEPS, WARM_SWITCH):  # a warm switch never asks for LOCAL_SWITCH
         assert any(patch.encode() in p.data for m in markers for ps in m.details.values() for p in ps.payloads)
     completed = [e for e in history.events if e.HasField("workflow_task_completed_event_attributes")]
     first_activity = next(i for i, e in enumerate(history.events)

@@ -105,17 +105,17 @@ class FakeActivities:
         async def record_outcome(inp: Any) -> None:
             fa._rec("record_outcome", inp)
 
-        @activity.defn(name="release_ready")
-        async def release_ready(inp: Any) -> bool:
-            fa._rec("release_ready", inp)
-            return fa.warm
+        @activity.defn(name="switch_if_ready")
+        async def switch_if_ready(inp: Any) -> Switched | None:
+            fa._rec("switch_if_ready", inp)
+            return Switched(previous_release=fa.previous, refs=[]) if fa.warm else None
 
         @activity.defn(name="wait_workflows_closed")
         async def wait_workflows_closed(inp: Any) -> None:
             fa._rec("wait_workflows_closed", inp)
 
         return [set_phase, ensure_namespace, apply_release, wait_ready, switch_service, retire_releases,
-                prune_releases, scale_release, record_outcome, release_ready, wait_workflows_closed,
+                prune_releases, scale_release, record_outcome, switch_if_ready, wait_workflows_closed,
                 ensure_pull_secret]
 
     def names(self) -> list[str]:
@@ -219,8 +219,12 @@ async def test_rollback_inside_the_window_is_only_the_switch(env: WorkflowEnviro
     fa = FakeActivities(warm=True, previous="web-r3")
     result = await run(env, fa, deploy_input(kind="rollback", seq=1, rollback_window_seconds=60))
     assert result.phase == "succeeded" and result.release == "web-r1"
-    assert fa.names()[:3] == ["release_ready", "switch_service", "record_outcome"]
+    assert fa.names()[:2] == ["switch_if_ready", "record_outcome"]  # the readiness check and the switch: one step
+    check = dict(fa.calls)["switch_if_ready"]
+    assert check["replicas"] == 1 and check["switch"]["release"] == "web-r1"
+    assert check["switch"]["deployment_id"] is not None, "the switch records its own phase"
     assert "apply_release" not in fa.names() and "ensure_namespace" not in fa.names()
+    assert [c["phase"] for n, c in fa.calls if n == "set_phase"] == []
 
 
 async def test_rollback_after_the_window_with_harbor_ensures_the_pull_secret_first(env: WorkflowEnvironment) -> None:
@@ -230,13 +234,14 @@ async def test_rollback_after_the_window_with_harbor_ensures_the_pull_secret_fir
     cold = FakeActivities(warm=False)
     await run(env, cold, deploy_input(kind="rollback", seq=1, image_pull_secret="deploy-mcp-registry",
                                       rollback_window_seconds=60))
-    assert cold.names()[:3] == ["release_ready", "ensure_pull_secret", "apply_release"]
+    assert cold.names()[:3] == ["switch_if_ready", "ensure_pull_secret", "apply_release"]
 
 
 async def test_rollback_after_the_window_scales_the_target_up_first(env: WorkflowEnvironment) -> None:
     fa = FakeActivities(warm=False)
     await run(env, fa, deploy_input(kind="rollback", seq=1, rollback_window_seconds=60))
-    assert fa.names()[:4] == ["release_ready", "apply_release", "wait_ready", "switch_service"]
+    assert fa.names()[:4] == ["switch_if_ready", "apply_release", "wait_ready", "switch_service"]
+    assert dict(fa.calls)["switch_service"]["deployment_id"] is not None
 
 
 async def test_superseded_runs_are_waited_for_before_anything_else(env: WorkflowEnvironment) -> None:

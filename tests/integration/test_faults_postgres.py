@@ -135,7 +135,7 @@ async def test_a_write_cut_mid_way_by_the_outage_leaves_nothing_half_written(
                 for _ in range(200):
                     row = await (await probe.execute(
                         "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE 'INSERT INTO deployments%%'")).fetchone()
+                        "AND query LIKE '%%INSERT INTO deployments%%'")).fetchone()
                     if row and row[0]:
                         break
                     await asyncio.sleep(0.05)
@@ -145,7 +145,7 @@ async def test_a_write_cut_mid_way_by_the_outage_leaves_nothing_half_written(
                     pytest.fail(f"create_app never reached its release INSERT: {seen}, {call.done()}")
                 written = await (await probe.execute(
                     "SELECT count(*) FROM pg_stat_activity WHERE backend_xid IS NOT NULL "
-                    "AND query LIKE 'INSERT INTO deployments%%'")).fetchone()
+                    "AND query LIKE '%%INSERT INTO deployments%%'")).fetchone()
                 assert written and written[0] == 1  # its app and secrets version are written, not yet committed
             own_postgres.stop()
             unavailable(await call)

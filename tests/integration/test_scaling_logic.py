@@ -289,8 +289,8 @@ async def test_a_rollback_checks_its_warm_target_at_the_serving_count(env: Workf
     fa = AutoscaleActivities(start=5, warm=True)
     result = await run_deploy(env, fa, deploy_input(kind="rollback", seq=1, autoscale=AUTO))
     assert result.phase == "succeeded"
-    assert dict(fa.calls)["release_ready"]["replicas"] == 5
-    assert fa.names()[:4] == ["start_replicas", "release_ready", "switch_service", "retarget_autoscaler"]
+    assert dict(fa.calls)["switch_if_ready"]["replicas"] == 5
+    assert fa.names()[:3] == ["start_replicas", "switch_if_ready", "retarget_autoscaler"]
     cold = AutoscaleActivities(start=5, warm=False)
     await run_deploy(env, cold, deploy_input(kind="rollback", seq=1, autoscale=AUTO))
     assert dict(cold.calls)["apply_release"]["spec"]["config"]["replicas"] == 5  # scaled up to the count first

@@ -32,6 +32,7 @@ from workflows.deploy import DeployWorkflow
 from workflows.domain.build_contract import BuildOutput
 from workflows.domain.deploy_contract import RetiredRelease, Switched
 from workflows.domain.images import ImageRef
+from workflows.domain.phases import Phase
 from workflows.domain.secretbox import SecretBox
 from workflows.domain.volume_contract import VolumeOp, VolumeResult
 from workflows.domains import DomainWorkflow
@@ -60,6 +61,7 @@ class Cluster:
     serving: str | None = None
     builds: list[dict[str, Any]] = field(default_factory=list)  # each git build asked for (`run_build`)
     deleted: list[str] = field(default_factory=list)  # the apps whose objects were deleted
+    store: PgStore | None = None  # where the switch writes the `switching` phase (set by `stand_in_worker`)
 
     def activities(self) -> list[Any]:
         cluster = self
@@ -86,15 +88,24 @@ class Cluster:
                     activity.heartbeat()
                     await asyncio.sleep(0.05)
 
-        @activity.defn(name="switch_service")
-        async def switch_service(inp: Any) -> Switched:
+        async def switch(inp: Any) -> Switched:
             await asyncio.sleep(STEP)
+            if inp.get("deployment_id") and cluster.store is not None:  # the real switch writes its phase too
+                await cluster.store.set_deployment_phase(uuid.UUID(inp["deployment_id"]), Phase.SWITCHING)
             previous, cluster.serving = cluster.serving, inp["release"]
             return Switched(previous_release=previous if previous != inp["release"] else None, refs=[])
 
+        @activity.defn(name="switch_service")
+        async def switch_service(inp: Any) -> Switched:
+            return await switch(inp)
+
+        @activity.defn(name="switch_if_ready")
+        async def switch_if_ready(inp: Any) -> Switched | None:
+            return await switch(inp["switch"])  # the rollback target is still warm: only the switch
+
         @activity.defn(name="release_ready")
         async def release_ready(inp: Any) -> bool:
-            return True  # the rollback target is still warm: only the switch
+            return True  # (histories from before the warm-switch patch)
 
         @activity.defn(name="retire_releases")
         async def retire_releases(inp: Any) -> list[RetiredRelease]:
@@ -122,7 +133,8 @@ class Cluster:
             cluster.deleted.append(inp["app"])
             return [f"Service/{inp['namespace']}/{inp['app']}"]
 
-        return [ensure_namespace, apply_release, wait_ready, switch_service, release_ready, retire_releases,
+        return [ensure_namespace, apply_release, wait_ready, switch_service, switch_if_ready, release_ready,
+                retire_releases,
                 prune_releases, scale_release, run_build, delete_app_objects]
 
 
@@ -159,6 +171,7 @@ async def stand_in_worker(store: PgStore, temporal_address: str, cluster: Cluste
     temporal = await TemporalClient.connect(temporal_address, data_converter=pydantic_data_converter,
                                             interceptors=interceptors)
     queue = f"stand-in-{uuid.uuid4().hex[:8]}"
+    cluster.store = store
     real = DeployActivities(cast(Kube, None), store, secretbox, temporal=temporal)
     volumes = VolumeActivities(cast(Kube, None), store)
     worker = Worker(temporal, task_queue=queue,

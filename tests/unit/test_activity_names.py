@@ -20,7 +20,8 @@ from workflows.volume import OPERATIONS
 NAMES = {
     DeployActivities: {
         "wait_workflows_closed", "run_build", "set_image", "release_ready", "prune_releases", "set_phase",
-        "ensure_namespace", "apply_release", "wait_ready", "switch_service", "scale_release", "retire_releases",
+        "ensure_namespace", "apply_release", "wait_ready", "switch_service", "switch_if_ready", "scale_release",
+        "retire_releases",
         "record_outcome", "diagnose_release", "delete_app_objects", "mark_app_deleted"},
     BuildActivities: {"build_start", "build_image", "build_finish"},
     HarborActivities: {"ensure_pull_secret"},
@@ -56,6 +57,7 @@ def test_result_types_come_from_the_method_annotations() -> None:
     assert deploy["retire_releases"].ret_type == list[RetiredRelease]
     assert deploy["run_build"].ret_type is BuildOutput
     assert deploy["release_ready"].ret_type is bool
+    assert deploy["switch_if_ready"].ret_type == Switched | None
     assert registered(BuildActivities)["build_start"].ret_type is BuildStarted
     assert registered(VolumeActivities)["volume_create"].ret_type is VolumeResult
 
@@ -77,7 +79,8 @@ def test_results_round_trip_through_the_data_converter_as_the_annotated_types() 
     converter = pydantic_data_converter.payload_converter
     for name, value in (("switch_service", Switched(previous_release="web-r1", refs=["Service/ns/web"])),
                         ("retire_releases", [RetiredRelease(name="web-r1", replicas=2)]),
-                        ("release_ready", True), ("wait_ready", None)):
+                        ("release_ready", True), ("wait_ready", None),
+                        ("switch_if_ready", Switched(previous_release=None, refs=[]))):
         [back] = converter.from_payloads(converter.to_payloads([value]), [deploy[name].ret_type])
         assert back == value and type(back) is type(value), name
 

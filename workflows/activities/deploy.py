@@ -37,6 +37,7 @@ from workflows.domain.deploy_contract import (
     RetireReleases,
     ScaleRelease,
     Switched,
+    SwitchIfReady,
     SwitchService,
     WaitClosed,
     WaitReady,
@@ -53,6 +54,7 @@ from workflows.domain.diagnosis import (
 )
 from workflows.domain.labels import LABEL_APP, LABEL_RELEASE
 from workflows.domain.masking import SecretMasker
+from workflows.domain.phases import Phase
 from workflows.domain.secretbox import SecretBox
 from workflows.domain.specs import Guardrails
 from workflows.domain.workflow_ids import build_workflow_id
@@ -62,6 +64,13 @@ from workflows.render.release import app_ingress, app_service, release_deploymen
 RELEASE_FAILED = "ReleaseFailed"
 ENDPOINTS_FIRST_PAUSE = 0.01
 ENDPOINTS_MAX_PAUSE = 0.2
+
+
+def _runs_ready(dep: dict[str, Any] | None, replicas: int) -> bool:
+    if dep is None or (dep.get("spec") or {}).get("replicas", 0) < replicas:
+        return False
+    status = dep.get("status") or {}
+    return int(status.get("readyReplicas") or 0) >= replicas and int(status.get("updatedReplicas") or 0) >= replicas
 
 
 def _epoch(rfc3339: str) -> float:
@@ -126,11 +135,7 @@ class DeployActivities:
     async def release_ready(self, inp: ReleaseState) -> bool:
         """True when the release's Deployment runs `replicas` Ready pods now (a rollback inside the window)."""
         dep = await kube_call(lambda: self.kube.get("apps/v1", "Deployment", inp.namespace, inp.release))
-        if dep is None or (dep.get("spec") or {}).get("replicas", 0) < inp.replicas:
-            return False
-        status = dep.get("status") or {}
-        return int(status.get("readyReplicas") or 0) >= inp.replicas and int(
-            status.get("updatedReplicas") or 0) >= inp.replicas
+        return _runs_ready(dep, inp.replicas)
 
     @activity.defn
     async def prune_releases(self, inp: PruneReleases) -> list[str]:
@@ -307,19 +312,47 @@ class DeployActivities:
         """Point the app's stable Service at `release` (blue/green switch) and make sure its Ingress exists.
         Returns the release the Service selected before, so the workflow knows what to keep warm."""
         current = await kube_call(lambda: self.kube.get("v1", "Service", inp.namespace, inp.app))
+        return await self._switch(inp, current)
+
+    @activity.defn
+    async def switch_if_ready(self, inp: SwitchIfReady) -> Switched | None:
+        """A rollback inside its window: the switch, when the target still runs `replicas` Ready pods; None
+        when it does not (the workflow scales it up first). Its two reads go out together: on a warm rollback
+        they are the only step before the switch."""
+        sw = inp.switch
+        dep, current = await asyncio.gather(
+            kube_call(lambda: self.kube.get("apps/v1", "Deployment", sw.namespace, sw.release)),
+            kube_call(lambda: self.kube.get("v1", "Service", sw.namespace, sw.app)))
+        if not _runs_ready(dep, inp.replicas):
+            return None
+        return await self._switch(sw, current)
+
+    async def _switch(self, inp: SwitchService, current: dict[str, Any] | None) -> Switched:
         previous = ((current or {}).get("spec") or {}).get("selector", {}).get(LABEL_RELEASE)
         svc = app_service(inp.namespace, inp.tenant, inp.project, inp.app, inp.release)
         ing = app_ingress(inp.namespace, inp.tenant, inp.project, inp.app, inp.hostname, inp.ingress_class, None)
-        await kube_call(lambda: self.kube.apply(svc))
-        # The switch is the Service; the Ingress (unchanged on a rollback) need not hold it up.
-        endpoints = asyncio.create_task(self._wait_endpoints(inp.namespace, inp.app, inp.release))
+        # The phase is progress for the waiting tool, not a condition of the switch: written beside the patch.
+        phase = asyncio.create_task(self._mark_switching(inp.deployment_id)) if inp.deployment_id else None
         try:
-            await kube_call(lambda: self.kube.apply(ing))
-            await endpoints
+            await kube_call(lambda: self.kube.apply(svc))
+            # The switch is the Service; the Ingress (unchanged on a rollback) need not hold it up.
+            endpoints = asyncio.create_task(self._wait_endpoints(inp.namespace, inp.app, inp.release))
+            try:
+                await kube_call(lambda: self.kube.apply(ing))
+                await endpoints
+            finally:
+                endpoints.cancel()  # a refused Ingress fails the switch; its wait must not outlive the activity
         finally:
-            endpoints.cancel()  # a refused Ingress fails the switch; its wait must not outlive the activity
+            if phase is not None:
+                await phase  # written before the outcome is: `succeeded` never comes before `switching`
         return Switched(previous_release=previous if previous != inp.release else None,
                         refs=[ref(svc), ref(ing)])
+
+    async def _mark_switching(self, deployment_id: UUID) -> None:
+        try:
+            await self.store.set_deployment_phase(deployment_id, Phase.SWITCHING)
+        except Exception as e:  # the outcome recorded next says more; a switch that happened stands
+            activity.logger.warning("phase of %s not recorded as switching: %s", deployment_id, e)
 
     async def _wait_endpoints(self, namespace: str, app: str, release: str, timeout: float = 30.0) -> None:
         """"Switched" means traffic reaches the new release: wait until the Service's endpoints are its pods
@@ -450,7 +483,7 @@ class DeployActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [self.run_build, self.set_image, self.wait_workflows_closed, self.release_ready, self.prune_releases,
                 self.set_phase,
-                self.ensure_namespace, self.apply_release, self.wait_ready, self.switch_service,
+                self.ensure_namespace, self.apply_release, self.wait_ready, self.switch_service, self.switch_if_ready,
                 self.scale_release, self.retire_releases, self.record_outcome, self.diagnose_release,
                 self.delete_app_objects,
                 self.mark_app_deleted]

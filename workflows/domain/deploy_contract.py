@@ -97,6 +97,15 @@ class SwitchService(Msg):
     release: str
     hostname: str
     ingress_class: str | None = None
+    # set: the release's phase becomes `switching` beside the Service patch, not in a step before it
+    deployment_id: UUID | None = None
+
+
+class SwitchIfReady(Msg):
+    """A rollback's switch inside its window: only when the target runs `replicas` Ready pods now."""
+
+    switch: SwitchService
+    replicas: int
 
 
 class Switched(Msg):

@@ -68,11 +68,12 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
     # delete_app_objects and reconcile_app (which env and pull Secrets exist), deleted by prune_releases
     *_grant("", "secrets", "create patch delete list", True,
             "apply_release, ensure_pull_secret, JobBuilder.build, prune_releases, delete_app_objects, reconcile_app"),
-    # release Deployments: apply_release; read by release_ready, wait_ready, scale_release, diagnose_release;
-    # listed by prune_releases, retire_releases, delete_app_objects; deleted by prune and delete
+    # release Deployments: apply_release; read by release_ready, switch_if_ready, wait_ready, scale_release,
+    # diagnose_release; listed by prune_releases, retire_releases, delete_app_objects; deleted by prune and delete
     *_grant("apps", "deployments", "get list create patch delete", True,
-            "apply_release, release_ready, prune_releases, retire_releases, diagnose_release, delete_app_objects, "
-            "reconcile_app, ensure_reconcilers (orphans, all namespaces), reconcile orphan removal"),
+            "apply_release, release_ready, switch_if_ready, prune_releases, retire_releases, diagnose_release, "
+            "delete_app_objects, reconcile_app, "
+            "ensure_reconcilers (orphans, all namespaces), reconcile orphan removal"),
     *_grant("apps", "deployments/scale", "patch", True, "scale_release, retire_releases, scale_app"),
     # the app's HorizontalPodAutoscaler (activities/scaling.py scale_app, retarget_autoscaler; read and
     # re-applied or deleted by reconcile_app; deleted by delete_app_objects)
@@ -88,7 +89,7 @@ WORKER_PERMISSIONS: tuple[Permission, ...] = (
     # the app's stable Service and Ingress (switch_service), the Service read by scale_release; the reconciler
     # reads both, lists Services of all namespaces for orphans and (by setting) deletes those
     *_grant("", "services", "get list create patch delete", True,
-            "switch_service, scale_release, delete_app_objects, reconcile_app, ensure_reconcilers"),
+            "switch_service, switch_if_ready, scale_release, delete_app_objects, reconcile_app, ensure_reconcilers"),
     *_grant("networking.k8s.io", "ingresses", "get create patch delete", True,
             "switch_service, delete_app_objects, reconcile_app"),
     *_grant("", "endpoints", "get", True, "switch_service (waits for the new release's endpoints), reconcile_app"),
