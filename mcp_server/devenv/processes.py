@@ -130,6 +130,7 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.running_pid() is None:
+                self._reap()
                 raise ServiceError(
                     f"{self.name}: exited before it was {what}; log {self.log_file}:\n{log_tail(self.log_file)}"
                 )
@@ -141,6 +142,15 @@ class ManagedProcess:
             f"{self.name}: not {what} after {timeout:.0f} s; stopped it. Log {self.log_file}:\n"
             f"{log_tail(self.log_file)}"
         )
+
+    def _reap(self) -> None:
+        # running_pid() sees a zombie as gone before poll() has collected it: wait for our own
+        # child here, or its Popen object warns that it is still running when collected.
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+            self._proc = None
+        self.pid_file.unlink(missing_ok=True)
 
     def stop(self, timeout: float = 15.0) -> None:
         pid = self.running_pid()
@@ -155,8 +165,4 @@ class ManagedProcess:
                 time.sleep(0.05)
             if process_starttime(pid) == start:
                 os.kill(pid, signal.SIGKILL)
-        if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(timeout=5)
-            self._proc = None
-        self.pid_file.unlink(missing_ok=True)
+        self._reap()
