@@ -148,9 +148,11 @@ async def empty_workflow_times(address: str, runs: int) -> list[float]:
     return times
 
 
-def kubectl_times(kubeconfig: Path, image: str, runs: int, tenant: str, prefix: str = "k") -> list[float]:
+def kubectl_times(kubeconfig: Path, image: str, runs: int, tenant: str, prefix: str = "k", *,
+                  health_check: HealthCheck) -> list[float]:
     """The release floor: the objects a release of `image` needs, `kubectl apply` + `kubectl rollout status`
-    (projects `<prefix>0`, `<prefix>1`, ... of `tenant`, deleted after)."""
+    (projects `<prefix>0`, `<prefix>1`, ... of `tenant`, deleted after). `health_check` is the one the measured
+    app runs with: the readiness probe's period decides when a started pod first counts as ready."""
     kubectl = [str(kubeconfig.parent.parent / "bin" / "kubectl"), f"--kubeconfig={kubeconfig}"]
     caps = ClusterCaps(minor=20, pdb_api="policy/v1beta1", network_policy_end_port=False)
     times = []
@@ -158,7 +160,7 @@ def kubectl_times(kubeconfig: Path, image: str, runs: int, tenant: str, prefix: 
         project = f"{prefix}{i}"
         ns = namespace_name(tenant, project)
         config = AppConfig(port=8080, resources=Resources(**TINY),
-                           health_check=HealthCheck(path="/index.html", period_seconds=1), shutdown_grace_seconds=1)
+                           health_check=health_check, shutdown_grace_seconds=1)
         spec = ReleaseSpec(tenant=tenant, project=project, app="web", namespace=ns, seq=1,
                            deployment_id=str(uuid.uuid4()), image=image, config=config, runtime_class="runc")
         objs = [*namespace_objects(tenant, project, ns, Guardrails(), caps), release_secret(spec, {}),

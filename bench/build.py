@@ -3,9 +3,12 @@ floors measured in the same run:
 - local builder (buildah): the same shallow clone + `buildah bud` + `buildah push` run by hand;
 - build Job (`builder=buildkit`, with the fake step tools of tests/fakes/fake_buildkit.py, since no BuildKit
   runs here, so this measures the platform's orchestration, not a real build): a bare one-container Job on
-  the build node, applied and waited to completion through the API;
-- and the release floor (the built image's objects by `kubectl apply` + `kubectl rollout status`), since a
-  deploy also releases what it built: each ratio compares the deploy with build floor + release floor.
+  the build node, applied and waited to completion through the API, and the same with an init container
+  before it (the build Job's clone and build steps are two containers, which the kubelet starts one after
+  the other), printed beside it;
+- and the release floor (the built image's objects by `kubectl apply` + `kubectl rollout status`, with the
+  health check the deployed app runs with, the platform's default), since a deploy also releases what it
+  built: each ratio compares the deploy with build floor + release floor.
 Goals (issue 20): under 1.2x the composed floor with the local builder, 1.3x with the build Job.
 
 Run: .venv/bin/python bench/build.py [--runs N]   (root: needs the testbed's nodes and buildah)
@@ -33,6 +36,7 @@ from mcp_server.devenv.platform import Platform
 from tests.fakes.fake_buildkit import push_fake_build_images
 from workflows.adapters.kube import Kube
 from workflows.domain.build_spec import BuildImages
+from workflows.domain.specs import HealthCheck
 
 REGISTRY = "127.0.0.1:5000"
 TOKEN = "bench-0nly-git-token-for-builds"
@@ -103,15 +107,19 @@ async def raw_buildah(url: str, ca: Path, image: str, root: Path) -> float:
         shutil.rmtree(src, ignore_errors=True)
 
 
-async def bare_job(kube: Kube, namespace: str, image: str) -> float:
-    """The floor of the build Job: one busybox container on the build node, applied and waited to Complete."""
+async def bare_job(kube: Kube, namespace: str, image: str, two_steps: bool = False) -> float:
+    """The floor of the build Job: one busybox container on the build node, applied and waited to Complete.
+    `two_steps`: an init container before it, as the build Job's clone step comes before its build step (the
+    kubelet starts the second container only once it has seen the first one exit)."""
     name = f"bare-{uuid.uuid4().hex[:8]}"
+    step = {"image": image, "command": ["/bin/sh", "-c", "echo done"],
+            "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}}}
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "namespace": namespace},
            "spec": {"backoffLimit": 0, "template": {"spec": {
                "restartPolicy": "Never", "nodeSelector": {"pool": "build"},
                "tolerations": [{"key": "pool", "operator": "Equal", "value": "build", "effect": "NoSchedule"}],
-               "containers": [{"name": "step", "image": image, "command": ["/bin/sh", "-c", "echo done"],
-                               "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}}}]}}}}
+               **({"initContainers": [{"name": "first", **step}]} if two_steps else {}),
+               "containers": [{"name": "step", **step}]}}}}
     t = time.perf_counter()
     await kube.apply(job)
     while True:
@@ -141,12 +149,12 @@ async def local_builder(url: str, address: str, tb: Any, server: GitHttpsServer,
             repo.commit(f"raw v{i + 1}")
             floors.append(await raw_buildah(clone_url, ca, f"{REGISTRY}/bench/raw:{i}", builds / "raw"))
         releases = await asyncio.to_thread(kubectl_times, tb.kubeconfig, f"{REGISTRY}/bench/raw:0", runs, p.tenant,
-                                           "local-floor-")
+                                           "local-floor-", health_check=HealthCheck())
     return deploys, floors, releases
 
 
 async def job_builder(url: str, address: str, tb: Any, server: GitHttpsServer, repos: Path, ca: Path,
-                      runs: int) -> tuple[list[float], list[float], list[float]]:
+                      runs: int) -> tuple[list[float], list[float], list[float], list[float]]:
     digest = build_image(APP_FILES, cmd=BUSYBOX_HTTPD).digest
     images = await push_fake_build_images(REGISTRY, "bench", digest)
     repo = Repo(repos, f"job-{uuid.uuid4().hex[:6]}", "FROM scratch\nCOPY index.html /www/index.html\n")
@@ -156,7 +164,7 @@ async def job_builder(url: str, address: str, tb: Any, server: GitHttpsServer, r
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node2"}}
     await kube.patch(node, {"metadata": {"labels": {"pool": "build"}},
                             "spec": {"taints": [{"key": "pool", "value": "build", "effect": "NoSchedule"}]}})
-    deploys, floors = [], []
+    deploys, floors, two_step_floors = [], [], []
     try:
         async with platform(url, address, tb, git={"allowed_hosts": ["127.0.0.1"], "ca_file": ca}, build={
                 "builder": "buildkit", "namespace": namespace, "images": BuildImages(**images),
@@ -175,14 +183,15 @@ async def job_builder(url: str, address: str, tb: Any, server: GitHttpsServer, r
                 repo.commit(f"job v{i + 1}")
                 deploys.append(await deploy(first=False))
                 floors.append(await bare_job(kube, namespace, images["clone"]))
+                two_step_floors.append(await bare_job(kube, namespace, images["clone"], two_steps=True))
             await kube.delete("v1", "Namespace", None, namespace)
             sha = git_cmd("rev-parse", "HEAD", cwd=repo.work)
             releases = await asyncio.to_thread(kubectl_times, tb.kubeconfig, f"{REGISTRY}/{p.tenant}/job:{sha}", runs,
-                                               p.tenant, "job-floor-")
+                                               p.tenant, "job-floor-", health_check=HealthCheck())
     finally:
         await kube.patch(node, {"metadata": {"labels": {"pool": "run"}}, "spec": {"taints": None}})
         await kube.close()
-    return deploys, floors, releases
+    return deploys, floors, two_step_floors, releases
 
 
 async def main(runs: int) -> None:
@@ -196,7 +205,7 @@ async def main(runs: int) -> None:
         with services() as (url, address, tb):
             await push_image(REGISTRY, "bench/base", "v1", busybox_web_files(""), cmd=BUSYBOX_HTTPD)
             local, local_floor, local_release = await local_builder(url, address, tb, server, repos, cert, runs)
-            job, job_floor, job_release = await job_builder(url, address, tb, server, repos, cert, runs)
+            job, job_floor, job_two_steps, job_release = await job_builder(url, address, tb, server, repos, cert, runs)
     finally:
         server.stop()
     report = Report(unit="s")
@@ -205,6 +214,7 @@ async def main(runs: int) -> None:
     report.add("floor: release of that image (kubectl apply + rollout status)", local_release)
     report.add("build Job (fake tools): deploy(new commit) -> succeeded", job)
     report.add("floor: a bare one-container Job on the build node", job_floor)
+    report.add("floor: a bare Job of two steps (init container + container)", job_two_steps)
     report.add("floor: release of the Job's image (kubectl apply + rollout status)", job_release)
     report.ratio("local builder / (build by hand + release)", "local builder: deploy(new commit) -> succeeded",
                  ("floor: git clone + buildah bud + buildah push by hand",
@@ -212,6 +222,9 @@ async def main(runs: int) -> None:
     report.ratio("build Job / (bare Job + release)", "build Job (fake tools): deploy(new commit) -> succeeded",
                  ("floor: a bare one-container Job on the build node",
                   "floor: release of the Job's image (kubectl apply + rollout status)"), goal=1.3)
+    report.ratio("build Job / (bare two-step Job + release)", "build Job (fake tools): deploy(new commit) -> succeeded",
+                 ("floor: a bare Job of two steps (init container + container)",
+                  "floor: release of the Job's image (kubectl apply + rollout status)"))
     report.print("deploy of a new commit on the testbed")
     for app, lines in TIMELINES.items():
         print(f"the last deploy of {app!r}, from its workflow's history:")

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import TINY, Report, empty_workflow_times, kubectl_times, platform, quiet, services
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
+from workflows.domain.specs import HealthCheck
 
 
 async def main(accept: int, releases: int) -> None:
@@ -50,7 +51,7 @@ async def main(accept: int, releases: int) -> None:
                     assert r.structured_content and r.structured_content["phase"] == "succeeded", r.content
             digest = r.structured_content["image_digest"]
             kubectl = await asyncio.to_thread(kubectl_times, tb.kubeconfig, f"127.0.0.1:5000/bench/web@{digest}",
-                                              releases, p.tenant)
+                                              releases, p.tenant, health_check=HealthCheck(**hc))
         empty = await empty_workflow_times(address, max(releases, 20))
     report = Report()
     report.add("create_app acceptance (wait_seconds=0)", accept_times)

@@ -22,6 +22,7 @@ from mcp_server.devenv.edge import TraefikEdge, run_edge
 from mcp_server.devenv.git_server import GitHttpsServer, self_signed_tls
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
 from mcp_server.devenv.slice import Slice, make_slice_repo
+from workflows.domain.specs import HealthCheck
 
 TOKEN = "ghs_benchSlice0Token0never0shown0123456"
 
@@ -55,7 +56,8 @@ async def main() -> None:
                     tb.start_node(s.killed)
             total = time.monotonic() - t
             image = f"127.0.0.1:5000/{p.tenant}/base:v1"
-            started = await asyncio.to_thread(kubectl_times, tb.kubeconfig, image, 3, p.tenant, "slice-floor-")
+            started = await asyncio.to_thread(kubectl_times, tb.kubeconfig, image, 3, p.tenant, "slice-floor-",
+                                            health_check=HealthCheck(path="/index.html", period_seconds=1))
     report = Report(unit="s")
     for name, seconds in times.items():
         report.add(name, [seconds])

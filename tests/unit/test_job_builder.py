@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 from workflows.activities.build_job import JobBuilder, JobBuilderSettings, _failure, _finished, _stuck, _unschedulable
@@ -105,3 +107,62 @@ def test_build_secrets_go_by_name_into_a_secret_of_their_own() -> None:
     assert "k3y-value" not in job and "--secret" in job and "id=API_KEY,env=API_KEY" in job
     assert [reserved_build_secret(n) for n in ("GIT_TOKEN", "PATH", "DEPLOY_MCP_X", "API_KEY")] == [
         True, True, True, False]
+
+
+DIGEST = "sha256:" + "c" * 64
+
+
+class JobApi:
+    """The three reads `_follow` makes, answering as the API server does for a build pod whose steps have run:
+    the Job's conditions are whatever the test says (the controller may not have marked it yet)."""
+
+    def __init__(self, build_log: list[str], job_conditions: list[dict[str, Any]]) -> None:
+        self.build_log = build_log
+        self.job_conditions = job_conditions
+        self.job_reads = 0
+
+    async def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
+        self.job_reads += 1
+        return job(*self.job_conditions)
+
+    async def list_objects(self, api_version: str, kind: str, namespace: str | None,
+                           label_selector: str | None = None) -> list[dict[str, Any]]:
+        return [pod([terminated("clone", 0)], [{"name": "build", "state": {"running": {}}}])]
+
+    async def follow_pod_log(self, namespace: str, pod: str, container: str, *,
+                             max_seconds: float = 3600) -> AsyncIterator[str]:
+        for line in (self.build_log if container == "build" else ["cloned"]):
+            yield line
+
+
+async def follow(api: JobApi) -> Any:
+    jobs = JobBuilder(api, SETTINGS)  # type: ignore[arg-type]
+    spec = jobs.spec(build_input(), "abc123", "dockerfile", None)
+    lines: list[str] = []
+
+    async def sink(line: str) -> None:
+        lines.append(line)
+
+    return await asyncio.wait_for(jobs._follow(spec, sink, lambda: None), 5), lines
+
+
+async def test_the_build_is_done_when_its_last_line_names_the_pushed_digest() -> None:
+    api = JobApi(["#8 pushing layers done", f"DEPLOY_MCP_DIGEST={DIGEST}"], job_conditions=[])
+    outcome, lines = await follow(api)
+    assert (outcome.status, outcome.digest) == ("succeeded", DIGEST)
+    assert api.job_reads == 1 and "cloned" in lines and f"DEPLOY_MCP_DIGEST={DIGEST}" in lines
+
+
+async def test_a_build_log_without_a_digest_waits_for_the_job_and_fails_naming_it() -> None:
+    api = JobApi(["#8 ERROR: failed to push"], job_conditions=[])
+
+    async def complete_later() -> None:
+        await asyncio.sleep(0.5)
+        api.job_conditions.append({"type": "Complete", "status": "True"})
+
+    task = asyncio.create_task(complete_later())
+    outcome, _ = await follow(api)
+    await task
+    assert outcome.status == "failed" and outcome.failed_step == "build"
+    assert "without printing the pushed image's digest" in (outcome.error or "")
+    assert api.job_reads > 2  # it went on reading the Job, quickly, until the controller marked it

@@ -254,6 +254,11 @@ def test_probes_follow_the_health_check() -> None:
         ready, live = c["readinessProbe"], c["livenessProbe"]
         assert live["initialDelaySeconds"] > ready["initialDelaySeconds"]
         assert live["failureThreshold"] >= ready["failureThreshold"]
+        assert live["periodSeconds"] >= max(ready["periodSeconds"], 5)  # a short stall never restarts it
+    # A new release is served at the first probe that answers, not one period later (decision 0024); the
+    # default never restarts a container sooner than it did at a 5 s period.
+    assert none["readinessProbe"]["periodSeconds"] == 1
+    assert none["livenessProbe"]["periodSeconds"] * none["livenessProbe"]["failureThreshold"] >= 30
 
 
 def test_pods_land_on_the_run_pool_and_leave_dead_nodes_fast() -> None:

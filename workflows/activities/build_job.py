@@ -47,6 +47,8 @@ class JobBuilderSettings:
     pool: str = "build"
     schedule_timeout_seconds: float = 300
     poll_seconds: float = 1.0
+    fast_poll_seconds: float = 0.2
+    fast_poll_for_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,12 @@ class JobBuilder:
                     streamed.add(name)
                     await self._stream(spec, pod["metadata"]["name"], name, tails[name],
                                        build_log if name == "build" else None, on_line, heartbeat)
+                    digest = digest_from_log("\n".join(build_log)) if name == "build" else None
+                    if digest is not None:
+                        # The build script prints the digest as its last line, once buildctl has pushed the
+                        # image: the release can start now rather than when the Job controller marks it
+                        # Complete (the kubelet's next status sync, then the controller's), a second later.
+                        return JobOutcome("succeeded", digest=digest)
                 stuck = _stuck(statuses)
                 if stuck is not None:
                     name, message = stuck
@@ -160,7 +168,10 @@ class JobBuilder:
                 return JobOutcome("succeeded", digest=digest)
             if done == "Failed" and (pod is None or not _running(pod)):
                 return _failure(job, pod, order, tails)  # every step that ran was streamed above
-            await asyncio.sleep(self.settings.poll_seconds)
+            # Quick reads while the pod starts and passes from one step to the next (a step's own run is
+            # waited on by its log stream, not by polling); slow ones for a pod left pending for long.
+            fast = time.monotonic() - started < self.settings.fast_poll_for_seconds
+            await asyncio.sleep(self.settings.fast_poll_seconds if fast else self.settings.poll_seconds)
 
     async def _stream(self, spec: BuildSpec, pod: str, container: str, tail: deque[str], keep: list[str] | None,
                       on_line: LineSink, heartbeat: Heartbeat) -> None:

@@ -21,7 +21,7 @@ class HealthCheck(Spec):
     type: Literal["http", "tcp"] = Field("http", description="http: GET `path` must answer 2xx/3xx; tcp: port opens.")
     path: str = Field("/", description="HTTP path probed (type http).", max_length=1024, pattern=r"^/[^\s]*$")
     initial_delay_seconds: int = Field(0, ge=0, le=600)
-    period_seconds: int = Field(5, ge=1, le=300)
+    period_seconds: int = Field(1, ge=1, le=300)  # readiness; liveness probes at least every 5 s (decision 0024)
     timeout_seconds: int = Field(2, ge=1, le=60)
     failure_threshold: int = Field(3, ge=1, le=30)
 
