@@ -5,6 +5,7 @@ mapping against an in-process fake that plays a token-auth registry as the distr
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import hashlib
@@ -491,3 +492,29 @@ async def test_insecure_hosts_are_reached_over_plain_http() -> None:
         "secure.fake.test": "https",
         "registry-1.docker.io": "https",
     }
+
+
+async def test_concurrent_resolves_of_one_image_share_one_request_and_its_token() -> None:
+    fake = FakeTokenRegistry()
+    async with OciRegistry(transport=fake.transport()) as oci:
+        answers = await asyncio.gather(*(oci.resolve(parse_image(FAKE_REF)) for _ in range(20)))
+        assert {a.digest for a in answers} == {fake.digest}
+        assert [(r.method, r.url.host) for r in fake.requests] == [
+            ("HEAD", "registry.fake.test"), ("GET", "auth.fake.test"), ("HEAD", "registry.fake.test")]
+        again = await oci.resolve(parse_image(FAKE_REF))  # after the answer: a request of its own, fresh
+    assert again.digest == fake.digest and len(fake.requests) == 4 and fake.issued == 1
+
+
+async def test_a_cancelled_caller_leaves_the_shared_resolve_to_the_others_and_errors_are_shared() -> None:
+    fake = FakeTokenRegistry()
+    async with OciRegistry(transport=fake.transport()) as oci:
+        first = asyncio.create_task(oci.resolve(parse_image(FAKE_REF)))
+        await asyncio.sleep(0)  # the first caller's request is under way
+        second = asyncio.create_task(oci.resolve(parse_image(FAKE_REF)))
+        await asyncio.sleep(0)
+        first.cancel()
+        assert (await second).digest == fake.digest
+        assert first.cancelled()
+        missing = parse_image(f"{FakeTokenRegistry.host}/{FakeTokenRegistry.repository}:nope")
+        results = await asyncio.gather(oci.resolve(missing), oci.resolve(missing), return_exceptions=True)
+    assert all(isinstance(r, ImageNotFound) for r in results)

@@ -159,6 +159,7 @@ class OciRegistry:
         self._client.event_hooks["request"] = [self._check_destination]
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}  # (host, scope) -> (token, expiry)
         self._basic_hosts: set[str] = set()  # hosts that asked for Basic: send it up front from then on
+        self._resolving: dict[ImageRef, asyncio.Task[ResolvedImage]] = {}
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -176,7 +177,26 @@ class OciRegistry:
     async def resolve(self, ref: ImageRef) -> ResolvedImage:
         """The digest `ref` names now: HEAD the manifest (an index for multi-platform images), read
         Docker-Content-Digest, and hash the manifest when the registry does not send it. A reference with a
-        digest is checked to exist and returned as is."""
+        digest is checked to exist and returned as is.
+
+        Calls for the same reference while one is being answered share its answer (or its error): it is as
+        fresh as each of them, and many agents creating apps of one image cost the registry one request, not
+        one each (and one token exchange on a cold cache). A caller cancelled while waiting leaves the request
+        to the others."""
+        running = self._resolving.get(ref)
+        if running is None:
+            running = asyncio.ensure_future(self._resolve(ref))
+            self._resolving[ref] = running
+            running.add_done_callback(lambda done: self._resolved(ref, done))
+        return await asyncio.shield(running)
+
+    def _resolved(self, ref: ImageRef, done: asyncio.Task[ResolvedImage]) -> None:
+        if self._resolving.get(ref) is done:
+            del self._resolving[ref]
+        if not done.cancelled():
+            done.exception()  # seen here, so a request whose callers all went away logs no "never retrieved"
+
+    async def _resolve(self, ref: ImageRef) -> ResolvedImage:
         url = self._manifest_url(ref)
         headers = {"Accept": _ACCEPT}
         response = await self._request("HEAD", url, ref, headers=headers)
