@@ -14,10 +14,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._harness import Report, kubectl_times, platform, quiet, services
+from mcp.client import Client
+
+from bench._harness import Report, kubectl_times, platform, quiet, services, timeline
 from mcp_server.devenv.edge import TraefikEdge, run_edge
 from mcp_server.devenv.git_server import GitHttpsServer, self_signed_tls
 from mcp_server.devenv.images import BUSYBOX_HTTPD, busybox_web_files, push_image
@@ -45,6 +48,17 @@ async def main() -> None:
             make_slice_repo(repos, work, "slice", f"127.0.0.1:5000/{p.tenant}/base:v1", str(repos / "slice.git"))
             s = Slice(platform=p, testbed=tb, git_url=server.url("slice.git"), work=work, token=TOKEN,
                       edge_http_port=edge.http_port, log=lambda _: None)
+            deploys: list[tuple[float, dict[str, Any]]] = []  # (called at, wall clock; what it returned)
+            call = s.call
+
+            async def timed_call(c: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+                wall = time.time()
+                result = await call(c, tool, args)
+                if tool == "deploy":
+                    deploys.append((wall, result))
+                return result
+
+            s.call = timed_call  # type: ignore[method-assign]
             t = time.monotonic()
             try:
                 times = await s.run()
@@ -55,6 +69,8 @@ async def main() -> None:
                 if s.killed:
                     tb.start_node(s.killed)
             total = time.monotonic() - t
+            v2_at, v2 = deploys[0]
+            where = await timeline(address, str(v2["workflow_id"]), v2_at)
             image = f"127.0.0.1:5000/{p.tenant}/base:v1"
             started = await asyncio.to_thread(kubectl_times, tb.kubeconfig, image, 3, p.tenant, "slice-floor-",
                                             health_check=HealthCheck(path="/index.html", period_seconds=1))
@@ -71,6 +87,8 @@ async def main() -> None:
     report.print("the seed's slice on the two-node testbed")
     node_death = dict(report.rows)["rescheduled after node death"][0]
     print(f"node death -> serving again: {node_death:.1f} s (goal < 40 s: {'met' if node_death < 40 else 'NOT met'})")
+    print("the deploy of v2 (the volume app's recreate), from its workflow's history:")
+    print("\n".join(where))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from mcp_server.devenv.embedded import Testbed
 from mcp_server.devenv.images import busybox_web_files, push_image
 from mcp_server.devenv.platform import Platform, platform_settings
 from tests.support.platform import ok, running_platform
+from workflows.domain.diagnosis import has_stopped
 from workflows.domain.labels import LABEL_RELEASE
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.timeout(600)]
@@ -80,7 +81,11 @@ async def test_data_survives_deploy_rollback_and_pod_loss(platform: Platform) ->
                 if not x["metadata"].get("deletionTimestamp")]
         assert len(pods) == 1
         others = await p.kube.list_objects("v1", "Pod", ns, label_selector=f"{LABEL_RELEASE}=web-r2")
-        assert others == []  # recreate waited for r2's pod to be gone before starting r1: one writer
+        # Recreate waited for r2's pod to stop before it started r1's: one writer (seconds, as the kubelet says)
+        assert all(has_stopped(x) for x in others)
+        r1_started = pods[0]["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+        assert all(c["state"]["terminated"]["finishedAt"] <= r1_started
+                   for x in others for c in x["status"]["containerStatuses"])
         await p.kube.delete("v1", "Pod", ns, pods[0]["metadata"]["name"], grace_seconds=0)
         deadline = time.monotonic() + 90
         while True:

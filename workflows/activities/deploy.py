@@ -47,6 +47,7 @@ from workflows.domain.diagnosis import (
     Failure,
     deployment_failure,
     diagnose,
+    has_stopped,
     is_ready,
     pod_failure,
     refine_with_events,
@@ -402,8 +403,11 @@ class DeployActivities:
             while True:
                 pods = await kube_call(lambda: self.kube.list_objects(
                     "v1", "Pod", inp.namespace, label_selector=f"{LABEL_APP}={inp.app}"))
+                # Stopped is enough for one writer at a time; waiting for the objects to be gone cost 4-45 s
+                # more on the testbed (the kubelet deletes a pod at a status sync after its volumes are torn
+                # down), and a volume another node needs is detached for a stopped pod all the same.
                 left = [p["metadata"]["name"] for p in pods
-                        if p["metadata"].get("labels", {}).get(LABEL_RELEASE) not in inp.keep]
+                        if p["metadata"].get("labels", {}).get(LABEL_RELEASE) not in inp.keep and not has_stopped(p)]
                 if not left:
                     break
                 if time.monotonic() > deadline:

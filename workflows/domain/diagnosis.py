@@ -111,6 +111,24 @@ def timeout_failure(pods: Sequence[Mapping[str, Any]], events: Sequence[Mapping[
                    evidence=[f"{_name(p)}: {(p.get('status') or {}).get('phase')}" for p in pods[:3]])
 
 
+def has_stopped(pod: Mapping[str, Any]) -> bool:
+    """No process of the pod runs or can run again: it finished (Succeeded, Failed), or it is being deleted and
+    every container its spec names reports `terminated` (the kubelet starts nothing in a pod being deleted).
+    The pod object itself may stay a while longer, until the kubelet has torn its volumes down and its next
+    status sync deletes it (seconds to tens of seconds). A pod being deleted whose containers never all
+    reported, or whose init container still runs, has not stopped."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    if not (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    if any("running" in (c.get("state") or {}) for c in status.get("initContainerStatuses") or []):
+        return False
+    states = {c.get("name"): c.get("state") or {} for c in status.get("containerStatuses") or []}
+    names = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+    return bool(names) and all("terminated" in states.get(n, {}) for n in names)
+
+
 def is_ready(pod: Mapping[str, Any]) -> bool:
     if pod.get("metadata", {}).get("deletionTimestamp"):
         return False
