@@ -161,11 +161,9 @@ class JobBuilder:
                         f"pool={self.settings.pool}"))
             done = _finished(job)
             if done == "Complete" and (pod is None or all(n in streamed for n in order)):
-                digest = digest_from_log("\n".join(build_log))
-                if digest is None:
-                    return JobOutcome("failed", failed_step="build", last_lines=tuple(tails["build"]),
-                                      error="the build finished without printing the pushed image's digest")
-                return JobOutcome("succeeded", digest=digest)
+                # A build log with the digest returned as soon as it ended, above: this one never printed it.
+                return JobOutcome("failed", failed_step="build", last_lines=tuple(tails["build"]),
+                                  error="the build finished without printing the pushed image's digest")
             if done == "Failed" and (pod is None or not _running(pod)):
                 return _failure(job, pod, order, tails)  # every step that ran was streamed above
             # Quick reads while the pod starts and passes from one step to the next (a step's own run is

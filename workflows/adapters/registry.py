@@ -185,14 +185,13 @@ class OciRegistry:
         to the others."""
         running = self._resolving.get(ref)
         if running is None:
-            running = asyncio.ensure_future(self._resolve(ref))
+            running = asyncio.create_task(self._resolve(ref))
             self._resolving[ref] = running
             running.add_done_callback(lambda done: self._resolved(ref, done))
         return await asyncio.shield(running)
 
     def _resolved(self, ref: ImageRef, done: asyncio.Task[ResolvedImage]) -> None:
-        if self._resolving.get(ref) is done:
-            del self._resolving[ref]
+        del self._resolving[ref]  # the entry is this task: no other is made for `ref` while it runs
         if not done.cancelled():
             done.exception()  # seen here, so a request whose callers all went away logs no "never retrieved"
 
