@@ -149,10 +149,10 @@ async def empty_workflow_times(address: str, runs: int) -> list[float]:
 
 
 def kubectl_times(kubeconfig: Path, image: str, runs: int, tenant: str, prefix: str = "k", *,
-                  health_check: HealthCheck) -> list[float]:
+                  health_check: HealthCheck | None) -> list[float]:
     """The release floor: the objects a release of `image` needs, `kubectl apply` + `kubectl rollout status`
     (projects `<prefix>0`, `<prefix>1`, ... of `tenant`, deleted after). `health_check` is the one the measured
-    app runs with: the readiness probe's period decides when a started pod first counts as ready."""
+    app runs with (None: none, a TCP probe): the probe's period decides when a started pod first counts as ready."""
     kubectl = [str(kubeconfig.parent.parent / "bin" / "kubectl"), f"--kubeconfig={kubeconfig}"]
     caps = ClusterCaps(minor=20, pdb_api="policy/v1beta1", network_policy_end_port=False)
     times = []
