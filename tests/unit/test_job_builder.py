@@ -112,7 +112,7 @@ def test_build_secrets_go_by_name_into_a_secret_of_their_own() -> None:
 DIGEST = "sha256:" + "c" * 64
 
 
-class JobApi:
+class FakeJobApi:
     """The three reads `_follow` makes, answering as the API server does for a build pod whose steps have run:
     the Job's conditions are whatever the test says (the controller may not have marked it yet)."""
 
@@ -135,7 +135,7 @@ class JobApi:
             yield line
 
 
-async def follow(api: JobApi) -> Any:
+async def follow(api: FakeJobApi) -> Any:
     jobs = JobBuilder(api, SETTINGS)  # type: ignore[arg-type]
     spec = jobs.spec(build_input(), "abc123", "dockerfile", None)
     lines: list[str] = []
@@ -147,14 +147,14 @@ async def follow(api: JobApi) -> Any:
 
 
 async def test_the_build_is_done_when_its_last_line_names_the_pushed_digest() -> None:
-    api = JobApi(["#8 pushing layers done", f"DEPLOY_MCP_DIGEST={DIGEST}"], job_conditions=[])
+    api = FakeJobApi(["#8 pushing layers done", f"DEPLOY_MCP_DIGEST={DIGEST}"], job_conditions=[])
     outcome, lines = await follow(api)
     assert (outcome.status, outcome.digest) == ("succeeded", DIGEST)
     assert api.job_reads == 1 and "cloned" in lines and f"DEPLOY_MCP_DIGEST={DIGEST}" in lines
 
 
 async def test_a_build_log_without_a_digest_waits_for_the_job_and_fails_naming_it() -> None:
-    api = JobApi(["#8 ERROR: failed to push"], job_conditions=[])
+    api = FakeJobApi(["#8 ERROR: failed to push"], job_conditions=[])
 
     async def complete_later() -> None:
         await asyncio.sleep(0.5)
